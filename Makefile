@@ -1,0 +1,45 @@
+# One task runner for everything: install, run, lint, type check, test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit integration e2e clean
+
+install: $(STAMP)
+
+# Pinned: constraints.txt holds the exact versions CI tests (asyncpg included).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+## Start the whole system on its embedded defaults; Ctrl-C stops it.
+run: install
+	$(BIN)/ledgerflow dev run
+
+## Lint, type check, then every test (unit, integration, end-to-end).
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+e2e: install
+	$(BIN)/pytest tests/e2e
+
+clean:
+	-$(BIN)/ledgerflow dev down
+	rm -rf $(VENV) .ledgerflow .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,122 @@
+"""`ledgerflow dev run` (what `make run` calls): the whole system in the foreground.
+
+Brings the embedded stack up, migrates every region, runs one worker process
+per region (restarting one that dies), prints where to look, and waits for
+Ctrl-C or SIGTERM. Then it stops the workers and only those servers that were
+not already running when it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from infra.stack import DevStack, ServiceStatus
+from ledgerflow.config import Settings
+from ledgerflow.store.migrate import upgrade_regions
+
+WORKER_STOP_TIMEOUT_S = 20.0
+RESTART_BACKOFF_S = 2.0
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _spawn_worker(region: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    log = (log_dir / f"worker-{region}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledgerflow", "worker", "--region", region],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _banner(settings: Settings, statuses: list[ServiceStatus], log_dir: Path) -> str:
+    by_name = {s.name: s for s in statuses}
+    ui = (
+        f"http://127.0.0.1:{settings.temporal_ui_port}"
+        if by_name["temporal"].state == "running"
+        else f"(external Temporal at {settings.temporal_address})"
+    )
+    lines = [
+        "",
+        "Ledgerflow is running.",
+        f"  Temporal Web UI : {ui}",
+        f"  Temporal        : {settings.temporal_address}",
+        f"  PostgreSQL      : {by_name['postgres'].endpoint} ({by_name['postgres'].detail})",
+        f"  S3              : {by_name['s3'].endpoint}",
+        f"  Workers         : {', '.join(settings.task_queue(r) for r in settings.regions)}"
+        f" (logs in {log_dir})",
+        "",
+        "Try, in another terminal:",
+        "  .venv/bin/ledgerflow account open bank-us --currency USD --unlimited-overdraft",
+        "  .venv/bin/ledgerflow account open alice --currency USD",
+        "  .venv/bin/ledgerflow transfer --from bank-us --to alice --amount 12.50 --currency USD",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def run_foreground(settings: Settings) -> int:
+    stack = DevStack(settings)
+    already_running = {s.name for s in stack.status() if s.state == "running"}
+    log_dir = settings.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print("starting the embedded stack ...", flush=True)
+        statuses = stack.up()
+        asyncio.run(upgrade_regions(settings))
+        workers = {r: _spawn_worker(r, log_dir) for r in settings.regions}
+        print(_banner(settings, statuses, log_dir), flush=True)
+        while True:
+            time.sleep(1.0)
+            for region, proc in list(workers.items()):
+                if proc.poll() is not None:
+                    print(
+                        f"worker {region} exited with {proc.returncode}; restarting "
+                        f"(see {log_dir / f'worker-{region}.log'})",
+                        flush=True,
+                    )
+                    time.sleep(RESTART_BACKOFF_S)
+                    workers[region] = _spawn_worker(region, log_dir)
+    except _Stop:
+        print("\nstopping ...", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_workers(workers)
+        for name, service in (("temporal", stack.temporal), ("s3", stack.s3),
+                              ("postgres", stack.postgres)):  # fmt: skip
+            if service is not None and name not in already_running:
+                service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped.", flush=True)
+    return 0
+
+
+def _stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in workers.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
+    for proc in workers.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

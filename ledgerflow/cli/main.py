@@ -1,0 +1,258 @@
+"""`ledgerflow` command line: the dev stack, workers, accounts, transfers, reads.
+
+Every command prints a readable table, or JSON with `--json`. An error prints
+one line on stderr and exits non-zero: 2 for a malformed request, 3 for a
+rejected transfer, 4 when a server cannot be reached, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from ledgerflow.config import Settings
+from ledgerflow.domain.errors import LedgerError
+from ledgerflow.domain.money import format_amount
+
+EXIT_UNREACHABLE = 4
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def emit(args: argparse.Namespace, value: Any, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    if args.json:
+        print(json.dumps(_plain(value), indent=2, sort_keys=True))
+    else:
+        print_table(rows, cols)
+
+
+# -- dev stack ------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.devrun import run_foreground
+    from infra.stack import DevStack
+
+    if args.dev_command == "run":
+        exit_code: int = run_foreground(settings)
+        return exit_code
+    stack = DevStack(settings)
+    if args.dev_command == "up":
+        statuses = stack.up()
+        from ledgerflow.store.migrate import upgrade_regions
+
+        if not settings.database_given or settings.migration_urls:
+            asyncio.run(upgrade_regions(settings))
+    elif args.dev_command == "down":
+        statuses = stack.down()
+    else:
+        statuses = stack.status()
+    emit(
+        args,
+        statuses,
+        [dataclasses.asdict(s) for s in statuses],
+        ["name", "state", "endpoint", "pid", "detail"],
+    )
+    return 0
+
+
+# -- worker ---------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.regional import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_worker(settings, args.region))
+    return 0
+
+
+# -- ledger operations (need Temporal and the databases) ---------------------------
+
+
+async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.client import LedgerClient
+
+    try:
+        ledger = await LedgerClient.connect(settings)
+    except RuntimeError as exc:  # the Temporal client's "failed client connect"
+        raise Unreachable(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
+    async with ledger:
+        if args.command == "account":
+            limit = None if args.unlimited_overdraft else args.overdraft_limit
+            account = await ledger.open_account(
+                args.account_id,
+                args.currency,
+                region=args.region,
+                overdraft_limit=limit,
+                initiated_by=args.initiated_by,
+            )
+            emit(
+                args,
+                account,
+                [dataclasses.asdict(account)],
+                ["account_id", "currency", "region", "overdraft_limit", "status", "opened_at"],
+            )
+        elif args.command == "transfer":
+            result = await ledger.transfer(
+                args.id or f"t-{uuid.uuid4().hex[:16]}",
+                args.from_account,
+                args.to_account,
+                args.amount,
+                args.currency,
+                initiated_by=args.initiated_by,
+                description=args.description,
+                region=args.region,
+            )
+            row = dataclasses.asdict(result) | {
+                "from_balance_after": _money(result.from_balance_after, args.currency),
+                "to_balance_after": _money(result.to_balance_after, args.currency),
+            }
+            emit(
+                args,
+                result,
+                [row],
+                ["transfer_id", "status", "from_balance_after", "to_balance_after", "confirmed_at"],
+            )
+        elif args.command == "balance":
+            balance = await ledger.balance(args.account_id)
+            row = dataclasses.asdict(balance) | {
+                "balance": format_amount(balance.balance, balance.currency)
+            }
+            emit(args, balance, [row], ["account_id", "balance", "version", "updated_at"])
+        elif args.command == "statement":
+            lines = await ledger.statement(
+                args.account_id, after_version=args.after_version, limit=args.limit
+            )
+            rows = [
+                dataclasses.asdict(line)
+                | {
+                    "amount": format_amount(line.amount, line.currency),
+                    "balance_after": format_amount(line.balance_after, line.currency),
+                }
+                for line in lines
+            ]
+            emit(
+                args,
+                lines,
+                rows,
+                ["version", "type", "amount", "balance_after", "counterparty", "transfer_id",
+                 "recorded_at"],
+            )  # fmt: skip
+    return 0
+
+
+def _money(value: int | None, currency: str) -> str | None:
+    return None if value is None else format_amount(value, currency)
+
+
+class Unreachable(Exception):
+    """A server the command needs does not answer."""
+
+
+# -- argument parsing -------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = argparse.ArgumentParser(
+        prog="ledgerflow", description=__doc__, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", parents=[common], help="the embedded local stack")
+    dev.add_argument("dev_command", choices=["up", "down", "status", "run"])
+
+    worker = sub.add_parser("worker", parents=[common], help="run one region's worker")
+    worker.add_argument("--region", required=True)
+
+    account = sub.add_parser("account", parents=[common], help="accounts")
+    account_sub = account.add_subparsers(dest="account_command", required=True)
+    opener = account_sub.add_parser("open", parents=[common], help="open an account")
+    opener.add_argument("account_id")
+    opener.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
+    opener.add_argument("--region", help="home region (default: LEDGERFLOW_DEFAULT_REGION)")
+    limits = opener.add_mutually_exclusive_group()
+    limits.add_argument(
+        "--overdraft-limit", type=int, default=0, help="in minor units (default 0: none)"
+    )
+    limits.add_argument(
+        "--unlimited-overdraft", action="store_true", help="for system/funding accounts"
+    )
+    opener.add_argument("--initiated-by", default="cli")
+
+    transfer = sub.add_parser("transfer", parents=[common], help="move money")
+    transfer.add_argument("--id", help="transfer id (idempotency key); generated if omitted")
+    transfer.add_argument("--from", dest="from_account", required=True)
+    transfer.add_argument("--to", dest="to_account", required=True)
+    transfer.add_argument("--amount", required=True, help="decimal in major units, e.g. 12.50")
+    transfer.add_argument("--currency", required=True)
+    transfer.add_argument("--initiated-by", default="cli")
+    transfer.add_argument("--description")
+    transfer.add_argument("--region", help="override the debited account's home region")
+
+    balance = sub.add_parser("balance", parents=[common], help="an account's balance")
+    balance.add_argument("account_id")
+
+    statement = sub.add_parser("statement", parents=[common], help="an account's postings")
+    statement.add_argument("account_id")
+    statement.add_argument("--after-version", type=int, default=0)
+    statement.add_argument("--limit", type=int, default=100)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "dev":
+            return cmd_dev(args, settings)
+        if args.command == "worker":
+            return cmd_worker(args, settings)
+        return asyncio.run(ledger_command(args, settings))
+    except LedgerError as exc:
+        print(f"error: {exc.type}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""LedgerClient: the typed Python SDK, a thin wrapper over the Temporal client.
+
+Writes go through workflows (`transfer`, `open_account`); reads come from the
+read models of the account's home region (`balance`, `statement`).
+
+    async with await LedgerClient.connect() as ledger:
+        await ledger.open_account("acc-1", "USD")
+        result = await ledger.transfer("t-1", "acc-1", "acc-2", "12.50", "USD",
+                                       initiated_by="alice")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError
+
+from ledgerflow import search_attributes as sa
+from ledgerflow.config import Settings
+from ledgerflow.domain.errors import (
+    AccountNotFound,
+    DuplicateTransferMismatch,
+    LedgerError,
+    error_from_type,
+)
+from ledgerflow.domain.model import (
+    Account,
+    OpenAccountRequest,
+    Transfer,
+    TransferRequest,
+    TransferResult,
+    TransferStatus,
+    require_id,
+)
+from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
+from ledgerflow.store.postgres import account_from_row, create_engine
+from workflows.account import OpenAccountWorkflow, account_workflow_id
+from workflows.transfer import TransferWorkflow
+
+T = TypeVar("T")
+
+
+def ledger_error_from(exc: BaseException) -> LedgerError | None:
+    """The typed ledger error inside a Temporal failure chain, if there is one."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            details = cause.details[0] if cause.details else {}
+            return error_from_type(
+                cause.type, cause.message, **(details if isinstance(details, dict) else {})
+            )
+        cause = cause.__cause__ or getattr(cause, "cause", None)
+    return None
+
+
+async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a Temporal call; a workflow's domain error comes back as its `LedgerError`."""
+    try:
+        return await call()
+    except (WorkflowFailureError, WorkflowUpdateFailedError) as exc:
+        error = ledger_error_from(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+class LedgerClient:
+    def __init__(self, temporal: Client, settings: Settings) -> None:
+        self.temporal = temporal
+        self.settings = settings
+        self._engines: dict[str, AsyncEngine] = {}
+        self._homes: dict[str, str] = {}
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> LedgerClient:
+        settings = settings or Settings.from_env()
+        temporal = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
+        return cls(temporal, settings)
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.dispose()
+        self._engines.clear()
+
+    async def __aenter__(self) -> LedgerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writes (workflows) ------------------------------------------------
+
+    async def open_account(
+        self,
+        account_id: str,
+        currency: str,
+        *,
+        region: str | None = None,
+        overdraft_limit: int | None = 0,
+        initiated_by: str = "sdk",
+        metadata: dict[str, Any] | None = None,
+    ) -> Account:
+        """Open an account (idempotent for identical attributes)."""
+        region = region or self.settings.default_region
+        self.settings.require_region(region)
+        request = OpenAccountRequest(
+            account_id=account_id,
+            currency=currency,
+            region=region,
+            overdraft_limit=overdraft_limit,
+            initiated_by=initiated_by,
+            metadata=metadata or {},
+        ).validated()
+        result = await typed_errors(
+            lambda: self.temporal.execute_workflow(
+                OpenAccountWorkflow.run,
+                request,
+                id=account_workflow_id(account_id),
+                task_queue=self.settings.task_queue(region),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=f"open {account_id} ({currency}, {region})",
+            )
+        )
+        self._homes[account_id] = region
+        return result.account
+
+    async def start_transfer(
+        self,
+        transfer_id: str,
+        from_account: str,
+        to_account: str,
+        amount: int | str | Decimal,
+        currency: str,
+        *,
+        initiated_by: str,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        region: str | None = None,
+    ) -> WorkflowHandle[TransferWorkflow, TransferResult]:
+        """Start a transfer and return its workflow handle (`await handle.result()`)."""
+        request, transfer = self._request(
+            transfer_id, from_account, to_account, amount, currency,
+            initiated_by, description, metadata,
+        )  # fmt: skip
+        region = region or await self._home_or_default(from_account)
+        return await self.temporal.start_workflow(
+            TransferWorkflow.run, request, **self._start_options(transfer, region)
+        )
+
+    async def transfer(
+        self,
+        transfer_id: str,
+        from_account: str,
+        to_account: str,
+        amount: int | str | Decimal,
+        currency: str,
+        *,
+        initiated_by: str,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        region: str | None = None,
+        raise_on_rejection: bool = True,
+    ) -> TransferResult:
+        """Run a transfer and return as soon as it is durably confirmed or rejected.
+
+        Resubmitting the same `transfer_id` returns the first outcome and never
+        posts twice; the same id with a different payload raises
+        `DuplicateTransferMismatch`. A rejected transfer raises its typed
+        error (e.g. `InsufficientFunds`) unless `raise_on_rejection=False`.
+        Malformed input raises before anything is sent.
+        """
+        request, transfer = self._request(
+            transfer_id, from_account, to_account, amount, currency,
+            initiated_by, description, metadata,
+        )  # fmt: skip
+        region = region or await self._home_or_default(from_account)
+        # Update-with-start: one round trip starts the workflow (or attaches to
+        # the running one with this id) and waits only until the outcome is
+        # recorded, not for the projection that follows it.
+        start = WithStartWorkflowOperation(
+            TransferWorkflow.run, request, **self._start_options(transfer, region)
+        )
+        result: TransferResult = await typed_errors(
+            lambda: self.temporal.execute_update_with_start_workflow(
+                TransferWorkflow.confirmation, start_workflow_operation=start
+            )
+        )
+        if result.fingerprint != transfer.fingerprint():
+            # We attached to a workflow already running for this id with
+            # another payload.
+            raise DuplicateTransferMismatch(
+                f"transfer id {transfer_id!r} was already used for a different transfer",
+                transfer_id=transfer_id,
+            )
+        if raise_on_rejection and result.status == TransferStatus.REJECTED:
+            error = error_from_type(
+                result.reason_type or "LedgerError", result.reason or "rejected",
+                transfer_id=transfer_id,
+            )  # fmt: skip
+            raise error
+        return result
+
+    def _request(
+        self,
+        transfer_id: str,
+        from_account: str,
+        to_account: str,
+        amount: int | str | Decimal,
+        currency: str,
+        initiated_by: str,
+        description: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> tuple[TransferRequest, Transfer]:
+        if isinstance(amount, Decimal):
+            amount = str(amount)
+        request = TransferRequest(
+            transfer_id=transfer_id,
+            from_account=from_account,
+            to_account=to_account,
+            amount=amount,
+            currency=currency,
+            initiated_by=initiated_by,
+            description=description,
+            metadata=metadata,
+        )
+        return request, request.validated()
+
+    def _start_options(self, transfer: Transfer, region: str) -> dict[str, Any]:
+        return {
+            "id": transfer.workflow_id,
+            "task_queue": self.settings.task_queue(region),
+            # A running workflow with this id is joined, not duplicated; a
+            # closed one may run again, and its append finds the recorded
+            # outcome in the store, which is the authority on exactly-once.
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            "static_summary": transfer.summary(),
+            "static_details": (
+                f"transfer {transfer.transfer_id} initiated by {transfer.initiated_by}"
+                + (f": {transfer.description}" if transfer.description else "")
+            ),
+            "search_attributes": TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.FROM_ACCOUNT, transfer.from_account),
+                    SearchAttributePair(sa.TO_ACCOUNT, transfer.to_account),
+                    SearchAttributePair(sa.REGION, region),
+                    SearchAttributePair(sa.CURRENCY, transfer.currency),
+                    SearchAttributePair(sa.AMOUNT, transfer.amount),
+                    SearchAttributePair(sa.STATUS, str(TransferStatus.PENDING)),
+                ]
+            ),
+        }
+
+    # -- reads (read models) ----------------------------------------------
+
+    def engine(self, region: str) -> AsyncEngine:
+        if region not in self._engines:
+            self._engines[region] = create_engine(
+                self.settings.database_url(region), self.settings, pool_size=2
+            )
+        return self._engines[region]
+
+    async def locate(self, account_id: str) -> str:
+        """The account's home region; raises `AccountNotFound`."""
+        require_id(account_id, "account_id")
+        if account_id in self._homes:
+            return self._homes[account_id]
+        for region in self.settings.regions:
+            async with self.engine(region).connect() as conn:
+                row = (
+                    await conn.execute(
+                        text("SELECT region FROM accounts WHERE account_id = :id"),
+                        {"id": account_id},
+                    )
+                ).first()
+            if row is not None:
+                self._homes[account_id] = row.region
+                return str(row.region)
+        raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+
+    async def _home_or_default(self, account_id: str) -> str:
+        """Where a transfer from `account_id` runs; an unknown account is rejected there."""
+        try:
+            return await self.locate(account_id)
+        except AccountNotFound:
+            return self.settings.default_region
+
+    async def account(self, account_id: str) -> Account:
+        region = await self.locate(account_id)
+        async with self.engine(region).connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT * FROM accounts WHERE account_id = :id"), {"id": account_id}
+                )
+            ).one()
+        return account_from_row(row)
+
+    async def balance(self, account_id: str) -> Balance:
+        """The account's balance from the read model (it may lag the write by moments)."""
+        region = await self.locate(account_id)
+        balance = await get_balance(self.engine(region), account_id)
+        if balance is None:
+            raise AccountNotFound(f"account {account_id!r} has no balance yet")
+        return balance
+
+    async def statement(
+        self, account_id: str, *, after_version: int = 0, limit: int = 100
+    ) -> list[StatementLine]:
+        """One page of postings; pass the last line's `version` to get the next."""
+        region = await self.locate(account_id)
+        return await get_statement(self.engine(region), account_id, after_version, limit)

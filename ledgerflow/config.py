@@ -1,0 +1,181 @@
+"""Settings: the one declared place for configuration.
+
+Every field is read from an environment variable (documented in the README,
+"Configuration"). When an endpoint variable is not given, the embedded default
+applies and `ledgerflow dev up` starts that server locally; when it is given,
+nothing is started for it and the real endpoint is used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+DEFAULT_REGIONS = ("us", "eu", "ap")
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value not in (None, "") else None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _env(env, name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _env(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured, with its embedded default.
+
+    `*_given` flags record whether an endpoint came from the environment: only
+    endpoints that were *not* given get an embedded server from `dev up`.
+    """
+
+    state_dir: Path = Path(".ledgerflow")
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    default_region: str = "us"
+    task_queue_prefix: str = "ledger"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_address_given: bool = False
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+
+    # PostgreSQL: one database per region. `{region}` in a URL template is
+    # replaced by the region name; LEDGERFLOW_DATABASE_URL_<REGION> overrides
+    # one region entirely.
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    database_url_template: str = (
+        "postgresql+asyncpg://ledgerflow_app@127.0.0.1:55432/ledgerflow_{region}"
+    )
+    migration_url_template: str = (
+        "postgresql+asyncpg://ledgerflow_owner@127.0.0.1:55432/ledgerflow_{region}"
+    )
+    database_urls: Mapping[str, str] = field(default_factory=dict)
+    migration_urls: Mapping[str, str] = field(default_factory=dict)
+    database_given: bool = False
+    db_pool_size: int = 10
+    db_lock_timeout_ms: int = 5_000
+    db_statement_timeout_ms: int = 30_000
+    db_idle_in_transaction_timeout_ms: int = 10_000
+
+    # S3 (the archive). moto[server] by default.
+    s3_endpoint_url: str = "http://127.0.0.1:55000"
+    s3_endpoint_given: bool = False
+    s3_bucket: str = "ledgerflow-archive"
+    s3_region: str = "us-east-1"
+
+    # Workers. (Activity timeouts and retries live in the workflow code: a
+    # change to them is a change to the workflow.)
+    worker_shutdown_grace: timedelta = timedelta(seconds=10)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        regions = tuple(
+            r.strip().lower()
+            for r in (_env(env, "LEDGERFLOW_REGIONS") or ",".join(DEFAULT_REGIONS)).split(",")
+            if r.strip()
+        )
+        if not regions:
+            raise ValueError("LEDGERFLOW_REGIONS names no region")
+        default_region = (_env(env, "LEDGERFLOW_DEFAULT_REGION") or regions[0]).lower()
+        if default_region not in regions:
+            raise ValueError(
+                f"LEDGERFLOW_DEFAULT_REGION={default_region!r} is not one of {regions}"
+            )
+        pg_port = _int(env, "LEDGERFLOW_PG_PORT", cls.pg_port)
+        db_template = _env(env, "LEDGERFLOW_DATABASE_URL")
+        mig_template = _env(env, "LEDGERFLOW_MIGRATION_DATABASE_URL")
+        per_region = {
+            r: url for r in regions if (url := _env(env, f"LEDGERFLOW_DATABASE_URL_{r.upper()}"))
+        }
+        per_region_mig = {
+            r: url
+            for r in regions
+            if (url := _env(env, f"LEDGERFLOW_MIGRATION_DATABASE_URL_{r.upper()}"))
+        }
+        temporal = _env(env, "LEDGERFLOW_TEMPORAL_ADDRESS")
+        s3 = _env(env, "LEDGERFLOW_S3_ENDPOINT_URL")
+        s3_port = _int(env, "LEDGERFLOW_S3_PORT", 55000)
+        return cls(
+            state_dir=Path(_env(env, "LEDGERFLOW_STATE_DIR") or ".ledgerflow").absolute(),
+            regions=regions,
+            default_region=default_region,
+            task_queue_prefix=_env(env, "LEDGERFLOW_TASK_QUEUE_PREFIX") or "ledger",
+            temporal_address=temporal or f"127.0.0.1:{_int(env, 'LEDGERFLOW_TEMPORAL_PORT', 7233)}",
+            temporal_address_given=temporal is not None,
+            temporal_namespace=_env(env, "LEDGERFLOW_TEMPORAL_NAMESPACE") or "default",
+            temporal_ui_port=_int(env, "LEDGERFLOW_TEMPORAL_UI_PORT", 8233),
+            pg_port=pg_port,
+            database_url_template=db_template
+            or f"postgresql+asyncpg://ledgerflow_app@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            migration_url_template=mig_template
+            or db_template
+            or f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            database_urls=per_region,
+            migration_urls=per_region_mig,
+            database_given=db_template is not None or bool(per_region),
+            db_pool_size=_int(env, "LEDGERFLOW_DB_POOL_SIZE", cls.db_pool_size),
+            db_lock_timeout_ms=_int(env, "LEDGERFLOW_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
+            db_statement_timeout_ms=_int(
+                env, "LEDGERFLOW_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms
+            ),
+            db_idle_in_transaction_timeout_ms=_int(
+                env,
+                "LEDGERFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                cls.db_idle_in_transaction_timeout_ms,
+            ),
+            s3_endpoint_url=s3 or f"http://127.0.0.1:{s3_port}",
+            s3_endpoint_given=s3 is not None,
+            s3_bucket=_env(env, "LEDGERFLOW_S3_BUCKET") or cls.s3_bucket,
+            s3_region=_env(env, "LEDGERFLOW_S3_REGION") or cls.s3_region,
+            worker_shutdown_grace=timedelta(
+                seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
+            ),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def task_queue(self, region: str) -> str:
+        return f"{self.task_queue_prefix}-{region}"
+
+    def database_url(self, region: str) -> str:
+        """URL the workers and clients use (the least-privileged app role)."""
+        self.require_region(region)
+        return self.database_urls.get(region) or self.database_url_template.format(region=region)
+
+    def migration_url(self, region: str) -> str:
+        """URL migrations run with (the schema owner role)."""
+        self.require_region(region)
+        return (
+            self.migration_urls.get(region)
+            or self.database_urls.get(region)
+            or self.migration_url_template.format(region=region)
+        )
+
+    def require_region(self, region: str) -> None:
+        if region not in self.regions:
+            raise ValueError(f"unknown region {region!r}; configured regions: {self.regions}")

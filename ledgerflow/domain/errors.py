@@ -1,0 +1,118 @@
+"""The ledger's error hierarchy.
+
+Every error has a stable `type` name. The workflow turns it into a
+non-retryable Temporal `ApplicationError` with that type; the SDK client turns
+such a Temporal error back into the same class; the CLI prints one line and
+exits with `exit_code`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    type: ClassVar[str] = "LedgerError"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RequestError(LedgerError):
+    """The request itself is malformed: nothing is written, not even a rejection."""
+
+    exit_code = 2
+
+
+class InvalidRequest(RequestError):
+    """A missing field, a malformed id, a value of the wrong type."""
+
+    type = "InvalidRequest"
+
+
+class InvalidAmount(RequestError):
+    """Zero, negative, fractional-minor-unit, non-numeric or overflowing amounts."""
+
+    type = "InvalidAmount"
+
+
+class UnknownCurrency(RequestError):
+    """Not an ISO 4217 currency code the ledger knows."""
+
+    type = "UnknownCurrency"
+
+
+class SameAccount(RequestError):
+    type = "SameAccount"
+
+
+class DuplicateTransferMismatch(RequestError):
+    """The transfer id was already used with a different payload."""
+
+    type = "DuplicateTransferMismatch"
+
+
+class AccountAlreadyExists(RequestError):
+    """An account id was already opened with different attributes."""
+
+    type = "AccountAlreadyExists"
+
+
+class TransferRejected(LedgerError):
+    """A well-formed transfer the ledger refused; recorded for audit, posts nothing."""
+
+    exit_code = 3
+
+
+class AccountNotFound(TransferRejected):
+    type = "AccountNotFound"
+
+
+class AccountClosed(TransferRejected):
+    type = "AccountClosed"
+
+
+class CurrencyMismatch(TransferRejected):
+    type = "CurrencyMismatch"
+
+
+class InsufficientFunds(TransferRejected):
+    type = "InsufficientFunds"
+
+
+ERROR_TYPES: dict[str, type[LedgerError]] = {
+    cls.type: cls
+    for cls in (
+        InvalidRequest,
+        InvalidAmount,
+        UnknownCurrency,
+        SameAccount,
+        DuplicateTransferMismatch,
+        AccountAlreadyExists,
+        AccountNotFound,
+        AccountClosed,
+        CurrencyMismatch,
+        InsufficientFunds,
+    )
+}
+
+#: Error types that must never be retried by Temporal.
+NON_RETRYABLE_TYPES: list[str] = sorted(ERROR_TYPES)
+
+#: Error types that end a transfer as "rejected" (recorded, posts nothing).
+REJECTION_TYPES: frozenset[str] = frozenset(
+    name for name, cls in ERROR_TYPES.items() if issubclass(cls, TransferRejected)
+)
+
+
+def error_from_type(type_name: str, message: str, **details: Any) -> LedgerError:
+    """Rebuild a typed error from its stable type name (e.g. from Temporal)."""
+    return ERROR_TYPES.get(type_name, LedgerError)(message, **details)

@@ -1,0 +1,66 @@
+"""Inputs and outputs of the ledger's activities, and their registered names.
+
+Workflows refer to activities by these names so that workflow modules never
+import the activity implementations (and with them SQLAlchemy and asyncpg).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ledgerflow.domain.model import Transfer, TransferResult
+
+VALIDATE_TRANSFER = "validate_transfer"
+APPEND_TRANSFER = "append_transfer"
+RECORD_REJECTION = "record_rejection"
+PROJECT_EVENTS = "project_events"
+OPEN_ACCOUNT = "open_account"
+
+
+@dataclass(frozen=True)
+class ValidateTransferInput:
+    transfer: Transfer
+
+
+@dataclass(frozen=True)
+class ValidateTransferOutput:
+    """The region whose store validated the transfer (the debited account's home)."""
+
+    region: str
+
+
+@dataclass(frozen=True)
+class AppendTransferInput:
+    transfer: Transfer
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordRejectionInput:
+    transfer: Transfer
+    reason_type: str
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectEventsInput:
+    event_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProjectEventsOutput:
+    applied: int
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    """What the workflow's `status` query answers."""
+
+    transfer_id: str | None
+    status: str
+    summary: str | None = None
+    reason_type: str | None = None
+    reason: str | None = None
+    result: TransferResult | None = None

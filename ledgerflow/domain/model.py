@@ -1,0 +1,278 @@
+"""Immutable records of the ledger: requests, results and events.
+
+Every workflow and activity takes one of these dataclasses and returns one.
+Amounts are `int` minor units with the currency beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ledgerflow.domain.errors import InvalidRequest, SameAccount
+from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount, minor_units, parse_amount
+
+#: Account, transfer and principal ids: readable, URL- and workflow-id-safe.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+MAX_METADATA_BYTES = 4096
+MAX_DESCRIPTION_CHARS = 500
+
+
+class EventType(StrEnum):
+    ACCOUNT_OPENED = "AccountOpened"
+    DEBITED = "Debited"
+    CREDITED = "Credited"
+
+
+class Leg(StrEnum):
+    """Which side of a transfer an event is: the money leaving or arriving."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+class TransferStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+def require_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise InvalidRequest(
+            f"{what} must be 1-64 characters of letters, digits and . _ : @ - "
+            f"(starting with a letter or digit), got {value!r}",
+            field=what,
+        )
+    return value
+
+
+def require_metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise InvalidRequest("metadata must be a JSON object with string keys", field="metadata")
+    try:
+        encoded = canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"metadata is not plain JSON: {exc}", field="metadata") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise InvalidRequest(
+            f"metadata is {len(encoded)} bytes; at most {MAX_METADATA_BYTES} are allowed",
+            field="metadata",
+        )
+    return dict(value)
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte string per value: sorted keys, no spaces, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+@dataclass(frozen=True)
+class OpenAccountRequest:
+    """Open an account homed in `region`.
+
+    `overdraft_limit` is how far below zero the balance may go, in minor
+    units: 0 (the default) allows no overdraft, `None` is unlimited and meant
+    for system accounts such as a funding or settlement account.
+    """
+
+    account_id: str
+    currency: str
+    region: str
+    overdraft_limit: int | None = 0
+    initiated_by: str = "system"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def validated(self) -> OpenAccountRequest:
+        require_id(self.account_id, "account_id")
+        minor_units(self.currency)
+        require_id(self.region, "region")
+        require_id(self.initiated_by, "initiated_by")
+        limit = self.overdraft_limit
+        if limit is not None and (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 0 <= limit <= MAX_MINOR_UNITS
+        ):
+            raise InvalidRequest(
+                "overdraft_limit must be a non-negative integer of minor units or null",
+                field="overdraft_limit",
+            )
+        require_metadata(self.metadata)
+        return self
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    currency: str
+    region: str
+    overdraft_limit: int | None
+    status: str
+    version: int
+    balance: int
+    opened_at: datetime
+    #: Hash of the account's latest event: the next event chains to it.
+    head_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """What a client asks for. `amount` is `int` minor units or a decimal string.
+
+    `initiated_by` is the principal (user or service) the transfer is
+    attributed to; it is written on both events for audit.
+    """
+
+    transfer_id: str
+    from_account: str
+    to_account: str
+    amount: int | str
+    currency: str
+    initiated_by: str
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    def validated(self) -> Transfer:
+        """Check the shape of the request; raise a `RequestError` if malformed."""
+        missing = [
+            name
+            for name in ("transfer_id", "from_account", "to_account", "currency", "initiated_by")
+            if getattr(self, name, None) in (None, "")
+        ]
+        if self.amount is None or self.amount == "":
+            missing.append("amount")
+        if missing:
+            raise InvalidRequest(f"missing field(s): {', '.join(missing)}", fields=missing)
+        require_id(self.transfer_id, "transfer_id")
+        require_id(self.from_account, "from_account")
+        require_id(self.to_account, "to_account")
+        require_id(self.initiated_by, "initiated_by")
+        amount = parse_amount(self.amount, self.currency)
+        if self.from_account == self.to_account:
+            raise SameAccount(f"from_account and to_account are both {self.from_account!r}")
+        if self.description is not None and (
+            not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_CHARS
+        ):
+            raise InvalidRequest(
+                f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters",
+                field="description",
+            )
+        return Transfer(
+            transfer_id=self.transfer_id,
+            from_account=self.from_account,
+            to_account=self.to_account,
+            amount=amount,
+            currency=self.currency,
+            initiated_by=self.initiated_by,
+            description=self.description,
+            metadata=require_metadata(self.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A validated transfer: exact amount, known currency, well-formed ids."""
+
+    transfer_id: str
+    from_account: str
+    to_account: str
+    amount: int
+    currency: str
+    initiated_by: str
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workflow_id(self) -> str:
+        return transfer_workflow_id(self.transfer_id)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the whole request: resubmitting the same id must match it."""
+        return hashlib.sha256(canonical_json(asdict(self))).hexdigest()
+
+    def summary(self) -> str:
+        return (
+            f"{format_amount(self.amount, self.currency)} {self.from_account} → {self.to_account}"
+        )
+
+
+def transfer_workflow_id(transfer_id: str) -> str:
+    return f"transfer-{transfer_id}"
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """The outcome of a transfer, identical on every resubmission of its id.
+
+    `confirmed_at` is when the events were durably recorded; balances are the
+    write-model balances right after this transfer's events.
+    """
+
+    transfer_id: str
+    status: str
+    fingerprint: str
+    region: str
+    reason_type: str | None = None
+    reason: str | None = None
+    debit_event_id: str | None = None
+    credit_event_id: str | None = None
+    from_balance_after: int | None = None
+    to_balance_after: int | None = None
+    confirmed_at: datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.status == TransferStatus.CONFIRMED
+
+
+@dataclass(frozen=True)
+class Event:
+    """One immutable entry of an account's history.
+
+    `amount` is signed: negative for `Debited` (money leaves the account),
+    positive for `Credited`, zero for `AccountOpened`. `version` counts the
+    account's events from 1; `hash` chains each event to the previous one of
+    the same account (see `ledgerflow.domain.hashing`).
+    """
+
+    event_id: str
+    type: str
+    account_id: str
+    version: int
+    amount: int
+    currency: str
+    balance_after: int
+    occurred_at: datetime
+    recorded_at: datetime
+    region: str
+    initiated_by: str
+    transfer_id: str | None
+    leg: str | None
+    counterparty: str | None
+    description: str | None
+    metadata: dict[str, Any]
+    prev_hash: str
+    hash: str
+    position: int | None = None
+    tx_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OpenAccountResult:
+    """`created` is False when the same account was already open (idempotent)."""
+
+    account: Account
+    created: bool
+    event_id: str

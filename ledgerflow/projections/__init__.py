@@ -1,0 +1,1 @@
+"""CQRS read models built from the event store: balances and statements."""

@@ -1,0 +1,135 @@
+"""The balance and statement views, and the writes that keep them current.
+
+Both writes are idempotent and commutative per account: the statement has one
+row per (account, version), inserted at most once; the balance row only moves
+forward to a higher version. Applying an event twice changes nothing, and
+applying one account's events in any order ends in the same state, so the
+transfer's projection activity and the catch-up projector can race freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledgerflow.domain.model import Event
+
+VIEWS = ("balance", "statement")
+
+
+@dataclass(frozen=True)
+class Balance:
+    """An account's balance as the read model holds it, at `version`."""
+
+    account_id: str
+    currency: str
+    balance: int
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One posting on an account, with the running balance right after it."""
+
+    account_id: str
+    version: int
+    event_id: str
+    type: str
+    transfer_id: str | None
+    counterparty: str | None
+    amount: int
+    currency: str
+    balance_after: int
+    recorded_at: datetime
+    description: str | None
+
+
+async def apply_events(conn: AsyncConnection, events: list[Event]) -> None:
+    """Apply `events` to both views inside the caller's transaction."""
+    if not events:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO statement_view (account_id, version, event_id, type, transfer_id, "
+            "counterparty, amount, currency, balance_after, recorded_at, description) "
+            "VALUES (:account_id, :version, CAST(:event_id AS uuid), :type, :transfer_id, "
+            ":counterparty, :amount, :currency, :balance_after, :recorded_at, :description) "
+            "ON CONFLICT (account_id, version) DO NOTHING"
+        ),
+        [
+            {
+                "account_id": e.account_id,
+                "version": e.version,
+                "event_id": e.event_id,
+                "type": e.type,
+                "transfer_id": e.transfer_id,
+                "counterparty": e.counterparty,
+                "amount": e.amount,
+                "currency": e.currency,
+                "balance_after": e.balance_after,
+                "recorded_at": e.recorded_at,
+                "description": e.description,
+            }
+            for e in events
+        ],
+    )
+    latest: dict[str, Event] = {}
+    for e in events:
+        if e.account_id not in latest or e.version > latest[e.account_id].version:
+            latest[e.account_id] = e
+    # Only a higher version may overwrite the balance: a late or repeated event
+    # for an older version leaves the newer balance in place.
+    await conn.execute(
+        text(
+            "INSERT INTO balance_view (account_id, currency, balance, version, updated_at) "
+            "VALUES (:account_id, :currency, :balance, :version, :updated_at) "
+            "ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, "
+            "version = excluded.version, updated_at = excluded.updated_at "
+            "WHERE balance_view.version < excluded.version"
+        ),
+        [
+            {
+                "account_id": e.account_id,
+                "currency": e.currency,
+                "balance": e.balance_after,
+                "version": e.version,
+                "updated_at": e.recorded_at,
+            }
+            for e in sorted(latest.values(), key=lambda e: e.account_id)
+        ],
+    )
+
+
+async def get_balance(engine: AsyncEngine, account_id: str) -> Balance | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT account_id, currency, balance, version, updated_at "
+                    "FROM balance_view WHERE account_id = :id"
+                ),
+                {"id": account_id},
+            )
+        ).first()
+    return Balance(**row._mapping) if row else None
+
+
+async def get_statement(
+    engine: AsyncEngine, account_id: str, after_version: int = 0, limit: int = 100
+) -> list[StatementLine]:
+    """One page of a statement, by keyset on version (constant time per page)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT account_id, version, event_id::text AS event_id, type, transfer_id, "
+                "counterparty, amount, currency, balance_after, recorded_at, description "
+                "FROM statement_view WHERE account_id = :id AND version > :after "
+                "ORDER BY version LIMIT :limit"
+            ),
+            {"id": account_id, "after": after_version, "limit": limit},
+        )
+        return [StatementLine(**r._mapping) for r in rows]

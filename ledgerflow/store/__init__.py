@@ -1,0 +1,1 @@
+"""The event store (write model) and its PostgreSQL implementation."""

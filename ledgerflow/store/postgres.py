@@ -1,0 +1,583 @@
+"""The PostgreSQL event store: one database per region.
+
+Concurrency model, in one paragraph: a transfer is one READ COMMITTED
+transaction that locks both account rows with `SELECT ... FOR UPDATE` in
+sorted order, re-reads the idempotency record under those locks, checks the
+policy, and writes the two events, the transfer record and the new balances
+in a single statement. The row locks serialize writers per account (so the
+per-account version and hash chain need no other coordination); sorted
+order rules out deadlocks between transfers over the same pair.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ledgerflow.config import Settings
+from ledgerflow.domain.errors import (
+    AccountAlreadyExists,
+    AccountClosed,
+    AccountNotFound,
+    CurrencyMismatch,
+    DuplicateTransferMismatch,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidRequest,
+    LedgerError,
+)
+from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
+from ledgerflow.domain.model import (
+    Account,
+    Event,
+    EventType,
+    Leg,
+    OpenAccountRequest,
+    OpenAccountResult,
+    Transfer,
+    TransferResult,
+    TransferStatus,
+    canonical_json,
+)
+from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount
+from ledgerflow.store.base import EventStore, TailCursor
+
+#: Event ids are derived from business keys, so a retried append that lost its
+#: reply computes the same ids and collides with what it already wrote.
+_EVENT_NAMESPACE = uuid.UUID("6f1b9d1e-3c55-4c1a-9a53-1c2f0e8a7b10")
+
+
+def event_id_for(key: str) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, key))
+
+
+def create_engine(url: str, settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+    """One pool per process and region; timeouts keep a stuck session from stalling others."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "lock_timeout": str(settings.db_lock_timeout_ms),
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "idle_in_transaction_session_timeout": str(
+                    settings.db_idle_in_transaction_timeout_ms
+                ),
+                "application_name": "ledgerflow",
+            }
+        },
+    )
+
+
+_ACCOUNT_COLUMNS = (
+    "account_id, currency, region, overdraft_limit, status, version, balance, "
+    "head_hash, opened_at, metadata"
+)
+_EVENT_COLUMNS = (
+    "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
+    "balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg, "
+    "counterparty, description, metadata, prev_hash, hash"
+)
+_TRANSFER_COLUMNS = (
+    "transfer_id, fingerprint, status, region, reason_type, reason, "
+    "debit_event_id::text AS debit_event_id, credit_event_id::text AS credit_event_id, "
+    "from_balance_after, to_balance_after, recorded_at"
+)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    return dict(value)
+
+
+def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
+    m = row._mapping if isinstance(row, Row) else row
+    return Account(
+        account_id=m["account_id"],
+        currency=m["currency"],
+        region=m["region"],
+        overdraft_limit=m["overdraft_limit"],
+        status=m["status"],
+        version=m["version"],
+        balance=m["balance"],
+        opened_at=m["opened_at"],
+        head_hash=m["head_hash"],
+        metadata=_json(m["metadata"]),
+    )
+
+
+def event_from_row(row: Row[Any]) -> Event:
+    m = row._mapping
+    return Event(
+        event_id=m["event_id"],
+        type=m["type"],
+        account_id=m["account_id"],
+        version=m["version"],
+        amount=m["amount"],
+        currency=m["currency"],
+        balance_after=m["balance_after"],
+        occurred_at=m["occurred_at"],
+        recorded_at=m["recorded_at"],
+        region=m["region"],
+        initiated_by=m["initiated_by"],
+        transfer_id=m["transfer_id"],
+        leg=m["leg"],
+        counterparty=m["counterparty"],
+        description=m["description"],
+        metadata=_json(m["metadata"]),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+        position=m["position"],
+        tx_id=m["tx_id"],
+    )
+
+
+def _transfer_result_from_row(row: Row[Any]) -> TransferResult:
+    m = row._mapping
+    return TransferResult(
+        transfer_id=m["transfer_id"],
+        status=m["status"],
+        fingerprint=m["fingerprint"],
+        region=m["region"],
+        reason_type=m["reason_type"],
+        reason=m["reason"],
+        debit_event_id=m["debit_event_id"],
+        credit_event_id=m["credit_event_id"],
+        from_balance_after=m["from_balance_after"],
+        to_balance_after=m["to_balance_after"],
+        confirmed_at=m["recorded_at"] if m["status"] == TransferStatus.CONFIRMED else None,
+    )
+
+
+def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResult:
+    """Exactly-once: the recorded outcome stands, if and only if the payload is the same."""
+    if existing.fingerprint != transfer.fingerprint():
+        raise DuplicateTransferMismatch(
+            f"transfer id {transfer.transfer_id!r} was already used for a different transfer",
+            transfer_id=transfer.transfer_id,
+        )
+    return existing
+
+
+def check_policy(transfer: Transfer, source: Account | None, target: Account | None) -> None:
+    """The business rules of a transfer, given the two accounts as they stand."""
+    for account_id, account in ((transfer.from_account, source), (transfer.to_account, target)):
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+        if account.status != "open":
+            raise AccountClosed(f"account {account_id!r} is closed", account_id=account_id)
+        if account.currency != transfer.currency:
+            raise CurrencyMismatch(
+                f"account {account_id!r} holds {account.currency}, "
+                f"the transfer is in {transfer.currency}",
+                account_id=account_id,
+            )
+    assert source is not None and target is not None
+    remaining = source.balance - transfer.amount
+    if source.overdraft_limit is not None and remaining < -source.overdraft_limit:
+        raise InsufficientFunds(
+            f"account {source.account_id!r} has a balance of "
+            f"{format_amount(source.balance, source.currency)} and an overdraft limit of "
+            f"{format_amount(source.overdraft_limit, source.currency)}; "
+            f"{format_amount(transfer.amount, transfer.currency)} exceeds what it may spend",
+            account_id=source.account_id,
+        )
+    if target.balance + transfer.amount > MAX_MINOR_UNITS or remaining < -MAX_MINOR_UNITS:
+        raise InvalidAmount("the transfer would overflow an account balance")
+
+
+_APPEND_WRITES = text(
+    """
+    WITH posted AS (
+        INSERT INTO events (event_id, type, account_id, version, amount, currency,
+            balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,
+            counterparty, description, metadata, prev_hash, hash)
+        VALUES
+            (CAST(:d_event_id AS uuid), 'Debited', :from_account, :d_version, :d_amount,
+             :currency, :d_balance, :occurred_at, :recorded_at, :region, :initiated_by,
+             :transfer_id, 'debit', :to_account, :description, CAST(:metadata AS jsonb),
+             :d_prev, :d_hash),
+            (CAST(:c_event_id AS uuid), 'Credited', :to_account, :c_version, :c_amount,
+             :currency, :c_balance, :occurred_at, :recorded_at, :region, :initiated_by,
+             :transfer_id, 'credit', :from_account, :description, CAST(:metadata AS jsonb),
+             :c_prev, :c_hash)
+    ), recorded AS (
+        INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
+            to_account, amount, currency, initiated_by, description, metadata,
+            debit_event_id, credit_event_id, from_balance_after, to_balance_after,
+            occurred_at, recorded_at)
+        VALUES (:transfer_id, :fingerprint, 'confirmed', :region, :from_account, :to_account,
+            :amount, :currency, :initiated_by, :description, CAST(:metadata AS jsonb),
+            CAST(:d_event_id AS uuid), CAST(:c_event_id AS uuid), :d_balance, :c_balance,
+            :occurred_at, :recorded_at)
+    )
+    UPDATE accounts AS a
+       SET version = v.version, balance = v.balance, head_hash = v.head_hash
+      FROM (VALUES
+            (CAST(:from_account AS text), CAST(:d_version AS bigint),
+             CAST(:d_balance AS bigint), CAST(:d_hash AS text)),
+            (CAST(:to_account AS text), CAST(:c_version AS bigint),
+             CAST(:c_balance AS bigint), CAST(:c_hash AS text))
+           ) AS v (account_id, version, balance, head_hash)
+     WHERE a.account_id = v.account_id
+    """
+)
+
+
+class PostgresEventStore(EventStore):
+    """`EventStore` on one region's PostgreSQL database.
+
+    `before_commit` is called inside the append transaction, after the writes
+    and before the commit; tests use it to hold a transaction open and prove
+    that tailing readers never skip a late commit.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        region: str,
+        before_commit: Callable[[Transfer], Awaitable[None]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.region = region
+        self._before_commit = before_commit
+
+    # -- accounts ---------------------------------------------------------
+
+    async def open_account(
+        self, request: OpenAccountRequest, occurred_at: datetime
+    ) -> OpenAccountResult:
+        request.validated()
+        if request.region != self.region:
+            raise InvalidRequest(
+                f"account {request.account_id!r} is homed in {request.region!r}; "
+                f"this is the {self.region!r} store",
+                field="region",
+            )
+        event_id = event_id_for(f"account/{request.account_id}/opened")
+        async with self.engine.begin() as conn:
+            now = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+            content = event_content(
+                event_id=event_id,
+                type=EventType.ACCOUNT_OPENED,
+                account_id=request.account_id,
+                version=1,
+                amount=0,
+                currency=request.currency,
+                balance_after=0,
+                occurred_at=occurred_at,
+                recorded_at=now,
+                region=request.region,
+                initiated_by=request.initiated_by,
+                transfer_id=None,
+                leg=None,
+                counterparty=None,
+                description=None,
+                metadata=request.metadata,
+            )
+            digest = chain_hash(GENESIS_HASH, content)
+            # ON CONFLICT DO NOTHING: a concurrent or repeated open of the same id
+            # inserts nothing, and we compare against what is there instead.
+            inserted = await conn.execute(
+                text(
+                    "INSERT INTO accounts (account_id, currency, region, overdraft_limit, "
+                    "version, balance, head_hash, opened_at, metadata) VALUES (:account_id, "
+                    ":currency, :region, :overdraft_limit, 1, 0, :hash, :now, "
+                    "CAST(:metadata AS jsonb)) ON CONFLICT (account_id) DO NOTHING "
+                    "RETURNING account_id"
+                ),
+                {
+                    "account_id": request.account_id,
+                    "currency": request.currency,
+                    "region": request.region,
+                    "overdraft_limit": request.overdraft_limit,
+                    "hash": digest,
+                    "now": now,
+                    "metadata": canonical_json(request.metadata).decode(),
+                },
+            )
+            created = inserted.first() is not None
+            if created:
+                await conn.execute(
+                    text(
+                        "INSERT INTO events (event_id, type, account_id, version, amount, "
+                        "currency, balance_after, occurred_at, recorded_at, region, "
+                        "initiated_by, metadata, prev_hash, hash) VALUES (CAST(:event_id AS "
+                        "uuid), 'AccountOpened', :account_id, 1, 0, :currency, 0, :occurred_at, "
+                        ":now, :region, :initiated_by, CAST(:metadata AS jsonb), :prev, :hash)"
+                    ),
+                    {
+                        "event_id": event_id,
+                        "account_id": request.account_id,
+                        "currency": request.currency,
+                        "occurred_at": occurred_at,
+                        "now": now,
+                        "region": request.region,
+                        "initiated_by": request.initiated_by,
+                        "metadata": canonical_json(request.metadata).decode(),
+                        "prev": GENESIS_HASH,
+                        "hash": digest,
+                    },
+                )
+            account = await self._account(conn, request.account_id)
+        assert account is not None
+        if not created and (
+            account.currency != request.currency
+            or account.region != request.region
+            or account.overdraft_limit != request.overdraft_limit
+        ):
+            raise AccountAlreadyExists(
+                f"account {request.account_id!r} already exists with currency "
+                f"{account.currency}, region {account.region}, overdraft limit "
+                f"{account.overdraft_limit}",
+                account_id=request.account_id,
+            )
+        return OpenAccountResult(account=account, created=created, event_id=event_id)
+
+    async def _account(self, conn: AsyncConnection, account_id: str) -> Account | None:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = :id"),
+                {"id": account_id},
+            )
+        ).first()
+        return account_from_row(row) if row else None
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self.engine.connect() as conn:
+            return await self._account(conn, account_id)
+
+    # -- transfers --------------------------------------------------------
+
+    async def check_transfer(self, transfer: Transfer) -> None:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids)"),
+                {"ids": [transfer.from_account, transfer.to_account]},
+            )
+            found = {a.account_id: a for a in map(account_from_row, rows)}
+        check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
+
+    async def append_transfer(
+        self, transfer: Transfer, region: str, occurred_at: datetime
+    ) -> TransferResult:
+        async with self.engine.begin() as conn:
+            # Lock both rows in sorted order: the LockRows step sits above the
+            # sort, so every transfer acquires its locks in the same order and
+            # two transfers over one pair of accounts cannot deadlock.
+            rows = await conn.execute(
+                text(
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids) "
+                    "ORDER BY account_id FOR UPDATE"
+                ),
+                {"ids": [transfer.from_account, transfer.to_account]},
+            )
+            found = {a.account_id: a for a in map(account_from_row, rows)}
+            # Read the idempotency record only *after* taking the locks: a
+            # concurrent attempt with the same id holds the same locks, so by
+            # now its commit (if any) is visible to this statement's snapshot.
+            head = (
+                await conn.execute(
+                    text(
+                        f"SELECT clock_timestamp() AS now, t.* FROM (SELECT 1) AS one "
+                        f"LEFT JOIN (SELECT {_TRANSFER_COLUMNS} FROM transfers "
+                        f"WHERE transfer_id = :id) AS t ON true"
+                    ),
+                    {"id": transfer.transfer_id},
+                )
+            ).one()
+            if head.transfer_id is not None:
+                return _same_transfer(_transfer_result_from_row(head), transfer)
+            source, target = found.get(transfer.from_account), found.get(transfer.to_account)
+            check_policy(transfer, source, target)
+            assert source is not None and target is not None
+            now: datetime = head.now
+            params = self._append_params(transfer, region, occurred_at, now, source, target)
+            await conn.execute(_APPEND_WRITES, params)
+            if self._before_commit is not None:
+                await self._before_commit(transfer)
+        return TransferResult(
+            transfer_id=transfer.transfer_id,
+            status=TransferStatus.CONFIRMED,
+            fingerprint=params["fingerprint"],
+            region=region,
+            debit_event_id=params["d_event_id"],
+            credit_event_id=params["c_event_id"],
+            from_balance_after=params["d_balance"],
+            to_balance_after=params["c_balance"],
+            confirmed_at=now,
+        )
+
+    @staticmethod
+    def _append_params(
+        transfer: Transfer,
+        region: str,
+        occurred_at: datetime,
+        now: datetime,
+        source: Account,
+        target: Account,
+    ) -> dict[str, Any]:
+        """Both events of a transfer, each chained to its account's previous hash."""
+        params: dict[str, Any] = {
+            "transfer_id": transfer.transfer_id,
+            "fingerprint": transfer.fingerprint(),
+            "from_account": transfer.from_account,
+            "to_account": transfer.to_account,
+            "amount": transfer.amount,
+            "currency": transfer.currency,
+            "initiated_by": transfer.initiated_by,
+            "description": transfer.description,
+            "metadata": canonical_json(transfer.metadata).decode(),
+            "occurred_at": occurred_at,
+            "recorded_at": now,
+            "region": region,
+        }
+        legs = (
+            ("d", source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, transfer.to_account),
+            ("c", target, transfer.amount, Leg.CREDIT, EventType.CREDITED, transfer.from_account),
+        )
+        for prefix, account, amount, leg, kind, counterparty in legs:
+            event_id = event_id_for(f"transfer/{transfer.transfer_id}/{leg}")
+            content = event_content(
+                event_id=event_id,
+                type=kind,
+                account_id=account.account_id,
+                version=account.version + 1,
+                amount=amount,
+                currency=transfer.currency,
+                balance_after=account.balance + amount,
+                occurred_at=occurred_at,
+                recorded_at=now,
+                region=region,
+                initiated_by=transfer.initiated_by,
+                transfer_id=transfer.transfer_id,
+                leg=leg,
+                counterparty=counterparty,
+                description=transfer.description,
+                metadata=transfer.metadata,
+            )
+            prev = account.head_hash
+            params |= {
+                f"{prefix}_event_id": event_id,
+                f"{prefix}_version": account.version + 1,
+                f"{prefix}_amount": amount,
+                f"{prefix}_balance": account.balance + amount,
+                f"{prefix}_prev": prev,
+                f"{prefix}_hash": chain_hash(prev, content),
+            }
+        return params
+
+    async def record_rejection(
+        self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        async with self.engine.begin() as conn:
+            # DO NOTHING on conflict: whatever was recorded first for this id
+            # (a confirmation or an earlier rejection) is the outcome that stands.
+            await conn.execute(
+                text(
+                    "INSERT INTO transfers (transfer_id, fingerprint, status, region, "
+                    "from_account, to_account, amount, currency, initiated_by, description, "
+                    "metadata, reason_type, reason, occurred_at, recorded_at) VALUES "
+                    "(:transfer_id, :fingerprint, 'rejected', :region, :from_account, "
+                    ":to_account, :amount, :currency, :initiated_by, :description, "
+                    "CAST(:metadata AS jsonb), :reason_type, :reason, :occurred_at, "
+                    "clock_timestamp()) ON CONFLICT (transfer_id) DO NOTHING"
+                ),
+                {
+                    "transfer_id": transfer.transfer_id,
+                    "fingerprint": transfer.fingerprint(),
+                    "region": region,
+                    "from_account": transfer.from_account,
+                    "to_account": transfer.to_account,
+                    "amount": transfer.amount,
+                    "currency": transfer.currency,
+                    "initiated_by": transfer.initiated_by,
+                    "description": transfer.description,
+                    "metadata": canonical_json(transfer.metadata).decode(),
+                    "reason_type": error.type,
+                    "reason": error.message,
+                    "occurred_at": occurred_at,
+                },
+            )
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
+                    {"id": transfer.transfer_id},
+                )
+            ).one()
+        return _same_transfer(_transfer_result_from_row(row), transfer)
+
+    async def get_transfer(self, transfer_id: str) -> TransferResult | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
+                    {"id": transfer_id},
+                )
+            ).first()
+        return _transfer_result_from_row(row) if row else None
+
+    # -- reading events ---------------------------------------------------
+
+    async def account_events(
+        self, account_id: str, after_version: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :id "
+                    "AND version > :after ORDER BY version LIMIT :limit"
+                ),
+                {"id": account_id, "after": after_version, "limit": limit},
+            )
+            return [event_from_row(r) for r in rows]
+
+    async def events_by_id(self, event_ids: list[str]) -> list[Event]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    f"SELECT {_EVENT_COLUMNS} FROM events "
+                    "WHERE event_id = ANY(CAST(:ids AS uuid[])) ORDER BY position"
+                ),
+                {"ids": event_ids},
+            )
+            return [event_from_row(r) for r in rows]
+
+    async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
+        async with self.engine.connect() as conn:
+            return await read_events_below_horizon(conn, after, limit)
+
+
+async def read_events_below_horizon(
+    conn: AsyncConnection, after: TailCursor, limit: int
+) -> list[Event]:
+    """The global-order tail (DESIGN.md section 4, first pitfall).
+
+    Only rows written by transactions older than the oldest one still running
+    (`pg_snapshot_xmin`) are returned. Those transactions are all finished,
+    and any transaction that commits later has an id at or above that horizon,
+    so it sorts after everything returned here: ordering by (tx_id, position)
+    and resuming after the last row read can never skip a late commit.
+    """
+    rows = await conn.execute(
+        text(
+            f"SELECT {_EVENT_COLUMNS} FROM events "
+            "WHERE (tx_id, position) > (:tx_id, :position) "
+            "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
+            "ORDER BY tx_id, position LIMIT :limit"
+        ),
+        {"tx_id": after.tx_id, "position": after.position, "limit": limit},
+    )
+    return [event_from_row(r) for r in rows]

@@ -1,0 +1,1 @@
+"""Worker processes: one per region (`ledgerflow worker --region us`)."""

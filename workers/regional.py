@@ -1,0 +1,83 @@
+"""The regional worker: serves task queue `ledger-<region>` for one region.
+
+One process per region holds one connection pool to that region's database
+(shared by every activity), runs the Temporal worker, and runs the catch-up
+projector in the background so that the read models heal even if a
+workflow's projection step was lost. SIGINT/SIGTERM stop it gracefully:
+in-flight activities finish, then the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ledger import LedgerActivities
+from ledgerflow.config import Settings
+from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.store.migrate import upgrade
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from workflows.account import OpenAccountWorkflow
+from workflows.transfer import TransferWorkflow
+
+log = logging.getLogger("ledgerflow.worker")
+
+WORKFLOWS: Sequence[type] = (TransferWorkflow, OpenAccountWorkflow)
+
+
+def build_worker(client: Client, settings: Settings, region: str, engine: AsyncEngine) -> Worker:
+    activities = LedgerActivities(PostgresEventStore(engine, region))
+    return Worker(
+        client,
+        task_queue=settings.task_queue(region),
+        workflows=list(WORKFLOWS),
+        activities=activities.all(),
+        max_concurrent_activities=max(settings.db_pool_size * 2, 8),
+        graceful_shutdown_timeout=settings.worker_shutdown_grace,
+    )
+
+
+async def run_projector(engine: AsyncEngine, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+    """Keep the views caught up; on failure record it, stay put, and retry later."""
+    projector = CatchUpProjector(engine)
+    while not stop.is_set():
+        try:
+            await projector.catch_up()
+        except Exception:
+            log.exception("catch-up projector failed; position kept, retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+
+async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None = None) -> None:
+    settings.require_region(region)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await upgrade(settings.migration_url(region))
+    engine = create_engine(settings.database_url(region), settings)
+    try:
+        client = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
+        worker = build_worker(client, settings, region, engine)
+        log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
+        async with worker:
+            projector = asyncio.create_task(run_projector(engine, stop))
+            print(
+                f"ledgerflow worker: region {region}, task queue {settings.task_queue(region)}",
+                flush=True,
+            )
+            await stop.wait()
+            log.info("shutting down worker for region %s", region)
+            await projector
+    finally:
+        await engine.dispose()

@@ -1,0 +1,36 @@
+"""OpenAccountWorkflow: open an account in its home region, idempotently."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from ledgerflow.domain.errors import LedgerError
+    from ledgerflow.domain.messages import OPEN_ACCOUNT
+    from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult
+    from workflows.transfer import ACTIVITY_TIMEOUT, RETRY_POLICY
+
+
+def account_workflow_id(account_id: str) -> str:
+    return f"account-{account_id}"
+
+
+@workflow.defn
+class OpenAccountWorkflow:
+    @workflow.run
+    async def run(self, request: OpenAccountRequest) -> OpenAccountResult:
+        try:
+            request.validated()
+        except LedgerError as exc:
+            raise ApplicationError(
+                exc.message, exc.details, type=exc.type, non_retryable=True
+            ) from None
+        result: OpenAccountResult = await workflow.execute_activity(
+            OPEN_ACCOUNT,
+            request,
+            result_type=OpenAccountResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_POLICY,
+        )
+        return result
