@@ -10,10 +10,11 @@ global serialization point (DESIGN.md section 4).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ledgerflow.domain.model import canonical_json
+from ledgerflow.domain.model import Event, canonical_json
 
 #: The "previous hash" of an account's first event.
 GENESIS_HASH = "0" * 64
@@ -68,3 +69,48 @@ def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
     digest.update(bytes.fromhex(prev_hash))
     digest.update(canonical_json(content))
     return digest.hexdigest()
+
+
+class ChainBroken(Exception):
+    """An account's history does not verify; names the first bad event."""
+
+    def __init__(self, account_id: str, version: int, problem: str) -> None:
+        super().__init__(f"account {account_id!r}, version {version}: {problem}")
+        self.account_id = account_id
+        self.version = version
+        self.problem = problem
+
+
+def verify_chain(events: Sequence[Event]) -> str:
+    """Check one account's events from version 1; return the head hash.
+
+    Versions must run 1, 2, 3, ... without a gap, each balance must be the
+    previous one plus the amount, and each hash must be the hash of the
+    event's content chained to the previous event's hash.
+    """
+    prev_hash, balance = GENESIS_HASH, 0
+    for expected_version, event in enumerate(events, start=1):
+        if event.version != expected_version:
+            raise ChainBroken(
+                event.account_id, event.version, f"expected version {expected_version}"
+            )
+        if event.prev_hash != prev_hash:
+            raise ChainBroken(event.account_id, event.version, "prev_hash does not link")
+        balance += event.amount
+        if event.balance_after != balance:
+            raise ChainBroken(
+                event.account_id, event.version, f"balance_after is not the running sum {balance}"
+            )
+        content = event_content(
+            event_id=event.event_id, type=event.type, account_id=event.account_id,
+            version=event.version, amount=event.amount, currency=event.currency,
+            balance_after=event.balance_after, occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at, region=event.region,
+            initiated_by=event.initiated_by, transfer_id=event.transfer_id, leg=event.leg,
+            counterparty=event.counterparty, description=event.description,
+            metadata=event.metadata,
+        )  # fmt: skip
+        if chain_hash(prev_hash, content) != event.hash:
+            raise ChainBroken(event.account_id, event.version, "hash does not match content")
+        prev_hash = event.hash
+    return prev_hash

