@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from ledgerflow.config import Settings
+from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
@@ -34,8 +35,11 @@ WORKFLOWS: Sequence[type] = (TransferWorkflow, OpenAccountWorkflow)
 
 def build_worker(client: Client, settings: Settings, region: str, engine: AsyncEngine) -> Worker:
     activities = LedgerActivities(PostgresEventStore(engine, region))
+    # The worker decodes with the ledger's converter whatever client it was given.
+    config = client.config()
+    config["data_converter"] = DATA_CONVERTER
     return Worker(
-        client,
+        Client(**config),
         task_queue=settings.task_queue(region),
         workflows=list(WORKFLOWS),
         activities=activities.all(),
@@ -66,7 +70,9 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
     engine = create_engine(settings.database_url(region), settings)
     try:
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=DATA_CONVERTER,
         )
         worker = build_worker(client, settings, region, engine)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))

@@ -1,0 +1,263 @@
+"""TransferWorkflow end to end: SDK client → real Temporal → regional worker →
+real PostgreSQL, and back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from ledgerflow import search_attributes as sa
+from ledgerflow.client import LedgerClient
+from ledgerflow.domain.errors import (
+    AccountClosed,
+    AccountNotFound,
+    CurrencyMismatch,
+    DuplicateTransferMismatch,
+    InsufficientFunds,
+    LedgerError,
+)
+from ledgerflow.domain.model import TransferRequest, TransferResult
+from tests.support import count_rows, eventually, postings
+from workflows.transfer import TransferWorkflow
+
+Ids = Callable[[str], str]
+
+
+async def funded_pair(ledger: LedgerClient, uid: Ids, amount: str = "100.00") -> tuple[str, str]:
+    bank, a, b = uid("bank"), uid("alice"), uid("bob")
+    await ledger.open_account(bank, "USD", overdraft_limit=None)
+    await ledger.open_account(a, "USD")
+    await ledger.open_account(b, "USD")
+    await ledger.transfer(uid("fund"), bank, a, amount, "USD", initiated_by="treasury")
+    return a, b
+
+
+async def test_a_transfer_is_confirmed_posted_projected_and_visible_in_temporal(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("t")
+    result = await ledger.transfer(
+        tid, a, b, "12.50", "USD", initiated_by="alice", description="lunch"
+    )
+    assert result.status == "confirmed"
+    assert (result.from_balance_after, result.to_balance_after) == (8750, 1250)
+    assert result.confirmed_at is not None and result.region == "us"
+    assert await postings(engines["us"], tid) == 2
+
+    # The read model catches up moments after the confirmation.
+    async def projected() -> bool:
+        return (await ledger.balance(b)).balance == 1250
+
+    await eventually(projected)
+    lines = await ledger.statement(b)
+    assert [(x.type, x.amount, x.balance_after) for x in lines] == [
+        ("AccountOpened", 0, 0),
+        ("Credited", 1250, 1250),
+    ]
+    assert lines[1].counterparty == a and lines[1].description == "lunch"
+
+    handle = workers.get_workflow_handle_for(TransferWorkflow.run, f"transfer-{tid}")
+    status = await handle.query(TransferWorkflow.status)
+    assert status.status == "confirmed" and status.summary == f"12.50 USD {a} → {b}"
+    described = await handle.describe()
+    attributes = described.typed_search_attributes
+    assert attributes.get(sa.FROM_ACCOUNT) == a
+    assert attributes.get(sa.TO_ACCOUNT) == b
+    assert attributes.get(sa.AMOUNT) == 1250
+    assert attributes.get(sa.CURRENCY) == "USD"
+    assert attributes.get(sa.REGION) == "us"
+    assert attributes.get(sa.STATUS) == "confirmed"
+    assert await described.static_summary() == f"12.50 USD {a} → {b}"
+    assert await handle.result() == result
+
+    # Operators filter on these attributes in the Web UI; visibility is eventual.
+    async def listed() -> bool:
+        query = f'LedgerFromAccount = "{a}" AND LedgerStatus = "confirmed"'
+        return [w.id async for w in workers.list_workflows(query)] == [f"transfer-{tid}"]
+
+    await eventually(listed)
+
+
+async def test_plain_execute_workflow_works_without_the_sdk(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("raw")
+    result = await workers.execute_workflow(
+        TransferWorkflow.run,
+        TransferRequest(tid, a, b, 300, "USD", initiated_by="script"),
+        id=f"transfer-{tid}",
+        task_queue=ledger.settings.task_queue("us"),
+    )
+    assert isinstance(result, TransferResult)
+    assert (result.status, result.from_balance_after) == ("confirmed", 9700)
+    # The region attribute is set by the workflow itself when a client did not.
+    described = await workers.get_workflow_handle(f"transfer-{tid}").describe()
+    assert described.typed_search_attributes.get(sa.REGION) == "us"
+
+
+async def test_resubmitting_an_id_returns_the_first_result_and_never_posts_twice(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("t")
+    first = await ledger.transfer(tid, a, b, "10.00", "USD", initiated_by="alice")
+    again = await ledger.transfer(tid, a, b, "10.00", "USD", initiated_by="alice")
+    assert again == first
+    concurrent = await asyncio.gather(
+        *(ledger.transfer(tid, a, b, 1000, "USD", initiated_by="alice") for _ in range(5))
+    )
+    assert all(r == first for r in concurrent)
+    with pytest.raises(DuplicateTransferMismatch):
+        await ledger.transfer(tid, a, b, "10.01", "USD", initiated_by="alice")
+    assert await postings(engines["us"], tid) == 2
+    assert (await ledger.account(a)).balance == 9000
+
+
+async def test_concurrent_first_submissions_of_one_id_post_once(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("race")
+    results = await asyncio.gather(
+        *(ledger.transfer(tid, a, b, 500, "USD", initiated_by="alice") for _ in range(8))
+    )
+    assert len({r.debit_event_id for r in results}) == 1
+    assert await postings(engines["us"], tid) == 2
+    assert (await ledger.account(a)).balance == 9500
+
+
+async def close_account(owner_engine: AsyncEngine, account_id: str) -> None:
+    # No close operation exists yet; an operator closes it in the write model.
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE accounts SET status = 'closed' WHERE account_id = :a"), {"a": account_id}
+        )
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("insufficient", InsufficientFunds),
+        ("unknown_target", AccountNotFound),
+        ("unknown_source", AccountNotFound),
+        ("currency", CurrencyMismatch),
+        ("closed", AccountClosed),
+    ],
+)
+async def test_a_rejected_transfer_posts_nothing_and_is_recorded_with_its_reason(
+    ledger: LedgerClient,
+    workers: Client,
+    engines: dict[str, AsyncEngine],
+    owner_engine: AsyncEngine,
+    uid: Ids,
+    case: str,
+    error: type[LedgerError],
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    eur = uid("eur")
+    await ledger.open_account(eur, "EUR")
+    if case == "closed":
+        await close_account(owner_engine, b)
+    source, target, amount, currency = {
+        "insufficient": (a, b, "100.01", "USD"),
+        "unknown_target": (a, uid("ghost"), "1.00", "USD"),
+        "unknown_source": (uid("ghost"), b, "1.00", "USD"),
+        "currency": (a, eur, "1.00", "USD"),
+        "closed": (a, b, "1.00", "USD"),
+    }[case]
+    tid = uid("t")
+    events_before = await count_rows(engines["us"], "events")
+    with pytest.raises(error) as caught:
+        await ledger.transfer(tid, source, target, amount, currency, initiated_by="alice")
+    assert caught.value.message
+    assert await count_rows(engines["us"], "events") == events_before
+    assert (await ledger.account(a)).balance == 10000
+    async with engines["us"].connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status, reason_type, reason FROM transfers WHERE transfer_id = :t"),
+                {"t": tid},
+            )
+        ).one()
+    assert (row.status, row.reason_type) == ("rejected", error.type)
+    assert row.reason == caught.value.message
+    # The workflow completes with the rejection as its result (not a failure),
+    # and the Web UI can filter rejected transfers.
+    result = await workers.get_workflow_handle_for(TransferWorkflow.run, f"transfer-{tid}").result()
+    assert (result.status, result.reason_type) == ("rejected", error.type)
+    not_raised = await ledger.transfer(
+        tid, source, target, amount, currency, initiated_by="alice", raise_on_rejection=False
+    )
+    assert not_raised == result
+
+
+MISSING = object()  # the key is left out of the payload altogether
+RAW_BAD_INPUT: list[tuple[dict[str, Any], str]] = [
+    ({"amount": 0}, "InvalidAmount"),
+    ({"amount": -100}, "InvalidAmount"),
+    ({"amount": "1.001"}, "InvalidAmount"),
+    ({"amount": 2**63}, "InvalidAmount"),
+    ({"amount": "NaN"}, "InvalidAmount"),
+    ({"amount": "Infinity"}, "InvalidAmount"),
+    ({"amount": None}, "InvalidRequest"),
+    ({"currency": "ZZZ"}, "UnknownCurrency"),
+    ({"to_account": "SAME"}, "SameAccount"),
+    ({"transfer_id": "has space"}, "InvalidRequest"),
+    ({"from_account": "x'; DROP TABLE events; --"}, "InvalidRequest"),
+    ({"to_account": "名前"}, "InvalidRequest"),
+    ({"initiated_by": None}, "InvalidRequest"),
+    ({"metadata": {"blob": "x" * 10_000}}, "InvalidRequest"),
+    ({"metadata": "not an object"}, "InvalidRequest"),
+    ({"amount": [100]}, "InvalidAmount"),
+    ({"amount": 1.5}, "InvalidAmount"),
+    ({"from_account": 42}, "InvalidRequest"),
+    ({"currency": MISSING}, "InvalidRequest"),
+    ({"transfer_id": MISSING}, "InvalidRequest"),
+]
+
+
+@pytest.mark.parametrize(("change", "error_type"), RAW_BAD_INPUT)
+async def test_bad_input_started_raw_fails_typed_and_writes_nothing(
+    ledger: LedgerClient,
+    workers: Client,
+    engines: dict[str, AsyncEngine],
+    uid: Ids,
+    change: dict[str, Any],
+    error_type: str,
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    payload: dict[str, Any] = {
+        "transfer_id": uid("bad"),
+        "from_account": a,
+        "to_account": b,
+        "amount": 100,
+        "currency": "USD",
+        "initiated_by": "fuzzer",
+    } | change
+    if payload["to_account"] == "SAME":
+        payload["to_account"] = a
+    payload = {key: value for key, value in payload.items() if value is not MISSING}
+    counts = [await count_rows(engines["us"], t) for t in ("events", "transfers")]
+    with pytest.raises(WorkflowFailureError) as caught:
+        # A raw dict, as a client in another language would send it.
+        await workers.execute_workflow(
+            "TransferWorkflow",
+            payload,
+            id=f"transfer-raw-{uuid.uuid4().hex[:8]}",
+            task_queue=ledger.settings.task_queue("us"),
+            result_type=TransferResult,
+        )
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == error_type and cause.non_retryable
+    assert [await count_rows(engines["us"], t) for t in ("events", "transfers")] == counts
