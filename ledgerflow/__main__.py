@@ -1,6 +1,4 @@
-import sys
-
-from ledgerflow.cli.main import main
+from ledgerflow.cli.main import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -254,5 +255,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """Console entry point: run `main` and leave without interpreter teardown.
+
+    The Temporal client's Rust runtime threads can outlive the event loop, and
+    CPython's finalization then aborts the process with "PyGILState_Release:
+    thread state must be current" (temporalio/sdk-python#300, still open):
+    a command that succeeded would exit with SIGABRT. Everything this process
+    owes is flushed first, so skipping the teardown loses nothing.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,0 +1,92 @@
+"""Determinism: recorded workflow histories must replay on the current code.
+
+`tests/histories/*.json` are real histories recorded from this code (a
+confirmed transfer, a rejected one, a malformed one, an account opening). A
+change to workflow code that would break running workflows makes these
+replays fail. To record them again after an intended, versioned change:
+
+    LEDGERFLOW_RECORD_HISTORIES=1 .venv/bin/pytest tests/e2e/test_replay.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.worker import Replayer
+
+from ledgerflow.client import LedgerClient
+from ledgerflow.converter import DATA_CONVERTER
+from ledgerflow.domain.errors import InsufficientFunds
+from ledgerflow.domain.model import TransferRequest
+from workers.regional import WORKFLOWS
+from workflows.account import account_workflow_id
+from workflows.transfer import TransferWorkflow
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+Ids = Callable[[str], str]
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
+
+
+async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, str]:
+    """Run one workflow of every kind and outcome; return their histories as JSON."""
+    bank, alice, bob = uid("bank"), uid("alice"), uid("bob")
+    await ledger.open_account(bank, "USD", overdraft_limit=None)
+    await ledger.open_account(alice, "USD")
+    await ledger.open_account(bob, "USD")
+    confirmed, rejected, malformed = uid("ok"), uid("rejected"), uid("malformed")
+    await ledger.transfer(confirmed, bank, alice, "25.00", "USD", initiated_by="t")
+    with pytest.raises(InsufficientFunds):
+        await ledger.transfer(rejected, alice, bob, "99.00", "USD", initiated_by="t")
+    with pytest.raises(WorkflowFailureError):
+        await client.execute_workflow(
+            TransferWorkflow.run,
+            TransferRequest(malformed, alice, alice, 1, "USD", "t"),
+            id=f"transfer-{malformed}",
+            task_queue=ledger.settings.task_queue("us"),
+        )
+    ids = {
+        "transfer_confirmed": f"transfer-{confirmed}",
+        "transfer_rejected": f"transfer-{rejected}",
+        "transfer_malformed": f"transfer-{malformed}",
+        "account_opened": account_workflow_id(alice),
+    }
+    histories = {}
+    for name, workflow_id in ids.items():
+        handle = client.get_workflow_handle(workflow_id)
+        # Wait for the workflow to close, so the history is complete.
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        histories[name] = (await handle.fetch_history()).to_json()
+    return histories
+
+
+async def test_fresh_histories_of_every_outcome_replay(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    histories = await record(ledger, workers, uid)
+    for name, history_json in histories.items():
+        await replayer().replay_workflow(WorkflowHistory.from_json(name, history_json))
+    if os.environ.get("LEDGERFLOW_RECORD_HISTORIES") == "1":
+        HISTORIES.mkdir(exist_ok=True)
+        for name, history_json in histories.items():
+            (HISTORIES / f"{name}.json").write_text(history_json)
+
+
+RECORDED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json"))}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+async def test_recorded_histories_replay_on_the_current_code(name: str) -> None:
+    await replayer().replay_workflow(WorkflowHistory.from_json(name, RECORDED[name]))
+
+
+def test_every_workflow_type_has_a_recorded_history() -> None:
+    assert {name.split("_")[0] for name in RECORDED} >= {"transfer", "account"}
