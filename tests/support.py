@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,3 +41,14 @@ def repo_root() -> Path:
 async def postings(engine: AsyncEngine, transfer_id: str) -> int:
     """How many events a transfer id has posted (2 when it posted once)."""
     return await count_rows(engine, "events", "transfer_id = :t", t=transfer_id)
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            # Held open until all are chosen, so the kernel cannot hand out one twice.
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports

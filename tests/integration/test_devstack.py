@@ -25,6 +25,7 @@ from infra.s3 import EmbeddedS3, s3_client
 from infra.stack import DevStack, ServiceStatus
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
+from tests.support import distinct_free_ports
 
 T = TypeVar("T")
 PORT_VARIABLES = (
@@ -43,17 +44,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(count):
-            # Held open until all are chosen, so the kernel cannot hand out one twice.
-            sock = held.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
 
 
 def stack_env(tmp_path: Path, **overrides: str) -> dict[str, str]:

@@ -1,0 +1,64 @@
+"""`make run` as a newcomer uses it: `ledgerflow dev run` brings up the whole
+system from nothing, a second terminal confirms a transfer, Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from infra.process import port_free
+from tests.support import distinct_free_ports
+
+
+def ledgerflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledgerflow", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    temporal, ui, pg, s3 = distinct_free_ports(4)
+    env = os.environ | {
+        "LEDGERFLOW_STATE_DIR": str(tmp_path / "state"),
+        "LEDGERFLOW_TEMPORAL_PORT": str(temporal),
+        "LEDGERFLOW_TEMPORAL_UI_PORT": str(ui),
+        "LEDGERFLOW_PG_PORT": str(pg),
+        "LEDGERFLOW_S3_PORT": str(s3),
+    }
+    log = (tmp_path / "run.log").open("w+")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "ledgerflow", "dev", "run"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "Press Ctrl-C" not in Path(log.name).read_text():
+            assert run.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, Path(log.name).read_text()
+            time.sleep(0.2)
+        banner = Path(log.name).read_text()
+        assert f"http://127.0.0.1:{ui}" in banner
+
+        for args in (
+            ["account", "open", "bank-eu", "--currency", "EUR", "--region", "eu",
+             "--unlimited-overdraft"],
+            ["account", "open", "anna", "--currency", "EUR", "--region", "eu"],
+        ):  # fmt: skip
+            opened = ledgerflow(env, *args)
+            assert opened.returncode == 0, opened.stderr
+        sent = ledgerflow(env, "transfer", "--from", "bank-eu", "--to", "anna",
+                          "--amount", "9.99", "--currency", "EUR")  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        assert "confirmed" in sent.stdout and "9.99 EUR" in sent.stdout
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=60)
+    output = Path(log.name).read_text()
+    assert code == 0, output
+    assert output.rstrip().endswith("stopped.")
+    assert all(port_free(port) for port in (temporal, ui, pg, s3))
