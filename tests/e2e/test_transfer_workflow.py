@@ -261,3 +261,17 @@ async def test_bad_input_started_raw_fails_typed_and_writes_nothing(
     assert isinstance(cause, ApplicationError)
     assert cause.type == error_type and cause.non_retryable
     assert [await count_rows(engines["us"], t) for t in ("events", "transfers")] == counts
+
+
+async def test_start_transfer_returns_a_handle_to_the_running_workflow(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("async")
+    handle = await ledger.start_transfer(tid, a, b, "1.00", "USD", initiated_by="batch")
+    assert handle.id == f"transfer-{tid}"
+    result = await handle.result()
+    assert (result.status, result.to_balance_after) == ("confirmed", 100)
+    # After `result()` the workflow has also projected: the read model is current.
+    assert (await ledger.balance(b)).balance == 100
+    assert await postings(engines["us"], tid) == 2
