@@ -136,7 +136,8 @@ class Settings:
             or f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
             database_urls=per_region,
             migration_urls=per_region_mig,
-            database_given=db_template is not None or bool(per_region),
+            # The embedded server is needed unless every region's database is given.
+            database_given=db_template is not None or set(per_region) == set(regions),
             db_pool_size=_int(env, "LEDGERFLOW_DB_POOL_SIZE", cls.db_pool_size),
             db_lock_timeout_ms=_int(env, "LEDGERFLOW_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             db_statement_timeout_ms=_int(

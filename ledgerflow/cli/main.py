@@ -68,11 +68,10 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         return exit_code
     stack = DevStack(settings)
     if args.dev_command == "up":
-        statuses = stack.up()
         from ledgerflow.store.migrate import upgrade_regions
 
-        if not settings.database_given or settings.migration_urls:
-            asyncio.run(upgrade_regions(settings))
+        statuses = stack.up()
+        asyncio.run(upgrade_regions(settings))
     elif args.dev_command == "down":
         statuses = stack.down()
     else:

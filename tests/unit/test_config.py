@@ -1,0 +1,61 @@
+"""Settings: every endpoint is configurable, and embedded defaults apply only when not given."""
+
+import pytest
+
+from ledgerflow.config import Settings
+
+
+def test_defaults_are_the_embedded_stack() -> None:
+    s = Settings.from_env({})
+    assert s.regions == ("us", "eu", "ap") and s.default_region == "us"
+    assert not (s.temporal_address_given or s.database_given or s.s3_endpoint_given)
+    assert (
+        s.database_url("eu") == "postgresql+asyncpg://ledgerflow_app@127.0.0.1:55432/ledgerflow_eu"
+    )
+    assert s.migration_url("eu").startswith("postgresql+asyncpg://ledgerflow_owner@")
+    assert s.task_queue("ap") == "ledger-ap"
+
+
+def test_given_endpoints_replace_the_defaults() -> None:
+    s = Settings.from_env(
+        {
+            "LEDGERFLOW_TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "LEDGERFLOW_DATABASE_URL": "postgresql+asyncpg://app@db/ledger_{region}",
+            "LEDGERFLOW_MIGRATION_DATABASE_URL": "postgresql+asyncpg://owner@db/ledger_{region}",
+            "LEDGERFLOW_DATABASE_URL_AP": "postgresql+asyncpg://app@db-ap/ledger",
+            "LEDGERFLOW_S3_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com",
+            "LEDGERFLOW_REGIONS": "eu, ap",
+        }
+    )
+    assert s.temporal_address == "temporal.internal:7233" and s.temporal_address_given
+    assert s.database_url("eu") == "postgresql+asyncpg://app@db/ledger_eu"
+    assert s.database_url("ap") == "postgresql+asyncpg://app@db-ap/ledger"
+    assert s.migration_url("eu") == "postgresql+asyncpg://owner@db/ledger_eu"
+    assert s.database_given and s.s3_endpoint_given and s.default_region == "eu"
+
+
+def test_one_region_given_still_needs_the_embedded_server_for_the_others() -> None:
+    partial = Settings.from_env({"LEDGERFLOW_DATABASE_URL_US": "postgresql+asyncpg://x@h/db"})
+    assert not partial.database_given
+    complete = Settings.from_env(
+        {"LEDGERFLOW_REGIONS": "us", "LEDGERFLOW_DATABASE_URL_US": "postgresql+asyncpg://x@h/db"}
+    )
+    assert complete.database_given
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LEDGERFLOW_DEFAULT_REGION": "mars"}, "not one of"),
+        ({"LEDGERFLOW_PG_PORT": "five"}, "must be an integer"),
+        ({"LEDGERFLOW_REGIONS": " , "}, "names no region"),
+    ],
+)
+def test_bad_configuration_is_a_clear_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(env)
+
+
+def test_an_unknown_region_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown region"):
+        Settings.from_env({}).database_url("mars")
