@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from ledgerflow.domain.errors import LedgerError, error_from_type
 from ledgerflow.domain.messages import (
@@ -34,6 +33,7 @@ from ledgerflow.domain.messages import (
 from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult, TransferResult
 from ledgerflow.projections.views import apply_events
 from ledgerflow.store.postgres import PostgresEventStore
+from ledgerflow.temporal_errors import to_application_error
 
 
 @contextmanager
@@ -41,7 +41,7 @@ def domain_errors_as_application_errors() -> Iterator[None]:
     try:
         yield
     except LedgerError as exc:
-        raise ApplicationError(exc.message, exc.details, type=exc.type, non_retryable=True) from exc
+        raise to_application_error(exc) from exc
 
 
 class LedgerActivities:

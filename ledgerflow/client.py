@@ -11,6 +11,7 @@ read models of the account's home region (`balance`, `statement`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import TracebackType
@@ -31,11 +32,12 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from ledgerflow import search_attributes as sa
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import (
+    AccountAlreadyExists,
     AccountNotFound,
     DuplicateTransferMismatch,
     LedgerError,
@@ -128,6 +130,13 @@ class LedgerClient:
         """Open an account (idempotent for identical attributes)."""
         region = region or self.settings.default_region
         self.settings.require_region(region)
+        with contextlib.suppress(AccountNotFound):
+            home = await self.locate(account_id)
+            if home != region:
+                raise AccountAlreadyExists(
+                    f"account {account_id!r} already exists in region {home!r}",
+                    account_id=account_id,
+                )
         request = OpenAccountRequest(
             account_id=account_id,
             currency=currency,
@@ -136,19 +145,36 @@ class LedgerClient:
             initiated_by=initiated_by,
             metadata=metadata or {},
         ).validated()
-        result = await typed_errors(
-            lambda: self.temporal.execute_workflow(
-                OpenAccountWorkflow.run,
-                request,
-                id=account_workflow_id(account_id),
-                task_queue=self.settings.task_queue(region),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"open {account_id} ({currency}, {region})",
+        workflow_id = account_workflow_id(account_id)
+        try:
+            result = await typed_errors(
+                lambda: self.temporal.execute_workflow(
+                    OpenAccountWorkflow.run,
+                    request,
+                    id=workflow_id,
+                    task_queue=self.settings.task_queue(region),
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    # One account id, one opening, in whichever region.
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    static_summary=f"open {account_id} ({currency}, {region})",
+                )
             )
-        )
+        except WorkflowAlreadyStartedError:
+            handle = self.temporal.get_workflow_handle_for(OpenAccountWorkflow.run, workflow_id)
+            result = await typed_errors(handle.result)
+        account = result.account
+        if (account.currency, account.region, account.overdraft_limit) != (
+            request.currency,
+            request.region,
+            request.overdraft_limit,
+        ):
+            raise AccountAlreadyExists(
+                f"account {account_id!r} already exists with currency {account.currency}, "
+                f"region {account.region}, overdraft limit {account.overdraft_limit}",
+                account_id=account_id,
+            )
         self._homes[account_id] = region
-        return result.account
+        return account
 
     async def start_transfer(
         self,
@@ -169,9 +195,15 @@ class LedgerClient:
             initiated_by, description, metadata,
         )  # fmt: skip
         region = region or await self._home_or_default(from_account)
-        return await self.temporal.start_workflow(
-            TransferWorkflow.run, request, **self._start_options(transfer, region)
-        )
+        try:
+            return await self.temporal.start_workflow(
+                TransferWorkflow.run, request, **self._start_options(transfer, region)
+            )
+        except WorkflowAlreadyStartedError:
+            return self._closed_transfer(transfer)
+
+    def _closed_transfer(self, transfer: Transfer) -> WorkflowHandle[TransferWorkflow, Any]:
+        return self.temporal.get_workflow_handle_for(TransferWorkflow.run, transfer.workflow_id)
 
     async def transfer(
         self,
@@ -206,11 +238,17 @@ class LedgerClient:
         start = WithStartWorkflowOperation(
             TransferWorkflow.run, request, **self._start_options(transfer, region)
         )
-        result: TransferResult = await typed_errors(
-            lambda: self.temporal.execute_update_with_start_workflow(
-                TransferWorkflow.confirmation, start_workflow_operation=start
+        try:
+            result: TransferResult = await typed_errors(
+                lambda: self.temporal.execute_update_with_start_workflow(
+                    TransferWorkflow.confirmation, start_workflow_operation=start
+                )
             )
-        )
+        except WorkflowAlreadyStartedError:
+            # A closed run holds this id: its outcome stands (compared below).
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await start.workflow_handle()  # consume the operation's failed future
+            result = await typed_errors(self._closed_transfer(transfer).result)
         if result.fingerprint != transfer.fingerprint():
             # We attached to a workflow already running for this id with
             # another payload.
@@ -255,11 +293,12 @@ class LedgerClient:
         return {
             "id": transfer.workflow_id,
             "task_queue": self.settings.task_queue(region),
-            # A running workflow with this id is joined, not duplicated; a
-            # closed one may run again, and its append finds the recorded
-            # outcome in the store, which is the authority on exactly-once.
+            # A running workflow with this id is joined, and a closed one is
+            # never run again: the workflow id guards the transfer id across
+            # every region. Past the namespace's retention the region's store,
+            # which records every outcome, still refuses to post twice.
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
             "static_summary": transfer.summary(),
             "static_details": (
                 f"transfer {transfer.transfer_id} initiated by {transfer.initiated_by}"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.errors import LedgerError
     from ledgerflow.domain.messages import OPEN_ACCOUNT
     from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult
+    from ledgerflow.temporal_errors import to_application_error
     from workflows.transfer import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
@@ -23,9 +23,7 @@ class OpenAccountWorkflow:
         try:
             request.validated()
         except LedgerError as exc:
-            raise ApplicationError(
-                exc.message, exc.details, type=exc.type, non_retryable=True
-            ) from None
+            raise to_application_error(exc) from None
         result: OpenAccountResult = await workflow.execute_activity(
             OPEN_ACCOUNT,
             request,

@@ -7,7 +7,7 @@ no database library is ever imported here. Nothing runs at import time.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from temporalio import workflow
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateTransferOutput,
     )
     from ledgerflow.domain.model import Transfer, TransferRequest, TransferResult, TransferStatus
+    from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
 
 #: Timeouts and retries are part of the workflow's code: infrastructure errors
 #: retry with backoff for as long as it takes (a region's database may be down
@@ -42,10 +43,6 @@ RETRY_POLICY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
-
-
-def request_error(exc: LedgerError) -> ApplicationError:
-    return ApplicationError(exc.message, exc.details, type=exc.type, non_retryable=True)
 
 
 @workflow.defn
@@ -62,7 +59,7 @@ class TransferWorkflow:
             transfer = request.validated()
         except LedgerError as exc:
             # A malformed request writes nothing, not even a rejection record.
-            await self._fail(request_error(exc))
+            await self._fail(to_application_error(exc))
         self._transfer = transfer
         workflow.upsert_search_attributes(
             [
@@ -92,22 +89,12 @@ class TransferWorkflow:
                 retry_policy=RETRY_POLICY,
             )
         except ActivityError as err:
-            cause = err.cause
-            if not isinstance(cause, ApplicationError) or cause.type not in NON_RETRYABLE_TYPES:
+            cause = domain_cause(err)
+            if cause is None:
                 raise
             if cause.type not in REJECTION_TYPES:
-                await self._fail(
-                    ApplicationError(cause.message, type=cause.type, non_retryable=True)
-                )
-            # The store records the refusal, or returns whatever was recorded
-            # for this id first: the outcome of a transfer id never changes.
-            result = await workflow.execute_activity(
-                RECORD_REJECTION,
-                RecordRejectionInput(transfer, cause.type or "", cause.message, occurred_at),
-                result_type=TransferResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
+                await self._fail(reraised(cause))
+            result = await self._record_rejection(transfer, cause, occurred_at)
         self._result = result
         self._status = result.status
         workflow.upsert_search_attributes([sa.STATUS.value_set(result.status)])
@@ -127,6 +114,27 @@ class TransferWorkflow:
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    async def _record_rejection(
+        self, transfer: Transfer, cause: ApplicationError, occurred_at: datetime
+    ) -> TransferResult:
+        """The store records the refusal, or returns whatever was recorded for this
+        id first: the outcome of a transfer id never changes."""
+        try:
+            rejected: TransferResult = await workflow.execute_activity(
+                RECORD_REJECTION,
+                RecordRejectionInput(transfer, cause.type or "", cause.message, occurred_at),
+                result_type=TransferResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        except ActivityError as err:
+            # e.g. DuplicateTransferMismatch: this id already stands for another transfer.
+            recorded = domain_cause(err)
+            if recorded is None:
+                raise
+            await self._fail(reraised(recorded))
+        return rejected
 
     async def _fail(self, error: ApplicationError) -> NoReturn:
         """End the workflow with a typed error, after answering any waiting caller."""

@@ -53,11 +53,44 @@ def require_id(value: object, what: str) -> str:
     return value
 
 
+def require_text(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise InvalidRequest(f"{what} must not contain NUL characters", field=what)
+
+
+def _check_metadata_value(value: object) -> None:
+    """Plain JSON that survives PostgreSQL's jsonb unchanged, so hashes verify.
+
+    Floats do not (jsonb normalises 1e16 to 10000000000000000), so numbers
+    must be integers; put decimals in strings. NUL cannot be stored at all.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidRequest("metadata keys must be strings", field="metadata")
+            require_text(key, "metadata")
+            _check_metadata_value(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_metadata_value(item)
+    elif isinstance(value, str):
+        require_text(value, "metadata")
+    elif isinstance(value, float):
+        raise InvalidRequest(
+            "metadata numbers must be integers (put decimals in strings)", field="metadata"
+        )
+    elif value is not None and not isinstance(value, int):
+        raise InvalidRequest(
+            f"metadata holds a {type(value).__name__}, which is not JSON", field="metadata"
+        )
+
+
 def require_metadata(value: object) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+    if not isinstance(value, dict):
         raise InvalidRequest("metadata must be a JSON object with string keys", field="metadata")
+    _check_metadata_value(value)
     try:
         encoded = canonical_json(value)
     except (TypeError, ValueError) as exc:
@@ -169,6 +202,8 @@ class TransferRequest:
                 f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters",
                 field="description",
             )
+        if self.description is not None:
+            require_text(self.description, "description")
         return Transfer(
             transfer_id=self.transfer_id,
             from_account=self.from_account,

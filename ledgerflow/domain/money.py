@@ -49,27 +49,42 @@ def parse_amount(value: object, currency: str) -> int:
             f"amount must be an integer of minor units or a decimal string, "
             f"got {type(value).__name__}",
         )
-    if isinstance(value, int):
-        minor = value
-    else:
-        text = value.strip() if isinstance(value, str) else value
-        try:
-            major = Decimal(text)
-        except InvalidOperation:
-            raise InvalidAmount(f"amount {value!r} is not a decimal number") from None
-        if not major.is_finite():
-            raise InvalidAmount(f"amount {value!r} is not a finite number")
-        scaled = major.scaleb(exponent)
-        if scaled != scaled.to_integral_value():
-            raise InvalidAmount(
-                f"amount {value!r} has more than {exponent} decimal places for {currency}"
-            )
-        minor = int(scaled)
+    minor = value if isinstance(value, int) else _decimal_to_minor(value, exponent, currency)
     if minor <= 0:
         raise InvalidAmount(f"amount must be positive, got {value!r}")
     if minor > MAX_MINOR_UNITS:
         raise InvalidAmount(f"amount {value!r} exceeds the largest amount the ledger holds")
     return minor
+
+
+def _decimal_to_minor(value: str | Decimal, exponent: int, currency: str) -> int:
+    """Exact conversion by integer arithmetic on the decimal's digits.
+
+    No `Decimal` arithmetic is used: it rounds to the context's precision
+    (28 digits by default), which would accept "1.0000000000000000000000000001"
+    as 1.00, and it raises on huge exponents.
+    """
+    try:
+        major = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise InvalidAmount(f"amount {value!r} is not a decimal number") from None
+    if not major.is_finite():
+        raise InvalidAmount(f"amount {value!r} is not a finite number")
+    sign, digits, power = major.as_tuple()
+    assert isinstance(power, int)
+    shift = power + exponent  # the decimal point's move, in minor units
+    if len(digits) + shift > 40:  # far beyond BIGINT; do not build the number
+        raise InvalidAmount(f"amount {value!r} exceeds the largest amount the ledger holds")
+    coefficient: int = int("".join(map(str, digits)) or "0")
+    if shift >= 0:
+        minor: int = coefficient * 10**shift
+    else:
+        minor, remainder = divmod(coefficient, 10**-shift)
+        if remainder:
+            raise InvalidAmount(
+                f"amount {value!r} has more than {exponent} decimal places for {currency}"
+            )
+    return -minor if sign else minor
 
 
 def format_amount(minor: int, currency: str) -> str:

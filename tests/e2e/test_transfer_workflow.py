@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import (
+    AccountAlreadyExists,
     AccountClosed,
     AccountNotFound,
     CurrencyMismatch,
@@ -111,6 +112,7 @@ async def test_resubmitting_an_id_returns_the_first_result_and_never_posts_twice
     a, b = await funded_pair(ledger, uid)
     tid = uid("t")
     first = await ledger.transfer(tid, a, b, "10.00", "USD", initiated_by="alice")
+    await ledger.temporal.get_workflow_handle(f"transfer-{tid}").result()  # closed
     again = await ledger.transfer(tid, a, b, "10.00", "USD", initiated_by="alice")
     assert again == first
     concurrent = await asyncio.gather(
@@ -275,3 +277,60 @@ async def test_start_transfer_returns_a_handle_to_the_running_workflow(
     # After `result()` the workflow has also projected: the read model is current.
     assert (await ledger.balance(b)).balance == 100
     assert await postings(engines["us"], tid) == 2
+
+
+async def test_a_finished_transfer_id_cannot_post_again_in_another_region(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    bank_eu, carol = uid("bank-eu"), uid("carol")
+    await ledger.open_account(bank_eu, "USD", region="eu", overdraft_limit=None)
+    await ledger.open_account(carol, "USD", region="eu")
+    tid = uid("t")
+    first = await ledger.transfer(tid, a, b, "5.00", "USD", initiated_by="alice")
+    await ledger.temporal.get_workflow_handle(f"transfer-{tid}").result()  # closed
+    with pytest.raises(DuplicateTransferMismatch):
+        await ledger.transfer(tid, bank_eu, carol, "9.99", "USD", initiated_by="mallory")
+    # The same payload routed elsewhere still answers with the original outcome.
+    again = await ledger.transfer(tid, a, b, "5.00", "USD", initiated_by="alice", region="ap")
+    assert again == first
+    assert [await postings(engines[r], tid) for r in ("us", "eu", "ap")] == [2, 0, 0]
+
+
+async def test_a_raw_rerun_with_another_payload_fails_typed_even_when_it_would_be_refused(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("t")
+    await ledger.transfer(tid, a, b, "5.00", "USD", initiated_by="alice")
+    handle = workers.get_workflow_handle_for(TransferWorkflow.run, f"transfer-{tid}")
+    await handle.result()
+    # A plain client re-runs the closed id (default reuse policy) with an amount
+    # that also fails validation: the recorded transfer decides, typed.
+    with pytest.raises(WorkflowFailureError) as caught:
+        await workers.execute_workflow(
+            TransferWorkflow.run,
+            TransferRequest(tid, a, b, 10**6, "USD", initiated_by="alice"),
+            id=f"transfer-{tid}",
+            task_queue=ledger.settings.task_queue("us"),
+        )
+    cause = caught.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "DuplicateTransferMismatch"
+    described = await workers.get_workflow_handle(f"transfer-{tid}").describe()
+    assert described.typed_search_attributes.get(sa.STATUS) == "failed"
+    assert await postings(engines["us"], tid) == 2
+
+
+async def test_an_account_id_opens_in_one_region_only(ledger: LedgerClient, uid: Ids) -> None:
+    x = uid("x")
+    opened = await ledger.open_account(x, "USD", region="us")
+    assert await ledger.open_account(x, "USD", region="us") == opened
+    fresh = LedgerClient(ledger.temporal, ledger.settings)  # no cached home region
+    try:
+        with pytest.raises(AccountAlreadyExists):
+            await fresh.open_account(x, "EUR", region="eu")
+        with pytest.raises(AccountAlreadyExists):
+            await fresh.open_account(x, "EUR", region="us")
+        assert await fresh.locate(x) == "us"
+    finally:
+        await fresh.close()

@@ -57,6 +57,11 @@ BAD: list[tuple[dict[str, Any], type[RequestError]]] = [
     ({"metadata": ["not", "an", "object"]}, InvalidRequest),
     ({"description": "d" * 501}, InvalidRequest),
     ({"description": 7}, InvalidRequest),
+    ({"description": "nul\x00byte"}, InvalidRequest),
+    ({"metadata": {"k": "nul\x00"}}, InvalidRequest),
+    ({"metadata": {"rate": 1.5}}, InvalidRequest),
+    ({"metadata": {"nested": [{"rate": 1e16}]}}, InvalidRequest),
+    ({"metadata": {"when": object()}}, InvalidRequest),
 ]
 
 

@@ -19,6 +19,8 @@ from ledgerflow.domain.money import MAX_MINOR_UNITS, MINOR_UNITS, format_amount,
         ("1.234", "KWD", 1234),
         (Decimal("7.10"), "EUR", 710),
         ("92233720368547758.07", "USD", MAX_MINOR_UNITS),
+        ("1.50000000000000000000000000000000", "USD", 150),
+        ("12E2", "USD", 120000),
     ],
 )
 def test_amounts_convert_exactly(value: object, currency: str, minor: int) -> None:
@@ -46,6 +48,10 @@ def test_amounts_convert_exactly(value: object, currency: str, minor: int) -> No
         (MAX_MINOR_UNITS + 1, "USD", "exceeds"),
         ("92233720368547758.08", "USD", "exceeds"),
         ([100], "USD", "list"),
+        ("1.0000000000000000000000000001", "USD", "decimal places"),
+        ("1e999999", "USD", "exceeds"),
+        ("1e-999999", "USD", "decimal places"),
+        ("123456789012345678901234567890.5", "USD", "exceeds"),
     ],
 )
 def test_bad_amounts_are_refused_with_a_reason(value: object, currency: str, message: str) -> None:
