@@ -11,6 +11,7 @@ read models of the account's home region (`balance`, `statement`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -36,10 +37,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from ledgerflow import search_attributes as sa
 from ledgerflow.config import Settings
+from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     AccountNotFound,
+    ConfirmationTimeout,
     DuplicateTransferMismatch,
+    InvalidRequest,
     LedgerError,
     error_from_type,
 )
@@ -58,6 +62,18 @@ from workflows.account import OpenAccountWorkflow, account_workflow_id
 from workflows.transfer import TransferWorkflow
 
 T = TypeVar("T")
+MAX_STATEMENT_PAGE = 1000
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """The Temporal client for these settings (TLS and API key for a secured cluster)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key,
+        tls=settings.temporal_tls,
+        data_converter=DATA_CONVERTER,
+    )
 
 
 def ledger_error_from(exc: BaseException) -> LedgerError | None:
@@ -94,10 +110,7 @@ class LedgerClient:
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> LedgerClient:
         settings = settings or Settings.from_env()
-        temporal = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
-        )
-        return cls(temporal, settings)
+        return cls(await connect_temporal(settings), settings)
 
     async def close(self) -> None:
         for engine in self._engines.values():
@@ -218,6 +231,7 @@ class LedgerClient:
         metadata: dict[str, Any] | None = None,
         region: str | None = None,
         raise_on_rejection: bool = True,
+        confirm_within: float | None = None,
     ) -> TransferResult:
         """Run a transfer and return as soon as it is durably confirmed or rejected.
 
@@ -225,7 +239,9 @@ class LedgerClient:
         posts twice; the same id with a different payload raises
         `DuplicateTransferMismatch`. A rejected transfer raises its typed
         error (e.g. `InsufficientFunds`) unless `raise_on_rejection=False`.
-        Malformed input raises before anything is sent.
+        Malformed input raises before anything is sent. With `confirm_within` (seconds)
+        and no answer by then, `ConfirmationTimeout` is raised: the transfer
+        may still complete, and resubmitting the same id tells its outcome.
         """
         request, transfer = self._request(
             transfer_id, from_account, to_account, amount, currency,
@@ -239,11 +255,19 @@ class LedgerClient:
             TransferWorkflow.run, request, **self._start_options(transfer, region)
         )
         try:
-            result: TransferResult = await typed_errors(
-                lambda: self.temporal.execute_update_with_start_workflow(
-                    TransferWorkflow.confirmation, start_workflow_operation=start
+            async with asyncio.timeout(confirm_within):
+                result: TransferResult = await typed_errors(
+                    lambda: self.temporal.execute_update_with_start_workflow(
+                        TransferWorkflow.confirmation, start_workflow_operation=start
+                    )
                 )
-            )
+        except TimeoutError:
+            raise ConfirmationTimeout(
+                f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (is a "
+                f"worker for region {region!r} running?); it may still complete: "
+                f"resubmit the same id to learn its outcome",
+                transfer_id=transfer_id,
+            ) from None
         except WorkflowAlreadyStartedError:
             # A closed run holds this id: its outcome stands (compared below).
             with contextlib.suppress(WorkflowAlreadyStartedError):
@@ -372,5 +396,9 @@ class LedgerClient:
         self, account_id: str, *, after_version: int = 0, limit: int = 100
     ) -> list[StatementLine]:
         """One page of postings; pass the last line's `version` to get the next."""
+        if not 1 <= limit <= MAX_STATEMENT_PAGE or after_version < 0:
+            raise InvalidRequest(
+                f"limit must be 1-{MAX_STATEMENT_PAGE} and after_version non-negative"
+            )
         region = await self.locate(account_id)
         return await get_statement(self.engine(region), account_id, after_version, limit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +30,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return (_env(env, name) or "").lower() in ("1", "true", "yes", "on")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -60,11 +64,13 @@ class Settings:
     temporal_address_given: bool = False
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    #: Temporal Cloud or a secured cluster: an API key implies TLS.
+    temporal_api_key: str | None = None
+    temporal_tls: bool = False
 
     # PostgreSQL: one database per region. `{region}` in a URL template is
     # replaced by the region name; LEDGERFLOW_DATABASE_URL_<REGION> overrides
     # one region entirely.
-    pg_host: str = "127.0.0.1"
     pg_port: int = 55432
     database_url_template: str = (
         "postgresql+asyncpg://ledgerflow_app@127.0.0.1:55432/ledgerflow_{region}"
@@ -128,6 +134,9 @@ class Settings:
             temporal_address_given=temporal is not None,
             temporal_namespace=_env(env, "LEDGERFLOW_TEMPORAL_NAMESPACE") or "default",
             temporal_ui_port=_int(env, "LEDGERFLOW_TEMPORAL_UI_PORT", 8233),
+            temporal_api_key=_env(env, "LEDGERFLOW_TEMPORAL_API_KEY"),
+            temporal_tls=_flag(env, "LEDGERFLOW_TEMPORAL_TLS")
+            or _env(env, "LEDGERFLOW_TEMPORAL_API_KEY") is not None,
             pg_port=pg_port,
             database_url_template=db_template
             or f"postgresql+asyncpg://ledgerflow_app@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
@@ -156,9 +165,6 @@ class Settings:
                 seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
             ),
         )
-
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     def task_queue(self, region: str) -> str:
         return f"{self.task_queue_prefix}-{region}"

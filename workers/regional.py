@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
+from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.projections.projector import CatchUpProjector
@@ -69,11 +70,7 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
     await upgrade(settings.migration_url(region))
     engine = create_engine(settings.database_url(region), settings)
     try:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=DATA_CONVERTER,
-        )
+        client = await connect_temporal(settings)
         worker = build_worker(client, settings, region, engine)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:

@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from infra.process import StackError
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.money import format_amount
@@ -105,7 +106,7 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         ledger = await LedgerClient.connect(settings)
     except RuntimeError as exc:  # the Temporal client's "failed client connect"
-        raise Unreachable(f"cannot reach Temporal at {settings.temporal_address}: {exc}") from exc
+        raise Unreachable(f"cannot reach Temporal at {settings.temporal_address}") from exc
     async with ledger:
         if args.command == "account":
             limit = None if args.unlimited_overdraft else args.overdraft_limit
@@ -123,8 +124,13 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 ["account_id", "currency", "region", "overdraft_limit", "status", "opened_at"],
             )
         elif args.command == "transfer":
+            if not args.id:
+                # Said before sending: after a timeout or a dropped connection,
+                # retrying with this id is what keeps the retry from posting twice.
+                args.id = f"t-{uuid.uuid4().hex[:16]}"
+                print(f"transfer id {args.id} (retry with --id {args.id})", file=sys.stderr)
             result = await ledger.transfer(
-                args.id or f"t-{uuid.uuid4().hex[:16]}",
+                args.id,
                 args.from_account,
                 args.to_account,
                 args.amount,
@@ -132,6 +138,7 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 initiated_by=args.initiated_by,
                 description=args.description,
                 region=args.region,
+                confirm_within=args.timeout,
             )
             row = dataclasses.asdict(result) | {
                 "from_balance_after": _money(result.from_balance_after, args.currency),
@@ -193,12 +200,17 @@ class Unreachable(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # `--json` is accepted before or after the command. The subcommands' copy
+    # defaults to SUPPRESS so it cannot overwrite a `--json` given before them.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     parser = argparse.ArgumentParser(
-        prog="ledgerflow", description=__doc__, parents=[common],
+        prog="ledgerflow", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", parents=[common], help="the embedded local stack")
@@ -231,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--initiated-by", default="cli")
     transfer.add_argument("--description")
     transfer.add_argument("--region", help="override the debited account's home region")
+    transfer.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the confirmation"
+    )
 
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
     bench.add_argument("mode", choices=["latency"], help="latency: sequential confirmations")
@@ -262,11 +277,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except (OSError, ValueError) as exc:
+    except (StackError, ValueError) as exc:  # the dev stack, or a bad setting
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (ConnectionError, TimeoutError) as exc:
+        # Temporal's connection errors are handled above; this is the database.
+        print(f"error: cannot reach PostgreSQL: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # last resort: still one line (LEDGERFLOW_DEBUG=1 for the trace)
+        if os.environ.get("LEDGERFLOW_DEBUG") == "1":
+            raise
+        unreachable = _unreachable_database(exc)
+        if unreachable:
+            print(f"error: {unreachable}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+        print(f"error: {type(exc).__name__}: {detail}", file=sys.stderr)
+        return 1
+
+
+def _unreachable_database(exc: BaseException) -> str | None:
+    """SQLAlchemy wraps a refused connection; name PostgreSQL instead."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionError | OSError) and not isinstance(cause, TimeoutError):
+            return f"cannot reach PostgreSQL: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def run() -> None:

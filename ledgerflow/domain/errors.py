@@ -66,6 +66,13 @@ class AccountAlreadyExists(RequestError):
     type = "AccountAlreadyExists"
 
 
+class ConfirmationTimeout(LedgerError):
+    """The caller stopped waiting; the transfer's outcome is not known to it yet."""
+
+    type = "ConfirmationTimeout"
+    exit_code = 5
+
+
 class TransferRejected(LedgerError):
     """A well-formed transfer the ledger refused; recorded for audit, posts nothing."""
 

@@ -86,7 +86,9 @@ async def test_cli_errors_are_one_clear_line_with_a_distinct_exit_code(
     for extra, exit_code, error_type in cases:
         code, out, err = await cli(cli_env, "transfer", "--from", a, "--to", b, *extra)
         assert code == exit_code, (extra, err)
-        assert err.startswith(f"error: {error_type}: ") and err.count("\n") == 1, err
+        generated, _, error = err.partition("\n")
+        assert generated.startswith("transfer id t-"), err  # said before sending
+        assert error.startswith(f"error: {error_type}: ") and error.count("\n") == 1, err
         assert out == ""
     code, _, err = await cli(cli_env, "transfer", "--from", a, "--to", a, "--amount", "1",
                              "--currency", "USD")  # fmt: skip
@@ -98,4 +100,12 @@ async def test_cli_errors_are_one_clear_line_with_a_distinct_exit_code(
     unreachable = cli_env | {"LEDGERFLOW_TEMPORAL_ADDRESS": "127.0.0.1:1"}
     code, _, err = await cli(unreachable, "balance", a)
     assert code == 4 and err.startswith("error: cannot reach Temporal")
+    no_database = cli_env | {"LEDGERFLOW_PG_PORT": "1"}
+    code, _, err = await cli(no_database, "balance", a)
+    assert code == 4 and err.startswith("error: cannot reach PostgreSQL") and err.count("\n") == 1
+    code, _, err = await cli(cli_env, "statement", a, "--limit", "-1")
+    assert code == 2 and "InvalidRequest" in err
+    # --json works before the command as well as after it.
+    code, out, _ = await cli(cli_env, "--json", "balance", a)
+    assert code == 0 and json.loads(out)["account_id"] == a
     assert await count_rows(engines["us"], "events") == before

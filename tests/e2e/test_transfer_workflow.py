@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     AccountClosed,
     AccountNotFound,
+    ConfirmationTimeout,
     CurrencyMismatch,
     DuplicateTransferMismatch,
     InsufficientFunds,
@@ -334,3 +336,19 @@ async def test_an_account_id_opens_in_one_region_only(ledger: LedgerClient, uid:
         assert await fresh.locate(x) == "us"
     finally:
         await fresh.close()
+
+
+async def test_no_confirmation_in_time_is_a_typed_timeout(ledger: LedgerClient, uid: Ids) -> None:
+    a, b = await funded_pair(ledger, uid)
+    # Nobody serves this task queue, as when a region's workers are all down.
+    unserved = LedgerClient(
+        ledger.temporal, replace(ledger.settings, task_queue_prefix=uid("nobody"))
+    )
+    try:
+        with pytest.raises(ConfirmationTimeout, match="resubmit the same id"):
+            await unserved.transfer(
+                uid("t"), a, b, 100, "USD", initiated_by="alice", confirm_within=1.0
+            )
+    finally:
+        await unserved.close()
+    assert (await ledger.account(a)).balance == 10000
