@@ -89,6 +89,11 @@ def ledger_error_from(exc: BaseException) -> LedgerError | None:
     return None
 
 
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as lost
+
+
 async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
     """Run a Temporal call; a workflow's domain error comes back as its `LedgerError`."""
     try:
@@ -254,20 +259,28 @@ class LedgerClient:
         start = WithStartWorkflowOperation(
             TransferWorkflow.run, request, **self._start_options(transfer, region)
         )
-        try:
-            async with asyncio.timeout(confirm_within):
-                result: TransferResult = await typed_errors(
-                    lambda: self.temporal.execute_update_with_start_workflow(
-                        TransferWorkflow.confirmation, start_workflow_operation=start
-                    )
+        confirming = asyncio.ensure_future(
+            typed_errors(
+                lambda: self.temporal.execute_update_with_start_workflow(
+                    TransferWorkflow.confirmation, start_workflow_operation=start
                 )
-        except TimeoutError:
+            )
+        )
+        # Wait without cancelling the SDK call: cancelling it in flight left the
+        # process unable to parse Python afterwards ("AST constructor recursion
+        # depth mismatch"; temporalio 1.35, CPython 3.11.7). On timeout the call
+        # finishes later, unobserved.
+        await asyncio.wait([confirming], timeout=confirm_within)
+        if not confirming.done():
+            confirming.add_done_callback(_discard_outcome)
             raise ConfirmationTimeout(
                 f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (is a "
                 f"worker for region {region!r} running?); it may still complete: "
                 f"resubmit the same id to learn its outcome",
                 transfer_id=transfer_id,
-            ) from None
+            )
+        try:
+            result: TransferResult = confirming.result()
         except WorkflowAlreadyStartedError:
             # A closed run holds this id: its outcome stands (compared below).
             with contextlib.suppress(WorkflowAlreadyStartedError):
