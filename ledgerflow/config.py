@@ -82,6 +82,7 @@ class Settings:
     migration_urls: Mapping[str, str] = field(default_factory=dict)
     database_given: bool = False
     db_pool_size: int = 10
+    db_pool_timeout_s: float = 5.0
     db_lock_timeout_ms: int = 5_000
     db_statement_timeout_ms: int = 30_000
     db_idle_in_transaction_timeout_ms: int = 10_000
@@ -148,6 +149,7 @@ class Settings:
             # The embedded server is needed unless every region's database is given.
             database_given=db_template is not None or set(per_region) == set(regions),
             db_pool_size=_int(env, "LEDGERFLOW_DB_POOL_SIZE", cls.db_pool_size),
+            db_pool_timeout_s=_float(env, "LEDGERFLOW_DB_POOL_TIMEOUT_S", cls.db_pool_timeout_s),
             db_lock_timeout_ms=_int(env, "LEDGERFLOW_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
             db_statement_timeout_ms=_int(
                 env, "LEDGERFLOW_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms

@@ -17,8 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.domain.model import Event
 
-VIEWS = ("balance", "statement")
-
 
 @dataclass(frozen=True)
 class Balance:

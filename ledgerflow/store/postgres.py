@@ -63,7 +63,12 @@ def create_engine(url: str, settings: Settings, pool_size: int | None = None) ->
         url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        # Give up waiting for a connection well inside the activity's 10 s
+        # timeout, so a starved attempt fails and retries instead of running
+        # late as a zombie. No pre-ping: it costs a round trip per transaction
+        # on the hot path, and a dead connection fails one attempt, which
+        # Temporal retries.
+        pool_timeout=settings.db_pool_timeout_s,
         connect_args={
             "server_settings": {
                 "lock_timeout": str(settings.db_lock_timeout_ms),
@@ -564,6 +569,12 @@ async def read_events_below_horizon(
     conn: AsyncConnection, after: TailCursor, limit: int
 ) -> list[Event]:
     """The global-order tail (DESIGN.md section 4, first pitfall).
+
+    Contract: every event is delivered exactly once, in one total order that
+    every reader sees alike. That order is *not* each account's version order
+    (a transaction's id is taken at its first lock, before it waits for the
+    second): a consumer that needs per-account order sorts by (account_id,
+    version) within what it has read.
 
     Only rows written by transactions older than the oldest one still running
     (`pg_snapshot_xmin`) are returned. Those transactions are all finished,

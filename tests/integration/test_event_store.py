@@ -257,3 +257,39 @@ async def test_the_hash_chain_verifies_and_detects_tampering(
     with pytest.raises(ChainBroken) as caught:
         verify_chain(await store.account_events(a))
     assert (caught.value.account_id, caught.value.version) == (a, 4)
+
+
+async def test_the_schema_refuses_states_the_ledger_never_produces(
+    store: PostgresEventStore,
+    engines: dict[str, AsyncEngine],
+    owner_engine: AsyncEngine,
+    uid: Ids,
+) -> None:
+    a = uid("a")
+    await open_accounts(store, a)
+    # The worker role may move balances but never re-denominate an account.
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with engines["us"].begin() as conn:
+            await conn.execute(
+                text("UPDATE accounts SET currency = 'EUR' WHERE account_id = :a"), {"a": a}
+            )
+    refused = [
+        ("UPDATE accounts SET balance = -1 WHERE account_id = :a", "within_overdraft_limit"),
+        (
+            "INSERT INTO events (event_id, type, account_id, version, amount, currency, "
+            "balance_after, occurred_at, recorded_at, region, initiated_by, prev_hash, hash) "
+            "VALUES (gen_random_uuid(), 'Credited', :a, 2, 5, 'USD', 5, now(), now(), 'us', "
+            "'x', 'p', 'h')",
+            "events_leg_check",
+        ),
+        (
+            "INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account, "
+            "to_account, amount, currency, initiated_by, occurred_at, recorded_at) VALUES "
+            "(:a, 'f', 'confirmed', 'us', :a, :a, 5, 'USD', 'x', now(), now())",
+            "transfers_outcome_complete",
+        ),
+    ]
+    for sql, constraint in refused:
+        with pytest.raises(DBAPIError, match=constraint):
+            async with owner_engine.begin() as conn:
+                await conn.execute(text(sql), {"a": a})

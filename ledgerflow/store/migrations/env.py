@@ -2,13 +2,13 @@
 
 from alembic import context
 
-from ledgerflow.store.schema import metadata
-
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
         "run migrations with `ledgerflow.store.migrate.upgrade`, not the alembic CLI"
     )
-context.configure(connection=connection, target_metadata=metadata)
+# The migrations are hand-written SQL (constraints, triggers and grants that
+# SQLAlchemy metadata cannot express), so there is no metadata to compare.
+context.configure(connection=connection, target_metadata=None)
 with context.begin_transaction():
     context.run_migrations()

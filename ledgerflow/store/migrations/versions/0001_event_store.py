@@ -31,7 +31,10 @@ STATEMENTS = [
         balance         bigint NOT NULL,
         head_hash       text NOT NULL,
         opened_at       timestamptz NOT NULL,
-        metadata        jsonb NOT NULL DEFAULT '{}'::jsonb
+        metadata        jsonb NOT NULL DEFAULT '{}'::jsonb,
+        -- A second line of defence for the overdraft policy (invariant 4).
+        CONSTRAINT accounts_within_overdraft_limit
+            CHECK (overdraft_limit IS NULL OR balance >= -overdraft_limit)
     )
     """,
     """
@@ -61,7 +64,13 @@ STATEMENTS = [
         CONSTRAINT events_transfer_leg_key UNIQUE (transfer_id, leg),
         CONSTRAINT events_sign_check CHECK (
             (type = 'Debited' AND amount < 0) OR (type = 'Credited' AND amount > 0)
-            OR (type = 'AccountOpened' AND amount = 0))
+            OR (type = 'AccountOpened' AND amount = 0)),
+        -- Every posting belongs to a transfer, on the leg its type says; the
+        -- unique (transfer_id, leg) then means "each leg at most once".
+        CONSTRAINT events_leg_check CHECK (
+            (type = 'Debited' AND transfer_id IS NOT NULL AND leg = 'debit')
+            OR (type = 'Credited' AND transfer_id IS NOT NULL AND leg = 'credit')
+            OR (type = 'AccountOpened' AND transfer_id IS NULL AND leg IS NULL))
     )
     """,
     """
@@ -92,7 +101,14 @@ STATEMENTS = [
         to_balance_after   bigint,
         occurred_at        timestamptz NOT NULL,
         recorded_at        timestamptz NOT NULL,
-        tx_id              bigint NOT NULL DEFAULT (pg_current_xact_id()::text)::bigint
+        tx_id              bigint NOT NULL DEFAULT (pg_current_xact_id()::text)::bigint,
+        CONSTRAINT transfers_amount_positive CHECK (amount > 0),
+        CONSTRAINT transfers_outcome_complete CHECK (
+            (status = 'confirmed' AND debit_event_id IS NOT NULL
+                AND credit_event_id IS NOT NULL AND from_balance_after IS NOT NULL
+                AND to_balance_after IS NOT NULL AND reason_type IS NULL)
+            OR (status = 'rejected' AND reason_type IS NOT NULL AND debit_event_id IS NULL
+                AND credit_event_id IS NULL))
     )
     """,
     """
@@ -171,7 +187,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
         REVOKE ALL ON events, transfers, accounts FROM {APP_ROLE};
         GRANT SELECT, INSERT ON events, transfers TO {APP_ROLE};
-        GRANT SELECT, INSERT, UPDATE ON accounts TO {APP_ROLE};
+        -- Only what a posting changes: never an account's currency or region.
+        GRANT SELECT, INSERT, UPDATE (version, balance, head_hash, status)
+            ON accounts TO {APP_ROLE};
         GRANT SELECT, INSERT, UPDATE, DELETE
             ON balance_view, statement_view, projection_checkpoints TO {APP_ROLE};
     END IF;
