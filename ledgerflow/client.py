@@ -214,11 +214,30 @@ class LedgerClient:
         )  # fmt: skip
         region = region or await self._home_or_default(from_account)
         try:
-            return await self.temporal.start_workflow(
+            handle = await self.temporal.start_workflow(
                 TransferWorkflow.run, request, **self._start_options(transfer, region)
             )
         except WorkflowAlreadyStartedError:
-            return self._closed_transfer(transfer)
+            handle = self._closed_transfer(transfer)
+        # The handle may belong to a run that was already there (running or
+        # closed): make sure it is this transfer, not another under the same id.
+        if await self._started_with(handle) != transfer.fingerprint():
+            raise DuplicateTransferMismatch(
+                f"transfer id {transfer_id!r} was already used for a different transfer",
+                transfer_id=transfer_id,
+            )
+        return handle
+
+    async def _started_with(self, handle: WorkflowHandle[Any, Any]) -> str | None:
+        """Fingerprint of the request the workflow run was started with."""
+        async for event in handle.fetch_history_events(page_size=1):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [request] = await self.temporal.data_converter.decode(payloads, [TransferRequest])
+            try:
+                return str(request.validated().fingerprint())
+            except LedgerError:
+                return None
+        return None
 
     def _closed_transfer(self, transfer: Transfer) -> WorkflowHandle[TransferWorkflow, Any]:
         return self.temporal.get_workflow_handle_for(TransferWorkflow.run, transfer.workflow_id)

@@ -352,3 +352,20 @@ async def test_no_confirmation_in_time_is_a_typed_timeout(ledger: LedgerClient, 
     finally:
         await unserved.close()
     assert (await ledger.account(a)).balance == 10000
+
+
+async def test_start_transfer_refuses_a_handle_to_another_transfer_under_the_same_id(
+    ledger: LedgerClient, uid: Ids
+) -> None:
+    a, b = await funded_pair(ledger, uid)
+    tid = uid("t")
+    handle = await ledger.start_transfer(tid, a, b, "1.00", "USD", initiated_by="batch")
+    again = await ledger.start_transfer(tid, a, b, "1.00", "USD", initiated_by="batch")
+    assert again.id == handle.id
+    with pytest.raises(DuplicateTransferMismatch):
+        await ledger.start_transfer(tid, a, b, "2.00", "USD", initiated_by="batch")
+    await handle.result()
+    with pytest.raises(DuplicateTransferMismatch):  # closed: the same check holds
+        await ledger.start_transfer(tid, a, b, "2.00", "USD", initiated_by="batch")
+    same = await ledger.start_transfer(tid, a, b, "1.00", "USD", initiated_by="batch")
+    assert (await same.result()).confirmed
