@@ -54,7 +54,9 @@ async def run_projector(engine: AsyncEngine, stop: asyncio.Event, interval_s: fl
     projector = CatchUpProjector(engine)
     while not stop.is_set():
         try:
-            await projector.catch_up()
+            # Batch by batch, so that a shutdown is noticed under sustained load.
+            while not stop.is_set() and await projector.run_once():
+                pass
         except Exception:
             log.exception("catch-up projector failed; position kept, retrying")
         with contextlib.suppress(TimeoutError):

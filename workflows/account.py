@@ -9,7 +9,7 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.messages import OPEN_ACCOUNT
     from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult
     from ledgerflow.temporal_errors import to_application_error
-    from workflows.transfer import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
 def account_workflow_id(account_id: str) -> str:

@@ -7,16 +7,15 @@ no database library is ever imported here. Nothing runs at import time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
-    from ledgerflow.domain.errors import NON_RETRYABLE_TYPES, REJECTION_TYPES, LedgerError
+    from ledgerflow.domain.errors import REJECTION_TYPES, LedgerError
     from ledgerflow.domain.messages import (
         APPEND_TRANSFER,
         PROJECT_EVENTS,
@@ -32,17 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ledgerflow.domain.model import Transfer, TransferRequest, TransferResult, TransferStatus
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-
-#: Timeouts and retries are part of the workflow's code: infrastructure errors
-#: retry with backoff for as long as it takes (a region's database may be down
-#: for a while); domain errors never retry.
-ACTIVITY_TIMEOUT = timedelta(seconds=10)
-RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
+    from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
 @workflow.defn
