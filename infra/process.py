@@ -17,9 +17,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 LOCALHOST = "127.0.0.1"
 
@@ -246,3 +248,91 @@ def tail(path: Path, lines: int = 20) -> str:
 def failure(message: str, log_path: Path) -> StackError:
     """A StackError whose first line is `message`, followed by the end of the server's log."""
     return StackError(f"{message} (log: {log_path})\n{tail(log_path)}")
+
+
+class DetachedServer(ABC):
+    """A server the stack spawns detached and finds again through its pid file.
+
+    Subclasses say how to run it (`command`), how to recognise its process
+    (`pid_marker`), which ports it takes and when it is healthy; the lifecycle
+    (launch, wait until ready, stop) is the same for all of them.
+    """
+
+    name: ClassVar[str]
+    start_timeout: ClassVar[float] = 30.0
+    stop_timeout: ClassVar[float] = 15.0
+    ready_interval: ClassVar[float] = 0.25
+    work_dir: Path
+    log_path: Path
+    pid_file: PidFile
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    @abstractmethod
+    def pid_marker(self) -> str:
+        """Text in the server's command line that proves a pid is still ours."""
+
+    @abstractmethod
+    def ports(self) -> list[int]: ...
+
+    @abstractmethod
+    def is_healthy(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str: ...
+
+    def runs_command(self, argv: list[str]) -> bool:
+        """Whether a running process's argv is this server with these settings."""
+        return argv == self.command()
+
+    def pid(self) -> int | None:
+        return self.pid_file.live_pid(marker=self.pid_marker())
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def launch(self) -> int:
+        """Spawn the server unless it is already running; return its pid without waiting."""
+        pid = self.pid()
+        if pid is not None:
+            argv = process_cmdline(pid)
+            if argv is not None and not self.runs_command(argv):
+                raise StackError(
+                    f"{self.name} (pid {pid}) is running with different settings; "
+                    "stop it first (`ledgerflow dev down`)"
+                )
+            return pid
+        argv = self.command()
+        for port in self.ports():
+            require_free_port(port)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        pid = spawn_detached(argv, self.log_path)
+        self.pid_file.write(pid)
+        return pid
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        timeout = self.start_timeout if timeout is None else timeout
+
+        def ready() -> bool:
+            if self.pid() is None:
+                raise failure(f"{self.name} exited during startup", self.log_path)
+            return self.is_healthy()
+
+        if not wait_for(ready, timeout, interval=self.ready_interval):
+            raise failure(
+                f"{self.name} did not become healthy on {self.endpoint} within {timeout:.0f}s",
+                self.log_path,
+            )
+
+    def start(self, timeout: float | None = None) -> int:
+        pid = self.launch()
+        self.wait_ready(timeout)
+        return pid
+
+    def stop(self, timeout: float | None = None) -> None:
+        pid = self.pid()
+        if pid is not None:
+            terminate(pid, self.stop_timeout if timeout is None else timeout)
+        self.pid_file.remove()

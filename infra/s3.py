@@ -19,16 +19,11 @@ from botocore.exceptions import ClientError
 
 from infra.process import (
     LOCALHOST,
+    DetachedServer,
     PidFile,
     StackError,
-    failure,
     http_status,
-    process_cmdline,
-    require_free_port,
-    spawn_detached,
-    terminate,
     venv_tool,
-    wait_for,
 )
 
 if TYPE_CHECKING:
@@ -65,11 +60,16 @@ def s3_client(endpoint_url: str, region: str) -> S3Client:
     return client
 
 
-class EmbeddedS3:
+class EmbeddedS3(DetachedServer):
     """A moto S3 server on 127.0.0.1:`port`. State is in memory only (see the module doc).
 
     Files in `work_dir` (a fresh temp dir when not given): `pid`, `moto.log`.
     """
+
+    name = "s3"
+    start_timeout = 20.0
+    stop_timeout = 10.0
+    ready_interval = 0.1
 
     def __init__(self, port: int, work_dir: Path | None = None) -> None:
         self.port = port
@@ -81,59 +81,26 @@ class EmbeddedS3:
     def endpoint_url(self) -> str:
         return f"http://{LOCALHOST}:{self.port}"
 
+    @property
+    def endpoint(self) -> str:
+        return self.endpoint_url
+
+    def pid_marker(self) -> str:
+        return "moto_server"
+
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    def runs_command(self, argv: list[str]) -> bool:
+        # The script runs under its interpreter: argv is [python, *command].
+        expected = self.command()
+        return argv[-len(expected) :] == expected
+
     def command(self) -> list[str]:
         return [str(moto_server_binary()), "-H", LOCALHOST, "-p", str(self.port)]
 
-    def pid(self) -> int | None:
-        return self.pid_file.live_pid(marker="moto_server")
-
-    def is_running(self) -> bool:
-        return self.pid() is not None
-
     def is_healthy(self) -> bool:
         return http_status(f"{self.endpoint_url}/") == 200
-
-    def launch(self) -> int:
-        """Spawn the server unless it is already running; return its pid without waiting."""
-        pid = self.pid()
-        if pid is not None:
-            argv, expected = process_cmdline(pid), self.command()
-            # The script runs under its interpreter: argv is [python, *expected].
-            if argv is not None and argv[-len(expected) :] != expected:
-                raise StackError(
-                    f"s3 (pid {pid}) is running with different settings; "
-                    "stop it first (`ledgerflow dev down`)"
-                )
-            return pid
-        argv = self.command()
-        require_free_port(self.port)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        pid = spawn_detached(argv, self.log_path)
-        self.pid_file.write(pid)
-        return pid
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        def ready() -> bool:
-            if self.pid() is None:
-                raise failure("moto_server exited during startup", self.log_path)
-            return self.is_healthy()
-
-        if not wait_for(ready, timeout, interval=0.1):
-            raise failure(
-                f"s3 (moto) did not answer on {self.endpoint_url} within {timeout:.0f}s",
-                self.log_path,
-            )
-
-    def start(self, timeout: float = 20.0) -> int:
-        pid = self.launch()
-        self.wait_ready(timeout)
-        return pid
-
-    def stop(self, timeout: float = 10.0) -> None:
-        pid = self.pid()
-        if pid is not None:
-            terminate(pid, timeout)
-        self.pid_file.remove()
 
     def ensure_bucket(self, bucket: str, region: str) -> None:
         """Create `bucket` with Object Lock enabled unless it exists; idempotent."""

@@ -14,17 +14,12 @@ from temporalio.client import Client
 
 from infra.process import (
     LOCALHOST,
+    DetachedServer,
     PidFile,
     StackError,
-    failure,
     http_status,
-    process_cmdline,
-    require_free_port,
-    spawn_detached,
     tcp_open,
-    terminate,
     venv_tool,
-    wait_for,
 )
 
 
@@ -39,11 +34,13 @@ def temporal_binary() -> Path:
     return path
 
 
-class EmbeddedTemporal:
+class EmbeddedTemporal(DetachedServer):
     """A Temporal dev server on 127.0.0.1 persisting to `<work_dir>/temporal.db`.
 
     Files in `work_dir`: `pid`, `temporal.log`, `temporal.db`.
     """
+
+    name = "temporal"
 
     def __init__(
         self,
@@ -108,12 +105,15 @@ class EmbeddedTemporal:
             argv += ["--search-attribute", flag]
         return argv
 
-    def pid(self) -> int | None:
-        """The pid of the server this work dir's pid file records, if it is running."""
-        return self.pid_file.live_pid(marker=str(self.db_path))
+    @property
+    def endpoint(self) -> str:
+        return self.address
 
-    def is_running(self) -> bool:
-        return self.pid() is not None
+    def pid_marker(self) -> str:
+        return str(self.db_path)
+
+    def ports(self) -> list[int]:
+        return [self.port, self.ui_port]
 
     def is_healthy(self) -> bool:
         return (
@@ -139,45 +139,3 @@ class EmbeddedTemporal:
             except Exception:
                 return False
         return True
-
-    def launch(self) -> int:
-        """Spawn the server unless it is already running; return its pid without waiting."""
-        pid = self.pid()
-        if pid is not None:
-            argv = process_cmdline(pid)
-            if argv is not None and argv != self.command():
-                raise StackError(
-                    f"temporal (pid {pid}) is running with different settings; "
-                    "stop it first (`ledgerflow dev down`)"
-                )
-            return pid
-        argv = self.command()
-        require_free_port(self.port)
-        require_free_port(self.ui_port)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        pid = spawn_detached(argv, self.log_path)
-        self.pid_file.write(pid)
-        return pid
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            if self.pid() is None:
-                raise failure("temporal exited during startup", self.log_path)
-            return self.is_healthy()
-
-        if not wait_for(ready, timeout, interval=0.25):
-            raise failure(
-                f"temporal did not become healthy on {self.address} within {timeout:.0f}s",
-                self.log_path,
-            )
-
-    def start(self, timeout: float = 30.0) -> int:
-        pid = self.launch()
-        self.wait_ready(timeout)
-        return pid
-
-    def stop(self, timeout: float = 15.0) -> None:
-        pid = self.pid()
-        if pid is not None:
-            terminate(pid, timeout)
-        self.pid_file.remove()
