@@ -292,6 +292,9 @@ class LedgerClient:
         await asyncio.wait([confirming], timeout=confirm_within)
         if not confirming.done():
             confirming.add_done_callback(_discard_outcome)
+            # The start operation's own handle future fails along with the
+            # call; await it in the background so its error is not logged as lost.
+            asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
             raise ConfirmationTimeout(
                 f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (is a "
                 f"worker for region {region!r} running?); it may still complete: "
