@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from ledgerflow import search_attributes as sa
+from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
 from ledgerflow.config import Settings
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import (
@@ -426,6 +428,11 @@ class LedgerClient:
         if balance is None:
             raise AccountNotFound(f"account {account_id!r} has no balance yet")
         return balance
+
+    async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
+        """The balance at instant `as_of` (time-zone aware), from the event store."""
+        region = await self.locate(account_id)
+        return await balance_as_of(self.engine(region), account_id, as_of)
 
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100

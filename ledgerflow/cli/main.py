@@ -160,6 +160,10 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 for k, v in dataclasses.asdict(report).items()
             }
             emit(args, report, [row], list(row))
+        elif args.command == "balance" and args.as_of is not None:
+            past = await ledger.balance_as_of(args.account_id, args.as_of)
+            row = dataclasses.asdict(past) | {"balance": format_amount(past.balance, past.currency)}
+            emit(args, past, [row], ["account_id", "balance", "version", "as_of"])
         elif args.command == "balance":
             balance = await ledger.balance(args.account_id)
             row = dataclasses.asdict(balance) | {
@@ -186,6 +190,16 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                  "recorded_at"],
             )  # fmt: skip
     return 0
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +00:00)")
+    return value
 
 
 def _money(value: int | None, currency: str) -> str | None:
@@ -254,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     balance = sub.add_parser("balance", parents=[common], help="an account's balance")
     balance.add_argument("account_id")
+    balance.add_argument(
+        "--as-of",
+        type=_instant,
+        help="ISO 8601 instant with a zone, e.g. 2026-11-23T21:00:00Z: the balance then",
+    )
 
     statement = sub.add_parser("statement", parents=[common], help="an account's postings")
     statement.add_argument("account_id")

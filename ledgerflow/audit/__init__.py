@@ -1,0 +1,1 @@
+"""The audit side: point-in-time balances, audit trails and `verify`."""
