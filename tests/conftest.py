@@ -26,7 +26,7 @@ from infra.temporal import temporal_binary
 from ledgerflow import search_attributes
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
-from ledgerflow.store.migrate import upgrade_regions
+from ledgerflow.store.migrate import upgrade, upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workers.regional import build_worker
 
@@ -143,3 +143,22 @@ def cli_env(
         "LEDGERFLOW_REGIONS": ",".join(REGIONS),
         "LEDGERFLOW_STATE_DIR": str(migrated.state_dir),
     }
+
+
+@pytest_asyncio.fixture
+async def isolated_region(
+    pg_server: EmbeddedPostgres, migrated: Settings
+) -> AsyncIterator[tuple[PostgresEventStore, AsyncEngine]]:
+    """A migrated database of its own (app-role store, superuser engine), for
+    tests that must see a whole region: verify, tampering."""
+    name = f"ledgerflow_t{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name} OWNER ledgerflow_owner")
+    base = f"postgresql+asyncpg://{{role}}@127.0.0.1:{pg_server.port}/{name}"
+    await upgrade(base.format(role="ledgerflow_owner"))
+    app = create_engine(base.format(role="ledgerflow_app"), migrated, pool_size=5)
+    superuser = create_async_engine(base.format(role="postgres"))
+    try:
+        yield PostgresEventStore(app, "us"), superuser
+    finally:
+        await app.dispose()
+        await superuser.dispose()

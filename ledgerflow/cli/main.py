@@ -2,7 +2,8 @@
 
 Every command prints a readable table, or JSON with `--json`. An error prints
 one line on stderr and exits non-zero: 2 for a malformed request, 3 for a
-rejected transfer, 4 when a server cannot be reached, 1 otherwise.
+rejected transfer, 4 when a server cannot be reached, 5 when a confirmation
+did not come in time, 6 when `verify` finds the ledger not sound, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.money import format_amount
 
 EXIT_UNREACHABLE = 4
+EXIT_NOT_SOUND = 6
 
 
 def _plain(value: Any) -> Any:
@@ -94,6 +96,46 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run_worker(settings, args.region))
+    return 0
+
+
+# -- verify (reads the databases only) -------------------------------------------
+
+
+async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.audit.verify import VerifyReport, verify_region
+    from ledgerflow.store.postgres import create_engine
+
+    reports: list[VerifyReport] = []
+    for region in [args.region] if args.region else list(settings.regions):
+        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        try:
+            reports.append(await verify_region(engine, region))
+        finally:
+            await engine.dispose()
+    rows = [
+        {
+            "region": r.region,
+            "sound": "yes" if r.sound else "NO",
+            "events": r.events_checked,
+            "accounts": r.accounts_checked,
+            "transfers": r.transfers_checked,
+            "events_per_s": f"{r.events_per_second:,.0f}",
+            "projection_lag": r.projection_lag_events,
+            "findings": len(r.findings),
+        }
+        for r in reports
+    ]
+    emit(
+        args,
+        [dataclasses.asdict(r) | {"sound": r.sound} for r in reports],
+        rows,
+        list(rows[0]),
+    )
+    findings = [f for r in reports for f in r.findings]
+    if findings:
+        print(f"error: NotSound: {findings[0]} ({len(findings)} finding(s))", file=sys.stderr)
+        return EXIT_NOT_SOUND
     return 0
 
 
@@ -261,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds to wait for the confirmation"
     )
 
+    verify = sub.add_parser(
+        "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"
+    )
+    verify.add_argument("--region", help="one region (default: all)")
+
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
     bench.add_argument("mode", choices=["latency"], help="latency: sequential confirmations")
     bench.add_argument("--count", type=int, default=100)
@@ -289,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_dev(args, settings)
         if args.command == "worker":
             return cmd_worker(args, settings)
+        if args.command == "verify":
+            return asyncio.run(cmd_verify(args, settings))
         return asyncio.run(ledger_command(args, settings))
     except LedgerError as exc:
         print(f"error: {exc.type}: {exc.message}", file=sys.stderr)

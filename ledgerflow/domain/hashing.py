@@ -81,25 +81,31 @@ class ChainBroken(Exception):
         self.problem = problem
 
 
-def verify_chain(events: Sequence[Event]) -> str:
-    """Check one account's events from version 1; return the head hash.
+class AccountChain:
+    """Checks one account's events fed in version order, one at a time.
 
     Versions must run 1, 2, 3, ... without a gap, each balance must be the
     previous one plus the amount, and each hash must be the hash of the
-    event's content chained to the previous event's hash.
+    event's content chained to the previous event's hash. Memory stays flat
+    however long the history.
     """
-    prev_hash, balance = GENESIS_HASH, 0
-    for expected_version, event in enumerate(events, start=1):
-        if event.version != expected_version:
-            raise ChainBroken(
-                event.account_id, event.version, f"expected version {expected_version}"
-            )
-        if event.prev_hash != prev_hash:
-            raise ChainBroken(event.account_id, event.version, "prev_hash does not link")
-        balance += event.amount
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.head = GENESIS_HASH
+        self.balance = 0
+        self.version = 0
+
+    def feed(self, event: Event) -> None:
+        expected = self.version + 1
+        if event.version != expected:
+            raise ChainBroken(self.account_id, event.version, f"expected version {expected}")
+        if event.prev_hash != self.head:
+            raise ChainBroken(self.account_id, event.version, "prev_hash does not link")
+        balance = self.balance + event.amount
         if event.balance_after != balance:
             raise ChainBroken(
-                event.account_id, event.version, f"balance_after is not the running sum {balance}"
+                self.account_id, event.version, f"balance_after is not the running sum {balance}"
             )
         content = event_content(
             event_id=event.event_id, type=event.type, account_id=event.account_id,
@@ -110,7 +116,16 @@ def verify_chain(events: Sequence[Event]) -> str:
             counterparty=event.counterparty, description=event.description,
             metadata=event.metadata,
         )  # fmt: skip
-        if chain_hash(prev_hash, content) != event.hash:
-            raise ChainBroken(event.account_id, event.version, "hash does not match content")
-        prev_hash = event.hash
-    return prev_hash
+        if chain_hash(self.head, content) != event.hash:
+            raise ChainBroken(self.account_id, event.version, "hash does not match content")
+        self.head, self.balance, self.version = event.hash, balance, event.version
+
+
+def verify_chain(events: Sequence[Event]) -> str:
+    """Check one account's whole history from version 1; return the head hash."""
+    if not events:
+        return GENESIS_HASH
+    chain = AccountChain(events[0].account_id)
+    for event in events:
+        chain.feed(event)
+    return chain.head

@@ -86,7 +86,7 @@ _ACCOUNT_COLUMNS = (
     "account_id, currency, region, overdraft_limit, status, version, balance, "
     "head_hash, opened_at, metadata"
 )
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
     "balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg, "
     "counterparty, description, metadata, prev_hash, hash"
@@ -542,7 +542,7 @@ class PostgresEventStore(EventStore):
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = :id "
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :id "
                     "AND version > :after ORDER BY version LIMIT :limit"
                 ),
                 {"id": account_id, "after": after_version, "limit": limit},
@@ -553,7 +553,7 @@ class PostgresEventStore(EventStore):
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    f"SELECT {_EVENT_COLUMNS} FROM events "
+                    f"SELECT {EVENT_COLUMNS} FROM events "
                     "WHERE event_id = ANY(CAST(:ids AS uuid[])) ORDER BY position"
                 ),
                 {"ids": event_ids},
@@ -584,7 +584,7 @@ async def read_events_below_horizon(
     """
     rows = await conn.execute(
         text(
-            f"SELECT {_EVENT_COLUMNS} FROM events "
+            f"SELECT {EVENT_COLUMNS} FROM events "
             "WHERE (tx_id, position) > (:tx_id, :position) "
             "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
             "ORDER BY tx_id, position LIMIT :limit"

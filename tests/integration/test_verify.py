@@ -1,0 +1,111 @@
+"""`verify` finds every kind of tampering, done as a superuser behind the
+ledger's back, and names the first bad event."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.audit.verify import verify_region
+from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.store.postgres import PostgresEventStore
+from tests.support import cli
+
+NOW = datetime.now(UTC)
+Region = tuple[PostgresEventStore, AsyncEngine]
+
+
+async def ledger_with_history(store: PostgresEventStore) -> None:
+    for account_id, limit in (("bank", None), ("alice", 0), ("bob", 0)):
+        await store.open_account(OpenAccountRequest(account_id, "USD", "us", limit), NOW)
+    moves = [("bank", "alice", 1000), ("alice", "bob", 100), ("alice", "bob", 50),
+             ("bob", "alice", 20), ("bank", "bob", 7)]  # fmt: skip
+    for n, (source, target, amount) in enumerate(moves):
+        await store.append_transfer(Transfer(f"t{n}", source, target, amount, "USD", "x"),
+                                    "us", NOW)  # fmt: skip
+    await CatchUpProjector(store.engine).catch_up()
+
+
+async def test_a_clean_ledger_verifies(isolated_region: Region) -> None:
+    store, _ = isolated_region
+    await ledger_with_history(store)
+    report = await verify_region(store.engine, "us")
+    assert report.sound, [str(f) for f in report.findings]
+    assert (report.events_checked, report.accounts_checked, report.transfers_checked) == (13, 3, 5)
+    assert report.projection_lag_events == 0
+
+
+UNGUARDED = "ALTER TABLE events DISABLE TRIGGER events_append_only; "
+TAMPERING: dict[str, tuple[str, str, int | None, str]] = {
+    "altered amount": (
+        UNGUARDED + "UPDATE events SET amount = -99, balance_after = balance_after + 1 "
+        "WHERE account_id = 'alice' AND version = 3",
+        "alice", 3, "hash does not match content",
+    ),
+    "deleted event": (
+        UNGUARDED + "DELETE FROM events WHERE account_id = 'alice' AND version = 3",
+        "alice", 4, "expected version 3",
+    ),
+    "swapped versions": (
+        UNGUARDED + "UPDATE events SET version = 1000 WHERE account_id = 'bob' AND version = 2; "
+        "UPDATE events SET version = 2 WHERE account_id = 'bob' AND version = 3; "
+        "UPDATE events SET version = 3 WHERE account_id = 'bob' AND version = 1000",
+        "bob", 2, "prev_hash does not link",
+    ),
+    "forged hash": (
+        UNGUARDED + "UPDATE events SET hash = repeat('0', 64) "
+        "WHERE account_id = 'bob' AND version = 4",
+        "bob", 4, "hash does not match content",
+    ),
+    "edited projection": (
+        "UPDATE balance_view SET balance = balance + 1 WHERE account_id = 'bob'",
+        "bob", 5, "balance_view says",
+    ),
+    "edited statement": (
+        "UPDATE statement_view SET amount = 1 WHERE account_id = 'alice' AND version = 2",
+        "alice", 2, "statement_view line disagrees",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+async def test_tampering_is_detected_and_the_first_bad_event_named(
+    isolated_region: Region, case: str
+) -> None:
+    store, superuser = isolated_region
+    await ledger_with_history(store)
+    sql, account_id, version, problem = TAMPERING[case]
+    async with superuser.begin() as conn:
+        for statement in sql.split("; "):
+            await conn.execute(text(statement))
+    report = await verify_region(store.engine, "us")
+    assert not report.sound
+    first = report.findings[0]
+    assert (first.account_id, first.version) == (account_id, version), str(first)
+    assert problem in first.problem, str(first)
+
+
+async def test_the_verify_command_exits_non_zero_naming_the_first_bad_event(
+    isolated_region: Region, cli_env: dict[str, str]
+) -> None:
+    store, superuser = isolated_region
+    await ledger_with_history(store)
+    url = store.engine.url.render_as_string(hide_password=False)
+    env = cli_env | {"LEDGERFLOW_DATABASE_URL_US": url}
+    code, out, err = await cli(env, "verify", "--region", "us", "--json")
+    assert code == 0, err
+    [summary] = json.loads(out)
+    assert summary["sound"] and summary["events_checked"] == 13
+    async with superuser.begin() as conn:
+        await conn.execute(text(UNGUARDED.strip("; ")))
+        await conn.execute(text("DELETE FROM events WHERE account_id = 'bob' AND version = 2"))
+    code, out, err = await cli(env, "verify", "--region", "us")
+    assert code == 6
+    assert err.startswith(
+        "error: NotSound: region us, account 'bob', version 3: expected version 2"
+    )
