@@ -38,6 +38,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from ledgerflow import search_attributes as sa
 from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
+from ledgerflow.audit.trail import AuditTrail, audit_trail
 from ledgerflow.config import Settings
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import (
@@ -433,6 +434,11 @@ class LedgerClient:
         """The balance at instant `as_of` (time-zone aware), from the event store."""
         region = await self.locate(account_id)
         return await balance_as_of(self.engine(region), account_id, as_of)
+
+    async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
+        """Every posting and rejected attempt of the account in [start, end], with proof."""
+        region = await self.locate(account_id)
+        return await audit_trail(self.engine(region), account_id, start, end)
 
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
 import json
 import logging
@@ -202,6 +203,9 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 for k, v in dataclasses.asdict(report).items()
             }
             emit(args, report, [row], list(row))
+        elif args.command == "audit":
+            trail = await ledger.audit(args.account_id, args.start, args.end)
+            print_audit(args, trail)
         elif args.command == "balance" and args.as_of is not None:
             past = await ledger.balance_as_of(args.account_id, args.as_of)
             row = dataclasses.asdict(past) | {"balance": format_amount(past.balance, past.currency)}
@@ -232,6 +236,35 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                  "recorded_at"],
             )  # fmt: skip
     return 0
+
+
+def print_audit(args: argparse.Namespace, trail: Any) -> None:
+    from ledgerflow.audit.trail import AUDIT_FIELDS
+
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        print(json.dumps(_plain(trail), indent=2, sort_keys=True))
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for entry in trail.entries:
+            row = _plain(entry)
+            row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
+            writer.writerow(row)
+        return
+    print(
+        f"{trail.account_id}: opening {format_amount(trail.opening_balance, trail.currency)}, "
+        f"closing {format_amount(trail.closing_balance, trail.currency)}"
+    )
+    print_table(
+        [
+            _plain(e) | {"amount": format_amount(e.amount, e.currency)}
+            for e in trail.entries
+        ],
+        ["recorded_at", "kind", "version", "transfer_id", "counterparty", "amount",
+         "balance_after", "initiated_by", "reason_type"],
+    )  # fmt: skip
 
 
 def _instant(text: str) -> datetime:
@@ -302,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the confirmation"
     )
+
+    audit = sub.add_parser("audit", parents=[common], help="an account's audit trail")
+    audit.add_argument("account_id")
+    audit.add_argument("--from", dest="start", type=_instant, required=True)
+    audit.add_argument("--to", dest="end", type=_instant, required=True)
+    audit.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
     verify = sub.add_parser(
         "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"
