@@ -89,5 +89,4 @@ async def test_the_cli_writes_json_and_csv_with_the_documented_fields(
     assert [r["transfer_id"] for r in rows] == ["t1", "t2", "t3"]
     assert json.loads(rows[0]["metadata"]) == {"ref": "R-1"}
     code, _, err = await cli(env, "audit", "anna", "--from", "2026-01-01", "--to", "x")
-    assert (code == 2 and "time zone" in err) or "ISO 8601" in err
-    assert (end - start) < timedelta(minutes=1)
+    assert code == 2 and "has no time zone" in err
