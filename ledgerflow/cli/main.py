@@ -194,15 +194,16 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                 ["transfer_id", "status", "from_balance_after", "to_balance_after", "confirmed_at"],
             )
         elif args.command == "bench":
-            from ledgerflow.bench.latency import sequential_latency
-
             region = args.region or settings.default_region
-            report = await sequential_latency(ledger, args.count, region)
-            row = {
-                k: f"{v:.1f}" if isinstance(v, float) else v
-                for k, v in dataclasses.asdict(report).items()
-            }
-            emit(args, report, [row], list(row))
+            reports = await run_bench(args, ledger, region)
+            rows = [
+                {
+                    k: f"{v:.2f}" if isinstance(v, float) else v
+                    for k, v in dataclasses.asdict(r).items()
+                }
+                for r in reports
+            ]
+            emit(args, reports, rows, list(rows[0]))
         elif args.command == "audit":
             trail = await ledger.audit(args.account_id, args.start, args.end)
             print_audit(args, trail)
@@ -277,6 +278,24 @@ def _instant(text: str) -> datetime:
     return value
 
 
+async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[Any]:
+    if args.mode == "latency":
+        from ledgerflow.bench.latency import sequential_latency
+
+        return [await sequential_latency(ledger, args.count, region)]
+    from ledgerflow.bench.history import query_bench
+    from ledgerflow.store.postgres import PostgresEventStore
+
+    def progress(line: str) -> None:
+        print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    store = PostgresEventStore(ledger.engine(region), region)
+    reports = await query_bench(store, sizes, args.probes, progress)
+    print(file=sys.stderr)
+    return reports
+
+
 def _money(value: int | None, currency: str) -> str | None:
     return None if value is None else format_amount(value, currency)
 
@@ -348,8 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--region", help="one region (default: all)")
 
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
-    bench.add_argument("mode", choices=["latency"], help="latency: sequential confirmations")
-    bench.add_argument("--count", type=int, default=100)
+    bench.add_argument(
+        "mode",
+        choices=["latency", "query"],
+        help="latency: sequential confirmations; query: point-in-time balance vs history size",
+    )
+    bench.add_argument("--count", type=int, default=100, help="latency: transfers")
+    bench.add_argument("--sizes", default="10000,100000,1000000", help="query: history sizes")
+    bench.add_argument("--probes", type=int, default=1000, help="query: lookups per size")
     bench.add_argument("--region")
 
     balance = sub.add_parser("balance", parents=[common], help="an account's balance")

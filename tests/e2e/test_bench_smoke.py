@@ -1,7 +1,12 @@
 """The bench command runs (its numbers are reported, never asserted)."""
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.audit.verify import verify_region
+from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
 from ledgerflow.client import LedgerClient
+from ledgerflow.store.postgres import PostgresEventStore
 
 
 async def test_latency_bench_runs_and_reports_consistent_numbers(ledger: LedgerClient) -> None:
@@ -18,3 +23,15 @@ def test_percentiles_are_observed_samples() -> None:
         100.0,
     )
     assert percentile([7.0], 99) == 7.0
+
+
+async def test_query_bench_seeds_a_sound_history_and_reports(
+    isolated_region: tuple[PostgresEventStore, AsyncEngine],
+) -> None:
+    store, _ = isolated_region
+    [report] = await query_bench(store, [2000], probes=20)
+    assert report.events == 2000 and report.probes == 20
+    assert 0 < report.p50_ms <= report.p99_ms <= report.max_ms
+    verified = await verify_region(store.engine, "us")
+    assert verified.sound, [str(f) for f in verified.findings[:3]]
+    assert verified.events_checked == 2 * 2000

@@ -1,0 +1,166 @@
+"""`bench query`: point-in-time balance latency as an account's history grows.
+
+For each size it writes a real history to the region's database: a pair of
+accounts (unlimited overdraft) trading 1 minor unit back and forth, each
+event hash-chained exactly as the append path does, a microsecond apart,
+loaded with COPY (each transfer is 2 events, so 1M events in the measured
+account means 2M rows). `verify` still finds the region sound afterwards.
+Then it asks `balance_as_of` at random instants and reports p50/p99/max.
+
+    .venv/bin/ledgerflow bench query --sizes 10000,100000,1000000
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
+from ledgerflow.bench.latency import percentile
+from ledgerflow.domain.hashing import chain_hash, event_content
+from ledgerflow.domain.model import OpenAccountRequest
+from ledgerflow.store.postgres import PostgresEventStore, event_id_for
+
+COLUMNS = [
+    "event_id", "type", "account_id", "version", "amount", "currency", "balance_after",
+    "occurred_at", "recorded_at", "region", "initiated_by", "transfer_id", "leg",
+    "counterparty", "description", "metadata", "prev_hash", "hash",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class QueryReport:
+    events: int
+    seed_seconds: float
+    probes: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+async def seed_history(
+    store: PostgresEventStore, events: int, progress: Callable[[int], None] | None = None
+) -> tuple[str, datetime, datetime]:
+    """Give a fresh account `events` events; return it and the span they cover."""
+    run = uuid.uuid4().hex[:8]
+    subject, other = f"hist-{run}-a", f"hist-{run}-b"
+    heads: dict[str, tuple[str, int, int]] = {}
+    for account_id in (subject, other):
+        opened = await store.open_account(
+            OpenAccountRequest(account_id, "USD", store.region, None, "bench"), datetime.now(UTC)
+        )
+        heads[account_id] = (opened.account.head_hash, 0, 1)
+    # After the openings and one microsecond apart, so recorded_at grows with
+    # version exactly as real postings (taken under the account lock) do.
+    start = datetime.now(UTC)
+    async with store.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        copy = raw.driver_connection  # asyncpg: COPY is the fast way to load rows
+        assert copy is not None
+        batch: list[tuple[Any, ...]] = []
+        instant = start
+        for n in range(events - 1):  # version 1 is AccountOpened
+            instant += timedelta(microseconds=1)
+            batch += _transfer_rows(store.region, heads, run, n, subject, other, instant)
+            if len(batch) >= 50_000:
+                await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
+                batch.clear()
+                if progress:
+                    progress(n + 1)
+        if batch:
+            await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
+    async with store.engine.begin() as conn:
+        for account_id, (digest, balance, version) in heads.items():
+            await conn.execute(
+                text(
+                    "UPDATE accounts SET head_hash = :h, balance = :b, version = :v "
+                    "WHERE account_id = :a"
+                ),
+                {"h": digest, "b": balance, "v": version, "a": account_id},
+            )
+    return subject, start, instant
+
+
+def _transfer_rows(
+    region: str,
+    heads: dict[str, tuple[str, int, int]],
+    run: str,
+    n: int,
+    subject: str,
+    other: str,
+    instant: datetime,
+) -> list[tuple[Any, ...]]:
+    """Both events of transfer n, chained to (and advancing) each account's head."""
+    source, target = (subject, other) if n % 2 == 0 else (other, subject)
+    transfer_id = f"hist-{run}-{n}"
+    rows = []
+    for account_id, amount, leg, kind, counterparty in (
+        (source, -1, "debit", "Debited", target),
+        (target, 1, "credit", "Credited", source),
+    ):
+        prev, balance, version = heads[account_id]
+        balance, version = balance + amount, version + 1
+        event_id = event_id_for(f"transfer/{transfer_id}/{leg}")
+        content = event_content(
+            event_id=event_id, type=kind, account_id=account_id, version=version,
+            amount=amount, currency="USD", balance_after=balance, occurred_at=instant,
+            recorded_at=instant, region=region, initiated_by="bench",
+            transfer_id=transfer_id, leg=leg, counterparty=counterparty,
+            description=None, metadata={},
+        )  # fmt: skip
+        digest = chain_hash(prev, content)
+        heads[account_id] = (digest, balance, version)
+        rows.append(
+            (uuid.UUID(event_id), kind, account_id, version, amount, "USD", balance,
+             instant, instant, region, "bench", transfer_id, leg, counterparty,
+             None, "{}", prev, digest)
+        )  # fmt: skip
+    return rows
+
+
+async def measure_as_of(
+    engine: AsyncEngine, account_id: str, start: datetime, end: datetime, probes: int
+) -> tuple[float, float, float]:
+    rng = random.Random(7)
+    span = (end - start).total_seconds()
+    samples = []
+    for _ in range(probes):
+        at = start + timedelta(seconds=rng.uniform(0, span))
+        began = time.perf_counter()
+        await balance_as_of(engine, account_id, at)
+        samples.append((time.perf_counter() - began) * 1000)
+    # One spot check that the fast answer is the replayed truth.
+    at = start + timedelta(seconds=span / 2)
+    assert await balance_as_of(engine, account_id, at) == await replay_balance(
+        engine, account_id, at
+    )
+    return percentile(samples, 50), percentile(samples, 99), max(samples)
+
+
+async def query_bench(
+    store: PostgresEventStore,
+    sizes: list[int],
+    probes: int = 1000,
+    progress: Callable[[str], None] | None = None,
+) -> list[QueryReport]:
+    reports = []
+    for size in sizes:
+        began = time.perf_counter()
+
+        def report_progress(n: int, size: int = size) -> None:
+            if progress:
+                progress(f"{size:,} events: {n:,} transfers seeded")
+
+        account_id, start, end = await seed_history(store, size, report_progress)
+        seeded = time.perf_counter() - began
+        p50, p99, worst = await measure_as_of(store.engine, account_id, start, end, probes)
+        reports.append(QueryReport(size, seeded, probes, p50, p99, worst))
+    return reports
