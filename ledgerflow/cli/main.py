@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -137,6 +137,58 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if findings:
         print(f"error: NotSound: {findings[0]} ({len(findings)} finding(s))", file=sys.stderr)
         return EXIT_NOT_SOUND
+    return 0
+
+
+def _progress_line(region: str) -> Callable[[int], None]:
+    def show(applied: int) -> None:
+        print(f"\r{region}: {applied:,} events applied", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.projections.projector import CatchUpProjector
+    from ledgerflow.projections.rebuild import rebuild_views
+    from ledgerflow.store.postgres import create_engine
+
+    rows: list[dict[str, Any]] = []
+    for region in [args.region] if args.region else list(settings.regions):
+        if args.projections_command == "rebuild":
+            owner = create_engine(settings.migration_url(region), settings, pool_size=1)
+            try:
+                applied = await rebuild_views(owner, _progress_line(region))
+            finally:
+                await owner.dispose()
+            print(file=sys.stderr)
+            rows.append({"region": region, "rebuilt": "balance_view, statement_view",
+                         "events_applied": applied})  # fmt: skip
+            continue
+        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        try:
+            status = await CatchUpProjector(engine).status()
+        finally:
+            await engine.dispose()
+        rows.append(
+            {
+                "region": region,
+                "position": None,
+                "events_applied": 0,
+                "lag_events": None,
+                "lag_seconds": None,
+                "last_error": "never run",
+            }
+            if status is None
+            else {
+                "region": region,
+                "position": f"{status.cursor.tx_id}:{status.cursor.position}",
+                "events_applied": status.events_applied,
+                "lag_events": status.lag_events,
+                "lag_seconds": round(status.lag_seconds, 3),
+                "last_error": status.last_error,
+            }
+        )
+    emit(args, rows, rows, list(rows[0]))
     return 0
 
 
@@ -361,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--to", dest="end", type=_instant, required=True)
     audit.add_argument("--format", choices=["table", "json", "csv"], default="table")
 
+    projections = sub.add_parser("projections", parents=[common], help="the read models")
+    projections.add_argument(
+        "projections_command",
+        choices=["status", "rebuild"],
+        help="status: position and lag; rebuild: from the events, swapped in without downtime",
+    )
+    projections.add_argument("--region", help="one region (default: all)")
+
     verify = sub.add_parser(
         "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"
     )
@@ -402,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_worker(args, settings)
         if args.command == "verify":
             return asyncio.run(cmd_verify(args, settings))
+        if args.command == "projections":
+            return asyncio.run(cmd_projections(args, settings))
         return asyncio.run(ledger_command(args, settings))
     except LedgerError as exc:
         print(f"error: {exc.type}: {exc.message}", file=sys.stderr)

@@ -24,11 +24,15 @@ CHECKPOINT = "views"
 
 @dataclass(frozen=True)
 class ProjectionStatus:
+    """Where the catch-up projector stands, and how far behind the events it is."""
+
     name: str
     cursor: TailCursor
     events_applied: int
     updated_at: datetime
     last_error: str | None
+    lag_events: int
+    lag_seconds: float
 
 
 class CatchUpProjector:
@@ -114,23 +118,25 @@ class CatchUpProjector:
                     {"name": CHECKPOINT},
                 )
             ).first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            # Lag: committed events not yet applied, and the age of the oldest one.
+            lag = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) AS n, "
+                        "coalesce(extract(epoch FROM now() - min(recorded_at)), 0) AS age "
+                        "FROM events WHERE (tx_id, position) > (:tx, :pos)"
+                    ),
+                    {"tx": row.tx_id, "pos": row.position},
+                )
+            ).one()
         return ProjectionStatus(
             name=row.name,
             cursor=TailCursor(row.tx_id, row.position),
             events_applied=row.events_applied,
             updated_at=row.updated_at,
             last_error=row.last_error,
+            lag_events=lag.n,
+            lag_seconds=max(0.0, float(lag.age)),
         )
-
-    async def rebuild(self) -> int:
-        """Empty both views and replay every event into them."""
-        async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM statement_view"))
-            await conn.execute(text("DELETE FROM balance_view"))
-            await conn.execute(
-                text("DELETE FROM projection_checkpoints WHERE name = :name"),
-                {"name": CHECKPOINT},
-            )
-        return await self.catch_up()

@@ -46,13 +46,21 @@ class StatementLine:
     description: str | None
 
 
-async def apply_events(conn: AsyncConnection, events: list[Event]) -> None:
-    """Apply `events` to both views inside the caller's transaction."""
+#: The live view tables; a rebuild fills a copy with this suffix, then swaps.
+VIEW_TABLES = ("balance_view", "statement_view")
+
+
+async def apply_events(conn: AsyncConnection, events: list[Event], suffix: str = "") -> None:
+    """Apply `events` to both views inside the caller's transaction.
+
+    `suffix` names a shadow copy of the views (`_next` during a rebuild).
+    """
     if not events:
         return
     await conn.execute(
         text(
-            "INSERT INTO statement_view (account_id, version, event_id, type, transfer_id, "
+            f"INSERT INTO statement_view{suffix} (account_id, version, event_id, type, "
+            "transfer_id, "
             "counterparty, amount, currency, balance_after, recorded_at, description) "
             "VALUES (:account_id, :version, CAST(:event_id AS uuid), :type, :transfer_id, "
             ":counterparty, :amount, :currency, :balance_after, :recorded_at, :description) "
@@ -83,11 +91,11 @@ async def apply_events(conn: AsyncConnection, events: list[Event]) -> None:
     # for an older version leaves the newer balance in place.
     await conn.execute(
         text(
-            "INSERT INTO balance_view (account_id, currency, balance, version, updated_at) "
-            "VALUES (:account_id, :currency, :balance, :version, :updated_at) "
+            f"INSERT INTO balance_view{suffix} AS b (account_id, currency, balance, version, "
+            "updated_at) VALUES (:account_id, :currency, :balance, :version, :updated_at) "
             "ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, "
             "version = excluded.version, updated_at = excluded.updated_at "
-            "WHERE balance_view.version < excluded.version"
+            "WHERE b.version < excluded.version"
         ),
         [
             {
