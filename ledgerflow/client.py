@@ -35,6 +35,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 
 from ledgerflow import search_attributes as sa
 from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
@@ -68,7 +69,7 @@ T = TypeVar("T")
 MAX_STATEMENT_PAGE = 1000
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     """The Temporal client for these settings (TLS and API key for a secured cluster)."""
     return await Client.connect(
         settings.temporal_address,
@@ -76,6 +77,7 @@ async def connect_temporal(settings: Settings) -> Client:
         api_key=settings.temporal_api_key,
         tls=settings.temporal_tls,
         data_converter=DATA_CONVERTER,
+        runtime=runtime,
     )
 
 

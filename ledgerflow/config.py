@@ -93,6 +93,9 @@ class Settings:
     s3_bucket: str = "ledgerflow-archive"
     s3_region: str = "us-east-1"
 
+    #: Prometheus metrics of the workers: region i serves on this port + i.
+    metrics_port: int | None = None
+
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
     worker_shutdown_grace: timedelta = timedelta(seconds=10)
@@ -163,6 +166,7 @@ class Settings:
             s3_endpoint_given=s3 is not None,
             s3_bucket=_env(env, "LEDGERFLOW_S3_BUCKET") or cls.s3_bucket,
             s3_region=_env(env, "LEDGERFLOW_S3_REGION") or cls.s3_region,
+            metrics_port=_int(env, "LEDGERFLOW_METRICS_PORT", 0) or None,
             worker_shutdown_grace=timedelta(
                 seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
             ),

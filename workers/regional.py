@@ -17,13 +17,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
 from ledgerflow.converter import DATA_CONVERTER
-from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workflows.account import OpenAccountWorkflow
@@ -49,7 +50,30 @@ def build_worker(client: Client, settings: Settings, region: str, engine: AsyncE
     )
 
 
-async def run_projector(engine: AsyncEngine, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+class LagGauges:
+    """Projection lag as metrics (`ledgerflow_projection_lag_events`, `..._seconds`)."""
+
+    def __init__(self, runtime: Runtime, region: str) -> None:
+        meter = runtime.metric_meter.with_additional_attributes({"region": region})
+        self.events = meter.create_gauge(
+            "ledgerflow_projection_lag_events", "committed events not yet in the read models"
+        )
+        self.seconds = meter.create_gauge_float(
+            "ledgerflow_projection_lag_seconds", "age of the oldest unprojected event", "s"
+        )
+
+    def record(self, status: ProjectionStatus | None) -> None:
+        if status is not None:
+            self.events.set(status.lag_events)
+            self.seconds.set(status.lag_seconds)
+
+
+async def run_projector(
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    interval_s: float = 1.0,
+    gauges: LagGauges | None = None,
+) -> None:
     """Keep the views caught up; on failure record it, stay put, and retry later."""
     projector = CatchUpProjector(engine)
     while not stop.is_set():
@@ -57,6 +81,8 @@ async def run_projector(engine: AsyncEngine, stop: asyncio.Event, interval_s: fl
             # Batch by batch, so that a shutdown is noticed under sustained load.
             while not stop.is_set() and await projector.run_once():
                 pass
+            if gauges is not None:
+                gauges.record(await projector.status())
         except Exception:
             log.exception("catch-up projector failed; position kept, retrying")
         with contextlib.suppress(TimeoutError):
@@ -71,12 +97,19 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         loop.add_signal_handler(sig, stop.set)
     await upgrade(settings.migration_url(region))
     engine = create_engine(settings.database_url(region), settings)
+    runtime, gauges = None, None
+    if settings.metrics_port:
+        port = settings.metrics_port + settings.regions.index(region)
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))
+        )
+        gauges = LagGauges(runtime, region)
     try:
-        client = await connect_temporal(settings)
+        client = await connect_temporal(settings, runtime)
         worker = build_worker(client, settings, region, engine)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
-            projector = asyncio.create_task(run_projector(engine, stop))
+            projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))
             print(
                 f"ledgerflow worker: region {region}, task queue {settings.task_queue(region)}",
                 flush=True,
@@ -85,4 +118,6 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
             log.info("shutting down worker for region %s", region)
             await projector
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await engine.dispose()
