@@ -150,6 +150,7 @@ def _progress_line(region: str) -> Callable[[int], None]:
 async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.projections.projector import CatchUpProjector
     from ledgerflow.projections.rebuild import rebuild_views
+    from ledgerflow.projections.views import VIEW_TABLES
     from ledgerflow.store.postgres import create_engine
 
     rows: list[dict[str, Any]] = []
@@ -157,11 +158,12 @@ async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
         if args.projections_command == "rebuild":
             owner = create_engine(settings.migration_url(region), settings, pool_size=1)
             try:
-                applied = await rebuild_views(owner, _progress_line(region))
+                views = (f"{args.view}_view",) if args.view else VIEW_TABLES
+                applied = await rebuild_views(owner, _progress_line(region), views)
             finally:
                 await owner.dispose()
             print(file=sys.stderr)
-            rows.append({"region": region, "rebuilt": "balance_view, statement_view",
+            rows.append({"region": region, "rebuilt": ", ".join(views),
                          "events_applied": applied})  # fmt: skip
             continue
         engine = create_engine(settings.database_url(region), settings, pool_size=1)
@@ -420,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="status: position and lag; rebuild: from the events, swapped in without downtime",
     )
     projections.add_argument("--region", help="one region (default: all)")
+    projections.add_argument(
+        "--view", choices=["balance", "statement"], help="rebuild one view (default: both)"
+    )
 
     verify = sub.add_parser(
         "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"

@@ -41,13 +41,17 @@ $$
 
 
 async def _fill(
-    conn: AsyncConnection, cursor: TailCursor, applied: int, progress: Callable[[int], None] | None
+    conn: AsyncConnection,
+    cursor: TailCursor,
+    applied: int,
+    progress: Callable[[int], None] | None,
+    views: tuple[str, ...],
 ) -> tuple[TailCursor, int]:
-    """Apply one batch to the shadows; returns the new cursor and total applied."""
+    """Apply one batch to the shadows of `views`; returns the new cursor and total."""
     events = await read_events_below_horizon(conn, cursor, BATCH)
     if not events:
         return cursor, applied
-    await apply_events(conn, events, suffix=SHADOW)
+    await apply_events(conn, events, suffix=SHADOW, only=views)
     last = events[-1]
     applied += len(events)
     if progress:
@@ -56,40 +60,76 @@ async def _fill(
 
 
 async def rebuild_views(
-    owner_engine: AsyncEngine, progress: Callable[[int], None] | None = None
+    owner_engine: AsyncEngine,
+    progress: Callable[[int], None] | None = None,
+    views: tuple[str, ...] = VIEW_TABLES,
 ) -> int:
-    """Rebuild both views from the events and swap them in; returns events applied."""
+    """Rebuild `views` from the events and swap them in; returns events applied."""
+    unknown = set(views) - set(VIEW_TABLES)
+    if unknown or not views:
+        raise ValueError(f"views must be among {VIEW_TABLES}, got {views}")
     async with owner_engine.begin() as conn:
-        for table in VIEW_TABLES:
+        for table in views:
             await conn.execute(text(f"DROP TABLE IF EXISTS {table}{SHADOW}"))
             await conn.execute(text(f"CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL)"))
     cursor, applied = TailCursor(), 0
     while True:  # bulk phase: the live views are untouched
         async with owner_engine.begin() as conn:
-            moved, applied = await _fill(conn, cursor, applied, progress)
+            moved, applied = await _fill(conn, cursor, applied, progress, views)
         if moved == cursor:
             break
         cursor = moved
     async with owner_engine.begin() as conn:
+        # Lock order matters: the catch-up projector takes its checkpoint row,
+        # then writes the views. Taking them in the same order here means the
+        # two wait for each other instead of deadlocking.
+        await conn.execute(
+            text(
+                "INSERT INTO projection_checkpoints (name) VALUES (:name) "
+                "ON CONFLICT (name) DO NOTHING"
+            ),
+            {"name": CHECKPOINT},
+        )
+        live = (
+            await conn.execute(
+                text(
+                    "SELECT tx_id, position FROM projection_checkpoints "
+                    "WHERE name = :name FOR UPDATE"
+                ),
+                {"name": CHECKPOINT},
+            )
+        ).one()
         # ACCESS EXCLUSIVE on the live views (not on events): appends go on,
         # view readers and writers wait for the swap, which takes milliseconds.
         await conn.execute(text("LOCK TABLE balance_view, statement_view IN ACCESS EXCLUSIVE MODE"))
         while True:  # what was appended during the bulk phase
-            moved, applied = await _fill(conn, cursor, applied, progress)
+            moved, applied = await _fill(conn, cursor, applied, progress, views)
             if moved == cursor:
                 break
             cursor = moved
-        for table in VIEW_TABLES:
+        # A view not being rebuilt is brought to the same position, so that the
+        # one checkpoint stays true for both.
+        kept = tuple(t for t in VIEW_TABLES if t not in views)
+        position = TailCursor(live.tx_id, live.position)
+        while kept and position < cursor:
+            events = [
+                e
+                for e in await read_events_below_horizon(conn, position, BATCH)
+                if TailCursor(e.tx_id or 0, e.position or 0) <= cursor
+            ]
+            if not events:
+                break
+            await apply_events(conn, events, only=kept)
+            position = TailCursor(events[-1].tx_id or 0, events[-1].position or 0)
+        for table in views:
             await conn.execute(text(f"ALTER TABLE {table} RENAME TO {table}_old"))
             await conn.execute(text(f"ALTER TABLE {table}{SHADOW} RENAME TO {table}"))
             await conn.execute(text(f"DROP TABLE {table}_old"))
         await conn.execute(text(GRANTS))
         await conn.execute(
             text(
-                "INSERT INTO projection_checkpoints (name, tx_id, position, events_applied) "
-                "VALUES (:name, :tx, :pos, :n) ON CONFLICT (name) DO UPDATE SET "
-                "tx_id = excluded.tx_id, position = excluded.position, "
-                "events_applied = excluded.events_applied, updated_at = now(), last_error = NULL"
+                "UPDATE projection_checkpoints SET tx_id = :tx, position = :pos, "
+                "events_applied = :n, updated_at = now(), last_error = NULL WHERE name = :name"
             ),
             {"name": CHECKPOINT, "tx": cursor.tx_id, "pos": cursor.position, "n": applied},
         )

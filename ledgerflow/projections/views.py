@@ -50,13 +50,26 @@ class StatementLine:
 VIEW_TABLES = ("balance_view", "statement_view")
 
 
-async def apply_events(conn: AsyncConnection, events: list[Event], suffix: str = "") -> None:
-    """Apply `events` to both views inside the caller's transaction.
+async def apply_events(
+    conn: AsyncConnection,
+    events: list[Event],
+    suffix: str = "",
+    only: tuple[str, ...] = VIEW_TABLES,
+) -> None:
+    """Apply `events` to the views inside the caller's transaction.
 
-    `suffix` names a shadow copy of the views (`_next` during a rebuild).
+    `suffix` names a shadow copy of the views (`_next` during a rebuild);
+    `only` restricts the write to some of the views.
     """
     if not events:
         return
+    if "statement_view" in only:
+        await _apply_statement(conn, events, suffix)
+    if "balance_view" in only:
+        await _apply_balance(conn, events, suffix)
+
+
+async def _apply_statement(conn: AsyncConnection, events: list[Event], suffix: str) -> None:
     await conn.execute(
         text(
             f"INSERT INTO statement_view{suffix} (account_id, version, event_id, type, "
@@ -83,6 +96,9 @@ async def apply_events(conn: AsyncConnection, events: list[Event], suffix: str =
             for e in events
         ],
     )
+
+
+async def _apply_balance(conn: AsyncConnection, events: list[Event], suffix: str) -> None:
     latest: dict[str, Event] = {}
     for e in events:
         if e.account_id not in latest or e.version > latest[e.account_id].version:
