@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.projections.views import apply_events
 from ledgerflow.store.base import TailCursor
@@ -35,6 +35,27 @@ class ProjectionStatus:
     lag_seconds: float
 
 
+async def lock_checkpoint(conn: AsyncConnection) -> TailCursor:
+    """Lock the views' checkpoint row (creating it at the start) and return its cursor.
+
+    Whoever writes the views in step with the checkpoint takes this row first,
+    then the views: one lock order for all, so they wait instead of deadlocking.
+    """
+    await conn.execute(
+        text("INSERT INTO projection_checkpoints (name) VALUES (:name) ON CONFLICT DO NOTHING"),
+        {"name": CHECKPOINT},
+    )
+    row = (
+        await conn.execute(
+            text(
+                "SELECT tx_id, position FROM projection_checkpoints WHERE name = :name FOR UPDATE"
+            ),
+            {"name": CHECKPOINT},
+        )
+    ).one()
+    return TailCursor(row.tx_id, row.position)
+
+
 class CatchUpProjector:
     """Applies every event, in global order, exactly once per checkpoint."""
 
@@ -46,27 +67,10 @@ class CatchUpProjector:
         """Apply one batch; returns how many events it applied (0 = caught up)."""
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "INSERT INTO projection_checkpoints (name) VALUES (:name) "
-                        "ON CONFLICT (name) DO NOTHING"
-                    ),
-                    {"name": CHECKPOINT},
-                )
-                # FOR UPDATE: two projectors on one region take turns per batch
+                # Locked: two projectors on one region take turns per batch
                 # instead of applying the same batch side by side.
-                row = (
-                    await conn.execute(
-                        text(
-                            "SELECT tx_id, position FROM projection_checkpoints "
-                            "WHERE name = :name FOR UPDATE"
-                        ),
-                        {"name": CHECKPOINT},
-                    )
-                ).one()
-                events = await read_events_below_horizon(
-                    conn, TailCursor(row.tx_id, row.position), self.batch_size
-                )
+                cursor = await lock_checkpoint(conn)
+                events = await read_events_below_horizon(conn, cursor, self.batch_size)
                 if not events:
                     return 0
                 await apply_events(conn, events)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledgerflow.projections.projector import CHECKPOINT
+from ledgerflow.projections.projector import CHECKPOINT, lock_checkpoint
 from ledgerflow.projections.views import VIEW_TABLES, apply_events
 from ledgerflow.store.base import TailCursor
 from ledgerflow.store.postgres import read_events_below_horizon
@@ -83,22 +83,7 @@ async def rebuild_views(
         # Lock order matters: the catch-up projector takes its checkpoint row,
         # then writes the views. Taking them in the same order here means the
         # two wait for each other instead of deadlocking.
-        await conn.execute(
-            text(
-                "INSERT INTO projection_checkpoints (name) VALUES (:name) "
-                "ON CONFLICT (name) DO NOTHING"
-            ),
-            {"name": CHECKPOINT},
-        )
-        live = (
-            await conn.execute(
-                text(
-                    "SELECT tx_id, position FROM projection_checkpoints "
-                    "WHERE name = :name FOR UPDATE"
-                ),
-                {"name": CHECKPOINT},
-            )
-        ).one()
+        live = await lock_checkpoint(conn)
         # ACCESS EXCLUSIVE on the live views (not on events): appends go on,
         # view readers and writers wait for the swap, which takes milliseconds.
         await conn.execute(text("LOCK TABLE balance_view, statement_view IN ACCESS EXCLUSIVE MODE"))
@@ -110,7 +95,7 @@ async def rebuild_views(
         # A view not being rebuilt is brought to the same position, so that the
         # one checkpoint stays true for both.
         kept = tuple(t for t in VIEW_TABLES if t not in views)
-        position = TailCursor(live.tx_id, live.position)
+        position = live
         while kept and position < cursor:
             events = [
                 e
