@@ -61,7 +61,8 @@ from ledgerflow.domain.model import (
     require_id,
 )
 from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
-from ledgerflow.store.postgres import account_from_row, create_engine
+from ledgerflow.store.postgres import create_engine
+from ledgerflow.store.rows import account_from_row
 from workflows.account import OpenAccountWorkflow, account_workflow_id
 from workflows.transfer import TransferWorkflow
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.domain.errors import AccountNotFound, InvalidRequest
 from ledgerflow.domain.model import transfer_workflow_id
-from ledgerflow.store.postgres import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
-from ledgerflow.store.postgres import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
 @dataclass(frozen=True)

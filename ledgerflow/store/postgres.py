@@ -11,24 +11,18 @@ order rules out deadlocks between transfers over the same pair.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
-    AccountClosed,
-    AccountNotFound,
-    CurrencyMismatch,
     DuplicateTransferMismatch,
-    InsufficientFunds,
-    InvalidAmount,
     InvalidRequest,
     LedgerError,
 )
@@ -45,8 +39,16 @@ from ledgerflow.domain.model import (
     TransferStatus,
     canonical_json,
 )
-from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount
+from ledgerflow.domain.policy import check_policy
 from ledgerflow.store.base import EventStore, TailCursor
+from ledgerflow.store.rows import (
+    ACCOUNT_COLUMNS,
+    EVENT_COLUMNS,
+    TRANSFER_COLUMNS,
+    account_from_row,
+    event_from_row,
+    transfer_result_from_row,
+)
 
 #: Event ids are derived from business keys, so a retried append that lost its
 #: reply computes the same ids and collides with what it already wrote.
@@ -82,90 +84,6 @@ def create_engine(url: str, settings: Settings, pool_size: int | None = None) ->
     )
 
 
-_ACCOUNT_COLUMNS = (
-    "account_id, currency, region, overdraft_limit, status, version, balance, "
-    "head_hash, opened_at, metadata"
-)
-EVENT_COLUMNS = (
-    "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
-    "balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg, "
-    "counterparty, description, metadata, prev_hash, hash"
-)
-_TRANSFER_COLUMNS = (
-    "transfer_id, fingerprint, status, region, reason_type, reason, "
-    "debit_event_id::text AS debit_event_id, credit_event_id::text AS credit_event_id, "
-    "from_balance_after, to_balance_after, recorded_at"
-)
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        decoded: dict[str, Any] = json.loads(value)
-        return decoded
-    return dict(value)
-
-
-def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
-    m = row._mapping if isinstance(row, Row) else row
-    return Account(
-        account_id=m["account_id"],
-        currency=m["currency"],
-        region=m["region"],
-        overdraft_limit=m["overdraft_limit"],
-        status=m["status"],
-        version=m["version"],
-        balance=m["balance"],
-        opened_at=m["opened_at"],
-        head_hash=m["head_hash"],
-        metadata=_json(m["metadata"]),
-    )
-
-
-def event_from_row(row: Row[Any]) -> Event:
-    m = row._mapping
-    return Event(
-        event_id=m["event_id"],
-        type=m["type"],
-        account_id=m["account_id"],
-        version=m["version"],
-        amount=m["amount"],
-        currency=m["currency"],
-        balance_after=m["balance_after"],
-        occurred_at=m["occurred_at"],
-        recorded_at=m["recorded_at"],
-        region=m["region"],
-        initiated_by=m["initiated_by"],
-        transfer_id=m["transfer_id"],
-        leg=m["leg"],
-        counterparty=m["counterparty"],
-        description=m["description"],
-        metadata=_json(m["metadata"]),
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
-        position=m["position"],
-        tx_id=m["tx_id"],
-    )
-
-
-def _transfer_result_from_row(row: Row[Any]) -> TransferResult:
-    m = row._mapping
-    return TransferResult(
-        transfer_id=m["transfer_id"],
-        status=m["status"],
-        fingerprint=m["fingerprint"],
-        region=m["region"],
-        reason_type=m["reason_type"],
-        reason=m["reason"],
-        debit_event_id=m["debit_event_id"],
-        credit_event_id=m["credit_event_id"],
-        from_balance_after=m["from_balance_after"],
-        to_balance_after=m["to_balance_after"],
-        confirmed_at=m["recorded_at"] if m["status"] == TransferStatus.CONFIRMED else None,
-    )
-
-
 def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResult:
     """Exactly-once: the recorded outcome stands, if and only if the payload is the same."""
     if existing.fingerprint != transfer.fingerprint():
@@ -174,33 +92,6 @@ def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResu
             transfer_id=transfer.transfer_id,
         )
     return existing
-
-
-def check_policy(transfer: Transfer, source: Account | None, target: Account | None) -> None:
-    """The business rules of a transfer, given the two accounts as they stand."""
-    for account_id, account in ((transfer.from_account, source), (transfer.to_account, target)):
-        if account is None:
-            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-        if account.status != "open":
-            raise AccountClosed(f"account {account_id!r} is closed", account_id=account_id)
-        if account.currency != transfer.currency:
-            raise CurrencyMismatch(
-                f"account {account_id!r} holds {account.currency}, "
-                f"the transfer is in {transfer.currency}",
-                account_id=account_id,
-            )
-    assert source is not None and target is not None
-    remaining = source.balance - transfer.amount
-    if source.overdraft_limit is not None and remaining < -source.overdraft_limit:
-        raise InsufficientFunds(
-            f"account {source.account_id!r} has a balance of "
-            f"{format_amount(source.balance, source.currency)} and an overdraft limit of "
-            f"{format_amount(source.overdraft_limit, source.currency)}; "
-            f"{format_amount(transfer.amount, transfer.currency)} exceeds what it may spend",
-            account_id=source.account_id,
-        )
-    if target.balance + transfer.amount > MAX_MINOR_UNITS or remaining < -MAX_MINOR_UNITS:
-        raise InvalidAmount("the transfer would overflow an account balance")
 
 
 _APPEND_WRITES = text(
@@ -354,7 +245,7 @@ class PostgresEventStore(EventStore):
     async def _account(self, conn: AsyncConnection, account_id: str) -> Account | None:
         row = (
             await conn.execute(
-                text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = :id"),
+                text(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = :id"),
                 {"id": account_id},
             )
         ).first()
@@ -369,7 +260,7 @@ class PostgresEventStore(EventStore):
     async def check_transfer(self, transfer: Transfer) -> None:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                text(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids)"),
+                text(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids)"),
                 {"ids": [transfer.from_account, transfer.to_account]},
             )
             found = {a.account_id: a for a in map(account_from_row, rows)}
@@ -384,7 +275,7 @@ class PostgresEventStore(EventStore):
             # two transfers over one pair of accounts cannot deadlock.
             rows = await conn.execute(
                 text(
-                    f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids) "
+                    f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids) "
                     "ORDER BY account_id FOR UPDATE"
                 ),
                 {"ids": [transfer.from_account, transfer.to_account]},
@@ -397,14 +288,14 @@ class PostgresEventStore(EventStore):
                 await conn.execute(
                     text(
                         f"SELECT clock_timestamp() AS now, t.* FROM (SELECT 1) AS one "
-                        f"LEFT JOIN (SELECT {_TRANSFER_COLUMNS} FROM transfers "
+                        f"LEFT JOIN (SELECT {TRANSFER_COLUMNS} FROM transfers "
                         f"WHERE transfer_id = :id) AS t ON true"
                     ),
                     {"id": transfer.transfer_id},
                 )
             ).one()
             if head.transfer_id is not None:
-                return _same_transfer(_transfer_result_from_row(head), transfer)
+                return _same_transfer(transfer_result_from_row(head), transfer)
             source, target = found.get(transfer.from_account), found.get(transfer.to_account)
             check_policy(transfer, source, target)
             assert source is not None and target is not None
@@ -518,21 +409,21 @@ class PostgresEventStore(EventStore):
             )
             row = (
                 await conn.execute(
-                    text(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
+                    text(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
                     {"id": transfer.transfer_id},
                 )
             ).one()
-        return _same_transfer(_transfer_result_from_row(row), transfer)
+        return _same_transfer(transfer_result_from_row(row), transfer)
 
     async def get_transfer(self, transfer_id: str) -> TransferResult | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
+                    text(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
                     {"id": transfer_id},
                 )
             ).first()
-        return _transfer_result_from_row(row) if row else None
+        return transfer_result_from_row(row) if row else None
 
     # -- reading events ---------------------------------------------------
 

@@ -17,7 +17,7 @@ from ledgerflow.domain.errors import (
 from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
 from ledgerflow.domain.model import Account, Transfer
 from ledgerflow.domain.money import MAX_MINOR_UNITS
-from ledgerflow.store.postgres import check_policy
+from ledgerflow.domain.policy import check_policy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

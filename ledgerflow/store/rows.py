@@ -1,0 +1,94 @@
+"""Column lists of the store's queries and the mapping of rows to domain records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Row
+
+from ledgerflow.domain.model import Account, Event, TransferResult, TransferStatus
+
+ACCOUNT_COLUMNS = (
+    "account_id, currency, region, overdraft_limit, status, version, balance, "
+    "head_hash, opened_at, metadata"
+)
+EVENT_COLUMNS = (
+    "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
+    "balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg, "
+    "counterparty, description, metadata, prev_hash, hash"
+)
+TRANSFER_COLUMNS = (
+    "transfer_id, fingerprint, status, region, reason_type, reason, "
+    "debit_event_id::text AS debit_event_id, credit_event_id::text AS credit_event_id, "
+    "from_balance_after, to_balance_after, recorded_at"
+)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    return dict(value)
+
+
+def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
+    m = row._mapping if isinstance(row, Row) else row
+    return Account(
+        account_id=m["account_id"],
+        currency=m["currency"],
+        region=m["region"],
+        overdraft_limit=m["overdraft_limit"],
+        status=m["status"],
+        version=m["version"],
+        balance=m["balance"],
+        opened_at=m["opened_at"],
+        head_hash=m["head_hash"],
+        metadata=_json(m["metadata"]),
+    )
+
+
+def event_from_row(row: Row[Any]) -> Event:
+    m = row._mapping
+    return Event(
+        event_id=m["event_id"],
+        type=m["type"],
+        account_id=m["account_id"],
+        version=m["version"],
+        amount=m["amount"],
+        currency=m["currency"],
+        balance_after=m["balance_after"],
+        occurred_at=m["occurred_at"],
+        recorded_at=m["recorded_at"],
+        region=m["region"],
+        initiated_by=m["initiated_by"],
+        transfer_id=m["transfer_id"],
+        leg=m["leg"],
+        counterparty=m["counterparty"],
+        description=m["description"],
+        metadata=_json(m["metadata"]),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+        position=m["position"],
+        tx_id=m["tx_id"],
+    )
+
+
+def transfer_result_from_row(row: Row[Any]) -> TransferResult:
+    m = row._mapping
+    return TransferResult(
+        transfer_id=m["transfer_id"],
+        status=m["status"],
+        fingerprint=m["fingerprint"],
+        region=m["region"],
+        reason_type=m["reason_type"],
+        reason=m["reason"],
+        debit_event_id=m["debit_event_id"],
+        credit_event_id=m["credit_event_id"],
+        from_balance_after=m["from_balance_after"],
+        to_balance_after=m["to_balance_after"],
+        confirmed_at=m["recorded_at"] if m["status"] == TransferStatus.CONFIRMED else None,
+    )
