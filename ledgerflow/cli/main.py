@@ -10,54 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import dataclasses
-import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from infra.process import StackError
+from ledgerflow.cli.output import emit
+from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.money import format_amount
 
 EXIT_UNREACHABLE = 4
-EXIT_NOT_SOUND = 6
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def emit(args: argparse.Namespace, value: Any, rows: list[dict[str, Any]], cols: list[str]) -> None:
-    if args.json:
-        print(json.dumps(_plain(value), indent=2, sort_keys=True))
-    else:
-        print_table(rows, cols)
 
 
 # -- dev stack ------------------------------------------------------------------
@@ -97,100 +66,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run_worker(settings, args.region))
-    return 0
-
-
-# -- verify (reads the databases only) -------------------------------------------
-
-
-async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.audit.verify import VerifyReport, verify_region
-    from ledgerflow.store.postgres import create_engine
-
-    reports: list[VerifyReport] = []
-    for region in [args.region] if args.region else list(settings.regions):
-        engine = create_engine(settings.database_url(region), settings, pool_size=1)
-        try:
-            reports.append(await verify_region(engine, region))
-        finally:
-            await engine.dispose()
-    rows = [
-        {
-            "region": r.region,
-            "sound": "yes" if r.sound else "NO",
-            "events": r.events_checked,
-            "accounts": r.accounts_checked,
-            "transfers": r.transfers_checked,
-            "events_per_s": f"{r.events_per_second:,.0f}",
-            "projection_lag": r.projection_lag_events,
-            "findings": len(r.findings),
-        }
-        for r in reports
-    ]
-    emit(
-        args,
-        [dataclasses.asdict(r) | {"sound": r.sound} for r in reports],
-        rows,
-        list(rows[0]),
-    )
-    findings = [f for r in reports for f in r.findings]
-    if findings:
-        print(f"error: NotSound: {findings[0]} ({len(findings)} finding(s))", file=sys.stderr)
-        return EXIT_NOT_SOUND
-    return 0
-
-
-def _progress_line(region: str) -> Callable[[int], None]:
-    def show(applied: int) -> None:
-        print(f"\r{region}: {applied:,} events applied", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
-async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.projections.projector import CatchUpProjector
-    from ledgerflow.projections.rebuild import rebuild_views
-    from ledgerflow.projections.views import VIEW_TABLES
-    from ledgerflow.store.postgres import create_engine
-
-    rows: list[dict[str, Any]] = []
-    for region in [args.region] if args.region else list(settings.regions):
-        if args.projections_command == "rebuild":
-            owner = create_engine(settings.migration_url(region), settings, pool_size=1)
-            try:
-                views = (f"{args.view}_view",) if args.view else VIEW_TABLES
-                applied = await rebuild_views(owner, _progress_line(region), views)
-            finally:
-                await owner.dispose()
-            print(file=sys.stderr)
-            rows.append({"region": region, "rebuilt": ", ".join(views),
-                         "events_applied": applied})  # fmt: skip
-            continue
-        engine = create_engine(settings.database_url(region), settings, pool_size=1)
-        try:
-            status = await CatchUpProjector(engine).status()
-        finally:
-            await engine.dispose()
-        rows.append(
-            {
-                "region": region,
-                "position": None,
-                "events_applied": 0,
-                "lag_events": None,
-                "lag_seconds": None,
-                "last_error": "never run",
-            }
-            if status is None
-            else {
-                "region": region,
-                "position": f"{status.cursor.tx_id}:{status.cursor.position}",
-                "events_applied": status.events_applied,
-                "lag_events": status.lag_events,
-                "lag_seconds": round(status.lag_seconds, 3),
-                "last_error": status.last_error,
-            }
-        )
-    emit(args, rows, rows, list(rows[0]))
     return 0
 
 
@@ -291,35 +166,6 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
                  "recorded_at"],
             )  # fmt: skip
     return 0
-
-
-def print_audit(args: argparse.Namespace, trail: Any) -> None:
-    from ledgerflow.audit.trail import AUDIT_FIELDS
-
-    fmt = "json" if args.json else args.format
-    if fmt == "json":
-        print(json.dumps(_plain(trail), indent=2, sort_keys=True))
-        return
-    if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for entry in trail.entries:
-            row = _plain(entry)
-            row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
-            writer.writerow(row)
-        return
-    print(
-        f"{trail.account_id}: opening {format_amount(trail.opening_balance, trail.currency)}, "
-        f"closing {format_amount(trail.closing_balance, trail.currency)}"
-    )
-    print_table(
-        [
-            _plain(e) | {"amount": format_amount(e.amount, e.currency)}
-            for e in trail.entries
-        ],
-        ["recorded_at", "kind", "version", "transfer_id", "counterparty", "amount",
-         "balance_after", "initiated_by", "reason_type"],
-    )  # fmt: skip
 
 
 def _instant(text: str) -> datetime:

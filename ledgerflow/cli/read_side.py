@@ -1,0 +1,138 @@
+"""The read-side commands: `verify`, `projections status|rebuild`, and the
+audit trail's output. They read the databases directly (no Temporal)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ledgerflow.cli.output import emit, plain, print_table
+from ledgerflow.config import Settings
+from ledgerflow.domain.money import format_amount
+
+EXIT_NOT_SOUND = 6
+
+
+async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.audit.verify import VerifyReport, verify_region
+    from ledgerflow.store.postgres import create_engine
+
+    reports: list[VerifyReport] = []
+    for region in [args.region] if args.region else list(settings.regions):
+        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        try:
+            reports.append(await verify_region(engine, region))
+        finally:
+            await engine.dispose()
+    rows = [
+        {
+            "region": r.region,
+            "sound": "yes" if r.sound else "NO",
+            "events": r.events_checked,
+            "accounts": r.accounts_checked,
+            "transfers": r.transfers_checked,
+            "events_per_s": f"{r.events_per_second:,.0f}",
+            "projection_lag": r.projection_lag_events,
+            "findings": len(r.findings),
+        }
+        for r in reports
+    ]
+    emit(
+        args,
+        [dataclasses.asdict(r) | {"sound": r.sound} for r in reports],
+        rows,
+        list(rows[0]),
+    )
+    findings = [f for r in reports for f in r.findings]
+    if findings:
+        print(f"error: NotSound: {findings[0]} ({len(findings)} finding(s))", file=sys.stderr)
+        return EXIT_NOT_SOUND
+    return 0
+
+
+def _progress_line(region: str) -> Callable[[int], None]:
+    def show(applied: int) -> None:
+        print(f"\r{region}: {applied:,} events applied", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.projections.projector import CatchUpProjector
+    from ledgerflow.projections.rebuild import rebuild_views
+    from ledgerflow.projections.views import VIEW_TABLES
+    from ledgerflow.store.postgres import create_engine
+
+    rows: list[dict[str, Any]] = []
+    for region in [args.region] if args.region else list(settings.regions):
+        if args.projections_command == "rebuild":
+            owner = create_engine(settings.migration_url(region), settings, pool_size=1)
+            try:
+                views = (f"{args.view}_view",) if args.view else VIEW_TABLES
+                applied = await rebuild_views(owner, _progress_line(region), views)
+            finally:
+                await owner.dispose()
+            print(file=sys.stderr)
+            rows.append({"region": region, "rebuilt": ", ".join(views),
+                         "events_applied": applied})  # fmt: skip
+            continue
+        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        try:
+            status = await CatchUpProjector(engine).status()
+        finally:
+            await engine.dispose()
+        rows.append(
+            {
+                "region": region,
+                "position": None,
+                "events_applied": 0,
+                "lag_events": None,
+                "lag_seconds": None,
+                "last_error": "never run",
+            }
+            if status is None
+            else {
+                "region": region,
+                "position": f"{status.cursor.tx_id}:{status.cursor.position}",
+                "events_applied": status.events_applied,
+                "lag_events": status.lag_events,
+                "lag_seconds": round(status.lag_seconds, 3),
+                "last_error": status.last_error,
+            }
+        )
+    emit(args, rows, rows, list(rows[0]))
+    return 0
+
+
+def print_audit(args: argparse.Namespace, trail: Any) -> None:
+    from ledgerflow.audit.trail import AUDIT_FIELDS
+
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        print(json.dumps(plain(trail), indent=2, sort_keys=True))
+        return
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for entry in trail.entries:
+            row = plain(entry)
+            row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
+            writer.writerow(row)
+        return
+    print(
+        f"{trail.account_id}: opening {format_amount(trail.opening_balance, trail.currency)}, "
+        f"closing {format_amount(trail.closing_balance, trail.currency)}"
+    )
+    print_table(
+        [
+            plain(e) | {"amount": format_amount(e.amount, e.currency)}
+            for e in trail.entries
+        ],
+        ["recorded_at", "kind", "version", "transfer_id", "counterparty", "amount",
+         "balance_after", "initiated_by", "reason_type"],
+    )  # fmt: skip
