@@ -81,9 +81,8 @@ class LedgerActivities:
     async def open_account(self, request: OpenAccountRequest) -> OpenAccountResult:
         with domain_errors_as_application_errors():
             result = await self.store.open_account(request, datetime.now(UTC))
-            async with self.store.engine.begin() as conn:
-                await apply_events(conn, await self.store.events_by_id([result.event_id]))
-            return result
+        await self.project_events(ProjectEventsInput([result.event_id]))
+        return result
 
     def all(self) -> list[Callable[..., Any]]:
         return [

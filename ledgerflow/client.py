@@ -61,8 +61,7 @@ from ledgerflow.domain.model import (
     require_id,
 )
 from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
-from ledgerflow.store.postgres import create_engine
-from ledgerflow.store.rows import account_from_row
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workflows.account import OpenAccountWorkflow, account_workflow_id
 from workflows.transfer import TransferWorkflow
 
@@ -228,10 +227,7 @@ class LedgerClient:
         # The handle may belong to a run that was already there (running or
         # closed): make sure it is this transfer, not another under the same id.
         if await self._started_with(handle) != transfer.fingerprint():
-            raise DuplicateTransferMismatch(
-                f"transfer id {transfer_id!r} was already used for a different transfer",
-                transfer_id=transfer_id,
-            )
+            raise DuplicateTransferMismatch.for_transfer(transfer_id)
         return handle
 
     async def _started_with(self, handle: WorkflowHandle[Any, Any]) -> str | None:
@@ -317,10 +313,7 @@ class LedgerClient:
         if result.fingerprint != transfer.fingerprint():
             # We attached to a workflow already running for this id with
             # another payload.
-            raise DuplicateTransferMismatch(
-                f"transfer id {transfer_id!r} was already used for a different transfer",
-                transfer_id=transfer_id,
-            )
+            raise DuplicateTransferMismatch.for_transfer(transfer_id)
         if raise_on_rejection and result.status == TransferStatus.REJECTED:
             error = error_from_type(
                 result.reason_type or "LedgerError", result.reason or "rejected",
@@ -417,13 +410,10 @@ class LedgerClient:
 
     async def account(self, account_id: str) -> Account:
         region = await self.locate(account_id)
-        async with self.engine(region).connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT * FROM accounts WHERE account_id = :id"), {"id": account_id}
-                )
-            ).one()
-        return account_from_row(row)
+        account = await PostgresEventStore(self.engine(region), region).get_account(account_id)
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+        return account
 
     async def balance(self, account_id: str) -> Balance:
         """The account's balance from the read model (it may lag the write by moments)."""

@@ -59,6 +59,13 @@ class DuplicateTransferMismatch(RequestError):
 
     type = "DuplicateTransferMismatch"
 
+    @classmethod
+    def for_transfer(cls, transfer_id: str) -> DuplicateTransferMismatch:
+        return cls(
+            f"transfer id {transfer_id!r} was already used for a different transfer",
+            transfer_id=transfer_id,
+        )
+
 
 class AccountAlreadyExists(RequestError):
     """An account id was already opened with different attributes."""

@@ -87,10 +87,7 @@ def create_engine(url: str, settings: Settings, pool_size: int | None = None) ->
 def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResult:
     """Exactly-once: the recorded outcome stands, if and only if the payload is the same."""
     if existing.fingerprint != transfer.fingerprint():
-        raise DuplicateTransferMismatch(
-            f"transfer id {transfer.transfer_id!r} was already used for a different transfer",
-            transfer_id=transfer.transfer_id,
-        )
+        raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
     return existing
 
 
