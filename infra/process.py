@@ -316,7 +316,10 @@ class DetachedServer(ABC):
         timeout = self.start_timeout if timeout is None else timeout
 
         def ready() -> bool:
-            if self.pid() is None:
+            # Liveness by pid alone: right after the spawn, and until the exec,
+            # the child's argv is still ours and would not show the marker.
+            pid = self.pid_file.read()
+            if pid is None or not pid_alive(pid):
                 raise failure(f"{self.name} exited during startup", self.log_path)
             return self.is_healthy()
 

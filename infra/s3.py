@@ -7,14 +7,11 @@ S3 endpoint (LEDGERFLOW_S3_ENDPOINT_URL) for anything that must survive.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.process import (
@@ -25,12 +22,11 @@ from infra.process import (
     http_status,
     venv_tool,
 )
+from ledgerflow.archive.objectstore import boto3_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
-
-DUMMY_CREDENTIALS = "ledgerflow"
 
 
 def moto_server_binary() -> Path:
@@ -44,20 +40,8 @@ def moto_server_binary() -> Path:
 
 
 def s3_client(endpoint_url: str, region: str) -> S3Client:
-    """A client for an embedded endpoint: any credentials do, so dummy ones unless AWS_* are set.
-
-    Explicit dummies also keep boto3 from probing the EC2 metadata service for credentials.
-    """
-    from_env = "AWS_ACCESS_KEY_ID" in os.environ and "AWS_SECRET_ACCESS_KEY" in os.environ
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=None if from_env else DUMMY_CREDENTIALS,
-        aws_secret_access_key=None if from_env else DUMMY_CREDENTIALS,
-        config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=10),
-    )
-    return client
+    """A client for an embedded endpoint (dummy credentials unless AWS_* are set)."""
+    return boto3_s3_client(endpoint_url, region)
 
 
 class EmbeddedS3(DetachedServer):

@@ -38,6 +38,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 
 from ledgerflow import search_attributes as sa
+from ledgerflow.archive.objectstore import S3ObjectStore
+from ledgerflow.archive.reader import ArchiveReader
 from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
 from ledgerflow.audit.trail import AuditTrail, audit_trail
 from ledgerflow.config import Settings
@@ -116,6 +118,7 @@ class LedgerClient:
         self.settings = settings
         self._engines: dict[str, AsyncEngine] = {}
         self._homes: dict[str, str] = {}
+        self._archives: dict[str, ArchiveReader] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> LedgerClient:
@@ -126,6 +129,7 @@ class LedgerClient:
         for engine in self._engines.values():
             await engine.dispose()
         self._engines.clear()
+        self._archives.clear()
 
     async def __aenter__(self) -> LedgerClient:
         return self
@@ -383,6 +387,14 @@ class LedgerClient:
             )
         return self._engines[region]
 
+    def archive(self, region: str) -> ArchiveReader:
+        """Reads the region's archived (possibly pruned) history back from S3."""
+        if region not in self._archives:
+            self._archives[region] = ArchiveReader(
+                self.engine(region), S3ObjectStore.from_settings(self.settings)
+            )
+        return self._archives[region]
+
     async def locate(self, account_id: str) -> str:
         """The account's home region; raises `AccountNotFound`."""
         require_id(account_id, "account_id")
@@ -426,12 +438,12 @@ class LedgerClient:
     async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
         """The balance at instant `as_of` (time-zone aware), from the event store."""
         region = await self.locate(account_id)
-        return await balance_as_of(self.engine(region), account_id, as_of)
+        return await balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
 
     async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
         """Every posting and rejected attempt of the account in [start, end], with proof."""
         region = await self.locate(account_id)
-        return await audit_trail(self.engine(region), account_id, start, end)
+        return await audit_trail(self.engine(region), account_id, start, end, self.archive(region))
 
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100

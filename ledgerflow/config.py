@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 DEFAULT_REGIONS = ("us", "eu", "ap")
 
@@ -92,6 +93,10 @@ class Settings:
     s3_endpoint_given: bool = False
     s3_bucket: str = "ledgerflow-archive"
     s3_region: str = "us-east-1"
+    #: Per request; an S3 that does not answer in time is "unavailable" and
+    #: the archive step retries with backoff.
+    s3_connect_timeout_s: float = 2.0
+    s3_read_timeout_s: float = 10.0
 
     #: Prometheus metrics of the workers: region i serves on this port + i.
     metrics_port: int | None = None
@@ -99,6 +104,25 @@ class Settings:
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
     worker_shutdown_grace: timedelta = timedelta(seconds=10)
+
+    # The S3 archive (ArchiveWorkflow) and its schedule.
+    #: How often each region's archive schedule runs.
+    archive_interval: timedelta = timedelta(hours=1)
+    #: Only events at least this old are archived; never less than the
+    #: reconciliation window, so reconciliation always reads the hot store.
+    archive_min_age: timedelta = timedelta(hours=1)
+    #: The window a reconciliation run re-checks (ReconcileWorkflow).
+    reconcile_window: timedelta = timedelta(minutes=15)
+    #: Target events per segment (a transaction is never split across two).
+    archive_segment_events: int = 10_000
+    #: Object lock (compliance mode) on every archive object; 0 days: no lock.
+    archive_retention: timedelta = timedelta(days=2557)
+    #: Prune archived, verified events from the hot store after archiving.
+    archive_prune: bool = False
+    #: How long one archive step retries an unreachable S3 before the run fails.
+    archive_retry_window: timedelta = timedelta(minutes=10)
+    #: Create or update the archive schedules when a worker starts.
+    schedules_on_worker_start: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -166,11 +190,19 @@ class Settings:
             s3_endpoint_given=s3 is not None,
             s3_bucket=_env(env, "LEDGERFLOW_S3_BUCKET") or cls.s3_bucket,
             s3_region=_env(env, "LEDGERFLOW_S3_REGION") or cls.s3_region,
+            s3_connect_timeout_s=_float(
+                env, "LEDGERFLOW_S3_CONNECT_TIMEOUT_S", cls.s3_connect_timeout_s
+            ),
+            s3_read_timeout_s=_float(env, "LEDGERFLOW_S3_READ_TIMEOUT_S", cls.s3_read_timeout_s),
             metrics_port=_int(env, "LEDGERFLOW_METRICS_PORT", 0) or None,
             worker_shutdown_grace=timedelta(
                 seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
             ),
+            **_archive_settings(env),
         )
+
+    def archive_schedule_id(self, region: str) -> str:
+        return f"archive-{region}"
 
     def task_queue(self, region: str) -> str:
         return f"{self.task_queue_prefix}-{region}"
@@ -192,3 +224,40 @@ class Settings:
     def require_region(self, region: str) -> None:
         if region not in self.regions:
             raise ValueError(f"unknown region {region!r}; configured regions: {self.regions}")
+
+
+def _archive_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    def seconds(name: str, default: timedelta) -> timedelta:
+        value = _float(env, name, default.total_seconds())
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+        return timedelta(seconds=value)
+
+    min_age = seconds("LEDGERFLOW_ARCHIVE_MIN_AGE_S", Settings.archive_min_age)
+    window = seconds("LEDGERFLOW_RECONCILE_WINDOW_S", Settings.reconcile_window)
+    if min_age < window:
+        raise ValueError(
+            f"LEDGERFLOW_ARCHIVE_MIN_AGE_S ({min_age.total_seconds():g}) must not be less than "
+            f"LEDGERFLOW_RECONCILE_WINDOW_S ({window.total_seconds():g}): events inside the "
+            "reconciliation window stay in the hot store"
+        )
+    interval = seconds("LEDGERFLOW_ARCHIVE_INTERVAL_S", Settings.archive_interval)
+    if interval.total_seconds() < 1:
+        raise ValueError("LEDGERFLOW_ARCHIVE_INTERVAL_S must be at least 1")
+    segment = _int(env, "LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS", Settings.archive_segment_events)
+    if segment < 1:
+        raise ValueError("LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS must be at least 1")
+    days = _float(env, "LEDGERFLOW_ARCHIVE_RETENTION_DAYS", Settings.archive_retention.days)
+    return {
+        "archive_interval": interval,
+        "archive_min_age": min_age,
+        "reconcile_window": window,
+        "archive_segment_events": segment,
+        "archive_retention": timedelta(days=max(days, 0)),
+        "archive_prune": _flag(env, "LEDGERFLOW_ARCHIVE_PRUNE"),
+        "archive_retry_window": seconds(
+            "LEDGERFLOW_ARCHIVE_RETRY_WINDOW_S", Settings.archive_retry_window
+        ),
+        "schedules_on_worker_start": (_env(env, "LEDGERFLOW_SCHEDULES") or "on").lower()
+        not in ("0", "false", "no", "off"),
+    }

@@ -14,8 +14,11 @@ from ledgerflow.domain.errors import NON_RETRYABLE_TYPES, LedgerError
 
 
 def to_application_error(exc: LedgerError) -> ApplicationError:
-    """A non-retryable Temporal error carrying the ledger error's type and details."""
-    return ApplicationError(exc.message, exc.details, type=exc.type, non_retryable=True)
+    """A Temporal error carrying the ledger error's type and details; non-retryable
+    unless the error heals by itself (an unreachable archive)."""
+    return ApplicationError(
+        exc.message, exc.details, type=exc.type, non_retryable=exc.type in NON_RETRYABLE_TYPES
+    )
 
 
 def domain_cause(err: ActivityError) -> ApplicationError | None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -22,13 +23,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from infra.postgres import EmbeddedPostgres
 from infra.process import find_free_port
+from infra.s3 import EmbeddedS3, s3_client
 from infra.temporal import temporal_binary
 from ledgerflow import search_attributes
+from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.store.migrate import upgrade, upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workers.regional import build_worker
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 REGIONS = ("us", "eu", "ap")
 
@@ -58,9 +64,12 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def settings(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    pg_server: EmbeddedPostgres, s3_server: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings.from_env(
         {
+            "LEDGERFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url,
             "LEDGERFLOW_STATE_DIR": str(tmp_path_factory.mktemp("state")),
             "LEDGERFLOW_REGIONS": ",".join(REGIONS),
             "LEDGERFLOW_PG_PORT": str(pg_server.port),
@@ -142,6 +151,7 @@ def cli_env(
         "LEDGERFLOW_PG_PORT": str(pg_server.port),
         "LEDGERFLOW_REGIONS": ",".join(REGIONS),
         "LEDGERFLOW_STATE_DIR": str(migrated.state_dir),
+        "LEDGERFLOW_S3_ENDPOINT_URL": migrated.s3_endpoint_url,
     }
 
 
@@ -162,3 +172,30 @@ async def isolated_region(
     finally:
         await app.dispose()
         await superuser.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
+    """The moto S3 server, with the default bucket (Object Lock enabled)."""
+    server = EmbeddedS3(find_free_port(), tmp_path_factory.mktemp("s3"))
+    server.start()
+    server.ensure_bucket(Settings.s3_bucket, Settings.s3_region)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def raw_s3(s3_server: EmbeddedS3) -> S3Client:
+    """A plain boto3 client on the test S3 server: for tampering and inspection."""
+    return s3_client(s3_server.endpoint_url, Settings.s3_region)
+
+
+@pytest.fixture
+def archive_objects(s3_server: EmbeddedS3) -> S3ObjectStore:
+    """A fresh Object Lock bucket per test: archive keys are per region name, so
+    tests that archive a region of their own must not share a bucket."""
+    bucket = f"lf-{uuid.uuid4().hex[:16]}"
+    s3_server.ensure_bucket(bucket, Settings.s3_region)
+    return S3ObjectStore(s3_server.endpoint_url, bucket, Settings.s3_region)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.domain.errors import InsufficientFunds
+from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.store.postgres import PostgresEventStore
 
 
 async def count_rows(engine: AsyncEngine, table: str, where: str = "true", **params: object) -> int:
@@ -64,3 +70,37 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def trade(store: PostgresEventStore, prefix: str, rounds: int, width: int = 6) -> list[str]:
+    """Open a funding account and three customer accounts (and an EUR pair),
+    then run `rounds` rounds of `width` concurrent transfers among them, so the
+    global order interleaves accounts (and is not quite their version order).
+    Returns the account ids."""
+    usd = [f"{prefix}-fund", f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"]
+    eur = [f"{prefix}-eur-fund", f"{prefix}-eur-a"]
+    for account_id in usd + eur:
+        funding = account_id.endswith("fund")
+        currency = "EUR" if account_id in eur else "USD"
+        await store.open_account(
+            OpenAccountRequest(account_id, currency, store.region, None if funding else 0),
+            datetime.now(UTC),
+        )
+    rng = random.Random(prefix)
+    n = 0
+    for _ in range(rounds):
+        moves = []
+        for _ in range(width):
+            n += 1
+            src, dst = rng.sample(usd, 2) if n % 5 else eur
+            amount = rng.randint(1, 5_000)
+            moves.append(
+                Transfer(f"{prefix}-t{n}", src, dst, amount, "EUR" if n % 5 == 0 else "USD", "test")
+            )
+
+        async def post(transfer: Transfer) -> None:
+            with contextlib.suppress(InsufficientFunds):
+                await store.append_transfer(transfer, store.region, datetime.now(UTC))
+
+        await asyncio.gather(*(post(m) for m in moves))
+    return usd + eur

@@ -4,7 +4,8 @@ One process per region holds one connection pool to that region's database
 (shared by every activity), runs the Temporal worker, and runs the catch-up
 projector in the background so that the read models heal even if a
 workflow's projection step was lost. SIGINT/SIGTERM stop it gracefully:
-in-flight activities finish, then the pool closes.
+in-flight activities finish, then the pool closes. At start it migrates the
+database and creates or updates the region's archive schedule.
 """
 
 from __future__ import annotations
@@ -20,23 +21,40 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities
 from activities.ledger import LedgerActivities
+from ledgerflow.archive.archiver import ArchivePolicy
+from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
+from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workflows.account import OpenAccountWorkflow
+from workflows.archive import ArchiveWorkflow
 from workflows.transfer import TransferWorkflow
 
 log = logging.getLogger("ledgerflow.worker")
 
-WORKFLOWS: Sequence[type] = (TransferWorkflow, OpenAccountWorkflow)
+WORKFLOWS: Sequence[type] = (TransferWorkflow, OpenAccountWorkflow, ArchiveWorkflow)
 
 
-def build_worker(client: Client, settings: Settings, region: str, engine: AsyncEngine) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    region: str,
+    engine: AsyncEngine,
+    objects: ObjectStore | None = None,
+) -> Worker:
     activities = LedgerActivities(PostgresEventStore(engine, region))
+    archive = ArchiveActivities(
+        engine,
+        objects or S3ObjectStore.from_settings(settings),
+        region,
+        ArchivePolicy.from_settings(settings),
+    )
     # The worker decodes with the ledger's converter whatever client it was given.
     config = client.config()
     config["data_converter"] = DATA_CONVERTER
@@ -44,7 +62,7 @@ def build_worker(client: Client, settings: Settings, region: str, engine: AsyncE
         Client(**config),
         task_queue=settings.task_queue(region),
         workflows=list(WORKFLOWS),
-        activities=activities.all(),
+        activities=activities.all() + archive.all(),
         max_concurrent_activities=max(settings.db_pool_size * 2, 8),
         graceful_shutdown_timeout=settings.worker_shutdown_grace,
     )
@@ -107,6 +125,8 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
     try:
         client = await connect_temporal(settings, runtime)
         worker = build_worker(client, settings, region, engine)
+        if settings.schedules_on_worker_start:
+            await apply_schedules(client, settings, [region])
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
             projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))

@@ -6,6 +6,11 @@ version) index, so its cost does not grow with the account's history.
 `replay_balance` folds every event up to T from the beginning; it is the
 definition the fast answer must always agree with (and what `verify` and the
 property tests compare against).
+
+Once an account's early history is pruned to the S3 archive, both read it
+from there: the fast answer from the account's checkpoint or a segment's last
+balance (downloading one segment at most when T falls inside it), the replay
+by downloading the account's segments.
 """
 
 from __future__ import annotations
@@ -16,7 +21,15 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.domain.errors import AccountNotFound, InvalidRequest
+from ledgerflow.archive.reader import ArchiveReader, checkpoint_of
+from ledgerflow.domain.errors import (
+    AccountNotFound,
+    ArchiveIntegrityError,
+    ArchiveUnavailable,
+    InvalidRequest,
+)
+from ledgerflow.domain.model import Event
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
 @dataclass(frozen=True)
@@ -35,8 +48,18 @@ def _require_aware(instant: datetime) -> None:
         raise InvalidRequest("the instant must carry a time zone (e.g. 2026-01-31T23:59:59Z)")
 
 
-async def balance_as_of(engine: AsyncEngine, account_id: str, as_of: datetime) -> BalanceAsOf:
-    _require_aware(as_of)
+async def last_balance(
+    engine: AsyncEngine,
+    account_id: str,
+    instant: datetime,
+    archive: ArchiveReader | None,
+    *,
+    strict: bool = False,
+) -> tuple[int, int] | None:
+    """(version, balance_after) of the account's last event at or before
+    `instant` (strictly before when `strict`), wherever it lives now: the hot
+    store, the account's prune checkpoint, or an archived segment."""
+    before = "<" if strict else "<="
     async with engine.connect() as conn:
         # Per account, recorded_at grows with version (both are set under the
         # account's row lock), so the newest (recorded_at, version) at or
@@ -44,37 +67,87 @@ async def balance_as_of(engine: AsyncEngine, account_id: str, as_of: datetime) -
         row = (
             await conn.execute(
                 text(
-                    "SELECT currency, balance_after, version FROM events "
-                    "WHERE account_id = :a AND recorded_at <= :t "
+                    "SELECT balance_after, version FROM events "
+                    f"WHERE account_id = :a AND recorded_at {before} :t "
                     "ORDER BY recorded_at DESC, version DESC LIMIT 1"
                 ),
-                {"a": account_id, "t": as_of},
+                {"a": account_id, "t": instant},
             )
         ).first()
-    if row is None:
-        raise AccountNotFound(
-            f"account {account_id!r} did not exist at {as_of.isoformat()}", account_id=account_id
+    if row is not None:
+        # Pruning removes a prefix of each account's versions, so a hot event
+        # at or before T is newer than anything pruned.
+        return row.version, row.balance_after
+    checkpoint = await checkpoint_of(engine, account_id)
+    if checkpoint is None:
+        return None
+    if checkpoint.recorded_at < instant or (not strict and checkpoint.recorded_at == instant):
+        return checkpoint.version, checkpoint.balance
+    if archive is None:
+        raise ArchiveUnavailable(
+            f"account {account_id!r} before {instant.isoformat()} is in the archive, "
+            "and no archive reader was given"
         )
-    return BalanceAsOf(account_id, row.currency, as_of, row.balance_after, row.version)
+    return await archive.last_balance(account_id, instant, strict=strict)
 
 
-async def replay_balance(engine: AsyncEngine, account_id: str, as_of: datetime) -> BalanceAsOf:
-    """The same answer, by folding every event from the first one."""
-    _require_aware(as_of)
-    balance, version, currency = 0, 0, None
+async def _currency(engine: AsyncEngine, account_id: str) -> str | None:
     async with engine.connect() as conn:
-        result = await conn.stream(
+        currency: str | None = (
+            await conn.execute(
+                text("SELECT currency FROM accounts WHERE account_id = :a"), {"a": account_id}
+            )
+        ).scalar()
+    return currency
+
+
+def _not_yet(account_id: str, as_of: datetime) -> AccountNotFound:
+    return AccountNotFound(
+        f"account {account_id!r} did not exist at {as_of.isoformat()}", account_id=account_id
+    )
+
+
+async def balance_as_of(
+    engine: AsyncEngine, account_id: str, as_of: datetime, archive: ArchiveReader | None = None
+) -> BalanceAsOf:
+    _require_aware(as_of)
+    found = await last_balance(engine, account_id, as_of, archive)
+    currency = await _currency(engine, account_id)
+    if found is None or currency is None:
+        raise _not_yet(account_id, as_of)
+    version, balance = found
+    return BalanceAsOf(account_id, currency, as_of, balance, version)
+
+
+async def replay_balance(
+    engine: AsyncEngine, account_id: str, as_of: datetime, archive: ArchiveReader | None = None
+) -> BalanceAsOf:
+    """The same answer, by folding every event from the first one (archived
+    events first, downloaded, then the hot store's)."""
+    _require_aware(as_of)
+    events: list[Event] = []
+    checkpoint = await checkpoint_of(engine, account_id)
+    if checkpoint is not None:
+        if archive is None:
+            raise ArchiveUnavailable(f"account {account_id!r} has archived history to replay")
+        events += await archive.events(account_id, None, as_of, checkpoint.version)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
             text(
-                "SELECT currency, amount, version FROM events "
+                f"SELECT {EVENT_COLUMNS} FROM events "
                 "WHERE account_id = :a AND recorded_at <= :t ORDER BY version"
             ),
             {"a": account_id, "t": as_of},
         )
-        async for row in result:
-            balance += row.amount
-            version, currency = row.version, row.currency
+        events += [event_from_row(r) for r in rows]
+    balance, version, currency = 0, 0, None
+    for event in events:
+        if event.version != version + 1:
+            raise ArchiveIntegrityError(
+                f"account {account_id!r}: version {event.version} follows {version}"
+            )
+        balance += event.amount
+        version, currency = event.version, event.currency
     if currency is None:
-        raise AccountNotFound(
-            f"account {account_id!r} did not exist at {as_of.isoformat()}", account_id=account_id
-        )
+        raise _not_yet(account_id, as_of)
     return BalanceAsOf(account_id, currency, as_of, balance, version)

@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.domain.errors import AccountNotFound, InvalidRequest
+from ledgerflow.archive.reader import ArchiveReader, checkpoint_of
+from ledgerflow.audit.point_in_time import last_balance
+from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable, InvalidRequest
 from ledgerflow.domain.model import transfer_workflow_id
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
@@ -67,8 +69,13 @@ class AuditTrail:
 
 
 async def audit_trail(
-    engine: AsyncEngine, account_id: str, start: datetime, end: datetime
+    engine: AsyncEngine,
+    account_id: str,
+    start: datetime,
+    end: datetime,
+    archive: ArchiveReader | None = None,
 ) -> AuditTrail:
+    """The trail, from the hot store and, for a pruned period, from the archive."""
     if start.tzinfo is None or end.tzinfo is None or start > end:
         raise InvalidRequest("the range needs two zoned instants with start <= end")
     async with engine.connect() as conn:
@@ -79,16 +86,6 @@ async def audit_trail(
         ).first()
         if account is None:
             raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-        # Opening balance: right before `start` (an index probe, as balance_as_of).
-        opening = (
-            await conn.execute(
-                text(
-                    "SELECT balance_after FROM events WHERE account_id = :a "
-                    "AND recorded_at < :t ORDER BY recorded_at DESC, version DESC LIMIT 1"
-                ),
-                {"a": account_id, "t": start},
-            )
-        ).scalar()
         postings = await conn.execute(
             text(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a "
@@ -96,7 +93,7 @@ async def audit_trail(
             ),
             {"a": account_id, "start": start, "end": end},
         )
-        entries = [_posting(event_from_row(row)) for row in postings]
+        events = [event_from_row(row) for row in postings]
         rejected = await conn.execute(
             text(
                 "SELECT * FROM transfers WHERE status = 'rejected' "
@@ -105,9 +102,21 @@ async def audit_trail(
             ),
             {"a": account_id, "start": start, "end": end},
         )
-        entries += [_rejection(account_id, row._mapping) for row in rejected]
+        entries = [_rejection(account_id, row._mapping) for row in rejected]
+    checkpoint = await checkpoint_of(engine, account_id)
+    if checkpoint is not None and start <= checkpoint.recorded_at:
+        # Part of the range was pruned: its postings come back from the archive.
+        if archive is None:
+            raise ArchiveUnavailable(
+                f"account {account_id!r} before {checkpoint.recorded_at.isoformat()} "
+                "is in the archive, and no archive reader was given"
+            )
+        events = await archive.events(account_id, start, end, checkpoint.version) + events
+    entries += [_posting(event) for event in events]
     entries.sort(key=lambda e: (e.recorded_at, e.version or 0))
-    opening_balance = int(opening or 0)
+    # Opening balance: right before `start`, wherever that event lives now.
+    opening = await last_balance(engine, account_id, start, archive, strict=True)
+    opening_balance = opening[1] if opening else 0
     closing_balance = opening_balance + sum(e.amount for e in entries if e.kind == "posting")
     return AuditTrail(
         account_id, account.currency, start, end, opening_balance, closing_balance, entries

@@ -53,6 +53,8 @@ class VerifyReport:
     accounts_checked: int = 0
     transfers_checked: int = 0
     projection_lag_events: int = 0
+    #: Pruned history checked in the S3 archive (`verify_region_and_archive`).
+    archive_events_checked: int = 0
     seconds: float = 0.0
     findings: list[Finding] = field(default_factory=list)
 
@@ -88,6 +90,14 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
             text("SELECT account_id, balance, version, head_hash FROM accounts")
         )
     }
+    # Where a pruned account's hot history resumes (its archived part is
+    # checked by `ledgerflow archive verify`).
+    checkpoints = {
+        row.account_id: row
+        for row in await conn.execute(
+            text("SELECT account_id, version, balance, hash FROM account_checkpoints")
+        )
+    }
     chain: AccountChain | None = None
     broken: set[str] = set()
 
@@ -114,12 +124,19 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     result = await conn.stream(
         text(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY account_id, version")
     )
+
+    def start_chain(account_id: str) -> AccountChain:
+        cp = checkpoints.pop(account_id, None)
+        if cp is None:
+            return AccountChain(account_id)
+        return AccountChain(account_id, cp.version, cp.balance, cp.hash)
+
     async for row in result:
         event = event_from_row(row)
         report.events_checked += 1
         if chain is None or chain.account_id != event.account_id:
             close(chain)
-            chain = AccountChain(event.account_id)
+            chain = start_chain(event.account_id)
             report.accounts_checked += 1
         if event.account_id in broken:
             continue
@@ -132,6 +149,9 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
                 Finding(report.region, "hash-chain", exc.account_id, exc.version, exc.problem)
             )
     close(chain)
+    for account_id in sorted(set(checkpoints) & set(heads)):
+        # Every event of the account was pruned: its checkpoint is its state.
+        close(start_chain(account_id))
     for account_id in sorted(heads):
         report.findings.append(
             Finding(report.region, "write-model", account_id, None, "account has no events")
@@ -142,12 +162,25 @@ async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
     report.transfers_checked = (
         await conn.execute(text("SELECT count(*) FROM transfers"))
     ).scalar_one()
+    # A transfer at or behind the last pruned segment may have one leg pruned
+    # (each account is cut at its own version); `archive verify` checks those
+    # against the archive.
+    pruned_tx = (
+        await conn.execute(
+            text(
+                "SELECT coalesce(max(to_tx_id), 0) FROM archive_segments "
+                "WHERE pruned_at IS NOT NULL"
+            )
+        )
+    ).scalar_one()
     unbalanced = await conn.execute(
         text(
             "SELECT transfer_id, currency, sum(amount) AS total, count(*) AS legs "
             "FROM events WHERE transfer_id IS NOT NULL GROUP BY transfer_id, currency "
-            "HAVING sum(amount) <> 0 OR count(*) <> 2 ORDER BY transfer_id"
-        )
+            "HAVING (sum(amount) <> 0 OR count(*) <> 2) "
+            "AND NOT (count(*) = 1 AND max(tx_id) <= :pruned) ORDER BY transfer_id"
+        ),
+        {"pruned": pruned_tx},
     )
     for row in unbalanced:
         report.findings.append(
@@ -161,8 +194,9 @@ async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
             "LEFT JOIN events d ON d.event_id = t.debit_event_id "
             "LEFT JOIN events c ON c.event_id = t.credit_event_id "
             "WHERE t.status = 'confirmed' AND (d.position IS NULL OR c.position IS NULL) "
-            "ORDER BY t.transfer_id"
-        )
+            "AND t.tx_id > :pruned ORDER BY t.transfer_id"
+        ),
+        {"pruned": pruned_tx},
     )
     for row in missing:
         report.findings.append(
@@ -174,8 +208,11 @@ async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
 async def _check_totals(conn: AsyncConnection, report: VerifyReport) -> None:
     totals = await conn.execute(
         text(
-            "SELECT currency, sum(amount) AS total FROM events GROUP BY currency "
-            "HAVING sum(amount) <> 0 ORDER BY currency"
+            # Pruned postings count through their accounts' checkpoint balances.
+            "SELECT currency, sum(total) AS total FROM ("
+            "  SELECT currency, sum(amount) AS total FROM events GROUP BY currency"
+            "  UNION ALL SELECT currency, sum(balance) FROM account_checkpoints GROUP BY currency"
+            ") t GROUP BY currency HAVING sum(total) <> 0 ORDER BY currency"
         )
     )
     for row in totals:
@@ -203,12 +240,15 @@ async def _check_projections(conn: AsyncConnection, report: VerifyReport) -> Non
         )  # fmt: skip
     balances = await conn.execute(
         text(
-            "SELECT b.account_id, b.version, b.balance, e.balance_after, a.version AS latest "
+            "SELECT b.account_id, b.version, b.balance, "
+            "coalesce(e.balance_after, k.balance) AS balance_after "
             "FROM balance_view b "
             "LEFT JOIN events e ON e.account_id = b.account_id AND e.version = b.version "
+            "LEFT JOIN account_checkpoints k "
+            "  ON k.account_id = b.account_id AND k.version = b.version "
             "LEFT JOIN accounts a ON a.account_id = b.account_id "
-            "WHERE e.position IS NULL OR b.balance <> e.balance_after OR b.version > a.version "
-            "ORDER BY b.account_id"
+            "WHERE coalesce(e.balance_after, k.balance) IS DISTINCT FROM b.balance "
+            "OR b.version > a.version ORDER BY b.account_id"
         )
     )
     for row in balances:

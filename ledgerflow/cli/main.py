@@ -3,7 +3,8 @@
 Every command prints a readable table, or JSON with `--json`. An error prints
 one line on stderr and exits non-zero: 2 for a malformed request, 3 for a
 rejected transfer, 4 when a server cannot be reached, 5 when a confirmation
-did not come in time, 6 when `verify` finds the ledger not sound, 1 otherwise.
+did not come in time, 6 when `verify` or `archive verify` finds the ledger or
+its archive not sound, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from infra.process import StackError
-from ledgerflow.cli.output import emit
+from ledgerflow.cli.archive import add_parsers as archive_parsers
+from ledgerflow.cli.archive import cmd_archive, cmd_schedules
+from ledgerflow.cli.output import Unreachable, emit
 from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError
@@ -200,10 +203,6 @@ def _money(value: int | None, currency: str) -> str | None:
     return None if value is None else format_amount(value, currency)
 
 
-class Unreachable(Exception):
-    """A server the command needs does not answer."""
-
-
 # -- argument parsing -------------------------------------------------------------
 
 
@@ -296,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ISO 8601 instant with a zone, e.g. 2026-11-23T21:00:00Z: the balance then",
     )
 
+    archive_parsers(sub, common)
+
     statement = sub.add_parser("statement", parents=[common], help="an account's postings")
     statement.add_argument("account_id")
     statement.add_argument("--after-version", type=int, default=0)
@@ -315,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_verify(args, settings))
         if args.command == "projections":
             return asyncio.run(cmd_projections(args, settings))
+        if args.command == "archive":
+            return asyncio.run(cmd_archive(args, settings))
+        if args.command == "schedules":
+            return asyncio.run(cmd_schedules(args, settings))
         return asyncio.run(ledger_command(args, settings))
     except LedgerError as exc:
         print(f"error: {exc.type}: {exc.message}", file=sys.stderr)

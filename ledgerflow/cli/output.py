@@ -11,6 +11,10 @@ from enum import Enum
 from typing import Any
 
 
+class Unreachable(Exception):
+    """A server the command needs does not answer (exit code 4)."""
+
+
 def plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: plain(v) for k, v in dataclasses.asdict(value).items()}

@@ -19,14 +19,17 @@ EXIT_NOT_SOUND = 6
 
 
 async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.audit.verify import VerifyReport, verify_region
+    from ledgerflow.archive.objectstore import S3ObjectStore
+    from ledgerflow.archive.verify import verify_region_and_archive
+    from ledgerflow.audit.verify import VerifyReport
     from ledgerflow.store.postgres import create_engine
 
     reports: list[VerifyReport] = []
     for region in [args.region] if args.region else list(settings.regions):
         engine = create_engine(settings.database_url(region), settings, pool_size=1)
         try:
-            reports.append(await verify_region(engine, region))
+            objects = S3ObjectStore.from_settings(settings)
+            reports.append(await verify_region_and_archive(engine, objects, region))
         finally:
             await engine.dispose()
     rows = [
@@ -34,6 +37,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             "region": r.region,
             "sound": "yes" if r.sound else "NO",
             "events": r.events_checked,
+            "archived_events": r.archive_events_checked,
             "accounts": r.accounts_checked,
             "transfers": r.transfers_checked,
             "events_per_s": f"{r.events_per_second:,.0f}",

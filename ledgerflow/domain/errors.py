@@ -102,6 +102,22 @@ class InsufficientFunds(TransferRejected):
     type = "InsufficientFunds"
 
 
+class ArchiveIntegrityError(LedgerError):
+    """The archive disagrees with itself or with the hot store (a checksum, a
+    manifest, the digest chain or an event differs). Archiving stops there,
+    visibly, until an operator looks; it is never retried."""
+
+    type = "ArchiveIntegrityError"
+    exit_code = 6
+
+
+class ArchiveUnavailable(LedgerError):
+    """The answer needs archived history and the object store cannot be reached."""
+
+    type = "ArchiveUnavailable"
+    exit_code = 4
+
+
 ERROR_TYPES: dict[str, type[LedgerError]] = {
     cls.type: cls
     for cls in (
@@ -115,11 +131,14 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         AccountClosed,
         CurrencyMismatch,
         InsufficientFunds,
+        ArchiveIntegrityError,
+        ArchiveUnavailable,
     )
 }
 
-#: Error types that must never be retried by Temporal.
-NON_RETRYABLE_TYPES: list[str] = sorted(ERROR_TYPES)
+#: Error types that must never be retried by Temporal (an unreachable archive
+#: is the one error that heals by itself).
+NON_RETRYABLE_TYPES: list[str] = sorted(set(ERROR_TYPES) - {ArchiveUnavailable.type})
 
 #: Error types that end a transfer as "rejected" (recorded, posts nothing).
 REJECTION_TYPES: frozenset[str] = frozenset(

@@ -64,6 +64,18 @@ def event_content(
     }
 
 
+def content_of(event: Event) -> dict[str, Any]:
+    return event_content(
+        event_id=event.event_id, type=event.type, account_id=event.account_id,
+        version=event.version, amount=event.amount, currency=event.currency,
+        balance_after=event.balance_after, occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at, region=event.region,
+        initiated_by=event.initiated_by, transfer_id=event.transfer_id, leg=event.leg,
+        counterparty=event.counterparty, description=event.description,
+        metadata=event.metadata,
+    )  # fmt: skip
+
+
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     digest.update(bytes.fromhex(prev_hash))
@@ -90,11 +102,15 @@ class AccountChain:
     however long the history.
     """
 
-    def __init__(self, account_id: str) -> None:
+    def __init__(
+        self, account_id: str, version: int = 0, balance: int = 0, head: str = GENESIS_HASH
+    ) -> None:
+        """Start at the genesis, or after a checkpoint (`version`, `balance`,
+        `head`) where an earlier part of the history was pruned to the archive."""
         self.account_id = account_id
-        self.head = GENESIS_HASH
-        self.balance = 0
-        self.version = 0
+        self.head = head
+        self.balance = balance
+        self.version = version
 
     def feed(self, event: Event) -> None:
         expected = self.version + 1
@@ -107,15 +123,7 @@ class AccountChain:
             raise ChainBroken(
                 self.account_id, event.version, f"balance_after is not the running sum {balance}"
             )
-        content = event_content(
-            event_id=event.event_id, type=event.type, account_id=event.account_id,
-            version=event.version, amount=event.amount, currency=event.currency,
-            balance_after=event.balance_after, occurred_at=event.occurred_at,
-            recorded_at=event.recorded_at, region=event.region,
-            initiated_by=event.initiated_by, transfer_id=event.transfer_id, leg=event.leg,
-            counterparty=event.counterparty, description=event.description,
-            metadata=event.metadata,
-        )  # fmt: skip
+        content = content_of(event)
         if chain_hash(self.head, content) != event.hash:
             raise ChainBroken(self.account_id, event.version, "hash does not match content")
         self.head, self.balance, self.version = event.hash, balance, event.version

@@ -1,0 +1,74 @@
+"""The archive's activities, bound to one region's database and the object store.
+
+They share the worker's connection pool and one S3 client. An unreachable S3
+raises an ordinary exception, which Temporal retries with backoff; an
+integrity problem (`ArchiveIntegrityError`) is non-retryable and stops the
+archive where it is, visibly, until an operator looks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ledgerflow.archive.objectstore import ObjectStore
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities.ledger import domain_errors_as_application_errors
+from ledgerflow.archive.archiver import ArchivePolicy, Archiver
+from ledgerflow.archive.messages import (
+    PLAN_SEGMENT,
+    PRUNE_ARCHIVE,
+    RECORD_SEGMENT,
+    UPLOAD_SEGMENT,
+    PlanSegmentInput,
+    PlanSegmentOutput,
+    PruneInput,
+    PruneOutput,
+    RecordSegmentInput,
+    RecordSegmentOutput,
+    SegmentPlan,
+    SegmentUpload,
+)
+from ledgerflow.archive.prune import prune
+
+
+class ArchiveActivities:
+    def __init__(
+        self, engine: AsyncEngine, objects: ObjectStore, region: str, policy: ArchivePolicy
+    ) -> None:
+        self.archiver = Archiver(engine, objects, region, policy)
+
+    def _check_region(self, region: str) -> None:
+        if region != self.archiver.region:
+            raise ValueError(
+                f"archive step for region {region!r} reached the worker of {self.archiver.region!r}"
+            )
+
+    @activity.defn(name=PLAN_SEGMENT)
+    async def plan_segment(self, data: PlanSegmentInput) -> PlanSegmentOutput:
+        self._check_region(data.region)
+        with domain_errors_as_application_errors():
+            return PlanSegmentOutput(await self.archiver.plan())
+
+    @activity.defn(name=UPLOAD_SEGMENT)
+    async def upload_segment(self, plan: SegmentPlan) -> SegmentUpload:
+        self._check_region(plan.region)
+        with domain_errors_as_application_errors():
+            return await self.archiver.upload(plan)
+
+    @activity.defn(name=RECORD_SEGMENT)
+    async def record_segment(self, data: RecordSegmentInput) -> RecordSegmentOutput:
+        self._check_region(data.plan.region)
+        with domain_errors_as_application_errors():
+            return await self.archiver.record(data.plan, data.upload)
+
+    @activity.defn(name=PRUNE_ARCHIVE)
+    async def prune_archive(self, data: PruneInput) -> PruneOutput:
+        self._check_region(data.region)
+        with domain_errors_as_application_errors():
+            return await prune(self.archiver.engine, self.archiver.objects)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.plan_segment, self.upload_segment, self.record_segment, self.prune_archive]

@@ -1,0 +1,394 @@
+"""Archiving one region's events to the object store: plan, upload, record.
+
+The three steps are separate activities so that each retries on its own, and
+each is idempotent, so a rerun after a crash at any point neither duplicates
+nor skips a segment:
+
+1. `plan` fixes the next segment's exact range in PostgreSQL (status
+   `planned`) before anything is uploaded, or returns the segment already in
+   flight. A rerun therefore rebuilds the same segment, byte for byte.
+2. `upload` writes the segment, its manifest and its digest link, each with
+   its SHA-256 (S3 checks it on receipt) under object lock, then reads each
+   back and compares. An object already there with the same checksum is the
+   earlier attempt's upload and is kept; a different one is an integrity
+   error, never overwritten.
+3. `record` stores the manifest and digest in PostgreSQL and marks the
+   segment `archived`, which is what marks its events archived (events are
+   immutable; the archived set is the segments' ranges).
+
+Pruning (`ledgerflow.archive.prune`) is a separate, later step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledgerflow.archive.messages import (
+    RecordSegmentOutput,
+    SegmentPlan,
+    SegmentUpload,
+)
+from ledgerflow.archive.objectstore import ObjectExists, ObjectMissing, ObjectStore
+from ledgerflow.archive.segments import (
+    GENESIS_DIGEST,
+    build_digest,
+    build_manifest,
+    encode_segment,
+    segment_keys,
+    sha256_hex,
+)
+from ledgerflow.config import Settings
+from ledgerflow.domain.errors import ArchiveIntegrityError
+from ledgerflow.domain.model import Event, canonical_json
+from ledgerflow.store.base import TailCursor
+from ledgerflow.store.postgres import read_events_below_horizon
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+
+
+@dataclass(frozen=True)
+class ArchivePolicy:
+    """How a region archives: from `Settings` (see `ArchivePolicy.from_settings`)."""
+
+    #: Only events at least this old are archived (never inside the
+    #: reconciliation window, which the settings enforce).
+    min_age: timedelta
+    segment_events: int
+    #: Object lock retention; None writes without a lock.
+    retention: timedelta | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchivePolicy:
+        retention = settings.archive_retention
+        return cls(
+            min_age=settings.archive_min_age,
+            segment_events=settings.archive_segment_events,
+            retention=retention if retention.total_seconds() > 0 else None,
+        )
+
+
+async def events_in_range(
+    conn: AsyncConnection, after: TailCursor, through: TailCursor
+) -> list[Event]:
+    rows = await conn.execute(
+        text(
+            f"SELECT {EVENT_COLUMNS} FROM events "
+            "WHERE (tx_id, position) > (:atx, :apos) AND (tx_id, position) <= (:ttx, :tpos) "
+            "ORDER BY tx_id, position"
+        ),
+        {
+            "atx": after.tx_id,
+            "apos": after.position,
+            "ttx": through.tx_id,
+            "tpos": through.position,
+        },
+    )
+    return [event_from_row(r) for r in rows]
+
+
+def plan_from_row(row: Row[Any]) -> SegmentPlan:
+    m = row._mapping
+    return SegmentPlan(
+        region=m["region"],
+        segment_no=m["segment_no"],
+        first_seq=m["first_seq"],
+        last_seq=m["last_seq"],
+        event_count=m["event_count"],
+        from_tx_id=m["from_tx_id"],
+        from_position=m["from_position"],
+        to_tx_id=m["to_tx_id"],
+        to_position=m["to_position"],
+        first_recorded_at=m["first_recorded_at"],
+        cutoff=m["cutoff"],
+        segment_key=m["segment_key"],
+        manifest_key=m["manifest_key"],
+        digest_key=m["digest_key"],
+        retain_until=m["retain_until"],
+    )
+
+
+_PLAN_COLUMNS = (
+    "CAST(:region AS text) AS region, segment_no, first_seq, last_seq, event_count, "
+    "from_tx_id, from_position, to_tx_id, to_position, first_recorded_at, cutoff, "
+    "segment_key, manifest_key, digest_key, retain_until"
+)
+
+
+def whole_transactions(events: Sequence[Event], cutoff: datetime, limit: int) -> list[Event]:
+    """The longest prefix of `events` made of whole transactions, all recorded
+    at or before `cutoff`, of at most `limit` events (but at least one whole
+    transaction, however large). `events` must end on a transaction boundary."""
+    chosen: list[Event] = []
+    i = 0
+    while i < len(events):
+        j = i
+        while j < len(events) and events[j].tx_id == events[i].tx_id:
+            j += 1
+        group = events[i:j]
+        if any(e.recorded_at > cutoff for e in group):
+            break
+        if chosen and len(chosen) + len(group) > limit:
+            break
+        chosen.extend(group)
+        i = j
+    return chosen
+
+
+class Archiver:
+    def __init__(
+        self, engine: AsyncEngine, objects: ObjectStore, region: str, policy: ArchivePolicy
+    ) -> None:
+        self.engine = engine
+        self.objects = objects
+        self.region = region
+        self.policy = policy
+
+    async def plan(self) -> SegmentPlan | None:
+        """The segment in flight, or a newly planned next one; None when
+        nothing past the cut-off is left to archive."""
+        async with self.engine.begin() as conn:
+            planned = (
+                await conn.execute(
+                    text(f"SELECT {_PLAN_COLUMNS} FROM archive_segments WHERE status = 'planned'"),
+                    {"region": self.region},
+                )
+            ).first()
+            if planned is not None:
+                return plan_from_row(planned)
+            last = (
+                await conn.execute(
+                    text(
+                        "SELECT segment_no, last_seq, to_tx_id, to_position FROM archive_segments "
+                        "ORDER BY segment_no DESC LIMIT 1"
+                    )
+                )
+            ).first()
+            after = TailCursor(last.to_tx_id, last.to_position) if last else TailCursor()
+            segment_no = last.segment_no + 1 if last else 1
+            first_seq = last.last_seq + 1 if last else 1
+            cutoff = (
+                await conn.execute(
+                    text("SELECT now() - make_interval(secs => :s)"),
+                    {"s": self.policy.min_age.total_seconds()},
+                )
+            ).scalar_one()
+            # Below the transaction horizon only (see `read_events_below_horizon`):
+            # a planned range can never gain an event that commits later.
+            events = await read_events_below_horizon(conn, after, self.policy.segment_events)
+            if events and len(events) == self.policy.segment_events:
+                # Finish the last transaction: a segment never splits one, so
+                # both legs of a transfer always land in the same segment.
+                tail = events[-1]
+                events += await events_in_range(
+                    conn,
+                    TailCursor(tail.tx_id or 0, tail.position or 0),
+                    TailCursor(tail.tx_id or 0, 2**62),
+                )
+            chosen = whole_transactions(events, cutoff, self.policy.segment_events)
+            if not chosen:
+                return None
+            first, last_event = chosen[0], chosen[-1]
+            keys = segment_keys(
+                self.region,
+                segment_no,
+                first_seq,
+                first_seq + len(chosen) - 1,
+                first.recorded_at,
+            )
+            retain_days = self.policy.retention
+            # ON CONFLICT: a concurrent run planned the same segment number
+            # first; the SELECT below then returns its plan, not ours.
+            await conn.execute(
+                text(
+                    "INSERT INTO archive_segments (segment_no, status, first_seq, last_seq, "
+                    "event_count, from_tx_id, from_position, to_tx_id, to_position, "
+                    "first_recorded_at, last_recorded_at, cutoff, segment_key, manifest_key, "
+                    "digest_key, retain_until) VALUES (:no, 'planned', :fs, :ls, :n, :ftx, :fpos, "
+                    ":ttx, :tpos, :first_at, :last_at, :cutoff, :sk, :mk, :dk, "
+                    "CASE WHEN CAST(:retain_s AS double precision) IS NULL THEN NULL "
+                    "ELSE now() + make_interval(secs => :retain_s) END) ON CONFLICT DO NOTHING"
+                ),
+                {
+                    "no": segment_no,
+                    "fs": first_seq,
+                    "ls": first_seq + len(chosen) - 1,
+                    "n": len(chosen),
+                    "ftx": after.tx_id,
+                    "fpos": after.position,
+                    "ttx": last_event.tx_id,
+                    "tpos": last_event.position,
+                    "first_at": min(e.recorded_at for e in chosen),
+                    "last_at": max(e.recorded_at for e in chosen),
+                    "cutoff": cutoff,
+                    "sk": keys.segment,
+                    "mk": keys.manifest,
+                    "dk": keys.digest,
+                    "retain_s": retain_days.total_seconds() if retain_days else None,
+                },
+            )
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_PLAN_COLUMNS} FROM archive_segments WHERE segment_no = :no"),
+                    {"region": self.region, "no": segment_no},
+                )
+            ).one()
+            return plan_from_row(row)
+
+    async def upload(self, plan: SegmentPlan) -> SegmentUpload:
+        async with self.engine.connect() as conn:
+            events = await events_in_range(
+                conn,
+                TailCursor(plan.from_tx_id, plan.from_position),
+                TailCursor(plan.to_tx_id, plan.to_position),
+            )
+            prev = (
+                await conn.execute(
+                    text("SELECT digest FROM archive_segments WHERE segment_no = :no"),
+                    {"no": plan.segment_no - 1},
+                )
+            ).scalar()
+        if len(events) != plan.event_count:
+            raise ArchiveIntegrityError(
+                f"segment {plan.segment_no} of region {plan.region} was planned with "
+                f"{plan.event_count} events but its range now holds {len(events)}"
+            )
+        if plan.segment_no > 1 and prev is None:
+            raise ArchiveIntegrityError(
+                f"segment {plan.segment_no - 1} of region {plan.region} has no digest"
+            )
+        prev_digest = prev or GENESIS_DIGEST
+        body = encode_segment(plan.first_seq, events)
+        segment_sha = sha256_hex(body)
+        await self.put_verified(plan.segment_key, body, segment_sha, plan.retain_until)
+        manifest = build_manifest(
+            region=plan.region,
+            segment_no=plan.segment_no,
+            first_seq=plan.first_seq,
+            after=(plan.from_tx_id, plan.from_position),
+            cutoff=plan.cutoff,
+            keys=segment_keys(
+                plan.region, plan.segment_no, plan.first_seq, plan.last_seq, plan.first_recorded_at
+            ),
+            segment_sha256=segment_sha,
+            segment_bytes=len(body),
+            events=events,
+        )
+        manifest_body = canonical_json(manifest)
+        manifest_sha = sha256_hex(manifest_body)
+        await self.put_verified(plan.manifest_key, manifest_body, manifest_sha, plan.retain_until)
+        link = build_digest(
+            plan.region, plan.segment_no, plan.manifest_key, manifest_sha, prev_digest
+        )
+        link_body = canonical_json(link)
+        await self.put_verified(
+            plan.digest_key, link_body, sha256_hex(link_body), plan.retain_until
+        )
+        return SegmentUpload(
+            segment_sha256=segment_sha,
+            segment_bytes=len(body),
+            manifest_sha256=manifest_sha,
+            prev_digest=prev_digest,
+            digest=link["digest"],
+            manifest=manifest,
+        )
+
+    async def put_verified(
+        self, key: str, body: bytes, sha256: str, retain_until: datetime | None
+    ) -> None:
+        """Upload unless the same bytes are already there, then read back and compare."""
+        existing = await self.objects.head(key)
+        if existing is None:
+            # ObjectExists: an earlier attempt's write landed after our head;
+            # the read-back below decides whether it is the same bytes.
+            with contextlib.suppress(ObjectExists):
+                await self.objects.put_immutable(key, body, sha256, retain_until)
+        elif existing.sha256 != sha256:
+            raise ArchiveIntegrityError(
+                f"{key} already exists with SHA-256 {existing.sha256}, not {sha256}: "
+                "refusing to overwrite archived history"
+            )
+        try:
+            stored = await self.objects.get(key)
+        except ObjectMissing as exc:
+            raise ArchiveIntegrityError(f"{key} vanished right after its upload") from exc
+        if sha256_hex(stored) != sha256:
+            raise ArchiveIntegrityError(
+                f"{key} reads back with SHA-256 {sha256_hex(stored)}, not {sha256}"
+            )
+
+    async def record(self, plan: SegmentPlan, upload: SegmentUpload) -> RecordSegmentOutput:
+        async with self.engine.begin() as conn:
+            # The row lock makes a concurrent record of the same segment wait,
+            # then find it archived and return the same answer.
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT status, digest FROM archive_segments WHERE segment_no = :no "
+                        "FOR UPDATE"
+                    ),
+                    {"no": plan.segment_no},
+                )
+            ).one()
+            if row.status == "archived":
+                if row.digest != upload.digest:
+                    raise ArchiveIntegrityError(
+                        f"segment {plan.segment_no} is recorded with digest {row.digest}, "
+                        f"not {upload.digest}"
+                    )
+                return RecordSegmentOutput(
+                    plan.segment_no, plan.last_seq, plan.event_count, upload.digest
+                )
+            # Which accounts the segment holds, for point-in-time reads after pruning.
+            await conn.execute(
+                text(
+                    "INSERT INTO archive_account_index (account_id, segment_no, events, "
+                    "first_version, last_version, first_recorded_at, last_recorded_at, "
+                    "last_balance) "
+                    "SELECT account_id, :no, count(*), min(version), max(version), "
+                    "min(recorded_at), max(recorded_at), "
+                    "(array_agg(balance_after ORDER BY version DESC))[1] FROM events "
+                    "WHERE (tx_id, position) > (:ftx, :fpos) "
+                    "AND (tx_id, position) <= (:ttx, :tpos) "
+                    "GROUP BY account_id ON CONFLICT DO NOTHING"
+                ),
+                {
+                    "no": plan.segment_no,
+                    "ftx": plan.from_tx_id,
+                    "fpos": plan.from_position,
+                    "ttx": plan.to_tx_id,
+                    "tpos": plan.to_position,
+                },
+            )
+            await conn.execute(
+                text(
+                    "UPDATE archive_segments SET status = 'archived', segment_sha256 = :ss, "
+                    "manifest_sha256 = :ms, prev_digest = :pd, digest = :d, "
+                    "manifest = CAST(:m AS jsonb), archived_at = now() WHERE segment_no = :no"
+                ),
+                {
+                    "no": plan.segment_no,
+                    "ss": upload.segment_sha256,
+                    "ms": upload.manifest_sha256,
+                    "pd": upload.prev_digest,
+                    "d": upload.digest,
+                    "m": canonical_json(upload.manifest).decode(),
+                },
+            )
+        return RecordSegmentOutput(plan.segment_no, plan.last_seq, plan.event_count, upload.digest)
+
+    async def archive_all(self, max_segments: int | None = None) -> list[RecordSegmentOutput]:
+        """Run the three steps in a loop, in this process (benchmarks, tests).
+        The ArchiveWorkflow runs the same steps as activities."""
+        done: list[RecordSegmentOutput] = []
+        while max_segments is None or len(done) < max_segments:
+            plan = await self.plan()
+            if plan is None:
+                break
+            done.append(await self.record(plan, await self.upload(plan)))
+        return done

@@ -1,0 +1,117 @@
+"""Pruning: remove archived events from the hot store, only after verification.
+
+Off by default (LEDGERFLOW_ARCHIVE_PRUNE). For every archived segment not yet
+verified, in order: download the segment and its manifest again, check both
+checksums against what PostgreSQL recorded, and check that every event of
+the segment's range still in the hot store is byte-for-byte the archived one
+(same event id, same hash). Only then is the segment marked verified.
+
+The deletion itself is `ledger_prune_through` in the database (migration
+0002): it writes each account's checkpoint (the version, balance and hash its
+hot history continues from) and deletes, in one transaction, only events at
+or below those checkpoints, never past what the read models have applied.
+"""
+
+from __future__ import annotations
+
+from ledgerflow.archive.objectstore import ObjectStore
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.archive.archiver import events_in_range
+from ledgerflow.archive.messages import PruneOutput
+from ledgerflow.archive.segments import decode_segment, sha256_hex
+from ledgerflow.domain.errors import ArchiveIntegrityError
+from ledgerflow.store.base import TailCursor
+
+
+async def verify_segment_against_hot(
+    engine: AsyncEngine, objects: ObjectStore, segment_no: int
+) -> None:
+    """Raise `ArchiveIntegrityError` unless the segment's objects and the hot
+    store agree on every event of its range."""
+    async with engine.connect() as conn:
+        seg = (
+            await conn.execute(
+                text(
+                    "SELECT segment_key, manifest_key, segment_sha256, manifest_sha256, "
+                    "from_tx_id, from_position, to_tx_id, to_position, event_count "
+                    "FROM archive_segments WHERE segment_no = :no AND status = 'archived'"
+                ),
+                {"no": segment_no},
+            )
+        ).one()
+        hot = await events_in_range(
+            conn,
+            TailCursor(seg.from_tx_id, seg.from_position),
+            TailCursor(seg.to_tx_id, seg.to_position),
+        )
+    body = await objects.get(seg.segment_key)
+    if sha256_hex(body) != seg.segment_sha256:
+        raise ArchiveIntegrityError(f"{seg.segment_key} no longer matches its recorded SHA-256")
+    if sha256_hex(await objects.get(seg.manifest_key)) != seg.manifest_sha256:
+        raise ArchiveIntegrityError(f"{seg.manifest_key} no longer matches its recorded SHA-256")
+    archived = {e.event_id: e.hash for _, e in decode_segment(body)}
+    if len(archived) != seg.event_count:
+        raise ArchiveIntegrityError(
+            f"{seg.segment_key} holds {len(archived)} events, not {seg.event_count}"
+        )
+    for event in hot:
+        if archived.get(event.event_id) != event.hash:
+            raise ArchiveIntegrityError(
+                f"account {event.account_id!r} version {event.version} in the hot store "
+                f"differs from {seg.segment_key}"
+            )
+
+
+async def prune(engine: AsyncEngine, objects: ObjectStore) -> PruneOutput:
+    async with engine.connect() as conn:
+        pending = (
+            await conn.execute(
+                text(
+                    "SELECT segment_no FROM archive_segments "
+                    "WHERE status = 'archived' AND verified_at IS NULL ORDER BY segment_no"
+                )
+            )
+        ).scalars()
+        to_verify = list(pending)
+    for segment_no in to_verify:
+        await verify_segment_against_hot(engine, objects, segment_no)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE archive_segments SET verified_at = now() "
+                    "WHERE segment_no = :no AND verified_at IS NULL"
+                ),
+                {"no": segment_no},
+            )
+    async with engine.begin() as conn:
+        # The newest verified segment that the read models have fully applied;
+        # everything up to it is prunable (the function re-checks both).
+        target = (
+            await conn.execute(
+                text(
+                    "SELECT max(s.segment_no) FROM archive_segments s, projection_checkpoints p "
+                    "WHERE p.name = 'views' AND s.verified_at IS NOT NULL "
+                    "AND (s.to_tx_id, s.to_position) <= (p.tx_id, p.position) "
+                    "AND NOT EXISTS (SELECT 1 FROM archive_segments u "
+                    "  WHERE u.segment_no <= s.segment_no AND u.verified_at IS NULL)"
+                )
+            )
+        ).scalar()
+        first = (
+            await conn.execute(
+                text("SELECT min(segment_no) FROM archive_segments WHERE pruned_at IS NULL")
+            )
+        ).scalar()
+    deleted = 0
+    if target is not None and first is not None:
+        # One segment per transaction: short transactions, and a crash in the
+        # middle leaves a consistent prefix pruned.
+        for segment_no in range(first, target + 1):
+            async with engine.begin() as conn:
+                await conn.execute(text("SET LOCAL statement_timeout = '10min'"))
+                deleted += (
+                    await conn.execute(text("SELECT ledger_prune_through(:no)"), {"no": segment_no})
+                ).scalar_one()
+    return PruneOutput(len(to_verify), target, deleted)

@@ -1,0 +1,189 @@
+"""The archive's object formats: segments, manifests and the region digest chain.
+
+A region's archive is a sequence of segments, each a run of events in the
+global order (a contiguous range, whole transactions only, so both legs of a
+transfer always share a segment):
+
+    <region>/events/<yyyy>/<mm>/<dd>/<first>-<last>.jsonl.gz       the events
+    <region>/events/<yyyy>/<mm>/<dd>/<first>-<last>.manifest.json  what they hold
+    <region>/digests/<segment_no>.json                             the chain link
+
+`first` and `last` are archive sequence numbers: the archive numbers its
+events 1, 2, 3, ... without a gap, so the key of a segment says where it sits
+and a skipped or repeated range is visible from the listing alone. (The
+events' `position` values are in the manifest; they are not gap-free and not
+monotonic in the global order, so they make poor keys.) The date is the UTC
+day of the segment's first event.
+
+Everything here is a pure function of the events: the same segment always
+encodes to the same bytes (gzip without a timestamp, canonical JSON), which is
+what lets a rerun after a crash find its earlier upload and recognise it.
+
+The digest of segment n is SHA-256(digest of n-1 || SHA-256 of manifest n),
+starting from 64 zeros: changing, removing or reordering any manifest (and
+through its checksum, any segment) breaks every later digest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ledgerflow.domain.hashing import GENESIS_HASH, content_of
+from ledgerflow.domain.model import Event, canonical_json
+
+SEGMENT_FORMAT = "ledgerflow.segment.v1"
+SEGMENT_SUFFIX = ".jsonl.gz"
+MANIFEST_SUFFIX = ".manifest.json"
+#: The digest chain's "previous digest" of segment 1.
+GENESIS_DIGEST = GENESIS_HASH
+
+
+@dataclass(frozen=True)
+class SegmentKeys:
+    segment: str
+    manifest: str
+    digest: str
+
+
+def segment_keys(
+    region: str, segment_no: int, first_seq: int, last_seq: int, first_recorded_at: datetime
+) -> SegmentKeys:
+    day = first_recorded_at.astimezone(UTC).strftime("%Y/%m/%d")
+    stem = f"{region}/events/{day}/{first_seq:012d}-{last_seq:012d}"
+    return SegmentKeys(
+        segment=stem + SEGMENT_SUFFIX,
+        manifest=stem + MANIFEST_SUFFIX,
+        digest=f"{region}/digests/{segment_no:012d}.json",
+    )
+
+
+def sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _record(seq: int, event: Event) -> dict[str, Any]:
+    return content_of(event) | {
+        "seq": seq,
+        "position": event.position,
+        "tx_id": event.tx_id,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def encode_segment(first_seq: int, events: Sequence[Event]) -> bytes:
+    """JSON lines (one canonical event per line, with its archive sequence
+    number), gzip-compressed with no timestamp so that the bytes are stable."""
+    lines = b"".join(
+        canonical_json(_record(first_seq + i, e)) + b"\n" for i, e in enumerate(events)
+    )
+    return gzip.compress(lines, compresslevel=6, mtime=0)
+
+
+def decode_segment(body: bytes) -> list[tuple[int, Event]]:
+    """The (archive sequence number, event) pairs of a segment, in its order."""
+    out = []
+    for line in gzip.decompress(body).splitlines():
+        r = json.loads(line)
+        out.append(
+            (
+                r["seq"],
+                Event(
+                    event_id=r["event_id"],
+                    type=r["type"],
+                    account_id=r["account_id"],
+                    version=r["version"],
+                    amount=r["amount"],
+                    currency=r["currency"],
+                    balance_after=r["balance_after"],
+                    occurred_at=datetime.fromisoformat(r["occurred_at"]),
+                    recorded_at=datetime.fromisoformat(r["recorded_at"]),
+                    region=r["region"],
+                    initiated_by=r["initiated_by"],
+                    transfer_id=r["transfer_id"],
+                    leg=r["leg"],
+                    counterparty=r["counterparty"],
+                    description=r["description"],
+                    metadata=r["metadata"],
+                    prev_hash=r["prev_hash"],
+                    hash=r["hash"],
+                    position=r["position"],
+                    tx_id=r["tx_id"],
+                ),
+            )
+        )
+    return out
+
+
+def currency_sums(events: Iterable[Event]) -> dict[str, dict[str, int]]:
+    """Per currency: the debits (negative), the credits and the number of postings."""
+    sums: dict[str, dict[str, int]] = {}
+    for e in events:
+        if e.amount == 0:
+            continue
+        s = sums.setdefault(e.currency, {"debits": 0, "credits": 0, "postings": 0})
+        s["debits" if e.amount < 0 else "credits"] += e.amount
+        s["postings"] += 1
+    return dict(sorted(sums.items()))
+
+
+def build_manifest(
+    *,
+    region: str,
+    segment_no: int,
+    first_seq: int,
+    after: tuple[int, int],
+    cutoff: datetime,
+    keys: SegmentKeys,
+    segment_sha256: str,
+    segment_bytes: int,
+    events: Sequence[Event],
+) -> dict[str, Any]:
+    """What a segment holds, so it can be checked without trusting PostgreSQL."""
+    last = events[-1]
+    positions = [e.position or 0 for e in events]
+    return {
+        "format": SEGMENT_FORMAT,
+        "region": region,
+        "segment_no": segment_no,
+        "first_seq": first_seq,
+        "last_seq": first_seq + len(events) - 1,
+        "event_count": len(events),
+        "global_order": {"after": list(after), "through": [last.tx_id, last.position]},
+        "positions": {"min": min(positions), "max": max(positions)},
+        "recorded_at": {
+            "first": min(e.recorded_at for e in events).isoformat(),
+            "last": max(e.recorded_at for e in events).isoformat(),
+        },
+        "cutoff": cutoff.isoformat(),
+        "segment_key": keys.segment,
+        "segment_sha256": segment_sha256,
+        "segment_bytes": segment_bytes,
+        "first_hash": events[0].hash,
+        "last_hash": last.hash,
+        "accounts": len({e.account_id for e in events}),
+        "currencies": currency_sums(events),
+    }
+
+
+def chain_digest(prev_digest: str, manifest_sha256: str) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_digest) + bytes.fromhex(manifest_sha256)).hexdigest()
+
+
+def build_digest(
+    region: str, segment_no: int, manifest_key: str, manifest_sha256: str, prev_digest: str
+) -> dict[str, Any]:
+    return {
+        "region": region,
+        "segment_no": segment_no,
+        "manifest_key": manifest_key,
+        "manifest_sha256": manifest_sha256,
+        "prev_digest": prev_digest,
+        "digest": chain_digest(prev_digest, manifest_sha256),
+    }

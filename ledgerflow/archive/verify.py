@@ -1,0 +1,311 @@
+"""`archive verify`: download the archive again and prove it is whole and unaltered.
+
+For each archived segment of a region, in order:
+
+1. the segments are contiguous: numbers 1, 2, 3, ..., archive sequence
+   numbers without a gap or overlap, global-order ranges that join up;
+2. the segment, its manifest and its digest link are in the object store and
+   match the SHA-256s recorded in PostgreSQL when they were archived;
+3. the manifest is the one recorded, and it describes the segment: recomputed
+   from the downloaded events it is identical (counts, ranges, first and last
+   hash, per-currency sums), and each currency's postings net to zero (a
+   segment holds whole transactions, so both legs of each transfer);
+4. the digest chain: each link names the previous digest and hashes it with
+   its manifest's checksum;
+5. every event's hash chain, across segments, in each account's version order;
+6. the hot store agrees: each event of the range still in PostgreSQL is the
+   archived one, each one no longer there is covered by its account's prune
+   checkpoint, and each checkpoint is exactly the archived event at its version.
+
+Every problem is reported as a `Finding`; it only reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.archive.archiver import events_in_range
+from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
+from ledgerflow.archive.segments import (
+    GENESIS_DIGEST,
+    build_manifest,
+    chain_digest,
+    decode_segment,
+    segment_keys,
+    sha256_hex,
+)
+from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
+from ledgerflow.domain.hashing import AccountChain, ChainBroken
+from ledgerflow.domain.model import Event
+from ledgerflow.store.base import TailCursor
+
+
+@dataclass
+class ArchiveVerifyReport:
+    region: str
+    segments_checked: int = 0
+    events_checked: int = 0
+    bytes_downloaded: int = 0
+    seconds: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        return not self.findings
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_checked / self.seconds if self.seconds else 0.0
+
+
+class _Chains:
+    """Per-account hash chains fed in the global order, which is not quite each
+    account's version order: an event that arrives early waits in a small
+    per-account buffer until the versions before it have been fed."""
+
+    def __init__(self, report: ArchiveVerifyReport, checkpoints: dict[str, tuple[int, int, str]]):
+        self.report = report
+        self.checkpoints = checkpoints
+        self.chains: dict[str, AccountChain] = {}
+        self.waiting: dict[str, dict[int, Event]] = {}
+        self.broken: set[str] = set()
+
+    def feed(self, event: Event) -> None:
+        if event.account_id in self.broken:
+            return
+        chain = self.chains.setdefault(event.account_id, AccountChain(event.account_id))
+        waiting = self.waiting.setdefault(event.account_id, {})
+        waiting[event.version] = event
+        while chain.version + 1 in waiting:
+            next_event = waiting.pop(chain.version + 1)
+            try:
+                chain.feed(next_event)
+            except ChainBroken as exc:
+                self.broken.add(event.account_id)
+                self._finding("hash-chain", exc.account_id, exc.version, exc.problem)
+                return
+            self._check_checkpoint(chain)
+        if not waiting:
+            del self.waiting[event.account_id]
+
+    def _check_checkpoint(self, chain: AccountChain) -> None:
+        cp = self.checkpoints.get(chain.account_id)
+        if (
+            cp is not None
+            and cp[0] == chain.version
+            and (cp[1], cp[2])
+            != (
+                chain.balance,
+                chain.head,
+            )
+        ):
+            self._finding(
+                "checkpoint", chain.account_id, chain.version,
+                f"the prune checkpoint says balance {cp[1]} and hash {cp[2][:12]}…; the "
+                f"archive says {chain.balance} and {chain.head[:12]}…",
+            )  # fmt: skip
+
+    def _finding(
+        self, check: str, account_id: str | None, version: int | None, problem: str
+    ) -> None:
+        self.report.findings.append(
+            Finding(self.report.region, check, account_id, version, problem)
+        )
+
+
+async def verify_archive(
+    engine: AsyncEngine, objects: ObjectStore, region: str
+) -> ArchiveVerifyReport:
+    report = ArchiveVerifyReport(region)
+    started = time.perf_counter()
+
+    def finding(
+        check: str, problem: str, account: str | None = None, version: int | None = None
+    ) -> None:
+        report.findings.append(Finding(region, check, account, version, problem))
+
+    async with engine.connect() as conn:
+        segments = (
+            await conn.execute(
+                text("SELECT * FROM archive_segments WHERE status = 'archived' ORDER BY segment_no")
+            )
+        ).all()
+        checkpoints = {
+            r.account_id: (r.version, r.balance, r.hash)
+            for r in await conn.execute(
+                text("SELECT account_id, version, balance, hash FROM account_checkpoints")
+            )
+        }
+    chains = _Chains(report, checkpoints)
+    prev_digest, prev_last_seq, prev_to = GENESIS_DIGEST, 0, (0, 0)
+    for expected_no, seg in enumerate(segments, start=1):
+        where = f"segment {seg.segment_no} ({seg.segment_key})"
+        report.segments_checked += 1
+        if seg.segment_no != expected_no:
+            finding("continuity", f"segment {expected_no} is missing; next is {seg.segment_no}")
+        if seg.first_seq != prev_last_seq + 1:
+            finding("continuity", f"{where} starts at seq {seg.first_seq}, not {prev_last_seq + 1}")
+        if (seg.from_tx_id, seg.from_position) != prev_to:
+            finding("continuity", f"{where} does not start where segment {expected_no - 1} ended")
+        prev_last_seq, prev_to = seg.last_seq, (seg.to_tx_id, seg.to_position)
+        try:
+            body = await objects.get(seg.segment_key)
+            manifest_body = await objects.get(seg.manifest_key)
+            link_body = await objects.get(seg.digest_key)
+        except ObjectMissing as exc:
+            finding("object", f"{where}: {exc}")
+            prev_digest = seg.digest
+            continue
+        report.bytes_downloaded += len(body) + len(manifest_body) + len(link_body)
+        if sha256_hex(body) != seg.segment_sha256:
+            finding("checksum", f"{where}: the segment's SHA-256 is not the one recorded")
+        if sha256_hex(manifest_body) != seg.manifest_sha256:
+            finding(
+                "checksum",
+                f"{where}: its manifest {seg.manifest_key} does not have the recorded SHA-256",
+            )
+        manifest = json.loads(manifest_body)
+        if manifest != seg.manifest:
+            finding("manifest", f"{where}: the stored manifest differs from the recorded one")
+        # The digest chain.
+        link = json.loads(link_body)
+        expected_digest = chain_digest(prev_digest, seg.manifest_sha256)
+        if link.get("prev_digest") != prev_digest or link.get("digest") != expected_digest:
+            finding(
+                "digest-chain",
+                f"{where}: the digest link {seg.digest_key} does not chain from the previous",
+            )
+        if seg.digest != expected_digest:
+            finding("digest-chain", f"{where}: the recorded digest does not chain")
+        prev_digest = seg.digest
+        # The events themselves.
+        try:
+            decoded = decode_segment(body)
+        except (OSError, EOFError, ValueError, KeyError) as exc:
+            finding("segment", f"{where}: cannot be decoded ({exc})")
+            continue
+        seqs = [seq for seq, _ in decoded]
+        if seqs != list(range(seg.first_seq, seg.first_seq + len(decoded))) or len(decoded) != (
+            seg.event_count
+        ):
+            finding("segment", f"{where}: its events are not seq {seg.first_seq}..{seg.last_seq}")
+        events = [e for _, e in decoded]
+        report.events_checked += len(events)
+        if events:
+            rebuilt = build_manifest(
+                region=region,
+                segment_no=seg.segment_no,
+                first_seq=seg.first_seq,
+                after=(seg.from_tx_id, seg.from_position),
+                cutoff=seg.cutoff,
+                keys=segment_keys(
+                    region, seg.segment_no, seg.first_seq, seg.last_seq, seg.first_recorded_at
+                ),
+                segment_sha256=sha256_hex(body),
+                segment_bytes=len(body),
+                events=events,
+            )
+            if rebuilt != manifest:
+                finding("manifest", f"{where}: the manifest does not describe the segment")
+        for currency, sums in (manifest.get("currencies") or {}).items():
+            if sums.get("debits", 0) + sums.get("credits", 0) != 0:
+                finding("double-entry", f"{where}: {currency} postings do not net to zero")
+        for event in events:
+            chains.feed(event)
+        await _compare_with_hot(engine, seg, events, checkpoints, finding)
+    # Versions that arrived early and still wait must be hot, past the archive.
+    async with engine.connect() as conn:
+        for account_id, waiting in sorted(chains.waiting.items()):
+            if account_id in chains.broken:
+                continue
+            missing = chains.chains[account_id].version + 1
+            hot = (
+                await conn.execute(
+                    text(
+                        "SELECT 1 FROM events WHERE account_id = :a AND version = :v "
+                        "AND (tx_id, position) > (:tx, :pos)"
+                    ),
+                    {"a": account_id, "v": missing, "tx": prev_to[0], "pos": prev_to[1]},
+                )
+            ).first()
+            if hot is None:
+                finding(
+                    "hash-chain",
+                    f"version {missing} is in no segment (later versions up to {max(waiting)} are)",
+                    account_id,
+                    missing,
+                )
+    for account_id, (version, _, _) in sorted(checkpoints.items()):
+        chain = chains.chains.get(account_id)
+        if account_id not in chains.broken and (chain is None or chain.version < version):
+            finding("checkpoint", "the prune checkpoint is beyond the archive", account_id, version)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _compare_with_hot(
+    engine: AsyncEngine,
+    seg: Row[Any],
+    events: list[Event],
+    checkpoints: dict[str, tuple[int, int, str]],
+    finding: Callable[..., None],
+) -> None:
+    async with engine.connect() as conn:
+        hot = await events_in_range(
+            conn,
+            TailCursor(seg.from_tx_id, seg.from_position),
+            TailCursor(seg.to_tx_id, seg.to_position),
+        )
+    archived = {e.event_id: e for e in events}
+    for event in hot:
+        copy = archived.pop(event.event_id, None)
+        if copy is None or copy.hash != event.hash or copy.version != event.version:
+            finding(
+                "hot-store",
+                f"the hot store's event differs from segment {seg.segment_no}",
+                event.account_id,
+                event.version,
+            )
+    for event in archived.values():
+        cp = checkpoints.get(event.account_id)
+        if cp is None or event.version > cp[0]:
+            finding(
+                "hot-store",
+                f"archived in segment {seg.segment_no} but gone from the hot store "
+                "without being pruned",
+                event.account_id,
+                event.version,
+            )
+
+
+async def verify_region_and_archive(
+    engine: AsyncEngine, objects: ObjectStore | None, region: str
+) -> VerifyReport:
+    """`verify` of a region whose early history may be pruned: the hot store
+    from the accounts' checkpoints on, and, when anything was pruned, the
+    archive that holds the rest (downloaded and checked in full)."""
+    report = await verify_region(engine, region)
+    async with engine.connect() as conn:
+        pruned = (
+            await conn.execute(
+                text("SELECT count(*) FROM archive_segments WHERE pruned_at IS NOT NULL")
+            )
+        ).scalar_one()
+    if pruned:
+        if objects is None:
+            report.findings.append(
+                Finding(region, "archive", None, None, "history was pruned; the archive is needed")
+            )
+            return report
+        archived = await verify_archive(engine, objects, region)
+        report.findings += archived.findings
+        report.archive_events_checked = archived.events_checked
+        report.seconds += archived.seconds
+    return report
