@@ -126,7 +126,12 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         client = await connect_temporal(settings, runtime)
         worker = build_worker(client, settings, region, engine)
         if settings.schedules_on_worker_start:
-            await apply_schedules(client, settings, [region])
+            try:
+                await apply_schedules(client, settings, [region])
+            except Exception:
+                # Transfers must not wait on the archive's schedule: say it loudly
+                # and serve anyway (`ledgerflow schedules apply` can retry it).
+                log.exception("could not apply the archive schedule of region %s", region)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
             projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))

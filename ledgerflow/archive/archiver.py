@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -48,7 +48,6 @@ from ledgerflow.config import Settings
 from ledgerflow.domain.errors import ArchiveIntegrityError
 from ledgerflow.domain.model import Event, canonical_json
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.postgres import read_events_below_horizon
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
@@ -120,11 +119,24 @@ _PLAN_COLUMNS = (
 )
 
 
-def whole_transactions(events: Sequence[Event], cutoff: datetime, limit: int) -> list[Event]:
+class Placed(Protocol):
+    """Where an event sits in the global order, and when it was recorded."""
+
+    @property
+    def tx_id(self) -> int | None: ...
+
+    @property
+    def recorded_at(self) -> datetime: ...
+
+
+P = TypeVar("P", bound=Placed)
+
+
+def whole_transactions(events: Sequence[P], cutoff: datetime, limit: int) -> list[P]:
     """The longest prefix of `events` made of whole transactions, all recorded
     at or before `cutoff`, of at most `limit` events (but at least one whole
     transaction, however large). `events` must end on a transaction boundary."""
-    chosen: list[Event] = []
+    chosen: list[P] = []
     i = 0
     while i < len(events):
         j = i
@@ -178,19 +190,32 @@ class Archiver:
                     {"s": self.policy.min_age.total_seconds()},
                 )
             ).scalar_one()
-            # Below the transaction horizon only (see `read_events_below_horizon`):
-            # a planned range can never gain an event that commits later.
-            events = await read_events_below_horizon(conn, after, self.policy.segment_events)
-            if events and len(events) == self.policy.segment_events:
+            # Below the transaction horizon only (as `read_events_below_horizon`):
+            # a planned range can never gain an event that commits later. Only
+            # the places are read here; `upload` reads the events.
+            places = list(
+                await conn.execute(
+                    text(
+                        "SELECT tx_id, position, recorded_at FROM events "
+                        "WHERE (tx_id, position) > (:tx, :pos) "
+                        "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
+                        "ORDER BY tx_id, position LIMIT :limit"
+                    ),
+                    {"tx": after.tx_id, "pos": after.position, "limit": self.policy.segment_events},
+                )
+            )
+            if places and len(places) == self.policy.segment_events:
                 # Finish the last transaction: a segment never splits one, so
                 # both legs of a transfer always land in the same segment.
-                tail = events[-1]
-                events += await events_in_range(
-                    conn,
-                    TailCursor(tail.tx_id or 0, tail.position or 0),
-                    TailCursor(tail.tx_id or 0, 2**62),
+                tail = places[-1]
+                places += await conn.execute(
+                    text(
+                        "SELECT tx_id, position, recorded_at FROM events "
+                        "WHERE tx_id = :tx AND position > :pos ORDER BY position"
+                    ),
+                    {"tx": tail.tx_id, "pos": tail.position},
                 )
-            chosen = whole_transactions(events, cutoff, self.policy.segment_events)
+            chosen = whole_transactions(places, cutoff, self.policy.segment_events)
             if not chosen:
                 return None
             first, last_event = chosen[0], chosen[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -164,6 +165,9 @@ class S3ObjectStore(ObjectStore):
     async def put_immutable(
         self, key: str, body: bytes, sha256: str, retain_until: datetime | None
     ) -> ObjectInfo:
+        # Checked here too: AWS refuses a mismatch (BadDigest), moto does not.
+        if hashlib.sha256(body).hexdigest() != sha256:
+            raise ObjectStoreError(f"s3://{self.bucket}/{key}: the body does not match {sha256}")
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
@@ -248,8 +252,6 @@ class InMemoryObjectStore(ObjectStore):
     async def put_immutable(
         self, key: str, body: bytes, sha256: str, retain_until: datetime | None
     ) -> ObjectInfo:
-        import hashlib
-
         if hashlib.sha256(body).hexdigest() != sha256:
             raise ObjectStoreError(f"{key}: the body does not match its SHA-256")
         if key in self.versions:

@@ -69,7 +69,10 @@ async def seed_history(
         instant = start
         for n in range(events - 1):  # version 1 is AccountOpened
             instant += timedelta(microseconds=1)
-            batch += _transfer_rows(store.region, heads, run, n, subject, other, instant)
+            source, target = (subject, other) if n % 2 == 0 else (other, subject)
+            batch += chained_transfer_rows(
+                store.region, heads, f"hist-{run}-{n}", source, target, instant
+            )
             if len(batch) >= 50_000:
                 await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
                 batch.clear()
@@ -77,6 +80,12 @@ async def seed_history(
                     progress(n + 1)
         if batch:
             await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
+    await store_heads(store, heads)
+    return subject, start, instant
+
+
+async def store_heads(store: PostgresEventStore, heads: dict[str, tuple[str, int, int]]) -> None:
+    """Bring the write model level with events loaded behind its back by COPY."""
     async with store.engine.begin() as conn:
         for account_id, (digest, balance, version) in heads.items():
             await conn.execute(
@@ -86,21 +95,18 @@ async def seed_history(
                 ),
                 {"h": digest, "b": balance, "v": version, "a": account_id},
             )
-    return subject, start, instant
 
 
-def _transfer_rows(
+def chained_transfer_rows(
     region: str,
     heads: dict[str, tuple[str, int, int]],
-    run: str,
-    n: int,
-    subject: str,
-    other: str,
+    transfer_id: str,
+    source: str,
+    target: str,
     instant: datetime,
 ) -> list[tuple[Any, ...]]:
-    """Both events of transfer n, chained to (and advancing) each account's head."""
-    source, target = (subject, other) if n % 2 == 0 else (other, subject)
-    transfer_id = f"hist-{run}-{n}"
+    """COPY rows of both events of a 1-unit transfer, chained to (and
+    advancing) each account's (head hash, balance, version) in `heads`."""
     rows = []
     for account_id, amount, leg, kind, counterparty in (
         (source, -1, "debit", "Debited", target),

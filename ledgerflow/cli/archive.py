@@ -167,3 +167,22 @@ async def cmd_schedules(args: argparse.Namespace, settings: Settings) -> int:
         ["schedule_id", "action", "every"],
     )
     return 0
+
+
+async def cmd_bench_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.bench.archive import archive_bench
+
+    def progress(line: str) -> None:
+        print(f"\r{line:<60}", end="", file=sys.stderr, flush=True)
+
+    report = await archive_bench(
+        settings, args.events, args.accounts, args.segment_events, args.prune, progress
+    )
+    print(file=sys.stderr)
+    row = {
+        k: f"{v:,.2f}" if isinstance(v, float) else v
+        for k, v in dataclasses.asdict(report).items()
+        if v is not None
+    }
+    emit(args, report, [row], list(row))
+    return 0

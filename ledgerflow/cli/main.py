@@ -22,7 +22,7 @@ from typing import Any
 
 from infra.process import StackError
 from ledgerflow.cli.archive import add_parsers as archive_parsers
-from ledgerflow.cli.archive import cmd_archive, cmd_schedules
+from ledgerflow.cli.archive import cmd_archive, cmd_bench_archive, cmd_schedules
 from ledgerflow.cli.output import Unreachable, emit
 from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.config import Settings
@@ -279,13 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
     bench.add_argument(
         "mode",
-        choices=["latency", "query"],
-        help="latency: sequential confirmations; query: point-in-time balance vs history size",
+        choices=["latency", "query", "archive"],
+        help="latency: sequential confirmations; query: point-in-time balance vs history size; "
+        "archive: archive (and verify, prune) throughput in a scratch database",
     )
     bench.add_argument("--count", type=int, default=100, help="latency: transfers")
     bench.add_argument("--sizes", default="10000,100000,1000000", help="query: history sizes")
     bench.add_argument("--probes", type=int, default=1000, help="query: lookups per size")
     bench.add_argument("--region")
+    bench.add_argument("--events", type=int, default=1_000_000, help="archive: history size")
+    bench.add_argument("--accounts", type=int, default=1_000, help="archive: accounts")
+    bench.add_argument(
+        "--segment-events", type=int, default=10_000, help="archive: events per segment"
+    )
+    bench.add_argument("--prune", action="store_true", help="archive: also time the prune")
 
     balance = sub.add_parser("balance", parents=[common], help="an account's balance")
     balance.add_argument("account_id")
@@ -316,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_verify(args, settings))
         if args.command == "projections":
             return asyncio.run(cmd_projections(args, settings))
+        if args.command == "bench" and args.mode == "archive":
+            return asyncio.run(cmd_bench_archive(args, settings))
         if args.command == "archive":
             return asyncio.run(cmd_archive(args, settings))
         if args.command == "schedules":

@@ -33,6 +33,7 @@ from ledgerflow.archive.verify import verify_archive
 from ledgerflow.config import Settings
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.postgres import PostgresEventStore
+from tests.e2e.test_replay import HISTORIES, replayer
 from tests.support import cli, count_rows, eventually, trade
 from workers.regional import build_worker
 from workflows.archive import ArchiveWorkflow
@@ -122,7 +123,8 @@ async def test_an_s3_outage_mid_run_loses_nothing_and_the_next_run_completes(
     )
     queue = settings.task_queue("us")
     client = temporal_env.client
-    request = ArchiveRequest("us", retry_window_s=5)
+    # Eight segments per run, then continue-as-new: a chain of runs.
+    request = ArchiveRequest("us", retry_window_s=5, max_segments=8)
     async with build_worker(client, settings, "us", store.engine, objects):
         first = await client.start_workflow(
             ArchiveWorkflow.run, request, id=f"archive-outage-{uuid.uuid4().hex[:8]}",
@@ -147,11 +149,21 @@ async def test_an_s3_outage_mid_run_loses_nothing_and_the_next_run_completes(
         finally:
             os.kill(pid, signal.SIGCONT)
 
-        second = await client.execute_workflow(
+        after = await client.start_workflow(
             ArchiveWorkflow.run, request, id=f"archive-after-{uuid.uuid4().hex[:8]}",
             task_queue=queue,
         )  # fmt: skip
-    assert second.segments >= 1 and second.events > 0
+        second = await after.result()
+    assert second.segments > 8 and second.events > 0  # carried across continue-as-new
+    # The chain's first run (eight segments, then continue-as-new) replays on
+    # the current code; it is the recorded ArchiveWorkflow history.
+    first_run = client.get_workflow_handle(after.id, run_id=after.first_execution_run_id)
+    history = await first_run.fetch_history()
+    kinds = [e.WhichOneof("attributes") for e in history.events]
+    assert "workflow_execution_continued_as_new_event_attributes" in kinds
+    await replayer().replay_workflow(history)
+    if os.environ.get("LEDGERFLOW_RECORD_HISTORIES") == "1":
+        (HISTORIES / "archive_segments.json").write_text(history.to_json())
 
     # Nothing lost, nothing twice: the segments cover every event once, with
     # no gap in the archive's numbering, and each object was written once.

@@ -3,9 +3,11 @@
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.verify import verify_region
+from ledgerflow.bench.archive import archive_bench
 from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
 from ledgerflow.client import LedgerClient
+from ledgerflow.config import Settings
 from ledgerflow.store.postgres import PostgresEventStore
 
 
@@ -35,3 +37,16 @@ async def test_query_bench_seeds_a_sound_history_and_reports(
     verified = await verify_region(store.engine, "us")
     assert verified.sound, [str(f) for f in verified.findings[:3]]
     assert verified.events_checked == 2 * 2000
+
+
+async def test_archive_bench_archives_verifies_and_prunes_a_scratch_history(
+    migrated: Settings,
+) -> None:
+    lines: list[str] = []
+    report = await archive_bench(migrated, 3_000, 20, 500, True, lines.append)
+    # The openings, then two seeding transactions (2,000 and 980 events): a
+    # segment of 500 never splits a transaction.
+    assert (report.events, report.segments) == (3_000, 3)
+    assert report.pruned_events == 3_000  # everything archived, verified and projected
+    assert report.archive_events_per_s > 0 and report.uploaded_mb > 0
+    assert lines[-1] == "pruning"

@@ -3,11 +3,13 @@ system from nothing, a second terminal confirms a transfer, Ctrl-C stops it all.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from infra.process import port_free
@@ -55,6 +57,14 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
                           "--amount", "9.99", "--currency", "EUR")  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         assert "confirmed" in sent.stdout and "9.99 EUR" in sent.stdout
+
+        # The workers created the archive Schedules at start: the Web UI's
+        # Schedules page lists them (this is the UI server's own API).
+        url = f"http://127.0.0.1:{ui}/api/v1/namespaces/default/schedules"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            listed = json.load(response)["schedules"]
+        assert {s["scheduleId"] for s in listed} >= {"archive-us", "archive-eu", "archive-ap"}
+        assert {s["info"]["workflowType"]["name"] for s in listed} == {"ArchiveWorkflow"}
     finally:
         run.send_signal(signal.SIGINT)
         code = run.wait(timeout=60)

@@ -1,11 +1,14 @@
 """Determinism: recorded workflow histories must replay on the current code.
 
 `tests/histories/*.json` are real histories recorded from this code (a
-confirmed transfer, a rejected one, a malformed one, an account opening). A
+confirmed transfer, a rejected one, a malformed one, an account opening, and
+an archive run over many segments, recorded by
+`tests/e2e/test_archive_workflow.py`). A
 change to workflow code that would break running workflows makes these
 replays fail. To record them again after an intended, versioned change:
 
-    LEDGERFLOW_RECORD_HISTORIES=1 .venv/bin/pytest tests/e2e/test_replay.py
+    LEDGERFLOW_RECORD_HISTORIES=1 .venv/bin/pytest tests/e2e/test_replay.py \
+        tests/e2e/test_archive_workflow.py
 """
 
 from __future__ import annotations
@@ -89,4 +92,4 @@ async def test_recorded_histories_replay_on_the_current_code(name: str) -> None:
 
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
-    assert {name.split("_")[0] for name in RECORDED} >= {"transfer", "account"}
+    assert {name.split("_")[0] for name in RECORDED} >= {"transfer", "account", "archive"}

@@ -1,0 +1,175 @@
+"""`bench archive`: archive throughput on a history of a million events.
+
+It creates a scratch database on the embedded PostgreSQL (migrated like a
+region's), loads `events` events of `accounts` accounts trading with each
+other (hash-chained exactly as the append path chains them, loaded with COPY,
+2,000 events per transaction), then times the archiver's three steps over
+all of it into a fresh Object Lock bucket, then `archive verify`, and, with
+`--prune`, the read models' catch-up and the prune. The scratch database is
+dropped at the end; moto keeps the bucket in memory until it stops.
+
+    .venv/bin/ledgerflow bench archive --events 1000000
+
+The archiver runs in this process, exactly the code the ArchiveWorkflow's
+activities run; the workflow adds three activity round trips per segment.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ledgerflow.archive.archiver import ArchivePolicy, Archiver
+from ledgerflow.archive.objectstore import S3ObjectStore
+from ledgerflow.archive.prune import prune
+from ledgerflow.archive.verify import verify_archive
+from ledgerflow.bench.history import COLUMNS, chained_transfer_rows, store_heads
+from ledgerflow.config import Settings
+from ledgerflow.domain.model import OpenAccountRequest
+from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.store.migrate import upgrade
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+
+TRANSFERS_PER_TRANSACTION = 1_000
+
+
+@dataclass(frozen=True)
+class ArchiveBenchReport:
+    events: int
+    accounts: int
+    seed_s: float
+    segments: int
+    archive_s: float
+    archive_events_per_s: float
+    uploaded_mb: float
+    verify_s: float
+    verify_events_per_s: float
+    project_s: float | None = None
+    prune_s: float | None = None
+    pruned_events: int | None = None
+
+
+async def archive_bench(
+    settings: Settings,
+    events: int,
+    accounts: int,
+    segment_events: int,
+    with_prune: bool,
+    progress: Callable[[str], None],
+) -> ArchiveBenchReport:
+    if settings.database_given:
+        raise ValueError("bench archive creates a scratch database: it needs the embedded stack")
+    run = uuid.uuid4().hex[:8]
+    name = f"ledgerflow_bench_{run}"
+    server = f"127.0.0.1:{settings.pg_port}"
+    admin = create_async_engine(
+        f"postgresql+asyncpg://postgres@{server}/postgres", isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f"CREATE DATABASE {name} OWNER ledgerflow_owner"))
+    engine = create_engine(f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings)
+    try:
+        await upgrade(f"postgresql+asyncpg://ledgerflow_owner@{server}/{name}")
+        store = PostgresEventStore(engine, "bench")
+        began = time.perf_counter()
+        await seed_trading(store, events, accounts, progress)
+        seed_s = time.perf_counter() - began
+
+        bucket = f"ledgerflow-bench-{run}"
+        objects = S3ObjectStore.from_settings(settings)
+        objects.bucket = bucket
+        objects.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        policy = ArchivePolicy(timedelta(0), segment_events, timedelta(days=1))
+        archiver = Archiver(engine, objects, "bench", policy)
+        began = time.perf_counter()
+        done = []
+        while True:
+            batch = await archiver.archive_all(max_segments=10)
+            done += batch
+            progress(f"archived {sum(d.events for d in done):,} events")
+            if len(batch) < 10:
+                break
+        archive_s = time.perf_counter() - began
+        archived = sum(d.events for d in done)
+        progress("verifying the archive")
+        report = await verify_archive(engine, objects, "bench")
+        if not report.sound:
+            raise AssertionError(f"the archive does not verify: {report.findings[0]}")
+        result = ArchiveBenchReport(
+            events=archived,
+            accounts=accounts,
+            seed_s=seed_s,
+            segments=len(done),
+            archive_s=archive_s,
+            archive_events_per_s=archived / archive_s,
+            uploaded_mb=report.bytes_downloaded / 1e6,
+            verify_s=report.seconds,
+            verify_events_per_s=report.events_per_second,
+        )
+        if with_prune:
+            progress("projecting (prune waits for the read models)")
+            began = time.perf_counter()
+            await CatchUpProjector(engine).catch_up()
+            project_s = time.perf_counter() - began
+            progress("pruning")
+            began = time.perf_counter()
+            pruned = await prune(engine, objects)
+            result = ArchiveBenchReport(
+                **(
+                    result.__dict__
+                    | {
+                        "project_s": project_s,
+                        "prune_s": time.perf_counter() - began,
+                        "pruned_events": pruned.events_pruned,
+                    }
+                )
+            )
+        return result
+    finally:
+        await engine.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        await admin.dispose()
+
+
+async def seed_trading(
+    store: PostgresEventStore, events: int, accounts: int, progress: Callable[[str], None]
+) -> None:
+    """`events` events (openings included) of `accounts` accounts paying each
+    other 1 minor unit, in transactions of 1,000 transfers, a microsecond apart."""
+    ids = [f"bench-{i:06d}" for i in range(accounts)]
+    heads: dict[str, tuple[str, int, int]] = {}
+    for account_id in ids:
+        opened = await store.open_account(
+            OpenAccountRequest(account_id, "USD", store.region, None, "bench"), datetime.now(UTC)
+        )
+        heads[account_id] = (opened.account.head_hash, 0, 1)
+    rng = random.Random(11)
+    instant = datetime.now(UTC)
+    transfers = (events - accounts) // 2
+    n = 0
+    while n < transfers:
+        batch: list[tuple[Any, ...]] = []
+        for _ in range(min(TRANSFERS_PER_TRANSACTION, transfers - n)):
+            instant += timedelta(microseconds=1)
+            source, target = rng.sample(ids, 2)
+            batch += chained_transfer_rows(
+                store.region, heads, f"bench-t{n}", source, target, instant
+            )
+            n += 1
+        async with store.engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            copy = raw.driver_connection
+            assert copy is not None
+            await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
+        if n % 50_000 == 0 or n == transfers:
+            progress(f"seeded {accounts + 2 * n:,} events")
+    await store_heads(store, heads)
