@@ -14,12 +14,12 @@ or below those checkpoints, never past what the read models have applied.
 
 from __future__ import annotations
 
-from ledgerflow.archive.objectstore import ObjectStore
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.archive.archiver import events_in_range
 from ledgerflow.archive.messages import PruneOutput
+from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import decode_segment, sha256_hex
 from ledgerflow.domain.errors import ArchiveIntegrityError
 from ledgerflow.store.base import TailCursor
@@ -46,10 +46,14 @@ async def verify_segment_against_hot(
             TailCursor(seg.from_tx_id, seg.from_position),
             TailCursor(seg.to_tx_id, seg.to_position),
         )
-    body = await objects.get(seg.segment_key)
+    try:
+        body = await objects.get(seg.segment_key)
+        manifest = await objects.get(seg.manifest_key)
+    except ObjectMissing as exc:
+        raise ArchiveIntegrityError(f"archived segment {segment_no} is gone: {exc}") from exc
     if sha256_hex(body) != seg.segment_sha256:
         raise ArchiveIntegrityError(f"{seg.segment_key} no longer matches its recorded SHA-256")
-    if sha256_hex(await objects.get(seg.manifest_key)) != seg.manifest_sha256:
+    if sha256_hex(manifest) != seg.manifest_sha256:
         raise ArchiveIntegrityError(f"{seg.manifest_key} no longer matches its recorded SHA-256")
     archived = {e.event_id: e.hash for _, e in decode_segment(body)}
     if len(archived) != seg.event_count:

@@ -13,10 +13,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from ledgerflow.archive.objectstore import ObjectStore, ObjectStoreUnavailable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore, ObjectStoreUnavailable
 from ledgerflow.archive.segments import decode_segment, sha256_hex
 from ledgerflow.domain.errors import ArchiveIntegrityError, ArchiveUnavailable
 from ledgerflow.domain.model import Event
@@ -72,6 +72,8 @@ class ArchiveReader:
             body = await self.objects.get(key)
         except ObjectStoreUnavailable as exc:
             raise ArchiveUnavailable(f"the archive is unreachable: {exc}") from exc
+        except ObjectMissing as exc:
+            raise ArchiveIntegrityError(f"archived segment {segment_no} is gone: {exc}") from exc
         if sha256_hex(body) != sha:
             raise ArchiveIntegrityError(f"{key} does not match its recorded SHA-256 {sha}")
         events = [e for _, e in decode_segment(body)]

@@ -104,7 +104,7 @@ async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
     assert await count_rows(store.engine, "events") == hot_before - pruned.events_pruned
     assert await count_rows(store.engine, "account_checkpoints") > 0
 
-    archive = ArchiveReader(store.engine, archive_objects)
+    archive = ArchiveReader(store.engine, archive_objects, cache_segments=64)
     assert await answers(store.engine, accounts, instants, archive) == before
     report = await verify_region_and_archive(store.engine, archive_objects, "us")
     assert report.sound, report.findings
