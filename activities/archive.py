@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledgerflow.archive.objectstore import ObjectStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
@@ -31,6 +30,7 @@ from ledgerflow.archive.messages import (
     SegmentPlan,
     SegmentUpload,
 )
+from ledgerflow.archive.objectstore import ObjectStore
 from ledgerflow.archive.prune import prune
 
 
