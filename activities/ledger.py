@@ -9,20 +9,22 @@ by Temporal with backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
 
-from ledgerflow.domain.errors import LedgerError, error_from_type
+from ledgerflow.domain.errors import InvalidRequest, LedgerError, error_from_type
 from ledgerflow.domain.messages import (
+    APPEND_LEG,
     APPEND_TRANSFER,
     OPEN_ACCOUNT,
     PROJECT_EVENTS,
     RECORD_REJECTION,
     VALIDATE_TRANSFER,
+    AppendLegInput,
     AppendTransferInput,
     ProjectEventsInput,
     ProjectEventsOutput,
@@ -30,7 +32,13 @@ from ledgerflow.domain.messages import (
     ValidateTransferInput,
     ValidateTransferOutput,
 )
-from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult, TransferResult
+from ledgerflow.domain.model import (
+    OpenAccountRequest,
+    OpenAccountResult,
+    Posting,
+    PostingKind,
+    TransferResult,
+)
 from ledgerflow.projections.views import apply_events
 from ledgerflow.store.postgres import PostgresEventStore
 from ledgerflow.temporal_errors import to_application_error
@@ -45,15 +53,36 @@ def domain_errors_as_application_errors() -> Iterator[None]:
 
 
 class LedgerActivities:
-    def __init__(self, store: PostgresEventStore) -> None:
+    """`task_queues` maps every configured region to its task queue: the
+    destination leg of a cross-region transfer runs on the destination's."""
+
+    def __init__(self, store: PostgresEventStore, task_queues: Mapping[str, str]) -> None:
         self.store = store
+        self.task_queues = dict(task_queues)
 
     @activity.defn(name=VALIDATE_TRANSFER)
     async def validate_transfer(self, data: ValidateTransferInput) -> ValidateTransferOutput:
         """Advisory check without locks: cheap early rejection; the append decides."""
+        region = self.store.region
+        to_region = data.to_region if data.to_region != region else None
         with domain_errors_as_application_errors():
-            await self.store.check_transfer(data.transfer)
-        return ValidateTransferOutput(region=self.store.region)
+            if to_region is None:
+                await self.store.check_transfer(data.transfer)
+                return ValidateTransferOutput(region=region)
+            if to_region not in self.task_queues:
+                raise InvalidRequest(
+                    f"to_region {to_region!r} is not one of the ledger's regions "
+                    f"{sorted(self.task_queues)}",
+                    field="to_region",
+                )
+            await self.store.check_posting(Posting.outbound(data.transfer, region, to_region))
+        return ValidateTransferOutput(region, to_region, self.task_queues[to_region])
+
+    @activity.defn(name=APPEND_LEG)
+    async def append_leg(self, data: AppendLegInput) -> TransferResult:
+        with domain_errors_as_application_errors():
+            posting = Posting.of(data.transfer, data.kind, self.store.region, data.peer_region)
+            return await self.store.append_posting(posting, data.occurred_at)
 
     @activity.defn(name=APPEND_TRANSFER)
     async def append_transfer(self, data: AppendTransferInput) -> TransferResult:
@@ -65,10 +94,13 @@ class LedgerActivities:
     @activity.defn(name=RECORD_REJECTION)
     async def record_rejection(self, data: RecordRejectionInput) -> TransferResult:
         error = error_from_type(data.reason_type, data.reason)
+        region = self.store.region
+        # A refusal in the source region before anything was posted is recorded
+        # as outbound; a "cross-region" transfer into this same region is local.
+        kind = data.kind if data.peer_region not in (None, region) else PostingKind.LOCAL
         with domain_errors_as_application_errors():
-            return await self.store.record_rejection(
-                data.transfer, self.store.region, error, data.occurred_at
-            )
+            posting = Posting.of(data.transfer, kind, region, data.peer_region)
+            return await self.store.record_posting_rejection(posting, error, data.occurred_at)
 
     @activity.defn(name=PROJECT_EVENTS)
     async def project_events(self, data: ProjectEventsInput) -> ProjectEventsOutput:
@@ -88,6 +120,7 @@ class LedgerActivities:
         return [
             self.validate_transfer,
             self.append_transfer,
+            self.append_leg,
             self.record_rejection,
             self.project_events,
             self.open_account,

@@ -217,11 +217,11 @@ class LedgerClient:
         region: str | None = None,
     ) -> WorkflowHandle[TransferWorkflow, TransferResult]:
         """Start a transfer and return its workflow handle (`await handle.result()`)."""
+        region = region or await self._home_or_default(from_account)
         request, transfer = self._request(
             transfer_id, from_account, to_account, amount, currency,
-            initiated_by, description, metadata,
+            initiated_by, description, metadata, await self._destination(to_account, region),
         )  # fmt: skip
-        region = region or await self._home_or_default(from_account)
         try:
             handle = await self.temporal.start_workflow(
                 TransferWorkflow.run, request, **self._start_options(transfer, region)
@@ -268,16 +268,21 @@ class LedgerClient:
         Resubmitting the same `transfer_id` returns the first outcome and never
         posts twice; the same id with a different payload raises
         `DuplicateTransferMismatch`. A rejected transfer raises its typed
-        error (e.g. `InsufficientFunds`) unless `raise_on_rejection=False`.
-        Malformed input raises before anything is sent. With `confirm_within` (seconds)
+        error (e.g. `InsufficientFunds`), and so does a reversed one (the money
+        is back at its source), unless `raise_on_rejection=False`.
+        Malformed input raises before anything is sent. A transfer to an account
+        homed in another region runs as a cross-region saga and returns once it
+        has arrived (`confirmed`) or been refused there and returned
+        (`reversed`); while that region is down it waits `in_transit`.
+        With `confirm_within` (seconds)
         and no answer by then, `ConfirmationTimeout` is raised: the transfer
         may still complete, and resubmitting the same id tells its outcome.
         """
+        region = region or await self._home_or_default(from_account)
         request, transfer = self._request(
             transfer_id, from_account, to_account, amount, currency,
-            initiated_by, description, metadata,
+            initiated_by, description, metadata, await self._destination(to_account, region),
         )  # fmt: skip
-        region = region or await self._home_or_default(from_account)
         # Update-with-start: one round trip starts the workflow (or attaches to
         # the running one with this id) and waits only until the outcome is
         # recorded, not for the projection that follows it.
@@ -318,7 +323,10 @@ class LedgerClient:
             # We attached to a workflow already running for this id with
             # another payload.
             raise DuplicateTransferMismatch.for_transfer(transfer_id)
-        if raise_on_rejection and result.status == TransferStatus.REJECTED:
+        if raise_on_rejection and result.status in (
+            TransferStatus.REJECTED,
+            TransferStatus.REVERSED,
+        ):
             error = error_from_type(
                 result.reason_type or "LedgerError", result.reason or "rejected",
                 transfer_id=transfer_id,
@@ -336,6 +344,7 @@ class LedgerClient:
         initiated_by: str,
         description: str | None,
         metadata: dict[str, Any] | None,
+        to_region: str | None = None,
     ) -> tuple[TransferRequest, Transfer]:
         if isinstance(amount, Decimal):
             amount = str(amount)
@@ -348,6 +357,7 @@ class LedgerClient:
             initiated_by=initiated_by,
             description=description,
             metadata=metadata,
+            to_region=to_region,
         )
         return request, request.validated()
 
@@ -419,6 +429,16 @@ class LedgerClient:
             return await self.locate(account_id)
         except AccountNotFound:
             return self.settings.default_region
+
+    async def _destination(self, to_account: str, region: str) -> str | None:
+        """The credited account's home if it is another region (a cross-region
+        transfer); `None` for a local transfer or an unknown account, which the
+        source region then rejects."""
+        try:
+            home = await self.locate(to_account)
+        except (AccountNotFound, InvalidRequest):
+            return None
+        return home if home != region else None
 
     async def account(self, account_id: str) -> Account:
         region = await self.locate(account_id)

@@ -48,7 +48,10 @@ def build_worker(
     engine: AsyncEngine,
     objects: ObjectStore | None = None,
 ) -> Worker:
-    activities = LedgerActivities(PostgresEventStore(engine, region))
+    activities = LedgerActivities(
+        PostgresEventStore(engine, region),
+        {r: settings.task_queue(r) for r in settings.regions},
+    )
     archive = ArchiveActivities(
         engine,
         objects or S3ObjectStore.from_settings(settings),

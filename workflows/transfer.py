@@ -1,5 +1,13 @@
 """TransferWorkflow: one transfer, validate → append → project, durably.
 
+A transfer between two regions is a saga through clearing accounts: the
+source leg posts here (customer → clearing for the destination), the
+destination leg runs on the destination region's task queue (clearing for
+the source → customer) and waits there, `in_transit`, for as long as that
+region is down. If the destination refuses for good, a reversing posting
+returns the money here. Each leg is idempotent by its id in its region, so
+retries and crashes post each at most once.
+
 Deterministic code only. The domain modules are plain standard-library code
 and are passed through the sandbox; activities are called by name so that
 no database library is ever imported here. Nothing runs at import time.
@@ -7,6 +15,7 @@ no database library is ever imported here. Nothing runs at import time.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import NoReturn
 
@@ -17,10 +26,12 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
     from ledgerflow.domain.errors import REJECTION_TYPES, LedgerError
     from ledgerflow.domain.messages import (
+        APPEND_LEG,
         APPEND_TRANSFER,
         PROJECT_EVENTS,
         RECORD_REJECTION,
         VALIDATE_TRANSFER,
+        AppendLegInput,
         AppendTransferInput,
         ProjectEventsInput,
         ProjectEventsOutput,
@@ -29,7 +40,13 @@ with workflow.unsafe.imports_passed_through():
         ValidateTransferInput,
         ValidateTransferOutput,
     )
-    from ledgerflow.domain.model import Transfer, TransferRequest, TransferResult, TransferStatus
+    from ledgerflow.domain.model import (
+        PostingKind,
+        Transfer,
+        TransferRequest,
+        TransferResult,
+        TransferStatus,
+    )
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
     from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
@@ -41,6 +58,8 @@ class TransferWorkflow:
         self._status: str = TransferStatus.PENDING
         self._result: TransferResult | None = None
         self._error: ApplicationError | None = None
+        #: Projections of a cross-region transfer's legs, each in its region.
+        self._projections: list[asyncio.Future[ProjectEventsOutput]] = []
 
     @workflow.run
     async def run(self, request: TransferRequest) -> TransferResult:
@@ -61,35 +80,47 @@ class TransferWorkflow:
         )
         workflow.set_current_details(f"{transfer.summary()}: pending")
         occurred_at = workflow.now()
+        cross_region = False
         try:
             checked = await workflow.execute_activity(
                 VALIDATE_TRANSFER,
-                ValidateTransferInput(transfer),
+                ValidateTransferInput(transfer, request.to_region),
                 result_type=ValidateTransferOutput,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
             workflow.upsert_search_attributes([sa.REGION.value_set(checked.region)])
-            result: TransferResult = await workflow.execute_activity(
-                APPEND_TRANSFER,
-                AppendTransferInput(transfer, occurred_at),
-                result_type=TransferResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
+            if checked.to_region is not None and checked.to_task_queue is not None:
+                cross_region = True
+                result = await self._cross_region(
+                    transfer, checked.region, checked.to_region, checked.to_task_queue,
+                    occurred_at,
+                )  # fmt: skip
+            else:
+                result = await workflow.execute_activity(
+                    APPEND_TRANSFER,
+                    AppendTransferInput(transfer, occurred_at),
+                    result_type=TransferResult,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY_POLICY,
+                )
         except ActivityError as err:
             cause = domain_cause(err)
             if cause is None:
                 raise
             if cause.type not in REJECTION_TYPES:
                 await self._fail(reraised(cause))
-            result = await self._record_rejection(transfer, cause, occurred_at)
+            # Refused before anything was posted (in the source region).
+            leg = (PostingKind.OUTBOUND, request.to_region) if request.to_region else None
+            result = await self._record_rejection(transfer, cause, occurred_at, leg)
         self._result = result
         self._status = result.status
         workflow.upsert_search_attributes([sa.STATUS.value_set(result.status)])
         detail = f": {result.reason}" if result.reason else ""
         workflow.set_current_details(f"{transfer.summary()}: {result.status}{detail}")
-        if result.status == TransferStatus.CONFIRMED:
+        if cross_region:
+            await asyncio.gather(*self._projections)
+        elif result.status == TransferStatus.CONFIRMED:
             # The confirmation update has already answered; the read model
             # catches up here (and the catch-up projector covers a crash).
             await workflow.execute_activity(
@@ -104,15 +135,139 @@ class TransferWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
+    async def _cross_region(
+        self,
+        transfer: Transfer,
+        region: str,
+        to_region: str,
+        to_task_queue: str,
+        occurred_at: datetime,
+    ) -> TransferResult:
+        """The saga. Raises the source leg's domain error (nothing posted yet)."""
+        source: TransferResult = await workflow.execute_activity(
+            APPEND_LEG,
+            AppendLegInput(transfer, PostingKind.OUTBOUND, to_region, occurred_at),
+            result_type=TransferResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_POLICY,
+        )
+        self._project(source)
+        self._status = TransferStatus.IN_TRANSIT
+        workflow.upsert_search_attributes([sa.STATUS.value_set(TransferStatus.IN_TRANSIT)])
+        workflow.set_current_details(f"{transfer.summary()}: in transit {region} → {to_region}")
+        try:
+            # No schedule-to-start limit: while the destination region is down
+            # the task waits in its queue, and the transfer stays in transit.
+            arrived: TransferResult = await workflow.execute_activity(
+                APPEND_LEG,
+                AppendLegInput(transfer, PostingKind.INBOUND, region, occurred_at),
+                result_type=TransferResult,
+                task_queue=to_task_queue,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        except ActivityError as err:
+            refusal = domain_cause(err)
+            if refusal is None:
+                raise
+            return await self._compensate(transfer, region, to_region, to_task_queue,
+                                          refusal, source, occurred_at)  # fmt: skip
+        self._project(arrived, to_task_queue)
+        return TransferResult(
+            transfer_id=transfer.transfer_id,
+            status=TransferStatus.CONFIRMED,
+            fingerprint=source.fingerprint,
+            region=region,
+            debit_event_id=source.debit_event_id,
+            credit_event_id=arrived.credit_event_id,
+            from_balance_after=source.from_balance_after,
+            to_balance_after=arrived.to_balance_after,
+            confirmed_at=arrived.confirmed_at,
+            to_region=to_region,
+        )
+
+    async def _compensate(
+        self,
+        transfer: Transfer,
+        region: str,
+        to_region: str,
+        to_task_queue: str,
+        refusal: ApplicationError,
+        source: TransferResult,
+        occurred_at: datetime,
+    ) -> TransferResult:
+        """The destination refused for good: record its refusal there (for its
+        audit trail), then post the reversing leg here. Never delete anything."""
+        if refusal.type in REJECTION_TYPES:
+            try:
+                await workflow.execute_activity(
+                    RECORD_REJECTION,
+                    RecordRejectionInput(transfer, refusal.type or "", refusal.message,
+                                         occurred_at, PostingKind.INBOUND, region),
+                    result_type=TransferResult,
+                    task_queue=to_task_queue,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY_POLICY,
+                )  # fmt: skip
+            except ActivityError as err:
+                # The id already stands for another posting there: nothing of
+                # ours was written in that region, so compensating is still right.
+                if domain_cause(err) is None:
+                    raise
+        returned: TransferResult = await workflow.execute_activity(
+            APPEND_LEG,
+            AppendLegInput(transfer, PostingKind.REVERSAL, to_region, occurred_at),
+            result_type=TransferResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_POLICY,
+        )
+        self._project(returned)
+        return TransferResult(
+            transfer_id=transfer.transfer_id,
+            status=TransferStatus.REVERSED,
+            fingerprint=source.fingerprint,
+            region=region,
+            reason_type=refusal.type,
+            reason=f"region {to_region} refused the transfer ({refusal.message}); "
+            f"the amount was returned to {transfer.from_account}",
+            debit_event_id=source.debit_event_id,
+            from_balance_after=returned.to_balance_after,
+            confirmed_at=returned.confirmed_at,
+            to_region=to_region,
+        )
+
+    def _project(self, posted: TransferResult, task_queue: str | None = None) -> None:
+        """Project a leg's events in its own region, alongside the saga."""
+        self._projections.append(
+            workflow.start_activity(
+                PROJECT_EVENTS,
+                ProjectEventsInput(
+                    [e for e in (posted.debit_event_id, posted.credit_event_id) if e]
+                ),
+                result_type=ProjectEventsOutput,
+                task_queue=task_queue,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        )
+
     async def _record_rejection(
-        self, transfer: Transfer, cause: ApplicationError, occurred_at: datetime
+        self,
+        transfer: Transfer,
+        cause: ApplicationError,
+        occurred_at: datetime,
+        leg: tuple[str, str] | None = None,
     ) -> TransferResult:
         """The store records the refusal, or returns whatever was recorded for this
-        id first: the outcome of a transfer id never changes."""
+        id first: the outcome of a transfer id never changes. `leg` is the
+        (kind, peer region) of a cross-region transfer's refused leg."""
+        kind, peer = leg or (PostingKind.LOCAL, None)
         try:
             rejected: TransferResult = await workflow.execute_activity(
                 RECORD_REJECTION,
-                RecordRejectionInput(transfer, cause.type or "", cause.message, occurred_at),
+                RecordRejectionInput(
+                    transfer, cause.type or "", cause.message, occurred_at, kind, peer
+                ),
                 result_type=TransferResult,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_POLICY,

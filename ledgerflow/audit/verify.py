@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -75,7 +76,7 @@ async def verify_region(engine: AsyncEngine, region: str) -> VerifyReport:
     async with engine.connect() as conn:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         await _check_chains(conn, report)
-        await _check_transfers(conn, report)
+        await check_transfers(conn, report)
         await _check_totals(conn, report)
         await _check_projections(conn, report)
         await conn.rollback()
@@ -158,9 +159,20 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
         )
 
 
-async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
+async def check_transfers(
+    conn: AsyncConnection, report: VerifyReport, window: Window | None = None
+) -> None:
+    """Every transfer, or (with `window`) those written in it."""
+    where_events, where_rows, params = "true", "true", {}
+    if window is not None:
+        params = window.params()
+        where_events = (
+            "transfer_id IN (SELECT transfer_id FROM events WHERE transfer_id IS NOT NULL "
+            f"AND {Window.EVENTS})"
+        )
+        where_rows = "t.tx_id > :t0 AND t.tx_id <= :t1"
     report.transfers_checked = (
-        await conn.execute(text("SELECT count(*) FROM transfers"))
+        await conn.execute(text(f"SELECT count(*) FROM transfers t WHERE {where_rows}"), params)
     ).scalar_one()
     # A transfer at or behind the last pruned segment may have one leg pruned
     # (each account is cut at its own version); `archive verify` checks those
@@ -176,11 +188,12 @@ async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
     unbalanced = await conn.execute(
         text(
             "SELECT transfer_id, currency, sum(amount) AS total, count(*) AS legs "
-            "FROM events WHERE transfer_id IS NOT NULL GROUP BY transfer_id, currency "
+            f"FROM events WHERE transfer_id IS NOT NULL AND {where_events} "
+            "GROUP BY transfer_id, currency "
             "HAVING (sum(amount) <> 0 OR count(*) <> 2) "
             "AND NOT (count(*) = 1 AND max(tx_id) <= :pruned) ORDER BY transfer_id"
         ),
-        {"pruned": pruned_tx},
+        {"pruned": pruned_tx, **params},
     )
     for row in unbalanced:
         report.findings.append(
@@ -194,9 +207,9 @@ async def _check_transfers(conn: AsyncConnection, report: VerifyReport) -> None:
             "LEFT JOIN events d ON d.event_id = t.debit_event_id "
             "LEFT JOIN events c ON c.event_id = t.credit_event_id "
             "WHERE t.status = 'confirmed' AND (d.position IS NULL OR c.position IS NULL) "
-            "AND t.tx_id > :pruned ORDER BY t.transfer_id"
+            f"AND t.tx_id > :pruned AND {where_rows} ORDER BY t.transfer_id"
         ),
-        {"pruned": pruned_tx},
+        {"pruned": pruned_tx, **params},
     )
     for row in missing:
         report.findings.append(
@@ -222,15 +235,21 @@ async def _check_totals(conn: AsyncConnection, report: VerifyReport) -> None:
         )  # fmt: skip
 
 
-async def _check_projections(conn: AsyncConnection, report: VerifyReport) -> None:
+async def _check_projections(
+    conn: AsyncConnection, report: VerifyReport, accounts: list[str] | None = None
+) -> None:
+    """The read models of every account, or only of `accounts`."""
+    scope = "true" if accounts is None else "s.account_id = ANY(:accounts)"
+    params = {} if accounts is None else {"accounts": accounts}
     statement = await conn.execute(
         text(
             "SELECT s.account_id, s.version, e.position IS NULL AS orphan FROM statement_view s "
             "LEFT JOIN events e ON e.account_id = s.account_id AND e.version = s.version "
-            "WHERE e.position IS NULL OR s.event_id <> e.event_id OR s.amount <> e.amount "
-            "OR s.balance_after <> e.balance_after OR s.currency <> e.currency "
-            "OR s.type <> e.type ORDER BY s.account_id, s.version"
-        )
+            f"WHERE {scope} AND (e.position IS NULL OR s.event_id <> e.event_id "
+            "OR s.amount <> e.amount OR s.balance_after <> e.balance_after "
+            "OR s.currency <> e.currency OR s.type <> e.type) ORDER BY s.account_id, s.version"
+        ),
+        params,
     )
     for row in statement:
         problem = "has no event" if row.orphan else "disagrees with its event"
@@ -247,9 +266,11 @@ async def _check_projections(conn: AsyncConnection, report: VerifyReport) -> Non
             "LEFT JOIN account_checkpoints k "
             "  ON k.account_id = b.account_id AND k.version = b.version "
             "LEFT JOIN accounts a ON a.account_id = b.account_id "
-            "WHERE coalesce(e.balance_after, k.balance) IS DISTINCT FROM b.balance "
-            "OR b.version > a.version ORDER BY b.account_id"
-        )
+            f"WHERE {scope.replace('s.', 'b.')} AND "
+            "(coalesce(e.balance_after, k.balance) IS DISTINCT FROM b.balance "
+            "OR b.version > a.version) ORDER BY b.account_id"
+        ),
+        params,
     )
     for row in balances:
         report.findings.append(
@@ -261,7 +282,102 @@ async def _check_projections(conn: AsyncConnection, report: VerifyReport) -> Non
         await conn.execute(
             text(
                 "SELECT coalesce(sum(a.version - coalesce(b.version, 0)), 0)::bigint "
-                "FROM accounts a LEFT JOIN balance_view b ON b.account_id = a.account_id"
-            )
+                "FROM accounts a LEFT JOIN balance_view b ON b.account_id = a.account_id "
+                f"WHERE {scope.replace('s.', 'a.')}"
+            ),
+            params,
         )
     ).scalar_one()
+
+
+@dataclass(frozen=True)
+class Window:
+    """The events after `after` up to and including `upto` in the global order
+    (tx_id, position): what one reconciliation run checks."""
+
+    after: tuple[int, int]
+    upto: tuple[int, int]
+
+    EVENTS: ClassVar[str] = "(tx_id, position) > (:t0, :p0) AND (tx_id, position) <= (:t1, :p1)"
+
+    def params(self) -> dict[str, int]:
+        return {"t0": self.after[0], "p0": self.after[1], "t1": self.upto[0], "p1": self.upto[1]}
+
+
+async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Window) -> list[str]:
+    """The checks of `verify` for what was written in `window`, inside the
+    caller's snapshot: the hash chain of every account it touched, from the
+    event before the window to the account's head (and the head against
+    `accounts`); its transfers' double entry; those accounts' read models.
+    Returns the accounts touched."""
+    rows = await conn.execute(
+        text(
+            "WITH w AS (SELECT account_id, min(version) AS first FROM events "
+            f"WHERE {Window.EVENTS} GROUP BY account_id) "
+            f"SELECT w.first, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))}, "
+            "a.version AS head_version, a.balance AS head_balance, a.head_hash, "
+            "k.version AS cp_version, k.balance AS cp_balance, k.hash AS cp_hash "
+            "FROM w JOIN accounts a ON a.account_id = w.account_id "
+            "LEFT JOIN account_checkpoints k ON k.account_id = w.account_id "
+            "JOIN events e ON e.account_id = w.account_id AND e.version >= w.first - 1 "
+            "ORDER BY e.account_id, e.version"
+        ),
+        window.params(),
+    )
+    touched: list[str] = []
+    chain: AccountChain | None = None
+    head: Any = None
+    broken = False
+
+    def close() -> None:
+        if chain is None or broken:
+            return
+        if (head.head_balance, head.head_version, head.head_hash) != (
+            chain.balance, chain.version, chain.head,
+        ):  # fmt: skip
+            report.findings.append(
+                Finding(report.region, "write-model", chain.account_id, chain.version,
+                        f"accounts row says balance {head.head_balance} at version "
+                        f"{head.head_version}; the events replay to {chain.balance} at "
+                        f"version {chain.version}")
+            )  # fmt: skip
+
+    for row in rows:
+        event = event_from_row(row)
+        if chain is None or chain.account_id != event.account_id:
+            close()
+            touched.append(event.account_id)
+            report.accounts_checked += 1
+            head, broken = row, False
+            first: int = row.first
+            if event.version == first - 1:
+                # The event before the window, checked by an earlier run: the anchor.
+                chain = AccountChain(event.account_id, event.version, event.balance_after,
+                                     event.hash)  # fmt: skip
+                continue
+            if first == 1:
+                chain = AccountChain(event.account_id)
+            elif row.cp_version == first - 1:
+                chain = AccountChain(event.account_id, row.cp_version, row.cp_balance,
+                                     row.cp_hash)  # fmt: skip
+            else:
+                chain = AccountChain(event.account_id, first - 1, 0, "")
+                broken = True
+                report.findings.append(
+                    Finding(report.region, "hash-chain", event.account_id, first - 1,
+                            "the event before the window is missing")
+                )  # fmt: skip
+        if broken:
+            continue
+        report.events_checked += 1
+        try:
+            chain.feed(event)
+        except ChainBroken as exc:
+            broken = True
+            report.findings.append(
+                Finding(report.region, "hash-chain", exc.account_id, exc.version, exc.problem)
+            )
+    close()
+    await check_transfers(conn, report, window)
+    await _check_projections(conn, report, touched)
+    return touched

@@ -14,6 +14,7 @@ from ledgerflow.domain.model import Transfer, TransferResult
 VALIDATE_TRANSFER = "validate_transfer"
 APPEND_TRANSFER = "append_transfer"
 RECORD_REJECTION = "record_rejection"
+APPEND_LEG = "append_leg"
 PROJECT_EVENTS = "project_events"
 OPEN_ACCOUNT = "open_account"
 
@@ -21,13 +22,32 @@ OPEN_ACCOUNT = "open_account"
 @dataclass(frozen=True)
 class ValidateTransferInput:
     transfer: Transfer
+    #: The credited account's home region, if it is not this one.
+    to_region: str | None = None
 
 
 @dataclass(frozen=True)
 class ValidateTransferOutput:
-    """The region whose store validated the transfer (the debited account's home)."""
+    """The region whose store validated the transfer (the debited account's home).
+
+    For a cross-region transfer, also the destination region and the task
+    queue its legs run on; both `None` for a local transfer.
+    """
 
     region: str
+    to_region: str | None = None
+    to_task_queue: str | None = None
+
+
+@dataclass(frozen=True)
+class AppendLegInput:
+    """One leg of a cross-region saga (`PostingKind`: outbound, inbound or
+    reversal), posted in the region of the worker that runs it."""
+
+    transfer: Transfer
+    kind: str
+    peer_region: str
+    occurred_at: datetime
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,9 @@ class RecordRejectionInput:
     reason_type: str
     reason: str
     occurred_at: datetime
+    #: Which leg was refused, for a cross-region transfer (`PostingKind`).
+    kind: str = "local"
+    peer_region: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,6 +21,9 @@ from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount, minor_units,
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 MAX_METADATA_BYTES = 4096
 MAX_DESCRIPTION_CHARS = 500
+#: Account ids under this prefix belong to the ledger's clearing accounts: no
+#: client may open one or name one in a transfer (they have no overdraft limit).
+CLEARING_PREFIX = "clearing:"
 
 
 class EventType(StrEnum):
@@ -38,9 +41,23 @@ class Leg(StrEnum):
 
 class TransferStatus(StrEnum):
     PENDING = "pending"
+    #: Cross-region: the source leg is posted, the destination leg is not yet.
+    IN_TRANSIT = "in_transit"
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
+    #: Cross-region: the destination leg failed for good and the source leg
+    #: was compensated by a reversing posting; the money is back at its source.
+    REVERSED = "reversed"
     FAILED = "failed"
+
+
+class PostingKind(StrEnum):
+    """What a region's posting is within its transfer (see `Posting`)."""
+
+    LOCAL = "local"
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+    REVERSAL = "reversal"
 
 
 def require_id(value: object, what: str) -> str:
@@ -51,6 +68,49 @@ def require_id(value: object, what: str) -> str:
             field=what,
         )
     return value
+
+
+def require_client_account(value: object, what: str) -> str:
+    """An account id a client may use: well formed and not a clearing account."""
+    account_id = require_id(value, what)
+    if account_id.startswith(CLEARING_PREFIX):
+        raise InvalidRequest(
+            f"{what} {account_id!r}: ids starting with {CLEARING_PREFIX!r} are reserved for "
+            "the ledger's clearing accounts",
+            field=what,
+        )
+    return account_id
+
+
+def clearing_account_id(home_region: str, peer_region: str, currency: str) -> str:
+    """The clearing account that region `home_region` holds for `peer_region`.
+
+    Credited by transfers leaving for the peer, debited by transfers arriving
+    from it; once every transfer has settled, A's account for B and B's for A
+    sum to zero per currency.
+    """
+    return f"{CLEARING_PREFIX}{home_region}:{peer_region}:{currency}"
+
+
+def parse_clearing_account(account_id: str) -> tuple[str, str, str] | None:
+    """(home region, peer region, currency) of a clearing account id, else None."""
+    if not account_id.startswith(CLEARING_PREFIX):
+        return None
+    parts = account_id[len(CLEARING_PREFIX) :].split(":")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+def base_transfer_id(posting_id: str) -> str:
+    """The client's transfer id behind a posting id (`t/reversal` → `t`)."""
+    return posting_id.split("/", 1)[0]
+
+
+def reversal_id(transfer_id: str) -> str:
+    """The id of the posting that compensates a cross-region transfer's source leg.
+
+    `/` cannot appear in a client's transfer id, so it never collides with one.
+    """
+    return f"{transfer_id}/reversal"
 
 
 def require_text(value: str, what: str) -> None:
@@ -126,8 +186,12 @@ class OpenAccountRequest:
     initiated_by: str = "system"
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def validated(self) -> OpenAccountRequest:
-        require_id(self.account_id, "account_id")
+    def validated(self, *, clearing: bool = False) -> OpenAccountRequest:
+        """Check the request; only the ledger itself opens clearing accounts."""
+        if clearing:
+            require_id(self.account_id, "account_id")
+        else:
+            require_client_account(self.account_id, "account_id")
         minor_units(self.currency)
         require_id(self.region, "region")
         require_id(self.initiated_by, "initiated_by")
@@ -165,7 +229,9 @@ class TransferRequest:
     """What a client asks for. `amount` is `int` minor units or a decimal string.
 
     `initiated_by` is the principal (user or service) the transfer is
-    attributed to; it is written on both events for audit.
+    attributed to; it is written on both events for audit. `to_region` is the
+    credited account's home region when it is not the debited account's: the
+    transfer then runs as a cross-region saga. The SDK fills it in.
     """
 
     transfer_id: str
@@ -176,6 +242,7 @@ class TransferRequest:
     initiated_by: str
     description: str | None = None
     metadata: dict[str, Any] | None = None
+    to_region: str | None = None
 
     def validated(self) -> Transfer:
         """Check the shape of the request; raise a `RequestError` if malformed."""
@@ -189,9 +256,11 @@ class TransferRequest:
         if missing:
             raise InvalidRequest(f"missing field(s): {', '.join(missing)}", fields=missing)
         require_id(self.transfer_id, "transfer_id")
-        require_id(self.from_account, "from_account")
-        require_id(self.to_account, "to_account")
+        require_client_account(self.from_account, "from_account")
+        require_client_account(self.to_account, "to_account")
         require_id(self.initiated_by, "initiated_by")
+        if self.to_region is not None:
+            require_id(self.to_region, "to_region")
         amount = parse_amount(self.amount, self.currency)
         if self.from_account == self.to_account:
             raise SameAccount(f"from_account and to_account are both {self.from_account!r}")
@@ -266,10 +335,97 @@ class TransferResult:
     from_balance_after: int | None = None
     to_balance_after: int | None = None
     confirmed_at: datetime | None = None
+    #: Cross-region transfers: where the credited account lives (its events are there).
+    to_region: str | None = None
 
     @property
     def confirmed(self) -> bool:
         return self.status == TransferStatus.CONFIRMED
+
+
+@dataclass(frozen=True)
+class Posting:
+    """The part of a transfer that one region writes: debit one of its accounts
+    and credit another, atomically, under the id `posting_id`.
+
+    A local transfer is one posting. A cross-region transfer is a saga of
+    postings through clearing accounts (DESIGN.md section 2): `outbound` in the
+    source region (customer → clearing account for the destination), `inbound`
+    in the destination region (clearing account for the source → customer)
+    and, only if the inbound leg fails for good, `reversal` in the source region
+    (clearing → customer, under `<transfer_id>/reversal`). Each is idempotent by
+    its id in its region's store; all carry the client's fingerprint.
+    """
+
+    transfer: Transfer
+    kind: PostingKind
+    region: str
+    peer_region: str | None
+    posting_id: str
+    debit_account: str
+    credit_account: str
+    #: Whom each event names as the other side: the customer on the far end
+    #: for the customer's event, the local customer for the clearing event.
+    debit_counterparty: str
+    credit_counterparty: str
+
+    @classmethod
+    def local(cls, transfer: Transfer, region: str) -> Posting:
+        return cls(transfer, PostingKind.LOCAL, region, None, transfer.transfer_id,
+                   transfer.from_account, transfer.to_account,
+                   transfer.to_account, transfer.from_account)  # fmt: skip
+
+    @classmethod
+    def outbound(cls, transfer: Transfer, region: str, to_region: str) -> Posting:
+        clearing = clearing_account_id(region, to_region, transfer.currency)
+        return cls(transfer, PostingKind.OUTBOUND, region, to_region, transfer.transfer_id,
+                   transfer.from_account, clearing,
+                   transfer.to_account, transfer.from_account)  # fmt: skip
+
+    @classmethod
+    def inbound(cls, transfer: Transfer, region: str, from_region: str) -> Posting:
+        clearing = clearing_account_id(region, from_region, transfer.currency)
+        return cls(transfer, PostingKind.INBOUND, region, from_region, transfer.transfer_id,
+                   clearing, transfer.to_account,
+                   transfer.to_account, transfer.from_account)  # fmt: skip
+
+    @classmethod
+    def reversal(cls, transfer: Transfer, region: str, to_region: str) -> Posting:
+        clearing = clearing_account_id(region, to_region, transfer.currency)
+        return cls(transfer, PostingKind.REVERSAL, region, to_region,
+                   reversal_id(transfer.transfer_id), clearing, transfer.from_account,
+                   transfer.from_account, transfer.to_account)  # fmt: skip
+
+    @classmethod
+    def of(cls, transfer: Transfer, kind: str, region: str, peer_region: str | None) -> Posting:
+        """The posting of `kind` that region `region` writes for `transfer`."""
+        if kind == PostingKind.LOCAL:
+            return cls.local(transfer, region)
+        if peer_region is None or peer_region == region:
+            raise InvalidRequest(f"a {kind} posting needs another region", field="peer_region")
+        builders = {
+            PostingKind.OUTBOUND: cls.outbound,
+            PostingKind.INBOUND: cls.inbound,
+            PostingKind.REVERSAL: cls.reversal,
+        }
+        if kind not in builders:
+            raise InvalidRequest(f"unknown posting kind {kind!r}", field="kind")
+        return builders[PostingKind(kind)](transfer, region, peer_region)
+
+    @property
+    def clearing_account(self) -> str | None:
+        if self.kind == PostingKind.LOCAL:
+            return None
+        return self.credit_account if self.kind == PostingKind.OUTBOUND else self.debit_account
+
+    def as_transfer(self) -> Transfer:
+        """The posting as a transfer between its two local accounts (for the policy)."""
+        return replace(
+            self.transfer,
+            transfer_id=self.posting_id,
+            from_account=self.debit_account,
+            to_account=self.credit_account,
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -34,6 +34,8 @@ from ledgerflow.domain.model import (
     Leg,
     OpenAccountRequest,
     OpenAccountResult,
+    Posting,
+    PostingKind,
     Transfer,
     TransferResult,
     TransferStatus,
@@ -57,6 +59,10 @@ _EVENT_NAMESPACE = uuid.UUID("6f1b9d1e-3c55-4c1a-9a53-1c2f0e8a7b10")
 
 def event_id_for(key: str) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, key))
+
+
+#: `opened_at` of a clearing account the advisory check imagines before it exists.
+occurred_at_unknown = datetime.min.replace(tzinfo=UTC)
 
 
 def create_engine(url: str, settings: Settings, pool_size: int | None = None) -> AsyncEngine:
@@ -100,21 +106,21 @@ _APPEND_WRITES = text(
         VALUES
             (CAST(:d_event_id AS uuid), 'Debited', :from_account, :d_version, :d_amount,
              :currency, :d_balance, :occurred_at, :recorded_at, :region, :initiated_by,
-             :transfer_id, 'debit', :to_account, :description, CAST(:metadata AS jsonb),
+             :transfer_id, 'debit', :d_counterparty, :description, CAST(:metadata AS jsonb),
              :d_prev, :d_hash),
             (CAST(:c_event_id AS uuid), 'Credited', :to_account, :c_version, :c_amount,
              :currency, :c_balance, :occurred_at, :recorded_at, :region, :initiated_by,
-             :transfer_id, 'credit', :from_account, :description, CAST(:metadata AS jsonb),
+             :transfer_id, 'credit', :c_counterparty, :description, CAST(:metadata AS jsonb),
              :c_prev, :c_hash)
     ), recorded AS (
         INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
             to_account, amount, currency, initiated_by, description, metadata,
             debit_event_id, credit_event_id, from_balance_after, to_balance_after,
-            occurred_at, recorded_at)
+            occurred_at, recorded_at, kind, peer_region)
         VALUES (:transfer_id, :fingerprint, 'confirmed', :region, :from_account, :to_account,
             :amount, :currency, :initiated_by, :description, CAST(:metadata AS jsonb),
             CAST(:d_event_id AS uuid), CAST(:c_event_id AS uuid), :d_balance, :c_balance,
-            :occurred_at, :recorded_at)
+            :occurred_at, :recorded_at, :kind, :peer_region)
     )
     UPDATE accounts AS a
        SET version = v.version, balance = v.balance, head_hash = v.head_hash
@@ -146,13 +152,36 @@ class PostgresEventStore(EventStore):
         self.engine = engine
         self.region = region
         self._before_commit = before_commit
+        self._clearing_open: set[str] = set()
 
     # -- accounts ---------------------------------------------------------
 
     async def open_account(
         self, request: OpenAccountRequest, occurred_at: datetime
     ) -> OpenAccountResult:
-        request.validated()
+        return await self._open_account(request.validated(), occurred_at)
+
+    async def _ensure_clearing(self, posting: Posting, occurred_at: datetime) -> None:
+        """Open the posting's clearing account on first use (idempotent, its own
+        transaction): unlimited overdraft, since its balance is what one region
+        owes another and may go either way."""
+        clearing = posting.clearing_account
+        if clearing is None or clearing in self._clearing_open:
+            return
+        request = OpenAccountRequest(
+            account_id=clearing,
+            currency=posting.transfer.currency,
+            region=self.region,
+            overdraft_limit=None,
+            initiated_by="ledgerflow",
+            metadata={"role": "clearing", "peer_region": posting.peer_region},
+        )
+        await self._open_account(request.validated(clearing=True), occurred_at)
+        self._clearing_open.add(clearing)
+
+    async def _open_account(
+        self, request: OpenAccountRequest, occurred_at: datetime
+    ) -> OpenAccountResult:
         if request.region != self.region:
             raise InvalidRequest(
                 f"account {request.account_id!r} is homed in {request.region!r}; "
@@ -255,17 +284,35 @@ class PostgresEventStore(EventStore):
     # -- transfers --------------------------------------------------------
 
     async def check_transfer(self, transfer: Transfer) -> None:
+        await self.check_posting(Posting.local(transfer, self.region))
+
+    async def check_posting(self, posting: Posting) -> None:
+        transfer = posting.as_transfer()
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids)"),
                 {"ids": [transfer.from_account, transfer.to_account]},
             )
             found = {a.account_id: a for a in map(account_from_row, rows)}
+        clearing = posting.clearing_account
+        if clearing is not None and clearing not in found:
+            # Not opened yet: the append opens it, open and without limit.
+            found[clearing] = Account(
+                clearing, transfer.currency, self.region, None, "open", 1, 0,
+                occurred_at_unknown, GENESIS_HASH,
+            )  # fmt: skip
         check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
 
     async def append_transfer(
         self, transfer: Transfer, region: str, occurred_at: datetime
     ) -> TransferResult:
+        return await self.append_posting(Posting.local(transfer, region), occurred_at)
+
+    async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
+        """Write one region's posting of a transfer, exactly once per `posting_id`."""
+        self._require_home(posting)
+        await self._ensure_clearing(posting, occurred_at)
+        transfer = posting.as_transfer()
         async with self.engine.begin() as conn:
             # Lock both rows in sorted order: the LockRows step sits above the
             # sort, so every transfer acquires its locks in the same order and
@@ -292,20 +339,24 @@ class PostgresEventStore(EventStore):
                 )
             ).one()
             if head.transfer_id is not None:
-                return _same_transfer(transfer_result_from_row(head), transfer)
+                return _same_transfer(transfer_result_from_row(head), posting.transfer)
             source, target = found.get(transfer.from_account), found.get(transfer.to_account)
-            check_policy(transfer, source, target)
+            # A reversal returns money to where it came from: not a new spend
+            # (the clearing account has no limit, the customer only gains), so
+            # only the accounts' existence is checked.
+            if posting.kind != PostingKind.REVERSAL or source is None or target is None:
+                check_policy(transfer, source, target)
             assert source is not None and target is not None
             now: datetime = head.now
-            params = self._append_params(transfer, region, occurred_at, now, source, target)
+            params = self._append_params(posting, occurred_at, now, source, target)
             await conn.execute(_APPEND_WRITES, params)
             if self._before_commit is not None:
                 await self._before_commit(transfer)
         return TransferResult(
-            transfer_id=transfer.transfer_id,
+            transfer_id=posting.transfer.transfer_id,
             status=TransferStatus.CONFIRMED,
             fingerprint=params["fingerprint"],
-            region=region,
+            region=self.region,
             debit_event_id=params["d_event_id"],
             credit_event_id=params["c_event_id"],
             from_balance_after=params["d_balance"],
@@ -313,21 +364,32 @@ class PostgresEventStore(EventStore):
             confirmed_at=now,
         )
 
+    def _require_home(self, posting: Posting) -> None:
+        if posting.region != self.region:
+            raise InvalidRequest(
+                f"posting {posting.posting_id!r} belongs to region {posting.region!r}; "
+                f"this is the {self.region!r} store",
+                field="region",
+            )
+
     @staticmethod
     def _append_params(
-        transfer: Transfer,
-        region: str,
+        posting: Posting,
         occurred_at: datetime,
         now: datetime,
         source: Account,
         target: Account,
     ) -> dict[str, Any]:
-        """Both events of a transfer, each chained to its account's previous hash."""
+        """Both events of a posting, each chained to its account's previous hash."""
+        transfer = posting.transfer
+        region = posting.region
         params: dict[str, Any] = {
-            "transfer_id": transfer.transfer_id,
+            "transfer_id": posting.posting_id,
             "fingerprint": transfer.fingerprint(),
-            "from_account": transfer.from_account,
-            "to_account": transfer.to_account,
+            "from_account": posting.debit_account,
+            "to_account": posting.credit_account,
+            "kind": str(posting.kind),
+            "peer_region": posting.peer_region,
             "amount": transfer.amount,
             "currency": transfer.currency,
             "initiated_by": transfer.initiated_by,
@@ -338,11 +400,19 @@ class PostgresEventStore(EventStore):
             "region": region,
         }
         legs = (
-            ("d", source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, transfer.to_account),
-            ("c", target, transfer.amount, Leg.CREDIT, EventType.CREDITED, transfer.from_account),
-        )
+            ("d", source, -transfer.amount, Leg.DEBIT, EventType.DEBITED,
+             posting.debit_counterparty),
+            ("c", target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
+             posting.credit_counterparty),
+        )  # fmt: skip
+        # A local posting keeps the original key; a saga's legs add their kind,
+        # so the two regions' events of one transfer never share an id.
+        key = posting.posting_id
+        if posting.kind != PostingKind.LOCAL:
+            key = f"{key}/{posting.kind}"
         for prefix, account, amount, leg, kind, counterparty in legs:
-            event_id = event_id_for(f"transfer/{transfer.transfer_id}/{leg}")
+            event_id = event_id_for(f"transfer/{key}/{leg}")
+            params[f"{prefix}_counterparty"] = counterparty
             content = event_content(
                 event_id=event_id,
                 type=kind,
@@ -355,7 +425,7 @@ class PostgresEventStore(EventStore):
                 recorded_at=now,
                 region=region,
                 initiated_by=transfer.initiated_by,
-                transfer_id=transfer.transfer_id,
+                transfer_id=posting.posting_id,
                 leg=leg,
                 counterparty=counterparty,
                 description=transfer.description,
@@ -375,6 +445,15 @@ class PostgresEventStore(EventStore):
     async def record_rejection(
         self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
     ) -> TransferResult:
+        return await self.record_posting_rejection(
+            Posting.local(transfer, region), error, occurred_at
+        )
+
+    async def record_posting_rejection(
+        self, posting: Posting, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        self._require_home(posting)
+        transfer = posting.transfer
         async with self.engine.begin() as conn:
             # DO NOTHING on conflict: whatever was recorded first for this id
             # (a confirmation or an earlier rejection) is the outcome that stands.
@@ -382,18 +461,21 @@ class PostgresEventStore(EventStore):
                 text(
                     "INSERT INTO transfers (transfer_id, fingerprint, status, region, "
                     "from_account, to_account, amount, currency, initiated_by, description, "
-                    "metadata, reason_type, reason, occurred_at, recorded_at) VALUES "
+                    "metadata, reason_type, reason, occurred_at, recorded_at, kind, "
+                    "peer_region) VALUES "
                     "(:transfer_id, :fingerprint, 'rejected', :region, :from_account, "
                     ":to_account, :amount, :currency, :initiated_by, :description, "
                     "CAST(:metadata AS jsonb), :reason_type, :reason, :occurred_at, "
-                    "clock_timestamp()) ON CONFLICT (transfer_id) DO NOTHING"
+                    "clock_timestamp(), :kind, :peer_region) ON CONFLICT (transfer_id) DO NOTHING"
                 ),
                 {
-                    "transfer_id": transfer.transfer_id,
+                    "transfer_id": posting.posting_id,
                     "fingerprint": transfer.fingerprint(),
-                    "region": region,
-                    "from_account": transfer.from_account,
-                    "to_account": transfer.to_account,
+                    "region": posting.region,
+                    "from_account": posting.debit_account,
+                    "to_account": posting.credit_account,
+                    "kind": str(posting.kind),
+                    "peer_region": posting.peer_region,
                     "amount": transfer.amount,
                     "currency": transfer.currency,
                     "initiated_by": transfer.initiated_by,
@@ -407,7 +489,7 @@ class PostgresEventStore(EventStore):
             row = (
                 await conn.execute(
                     text(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = :id"),
-                    {"id": transfer.transfer_id},
+                    {"id": posting.posting_id},
                 )
             ).one()
         return _same_transfer(transfer_result_from_row(row), transfer)
