@@ -124,6 +124,16 @@ class Settings:
     #: Create or update the archive schedules when a worker starts.
     schedules_on_worker_start: bool = True
 
+    # Reconciliation (ReconcileWorkflow) and its schedule. It runs on the
+    # default region's task queue and keeps its reports in that region's database.
+    #: How often the `reconcile` schedule runs.
+    reconcile_interval: timedelta = timedelta(minutes=5)
+    #: A cross-region transfer may stay in transit this long before
+    #: reconciliation reports it.
+    in_transit_sla: timedelta = timedelta(minutes=10)
+    #: How long a run waits for one region's worker before reporting it unreachable.
+    reconcile_region_timeout: timedelta = timedelta(minutes=2)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -204,6 +214,13 @@ class Settings:
     def archive_schedule_id(self, region: str) -> str:
         return f"archive-{region}"
 
+    reconcile_schedule_id = "reconcile"
+
+    @property
+    def reconcile_region(self) -> str:
+        """Where ReconcileWorkflow runs and its reports are kept."""
+        return self.default_region
+
     def task_queue(self, region: str) -> str:
         return f"{self.task_queue_prefix}-{region}"
 
@@ -241,9 +258,14 @@ def _archive_settings(env: Mapping[str, str]) -> dict[str, Any]:
             f"LEDGERFLOW_RECONCILE_WINDOW_S ({window.total_seconds():g}): events inside the "
             "reconciliation window stay in the hot store"
         )
-    interval = seconds("LEDGERFLOW_ARCHIVE_INTERVAL_S", Settings.archive_interval)
-    if interval.total_seconds() < 1:
-        raise ValueError("LEDGERFLOW_ARCHIVE_INTERVAL_S must be at least 1")
+
+    def at_least_one(name: str, default: timedelta) -> timedelta:
+        value = seconds(name, default)
+        if value.total_seconds() < 1:
+            raise ValueError(f"{name} must be at least 1")
+        return value
+
+    interval = at_least_one("LEDGERFLOW_ARCHIVE_INTERVAL_S", Settings.archive_interval)
     segment = _int(env, "LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS", Settings.archive_segment_events)
     if segment < 1:
         raise ValueError("LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS must be at least 1")
@@ -260,4 +282,9 @@ def _archive_settings(env: Mapping[str, str]) -> dict[str, Any]:
         ),
         "schedules_on_worker_start": (_env(env, "LEDGERFLOW_SCHEDULES") or "on").lower()
         not in ("0", "false", "no", "off"),
-    }
+        "reconcile_interval": at_least_one("LEDGERFLOW_RECONCILE_INTERVAL_S",
+                                           Settings.reconcile_interval),
+        "in_transit_sla": seconds("LEDGERFLOW_IN_TRANSIT_SLA_S", Settings.in_transit_sla),
+        "reconcile_region_timeout": at_least_one("LEDGERFLOW_RECONCILE_REGION_TIMEOUT_S",
+                                                 Settings.reconcile_region_timeout),
+    }  # fmt: skip

@@ -5,7 +5,10 @@ and from `ledgerflow schedules apply`. Each region gets `archive-<region>`:
 every LEDGERFLOW_ARCHIVE_INTERVAL_S it starts an ArchiveWorkflow on the
 region's task queue, and skips a run while the previous one is still going
 (overlap policy SKIP), so archiving is never run twice at once by the
-schedule. The schedules show on the Web UI's Schedules page.
+schedule. The ledger gets one `reconcile` schedule (applied with the
+reconciling region, the default one): every LEDGERFLOW_RECONCILE_INTERVAL_S
+a ReconcileWorkflow over all regions, also with overlap SKIP. The schedules
+show on the Web UI's Schedules page.
 
 An existing schedule is updated in place (its paused state and note are
 kept), so changing the interval or the prune setting takes effect at the next
@@ -33,7 +36,9 @@ from temporalio.client import (
 
 from ledgerflow.archive.messages import ArchiveRequest
 from ledgerflow.config import Settings
+from ledgerflow.reconcile.messages import ReconcileRequest
 from workflows.archive import ArchiveWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 
 @dataclass(frozen=True)
@@ -65,13 +70,43 @@ def archive_schedule(settings: Settings, region: str) -> Schedule:
     )
 
 
+def reconcile_request(settings: Settings) -> ReconcileRequest:
+    return ReconcileRequest(
+        task_queues={r: settings.task_queue(r) for r in settings.regions},
+        in_transit_sla_s=int(settings.in_transit_sla.total_seconds()),
+        region_timeout_s=int(settings.reconcile_region_timeout.total_seconds()),
+    )
+
+
+def reconcile_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileWorkflow.run,
+            reconcile_request(settings),
+            id=settings.reconcile_schedule_id,
+            task_queue=settings.task_queue(settings.reconcile_region),
+            static_summary=f"Reconcile regions {', '.join(settings.regions)}",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.reconcile_interval)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(
+            note="Verifies each region since the last run, pairs up cross-region legs and "
+            "clearing accounts, and stores the report in PostgreSQL and S3"
+        ),
+    )
+
+
 async def apply_schedules(
     client: Client, settings: Settings, regions: Sequence[str] | None = None
 ) -> list[AppliedSchedule]:
     applied = []
-    for region in regions or settings.regions:
-        schedule_id = settings.archive_schedule_id(region)
-        schedule = archive_schedule(settings, region)
+    wanted = [
+        (settings.archive_schedule_id(region), archive_schedule(settings, region))
+        for region in regions or settings.regions
+    ]
+    if settings.reconcile_region in (regions or settings.regions):
+        wanted.append((settings.reconcile_schedule_id, reconcile_schedule(settings)))
+    for schedule_id, schedule in wanted:
         try:
             await client.create_schedule(schedule_id, schedule)
             applied.append(AppliedSchedule(schedule_id, created=True))

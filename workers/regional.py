@@ -5,7 +5,8 @@ One process per region holds one connection pool to that region's database
 projector in the background so that the read models heal even if a
 workflow's projection step was lost. SIGINT/SIGTERM stop it gracefully:
 in-flight activities finish, then the pool closes. At start it migrates the
-database and creates or updates the region's archive schedule.
+database and creates or updates the region's archive schedule (and, in the
+reconciling region, the `reconcile` schedule).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
 from activities.ledger import LedgerActivities
+from activities.reconcile import ReconcileActivities
 from ledgerflow.archive.archiver import ArchivePolicy
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
@@ -34,11 +36,17 @@ from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workflows.account import OpenAccountWorkflow
 from workflows.archive import ArchiveWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.transfer import TransferWorkflow
 
 log = logging.getLogger("ledgerflow.worker")
 
-WORKFLOWS: Sequence[type] = (TransferWorkflow, OpenAccountWorkflow, ArchiveWorkflow)
+WORKFLOWS: Sequence[type] = (
+    TransferWorkflow,
+    OpenAccountWorkflow,
+    ArchiveWorkflow,
+    ReconcileWorkflow,
+)
 
 
 def build_worker(
@@ -52,12 +60,9 @@ def build_worker(
         PostgresEventStore(engine, region),
         {r: settings.task_queue(r) for r in settings.regions},
     )
-    archive = ArchiveActivities(
-        engine,
-        objects or S3ObjectStore.from_settings(settings),
-        region,
-        ArchivePolicy.from_settings(settings),
-    )
+    objects = objects or S3ObjectStore.from_settings(settings)
+    archive = ArchiveActivities(engine, objects, region, ArchivePolicy.from_settings(settings))
+    reconcile = ReconcileActivities(engine, objects, region, settings.archive_retention)
     # The worker decodes with the ledger's converter whatever client it was given.
     config = client.config()
     config["data_converter"] = DATA_CONVERTER
@@ -65,7 +70,7 @@ def build_worker(
         Client(**config),
         task_queue=settings.task_queue(region),
         workflows=list(WORKFLOWS),
-        activities=activities.all() + archive.all(),
+        activities=activities.all() + archive.all() + reconcile.all(),
         max_concurrent_activities=max(settings.db_pool_size * 2, 8),
         graceful_shutdown_timeout=settings.worker_shutdown_grace,
     )
@@ -134,7 +139,7 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
             except Exception:
                 # Transfers must not wait on the archive's schedule: say it loudly
                 # and serve anyway (`ledgerflow schedules apply` can retry it).
-                log.exception("could not apply the archive schedule of region %s", region)
+                log.exception("could not apply the schedules of region %s", region)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
             projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))

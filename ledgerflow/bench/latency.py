@@ -5,6 +5,7 @@ the workflow starts, validates, appends durably and answers; projection
 happens after the answer). Run against a running system (`make run`):
 
     .venv/bin/ledgerflow bench latency --count 100
+    .venv/bin/ledgerflow bench latency --count 100 --to-region eu   # cross-region saga
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ledgerflow.client import LedgerClient
 class LatencyReport:
     count: int
     region: str
+    to_region: str
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -36,12 +38,14 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 async def sequential_latency(
-    ledger: LedgerClient, count: int, region: str, warmup: int = 5
+    ledger: LedgerClient, count: int, region: str, warmup: int = 5, to_region: str | None = None
 ) -> LatencyReport:
+    """`to_region`: credit an account homed there (a cross-region transfer)."""
+    to_region = to_region or region
     run = uuid.uuid4().hex[:8]
     source, target = f"bench-src-{run}", f"bench-dst-{run}"
     await ledger.open_account(source, "USD", region=region, overdraft_limit=None)
-    await ledger.open_account(target, "USD", region=region)
+    await ledger.open_account(target, "USD", region=to_region)
     samples: list[float] = []
     for i in range(warmup + count):
         started = time.perf_counter()
@@ -53,6 +57,7 @@ async def sequential_latency(
     return LatencyReport(
         count=count,
         region=region,
+        to_region=to_region,
         p50_ms=percentile(samples, 50),
         p95_ms=percentile(samples, 95),
         p99_ms=percentile(samples, 99),

@@ -31,7 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     archive.add_argument("--now", action="store_true", help="run the ArchiveWorkflow now")
     archive.add_argument("--prune", action="store_true", help="with --now: prune after archiving")
     schedules = sub.add_parser(
-        "schedules", parents=[common], help="the Temporal Schedules (archive per region)"
+        "schedules",
+        parents=[common],
+        help="the Temporal Schedules (archive per region, reconcile)",
     )
     schedules.add_argument("schedules_command", choices=["apply"])
 
@@ -160,7 +162,11 @@ async def cmd_schedules(args: argparse.Namespace, settings: Settings) -> int:
             {
                 "schedule_id": a.schedule_id,
                 "action": "created" if a.created else "updated",
-                "every": str(settings.archive_interval),
+                "every": str(
+                    settings.reconcile_interval
+                    if a.schedule_id == settings.reconcile_schedule_id
+                    else settings.archive_interval
+                ),
             }
             for a in applied
         ],

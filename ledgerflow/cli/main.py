@@ -3,8 +3,8 @@
 Every command prints a readable table, or JSON with `--json`. An error prints
 one line on stderr and exits non-zero: 2 for a malformed request, 3 for a
 rejected transfer, 4 when a server cannot be reached, 5 when a confirmation
-did not come in time, 6 when `verify` or `archive verify` finds the ledger or
-its archive not sound, 1 otherwise.
+did not come in time, 6 when `verify`, `archive verify` or `reconcile` finds
+the ledger, its archive or the regions not sound, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from ledgerflow.cli.archive import add_parsers as archive_parsers
 from ledgerflow.cli.archive import cmd_archive, cmd_bench_archive, cmd_schedules
 from ledgerflow.cli.output import Unreachable, emit
 from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
+from ledgerflow.cli.reconcile import add_parsers as reconcile_parsers
+from ledgerflow.cli.reconcile import cmd_reconcile
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.money import format_amount
@@ -185,7 +187,7 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
     if args.mode == "latency":
         from ledgerflow.bench.latency import sequential_latency
 
-        return [await sequential_latency(ledger, args.count, region)]
+        return [await sequential_latency(ledger, args.count, region, to_region=args.to_region)]
     from ledgerflow.bench.history import query_bench
     from ledgerflow.store.postgres import PostgresEventStore
 
@@ -284,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
         "archive: archive (and verify, prune) throughput in a scratch database",
     )
     bench.add_argument("--count", type=int, default=100, help="latency: transfers")
+    bench.add_argument(
+        "--to-region", help="latency: credit an account in this region (cross-region transfers)"
+    )
     bench.add_argument("--sizes", default="10000,100000,1000000", help="query: history sizes")
     bench.add_argument("--probes", type=int, default=1000, help="query: lookups per size")
     bench.add_argument("--region")
@@ -303,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     archive_parsers(sub, common)
+    reconcile_parsers(sub, common)
 
     statement = sub.add_parser("statement", parents=[common], help="an account's postings")
     statement.add_argument("account_id")
@@ -329,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_archive(args, settings))
         if args.command == "schedules":
             return asyncio.run(cmd_schedules(args, settings))
+        if args.command == "reconcile":
+            return asyncio.run(cmd_reconcile(args, settings))
         return asyncio.run(ledger_command(args, settings))
     except LedgerError as exc:
         print(f"error: {exc.type}: {exc.message}", file=sys.stderr)

@@ -49,10 +49,20 @@ async def test_each_region_has_an_archive_schedule_created_once_and_updated_in_p
     again = await apply_schedules(workers, migrated)
     assert [(a.schedule_id, a.created) for a in again] == [
         ("archive-us", False), ("archive-eu", False), ("archive-ap", False),
+        ("reconcile", False),
     ]  # fmt: skip
     # What the Web UI's Schedules page lists.
     listed = {s.id async for s in await workers.list_schedules()}
-    assert {"archive-us", "archive-eu", "archive-ap"} <= listed
+    assert {"archive-us", "archive-eu", "archive-ap", "reconcile"} <= listed
+    reconcile = (await workers.get_schedule_handle("reconcile").describe()).schedule
+    assert reconcile.spec.intervals[0].every == timedelta(minutes=5)
+    assert reconcile.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert isinstance(reconcile.action, ScheduleActionStartWorkflow)
+    assert (reconcile.action.workflow, reconcile.action.task_queue) == (
+        "ReconcileWorkflow", "ledger-us",
+    )  # fmt: skip
+    # Not left to fire over the other tests' shared databases.
+    await workers.get_schedule_handle("reconcile").delete()
 
     handle = workers.get_schedule_handle("archive-eu")
     described = await handle.describe()
@@ -197,7 +207,10 @@ async def test_archive_commands(cli_env: dict[str, str], workers: Client) -> Non
 
     code, out, err = await cli(cli_env, "schedules", "apply", "--json")
     assert code == 0, err
-    assert {s["schedule_id"] for s in json.loads(out)} == {"archive-us", "archive-eu", "archive-ap"}
+    assert {s["schedule_id"] for s in json.loads(out)} == {
+        "archive-us", "archive-eu", "archive-ap", "reconcile",
+    }  # fmt: skip
+    await workers.get_schedule_handle("reconcile").delete()
 
     code, out, err = await cli(cli_env, "archive", "--region", "ap", "--now", "--json")
     assert code == 0, err

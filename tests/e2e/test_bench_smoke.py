@@ -13,8 +13,10 @@ from ledgerflow.store.postgres import PostgresEventStore
 
 async def test_latency_bench_runs_and_reports_consistent_numbers(ledger: LedgerClient) -> None:
     report = await sequential_latency(ledger, count=3, region="eu", warmup=1)
-    assert report.count == 3 and report.region == "eu"
+    assert report.count == 3 and (report.region, report.to_region) == ("eu", "eu")
     assert 0 < report.p50_ms <= report.p99_ms <= report.max_ms
+    crossing = await sequential_latency(ledger, count=2, region="eu", warmup=0, to_region="ap")
+    assert crossing.to_region == "ap" and 0 < crossing.p50_ms <= crossing.max_ms
 
 
 def test_percentiles_are_observed_samples() -> None:

@@ -72,7 +72,9 @@ async def test_a_cross_region_transfer_posts_both_legs_through_clearing_accounts
     async with engines["eu"].connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT kind, peer_region, from_account FROM transfers WHERE transfer_id = :t"),
+                text(
+                    "SELECT kind, peer_region, from_account FROM transfers WHERE transfer_id = :t"
+                ),
                 {"t": tid},
             )
         ).one()

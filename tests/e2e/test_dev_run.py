@@ -50,6 +50,7 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
             ["account", "open", "bank-eu", "--currency", "EUR", "--region", "eu",
              "--unlimited-overdraft"],
             ["account", "open", "anna", "--currency", "EUR", "--region", "eu"],
+            ["account", "open", "aiko", "--currency", "EUR", "--region", "ap"],
         ):  # fmt: skip
             opened = ledgerflow(env, *args)
             assert opened.returncode == 0, opened.stderr
@@ -57,14 +58,27 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
                           "--amount", "9.99", "--currency", "EUR")  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         assert "confirmed" in sent.stdout and "9.99 EUR" in sent.stdout
+        # All three regional workers run: eu → ap crosses regions.
+        crossed = ledgerflow(env, "transfer", "--from", "anna", "--to", "aiko",
+                             "--amount", "1.50", "--currency", "EUR")  # fmt: skip
+        assert crossed.returncode == 0, crossed.stderr
+        assert "confirmed" in crossed.stdout
 
-        # The workers created the archive Schedules at start: the Web UI's
+        # The workers created the archive and reconcile Schedules at start: the Web UI's
         # Schedules page lists them (this is the UI server's own API).
         url = f"http://127.0.0.1:{ui}/api/v1/namespaces/default/schedules"
         with urllib.request.urlopen(url, timeout=10) as response:
             listed = json.load(response)["schedules"]
-        assert {s["scheduleId"] for s in listed} >= {"archive-us", "archive-eu", "archive-ap"}
-        assert {s["info"]["workflowType"]["name"] for s in listed} == {"ArchiveWorkflow"}
+        assert {s["scheduleId"] for s in listed} >= {
+            "archive-us",
+            "archive-eu",
+            "archive-ap",
+            "reconcile",
+        }
+        assert {s["info"]["workflowType"]["name"] for s in listed} == {
+            "ArchiveWorkflow",
+            "ReconcileWorkflow",
+        }
     finally:
         run.send_signal(signal.SIGINT)
         code = run.wait(timeout=60)

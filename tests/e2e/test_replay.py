@@ -1,14 +1,16 @@
 """Determinism: recorded workflow histories must replay on the current code.
 
 `tests/histories/*.json` are real histories recorded from this code (a
-confirmed transfer, a rejected one, a malformed one, an account opening, and
-an archive run over many segments, recorded by
-`tests/e2e/test_archive_workflow.py`). A
+confirmed transfer, a rejected one, a malformed one, cross-region transfers
+confirmed and reversed, an account opening, an archive run over many
+segments recorded by `tests/e2e/test_archive_workflow.py`, and a
+reconciliation run recorded by `tests/e2e/test_reconcile.py`), plus those
+recorded before cross-region transfers existed (`*_before_regions`). A
 change to workflow code that would break running workflows makes these
 replays fail. To record them again after an intended, versioned change:
 
     LEDGERFLOW_RECORD_HISTORIES=1 .venv/bin/pytest tests/e2e/test_replay.py \
-        tests/e2e/test_archive_workflow.py
+        tests/e2e/test_archive_workflow.py tests/e2e/test_reconcile.py
 """
 
 from __future__ import annotations
@@ -41,11 +43,20 @@ def replayer() -> Replayer:
 async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, str]:
     """Run one workflow of every kind and outcome; return their histories as JSON."""
     bank, alice, bob = uid("bank"), uid("alice"), uid("bob")
+    eve, yen = uid("eve"), uid("yen")
     await ledger.open_account(bank, "USD", overdraft_limit=None)
     await ledger.open_account(alice, "USD")
     await ledger.open_account(bob, "USD")
+    await ledger.open_account(eve, "USD", region="eu")
+    await ledger.open_account(yen, "JPY", region="ap")
     confirmed, rejected, malformed = uid("ok"), uid("rejected"), uid("malformed")
+    crossed, reversed_ = uid("crossed"), uid("reversed")
     await ledger.transfer(confirmed, bank, alice, "25.00", "USD", initiated_by="t")
+    await ledger.transfer(crossed, bank, eve, "3.00", "USD", initiated_by="t")
+    reversal = await ledger.transfer(
+        reversed_, bank, yen, "2.00", "USD", initiated_by="t", raise_on_rejection=False
+    )
+    assert reversal.status == "reversed"
     with pytest.raises(InsufficientFunds):
         await ledger.transfer(rejected, alice, bob, "99.00", "USD", initiated_by="t")
     with pytest.raises(WorkflowFailureError):
@@ -59,6 +70,8 @@ async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, st
         "transfer_confirmed": f"transfer-{confirmed}",
         "transfer_rejected": f"transfer-{rejected}",
         "transfer_malformed": f"transfer-{malformed}",
+        "transfer_cross_region": f"transfer-{crossed}",
+        "transfer_reversed": f"transfer-{reversed_}",
         "account_opened": account_workflow_id(alice),
     }
     histories = {}
@@ -92,4 +105,6 @@ async def test_recorded_histories_replay_on_the_current_code(name: str) -> None:
 
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
-    assert {name.split("_")[0] for name in RECORDED} >= {"transfer", "account", "archive"}
+    kinds = {name.split("_")[0] for name in RECORDED}
+    assert kinds >= {"transfer", "account", "archive", "reconcile"}
+    assert {"transfer_cross_region", "transfer_reversed"} <= set(RECORDED)

@@ -1,0 +1,91 @@
+"""The cross-region checks of reconciliation, as pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ledgerflow.domain.model import clearing_account_id, parse_clearing_account
+from ledgerflow.reconcile.matching import (
+    check_pairs,
+    global_totals,
+    itemise_pair,
+    match_legs,
+    settle,
+)
+from ledgerflow.reconcile.messages import ClearingLeg, InTransit
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SLA = timedelta(minutes=10)
+
+
+def leg(tid: str, region: str, peer: str, amount: int, kind: str, at: datetime = T0) -> ClearingLeg:
+    return ClearingLeg(tid, region, peer, "USD", amount, kind, at)
+
+
+def test_a_transfer_settles_when_its_legs_net_to_zero_in_any_order_across_runs() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(items, [leg("t1", "us", "eu", 500, "outbound")])
+    still, wrong = settle(items, T0 + timedelta(minutes=1), SLA)
+    assert [i.transfer_id for i in still] == ["t1"] and not wrong
+    carried = {i.transfer_id: i for i in still}
+    match_legs(carried, [leg("t1", "eu", "us", -500, "inbound")])
+    assert settle(carried, T0 + timedelta(minutes=2), SLA) == ([], [])
+    # The destination read before the source: the inbound waits for its outbound.
+    early: dict[str, InTransit] = {}
+    match_legs(early, [leg("t2", "eu", "us", -300, "inbound")])
+    still, wrong = settle(early, T0, SLA)
+    assert len(still) == 1 and not wrong
+
+
+def test_a_reversal_settles_the_source_leg() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(items, [leg("t", "us", "ap", 70, "outbound"), leg("t/reversal", "us", "ap", -70,
+                                                                   "reversal")])  # fmt: skip
+    assert settle(items, T0, SLA) == ([], [])
+
+
+def test_overdue_and_mismatched_legs_are_discrepancies_named_by_transfer() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(
+        items,
+        [
+            leg("late", "us", "eu", 100, "outbound"),
+            leg("odd", "us", "eu", 100, "outbound"),
+            leg("odd", "eu", "us", -90, "inbound"),
+        ],
+    )
+    still, wrong = settle(items, T0 + SLA + timedelta(seconds=1), SLA)
+    assert {i.transfer_id for i in still} == {"late", "odd"}
+    assert {(d.kind, d.transfer_id) for d in wrong} == {
+        ("in-transit-overdue", "late"),
+        ("leg-mismatch", "odd"),
+    }
+
+
+def test_clearing_pairs_must_equal_what_is_in_transit() -> None:
+    us_eu, eu_us = clearing_account_id("us", "eu", "USD"), clearing_account_id("eu", "us", "USD")
+    in_transit = [InTransit("t", "USD", T0, net=40, legs=["outbound@us"], pair="eu|us")]
+    [ok] = check_pairs({"us": {us_eu: 140}, "eu": {eu_us: -100}}, in_transit)
+    assert ok.ok and ok.regions == ["eu", "us"]
+    [bad] = check_pairs({"us": {us_eu: 140}, "eu": {eu_us: -100}}, [])
+    assert not bad.ok
+    # A pair is only checked when both regions answered.
+    assert check_pairs({"us": {us_eu: 140}}, []) == []
+
+
+def test_itemising_a_pair_names_the_transfer_whose_leg_is_missing() -> None:
+    us_eu = clearing_account_id("us", "eu", "USD")
+    [check] = check_pairs({"us": {us_eu: 150}, "eu": {}}, [])
+    legs = [
+        leg("fine", "us", "eu", 100, "outbound"),
+        leg("fine", "eu", "us", -100, "inbound"),
+        leg("broken", "us", "eu", 50, "outbound"),
+    ]
+    [found] = itemise_pair(check, legs, [])
+    assert (found.kind, found.transfer_id) == ("missing-leg", "broken")
+
+
+def test_global_totals_and_clearing_ids() -> None:
+    assert global_totals([{"USD": 5, "EUR": 0}, {"USD": -5}]) == {"EUR": 0, "USD": 0}
+    assert parse_clearing_account(clearing_account_id("us", "eu", "JPY")) == ("us", "eu", "JPY")
+    assert parse_clearing_account("alice") is None
