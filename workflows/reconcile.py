@@ -128,11 +128,13 @@ class ReconcileWorkflow:
                     events_checked=sum(p.events_checked for p in pages),
                     accounts_checked=sum(p.accounts_checked for p in pages),
                     transfers_checked=sum(p.transfers_checked for p in pages),
-                    legs_seen=len(legs), totals=last.totals, clearing=last.clearing,
+                    legs_seen=len(legs), behind=last.more, totals=last.totals,
+                    clearing=last.clearing,
                 )
             )  # fmt: skip
+        up_to_date = all(s.reached and not s.behind for s in summaries)
         in_transit, overdue = settle(
-            open_items, workflow.now(), timedelta(seconds=request.in_transit_sla_s)
+            open_items, workflow.now(), timedelta(seconds=request.in_transit_sla_s), up_to_date
         )
         found += overdue
         reached = {s.region: s for s in summaries if s.reached}
@@ -177,11 +179,11 @@ class ReconcileWorkflow:
     ) -> tuple[list[RegionWindow], str | None]:
         """The region's window, page by page; no pages if its worker did not answer."""
         pages: list[RegionWindow] = []
-        for _ in range(MAX_PAGES):
+        for n in range(MAX_PAGES):
             try:
                 page: RegionWindow = await workflow.execute_activity(
                     RECONCILE_COLLECT,
-                    CollectInput(region, after, request.page_events),
+                    CollectInput(region, after, request.page_events, sums=n == MAX_PAGES - 1),
                     result_type=RegionWindow,
                     task_queue=request.task_queues[region],
                     start_to_close_timeout=STEP_TIMEOUT,
@@ -239,6 +241,9 @@ def _summary(report: ReconcileReport, s3_key: str | None) -> ReconcileSummary:
     )
     if unreachable:
         text += f" ({', '.join(unreachable)} unreachable)"
+    behind = [s.region for s in report.regions if s.behind]
+    if behind:
+        text += f" ({', '.join(behind)} behind: the next run continues)"
     return ReconcileSummary(
         report_id=report.report_id,
         status=report.status,

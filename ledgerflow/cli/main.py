@@ -188,6 +188,10 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
         from ledgerflow.bench.latency import sequential_latency
 
         return [await sequential_latency(ledger, args.count, region, to_region=args.to_region)]
+    if args.mode == "reconcile":
+        from ledgerflow.bench.reconcile import reconcile_bench
+
+        return [await reconcile_bench(ledger.engine(region), region, args.events)]
     from ledgerflow.bench.history import query_bench
     from ledgerflow.store.postgres import PostgresEventStore
 
@@ -281,9 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
     bench.add_argument(
         "mode",
-        choices=["latency", "query", "archive"],
+        choices=["latency", "query", "archive", "reconcile"],
         help="latency: sequential confirmations; query: point-in-time balance vs history size; "
-        "archive: archive (and verify, prune) throughput in a scratch database",
+        "archive: archive (and verify, prune) throughput in a scratch database; "
+        "reconcile: one region's reconciliation checks from the start of its history",
     )
     bench.add_argument("--count", type=int, default=100, help="latency: transfers")
     bench.add_argument(
@@ -292,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", default="10000,100000,1000000", help="query: history sizes")
     bench.add_argument("--probes", type=int, default=1000, help="query: lookups per size")
     bench.add_argument("--region")
-    bench.add_argument("--events", type=int, default=1_000_000, help="archive: history size")
+    bench.add_argument(
+        "--events", type=int, default=1_000_000, help="archive: history size; reconcile: events"
+    )
     bench.add_argument("--accounts", type=int, default=1_000, help="archive: accounts")
     bench.add_argument(
         "--segment-events", type=int, default=10_000, help="archive: events per segment"

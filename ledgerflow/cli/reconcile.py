@@ -75,7 +75,9 @@ def print_report(report: dict[str, Any]) -> None:
         [
             {
                 "region": r["region"],
-                "checked": "yes" if r["reached"] else "UNREACHABLE",
+                "checked": ("behind" if r.get("behind") else "yes")
+                if r["reached"]
+                else "UNREACHABLE",
                 "events": r["events_checked"],
                 "transfers": r["transfers_checked"],
                 "legs": r["legs_seen"],

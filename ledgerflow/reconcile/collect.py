@@ -82,8 +82,13 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
             await verify_window(conn, report, window)
         clearing_ids = await _clearing_accounts(conn)
         legs = await _legs(conn, region, clearing_ids, window) if page else []
-        totals = await _totals(conn, upto)
-        clearing = await _clearing_balances(conn, clearing_ids, upto)
+        more = len(page) == data.page_events
+        totals: dict[str, int] = {}
+        clearing: dict[str, int] = {}
+        if data.sums or not more:
+            # Whole-history sums: once per run, not once per page.
+            totals = await _totals(conn, upto)
+            clearing = await _clearing_balances(conn, clearing_ids, upto)
         if any(totals.values()):
             # The region does not add up: name the transfers that do not.
             await check_transfers(conn, report)
@@ -92,7 +97,7 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
         region=region,
         after=data.after,
         upto=upto,
-        more=len(page) == data.page_events,
+        more=more,
         events_checked=report.events_checked,
         accounts_checked=report.accounts_checked,
         transfers_checked=report.transfers_checked,
@@ -117,7 +122,7 @@ async def _legs(
         text(
             "SELECT e.transfer_id, e.account_id, e.amount, e.currency, e.recorded_at, t.kind "
             "FROM events e LEFT JOIN transfers t ON t.transfer_id = e.transfer_id "
-            f"WHERE e.account_id = ANY(:ids) AND {Window.EVENTS.replace('(tx_id', '(e.tx_id')} "
+            f"WHERE e.account_id = ANY(:ids) AND {Window.events_of('e')} "
             "AND e.transfer_id IS NOT NULL ORDER BY e.tx_id, e.position"
         ),
         {"ids": clearing_ids, **window.params()},

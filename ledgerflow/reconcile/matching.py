@@ -51,9 +51,13 @@ def _has(item: InTransit, kind: str) -> bool:
 
 
 def settle(
-    open_items: dict[str, InTransit], now: datetime, sla: timedelta
+    open_items: dict[str, InTransit], now: datetime, sla: timedelta, up_to_date: bool = True
 ) -> tuple[list[InTransit], list[Discrepancy]]:
-    """Drop what has settled; return what is still open and what is wrong."""
+    """Drop what has settled; return what is still open and what is wrong.
+
+    Overdue legs are judged only when every region was read `up_to_date`: a
+    region still working through a backlog (or unreachable) has not shown its
+    recent legs yet, and their partners would look stranded."""
     still_open, wrong = [], []
     for transfer_id in sorted(open_items):
         item = open_items[transfer_id]
@@ -69,7 +73,7 @@ def settle(
                             f"legs ({legs}) net to {item.net} {item.currency}, not zero",
                             transfer_id=transfer_id)
             )  # fmt: skip
-        elif now - item.first_seen > sla:
+        elif up_to_date and now - item.first_seen > sla:
             problem = (
                 "source leg posted, destination leg missing"
                 if left

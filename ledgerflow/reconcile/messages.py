@@ -70,16 +70,21 @@ class ClearingLeg:
 
 @dataclass(frozen=True)
 class CollectInput:
+    """`sums`: also sum the region as of the page's end (always done on the
+    page that ends the window; the workflow asks for it on its last page)."""
+
     region: str
     after: Cursor
     page_events: int = 20_000
+    sums: bool = False
 
 
 @dataclass(frozen=True)
 class RegionWindow:
     """One page of a region's window, checked in one snapshot.
 
-    Totals and clearing balances are *as of `upto`* (every event at or before
+    Totals and clearing balances (only on a page asked for `sums` or ending
+    the window; empty otherwise) are *as of `upto`* (every event at or before
     it in the global order), so they agree exactly with the legs seen so far,
     whatever moment the other regions were read at.
     """
@@ -145,6 +150,8 @@ class RegionSummary:
     accounts_checked: int = 0
     transfers_checked: int = 0
     legs_seen: int = 0
+    #: The window stopped at the run's page limit: the next run continues.
+    behind: bool = False
     totals: dict[str, int] = field(default_factory=dict)
     clearing: dict[str, int] = field(default_factory=dict)
 

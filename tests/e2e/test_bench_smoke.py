@@ -6,6 +6,7 @@ from ledgerflow.audit.verify import verify_region
 from ledgerflow.bench.archive import archive_bench
 from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
+from ledgerflow.bench.reconcile import reconcile_bench
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.store.postgres import PostgresEventStore
@@ -17,6 +18,13 @@ async def test_latency_bench_runs_and_reports_consistent_numbers(ledger: LedgerC
     assert 0 < report.p50_ms <= report.p99_ms <= report.max_ms
     crossing = await sequential_latency(ledger, count=2, region="eu", warmup=0, to_region="ap")
     assert crossing.to_region == "ap" and 0 < crossing.p50_ms <= crossing.max_ms
+
+
+async def test_reconcile_bench_checks_a_region_from_its_start(ledger: LedgerClient) -> None:
+    await sequential_latency(ledger, count=2, region="ap", warmup=0)
+    report = await reconcile_bench(ledger.engine("ap"), "ap", events=100_000)
+    assert report.region == "ap" and report.pages >= 1
+    assert report.events_checked >= 4 and report.events_per_s > 0
 
 
 def test_percentiles_are_observed_samples() -> None:

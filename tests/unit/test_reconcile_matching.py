@@ -62,6 +62,15 @@ def test_overdue_and_mismatched_legs_are_discrepancies_named_by_transfer() -> No
     }
 
 
+def test_overdue_is_not_judged_while_a_region_is_behind() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(items, [leg("early", "eu", "us", -100, "inbound")])
+    still, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date=False)
+    assert [i.transfer_id for i in still] == ["early"] and wrong == []
+    _, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date=True)
+    assert [(d.kind, d.transfer_id) for d in wrong] == [("in-transit-overdue", "early")]
+
+
 def test_clearing_pairs_must_equal_what_is_in_transit() -> None:
     us_eu, eu_us = clearing_account_id("us", "eu", "USD"), clearing_account_id("eu", "us", "USD")
     in_transit = [InTransit("t", "USD", T0, net=40, legs=["outbound@us"], pair="eu|us")]

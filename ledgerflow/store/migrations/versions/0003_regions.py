@@ -40,6 +40,10 @@ STATEMENTS = [
         WHERE kind <> 'local'
     """,
     """
+    -- Reconciliation reads the transfers written in its window by transaction.
+    CREATE INDEX transfers_tx_idx ON transfers (tx_id)
+    """,
+    """
     CREATE TABLE reconciliation_reports (
         report_id     text PRIMARY KEY,
         previous_id   text UNIQUE REFERENCES reconciliation_reports (report_id),
