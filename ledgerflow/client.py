@@ -306,9 +306,10 @@ class LedgerClient:
             # The start operation's own handle future fails along with the
             # call; await it in the background so its error is not logged as lost.
             asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
+            regions = f"{region!r}" + (f" and {request.to_region!r}" if request.to_region else "")
             raise ConfirmationTimeout(
-                f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (is a "
-                f"worker for region {region!r} running?); it may still complete: "
+                f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (are "
+                f"workers for region {regions} running?); it may still complete: "
                 f"resubmit the same id to learn its outcome",
                 transfer_id=transfer_id,
             )

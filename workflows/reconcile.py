@@ -128,8 +128,8 @@ class ReconcileWorkflow:
                     events_checked=sum(p.events_checked for p in pages),
                     accounts_checked=sum(p.accounts_checked for p in pages),
                     transfers_checked=sum(p.transfers_checked for p in pages),
-                    legs_seen=len(legs), behind=last.more, totals=last.totals,
-                    clearing=last.clearing,
+                    legs_seen=len(legs), behind=last.more, summed=last.summed,
+                    totals=last.totals, clearing=last.clearing,
                 )
             )  # fmt: skip
         up_to_date = all(s.reached and not s.behind for s in summaries)
@@ -137,7 +137,9 @@ class ReconcileWorkflow:
             open_items, workflow.now(), timedelta(seconds=request.in_transit_sla_s), up_to_date
         )
         found += overdue
-        reached = {s.region: s for s in summaries if s.reached}
+        # Sums are compared only where a region's were taken as of its cursor
+        # (a run that stopped mid-window has none).
+        reached = {s.region: s for s in summaries if s.reached and s.summed}
         pairs = check_pairs({r: s.clearing for r, s in reached.items()}, in_transit)
         for check in pairs:
             if not check.ok:

@@ -83,9 +83,10 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
         clearing_ids = await _clearing_accounts(conn)
         legs = await _legs(conn, region, clearing_ids, window) if page else []
         more = len(page) == data.page_events
+        summed = data.sums or not more
         totals: dict[str, int] = {}
         clearing: dict[str, int] = {}
-        if data.sums or not more:
+        if summed:
             # Whole-history sums: once per run, not once per page.
             totals = await _totals(conn, upto)
             clearing = await _clearing_balances(conn, clearing_ids, upto)
@@ -98,6 +99,7 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
         after=data.after,
         upto=upto,
         more=more,
+        summed=summed,
         events_checked=report.events_checked,
         accounts_checked=report.accounts_checked,
         transfers_checked=report.transfers_checked,

@@ -100,6 +100,8 @@ class RegionWindow:
     clearing: dict[str, int] = field(default_factory=dict)
     legs: list[ClearingLeg] = field(default_factory=list)
     findings: list[Discrepancy] = field(default_factory=list)
+    #: Whether `totals` and `clearing` were computed for this page.
+    summed: bool = True
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class RegionSummary:
     legs_seen: int = 0
     #: The window stopped at the run's page limit: the next run continues.
     behind: bool = False
+    #: The sums below are as of `upto` (False if the run stopped mid-window).
+    summed: bool = True
     totals: dict[str, int] = field(default_factory=dict)
     clearing: dict[str, int] = field(default_factory=dict)
 
