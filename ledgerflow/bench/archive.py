@@ -24,18 +24,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.verify import verify_archive
 from ledgerflow.bench.history import COLUMNS, chained_transfer_rows, store_heads
+from ledgerflow.bench.scratch import embedded_server, scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest
 from ledgerflow.projections.projector import CatchUpProjector
-from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 
 TRANSFERS_PER_TRANSACTION = 1_000
@@ -65,79 +64,82 @@ async def archive_bench(
     with_prune: bool,
     progress: Callable[[str], None],
 ) -> ArchiveBenchReport:
-    if settings.database_given:
-        raise ValueError("bench archive creates a scratch database: it needs the embedded stack")
-    run = uuid.uuid4().hex[:8]
-    name = f"ledgerflow_bench_{run}"
-    server = f"127.0.0.1:{settings.pg_port}"
-    admin = create_async_engine(
-        f"postgresql+asyncpg://postgres@{server}/postgres", isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f"CREATE DATABASE {name} OWNER ledgerflow_owner"))
-    engine = create_engine(f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings)
-    try:
-        await upgrade(f"postgresql+asyncpg://ledgerflow_owner@{server}/{name}")
-        store = PostgresEventStore(engine, "bench")
-        began = time.perf_counter()
-        await seed_trading(store, events, accounts, progress)
-        seed_s = time.perf_counter() - began
-
-        bucket = f"ledgerflow-bench-{run}"
-        objects = S3ObjectStore.from_settings(settings)
-        objects.bucket = bucket
-        objects.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-        policy = ArchivePolicy(timedelta(0), segment_events, timedelta(days=1))
-        archiver = Archiver(engine, objects, "bench", policy)
-        began = time.perf_counter()
-        done = []
-        while True:
-            batch = await archiver.archive_all(max_segments=10)
-            done += batch
-            progress(f"archived {sum(d.events for d in done):,} events")
-            if len(batch) < 10:
-                break
-        archive_s = time.perf_counter() - began
-        archived = sum(d.events for d in done)
-        progress("verifying the archive")
-        report = await verify_archive(engine, objects, "bench")
-        if not report.sound:
-            raise AssertionError(f"the archive does not verify: {report.findings[0]}")
-        result = ArchiveBenchReport(
-            events=archived,
-            accounts=accounts,
-            seed_s=seed_s,
-            segments=len(done),
-            archive_s=archive_s,
-            archive_events_per_s=archived / archive_s,
-            uploaded_mb=report.bytes_downloaded / 1e6,
-            verify_s=report.seconds,
-            verify_events_per_s=report.events_per_second,
-        )
-        if with_prune:
-            progress("projecting (prune waits for the read models)")
-            began = time.perf_counter()
-            await CatchUpProjector(engine).catch_up()
-            project_s = time.perf_counter() - began
-            progress("pruning")
-            began = time.perf_counter()
-            pruned = await prune(engine, objects)
-            result = ArchiveBenchReport(
-                **(
-                    result.__dict__
-                    | {
-                        "project_s": project_s,
-                        "prune_s": time.perf_counter() - began,
-                        "pruned_events": pruned.events_pruned,
-                    }
-                )
+    async with scratch_database(settings, "archive") as name:
+        server = embedded_server(settings, "archive")
+        engine = create_engine(f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings)
+        try:
+            return await _archive_bench(
+                settings, engine, events, accounts, segment_events, with_prune, progress
             )
-        return result
-    finally:
-        await engine.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await admin.dispose()
+        finally:
+            await engine.dispose()
+
+
+async def _archive_bench(
+    settings: Settings,
+    engine: AsyncEngine,
+    events: int,
+    accounts: int,
+    segment_events: int,
+    with_prune: bool,
+    progress: Callable[[str], None],
+) -> ArchiveBenchReport:
+    run = uuid.uuid4().hex[:8]
+    store = PostgresEventStore(engine, "bench")
+    began = time.perf_counter()
+    await seed_trading(store, events, accounts, progress)
+    seed_s = time.perf_counter() - began
+
+    bucket = f"ledgerflow-bench-{run}"
+    objects = S3ObjectStore.from_settings(settings)
+    objects.bucket = bucket
+    objects.client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    policy = ArchivePolicy(timedelta(0), segment_events, timedelta(days=1))
+    archiver = Archiver(engine, objects, "bench", policy)
+    began = time.perf_counter()
+    done = []
+    while True:
+        batch = await archiver.archive_all(max_segments=10)
+        done += batch
+        progress(f"archived {sum(d.events for d in done):,} events")
+        if len(batch) < 10:
+            break
+    archive_s = time.perf_counter() - began
+    archived = sum(d.events for d in done)
+    progress("verifying the archive")
+    report = await verify_archive(engine, objects, "bench")
+    if not report.sound:
+        raise AssertionError(f"the archive does not verify: {report.findings[0]}")
+    result = ArchiveBenchReport(
+        events=archived,
+        accounts=accounts,
+        seed_s=seed_s,
+        segments=len(done),
+        archive_s=archive_s,
+        archive_events_per_s=archived / archive_s,
+        uploaded_mb=report.bytes_downloaded / 1e6,
+        verify_s=report.seconds,
+        verify_events_per_s=report.events_per_second,
+    )
+    if with_prune:
+        progress("projecting (prune waits for the read models)")
+        began = time.perf_counter()
+        await CatchUpProjector(engine).catch_up()
+        project_s = time.perf_counter() - began
+        progress("pruning")
+        began = time.perf_counter()
+        pruned = await prune(engine, objects)
+        result = ArchiveBenchReport(
+            **(
+                result.__dict__
+                | {
+                    "project_s": project_s,
+                    "prune_s": time.perf_counter() - began,
+                    "pruned_events": pruned.events_pruned,
+                }
+            )
+        )
+    return result
 
 
 async def seed_trading(

@@ -7,6 +7,7 @@ from ledgerflow.bench.archive import archive_bench
 from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
 from ledgerflow.bench.reconcile import reconcile_bench
+from ledgerflow.bench.store import store_bench
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.store.postgres import PostgresEventStore
@@ -60,3 +61,12 @@ async def test_archive_bench_archives_verifies_and_prunes_a_scratch_history(
     assert report.pruned_events == 3_000  # everything archived, verified and projected
     assert report.archive_events_per_s > 0 and report.uploaded_mb > 0
     assert lines[-1] == "pruning"
+
+
+async def test_store_bench_appends_concurrently_and_runs_pgbench(migrated: Settings) -> None:
+    lines: list[str] = []
+    report = await store_bench(migrated, clients=4, accounts=20, seconds=1.0, progress=lines.append)
+    assert report.transfers > 0 and report.errors == 0
+    assert report.transfers_per_s == report.transfers / report.seconds
+    assert report.pgbench_tps > 0 and report.ratio == report.transfers_per_s / report.pgbench_tps
+    assert 0 < report.p50_ms <= report.p99_ms and lines

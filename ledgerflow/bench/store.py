@@ -1,0 +1,146 @@
+"""`bench store`: the event store's append path alone, against `pgbench`.
+
+In a scratch database, `clients` concurrent writers post transfers straight
+into the store (`PostgresEventStore.append_transfer`: lock both accounts in
+order, check, write two hash-chained events, the transfer record and both
+balances, commit) among `accounts` accounts for `seconds`; then, in the same
+run on the same server, pgbench runs its TPC-B-like script with the same
+number of clients for the same time. The ratio is the store's transfers/s
+over pgbench's transactions/s.
+
+    .venv/bin/ledgerflow bench store --clients 16 --seconds 20
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from infra.postgres import pg_install_dir
+from ledgerflow.bench.latency import percentile
+from ledgerflow.bench.scratch import embedded_server, scratch_database
+from ledgerflow.config import Settings
+from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+
+
+@dataclass(frozen=True)
+class StoreBenchReport:
+    clients: int
+    accounts: int
+    seconds: float
+    transfers: int
+    transfers_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    pgbench_tps: float
+    ratio: float
+
+
+async def store_bench(
+    settings: Settings,
+    clients: int,
+    accounts: int,
+    seconds: float,
+    progress: Callable[[str], None],
+) -> StoreBenchReport:
+    async with scratch_database(settings, "store") as name:
+        server = embedded_server(settings, "store")
+        engine = create_engine(
+            f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings, pool_size=clients
+        )
+        try:
+            store = PostgresEventStore(engine, "bench")
+            ids = [f"acct-{i:05d}" for i in range(accounts)]
+            for account_id in ids:
+                # No overdraft limit: every transfer posts, so we time the posting.
+                request = OpenAccountRequest(account_id, "USD", "bench", None, "bench")
+                await store.open_account(request, datetime.now(UTC))
+            progress(f"{clients} writers appending for {seconds:g} s")
+            latencies, errors = await _append_load(store, ids, clients, seconds)
+        finally:
+            await engine.dispose()
+    transfers = len(latencies)
+    progress(f"pgbench, {clients} clients for {seconds:g} s")
+    tps = await asyncio.to_thread(pgbench_tps, settings, clients, seconds)
+    rate = transfers / seconds
+    return StoreBenchReport(
+        clients=clients,
+        accounts=accounts,
+        seconds=seconds,
+        transfers=transfers,
+        transfers_per_s=rate,
+        p50_ms=percentile(latencies, 50) if latencies else 0.0,
+        p99_ms=percentile(latencies, 99) if latencies else 0.0,
+        errors=errors,
+        pgbench_tps=tps,
+        ratio=rate / tps if tps else 0.0,
+    )
+
+
+async def _append_load(
+    store: PostgresEventStore, ids: list[str], clients: int, seconds: float
+) -> tuple[list[float], int]:
+    deadline = time.perf_counter() + seconds
+    latencies: list[float] = []
+    errors = 0
+    run = uuid.uuid4().hex[:6]
+
+    async def writer(n: int) -> None:
+        nonlocal errors
+        rng = random.Random(n)
+        i = 0
+        while time.perf_counter() < deadline:
+            source, target = rng.sample(ids, 2)
+            transfer = Transfer(f"s{run}-{n}-{i}", source, target, rng.randint(1, 999), "USD", "b")
+            i += 1
+            started = time.perf_counter()
+            try:
+                await store.append_transfer(transfer, store.region, datetime.now(UTC))
+            except Exception:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(writer(n) for n in range(clients)))
+    return latencies, errors
+
+
+def pgbench_tps(settings: Settings, clients: int, seconds: float, scale: int = 10) -> float:
+    """TPC-B-like transactions/s of pgbench on a scratch database of its own."""
+    server = embedded_server(settings, "store")
+    host, port = server.split(":")
+    name = f"ledgerflow_pgbench_{uuid.uuid4().hex[:8]}"
+    binary = str(pg_install_dir() / "bin" / "pgbench")
+    base = ["-h", host, "-p", port, "-U", "postgres"]
+    psql = str(pg_install_dir() / "bin" / "psql")
+
+    def run(argv: list[str], timeout: float) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    run([psql, *base, "-d", "postgres", "-c", f"CREATE DATABASE {name}"], 60)
+    try:
+        run([binary, *base, "-i", "-q", "-s", str(scale), name], 600)
+        out = run(
+            [binary, *base, "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
+             "-n", name],
+            seconds + 120,
+        )  # fmt: skip
+    finally:
+        run([psql, *base, "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+            60)  # fmt: skip
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    if match is None:
+        raise RuntimeError(f"no tps in pgbench's output: {out[-300:]}")
+    return float(match.group(1))
