@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e clean
+.PHONY: install run test lint typecheck unit integration e2e bench clean
 
 install: $(STAMP)
 
@@ -43,3 +43,11 @@ e2e: install
 clean:
 	-$(BIN)/ledgerflow dev down
 	rm -rf $(VENV) .ledgerflow .mypy_cache .ruff_cache .pytest_cache
+
+## Benchmarks (numbers, not tests), against the system `make run` started in
+## another terminal: the append path vs pgbench, open-loop load vs the
+## baseline workflow, point-in-time balance vs history size.
+bench: install
+	$(BIN)/ledgerflow bench store --clients 16 --seconds 20
+	$(BIN)/ledgerflow bench e2e --rates 10,15,20,25,30,40 --seconds 15
+	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000

@@ -23,7 +23,7 @@ from typing import Any
 from infra.process import StackError
 from ledgerflow.cli.archive import add_parsers as archive_parsers
 from ledgerflow.cli.archive import cmd_archive, cmd_bench_archive, cmd_schedules
-from ledgerflow.cli.bench import cmd_bench_store
+from ledgerflow.cli.bench import cmd_bench_e2e, cmd_bench_store
 from ledgerflow.cli.output import Unreachable, emit
 from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.cli.reconcile import add_parsers as reconcile_parsers
@@ -286,11 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
     bench.add_argument(
         "mode",
-        choices=["latency", "query", "archive", "reconcile", "store"],
+        choices=["latency", "query", "archive", "reconcile", "store", "e2e"],
         help="latency: sequential confirmations; query: point-in-time balance vs history size; "
         "archive: archive (and verify, prune) throughput in a scratch database; "
         "reconcile: one region's reconciliation checks from the start of its history; "
-        "store: the append path alone against pgbench",
+        "store: the append path alone against pgbench; "
+        "e2e: open-loop load through the SDK against a baseline workflow",
     )
     bench.add_argument("--count", type=int, default=100, help="latency: transfers")
     bench.add_argument(
@@ -304,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--accounts", type=int, default=1_000, help="archive, store: accounts")
     bench.add_argument("--clients", type=int, default=16, help="store: concurrent writers")
-    bench.add_argument("--seconds", type=float, default=20.0, help="store: how long each runs")
+    bench.add_argument(
+        "--seconds", type=float, default=20.0, help="store, e2e: how long each run lasts"
+    )
+    bench.add_argument(
+        "--rates", default="5,10,20,40", help="e2e: offered transfers/s, in ramp order"
+    )
     bench.add_argument(
         "--segment-events", type=int, default=10_000, help="archive: events per segment"
     )
@@ -344,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_bench_archive(args, settings))
         if args.command == "bench" and args.mode == "store":
             return asyncio.run(cmd_bench_store(args, settings))
+        if args.command == "bench" and args.mode == "e2e":
+            return asyncio.run(cmd_bench_e2e(args, settings))
         if args.command == "archive":
             return asyncio.run(cmd_archive(args, settings))
         if args.command == "schedules":

@@ -4,6 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.bench.archive import archive_bench
+from ledgerflow.bench.e2e import e2e_bench, summary
 from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
 from ledgerflow.bench.reconcile import reconcile_bench
@@ -70,3 +71,16 @@ async def test_store_bench_appends_concurrently_and_runs_pgbench(migrated: Setti
     assert report.transfers_per_s == report.transfers / report.seconds
     assert report.pgbench_tps > 0 and report.ratio == report.transfers_per_s / report.pgbench_tps
     assert 0 < report.p50_ms <= report.p99_ms and lines
+
+
+async def test_e2e_bench_offers_load_to_the_ledger_and_the_baseline(ledger: LedgerClient) -> None:
+    lines: list[str] = []
+    results = await e2e_bench(ledger, "us", [4.0], 1.0, lines.append)
+    assert [r.workload for r in results] == ["ledger", "baseline"]
+    for run in results:
+        assert run.completed + run.errors == 4 and run.offered_per_s == 4.0
+        assert 0 < run.p50_ms <= run.p99_ms <= run.max_ms
+    assert results[0].lag_p50_ms is not None  # one transfer in ten is watched
+    totals = summary(results)
+    assert totals["ledger_peak_per_s"] == results[0].throughput_per_s
+    assert len(lines) == 2
