@@ -214,13 +214,22 @@ class TransferWorkflow:
                 # ours was written in that region, so compensating is still right.
                 if domain_cause(err) is None:
                     raise
-        returned: TransferResult = await workflow.execute_activity(
-            APPEND_LEG,
-            AppendLegInput(transfer, PostingKind.REVERSAL, to_region, occurred_at),
-            result_type=TransferResult,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_POLICY,
-        )
+        try:
+            returned: TransferResult = await workflow.execute_activity(
+                APPEND_LEG,
+                AppendLegInput(transfer, PostingKind.REVERSAL, to_region, occurred_at),
+                result_type=TransferResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        except ActivityError as err:
+            # Never reachable by design (both accounts exist, the id is ours):
+            # the money is in the clearing account, so fail loudly, never as a
+            # "rejection" (reconciliation then reports the stranded leg).
+            cause = domain_cause(err)
+            if cause is None:
+                raise
+            await self._fail(reraised(cause))
         self._project(returned)
         return TransferResult(
             transfer_id=transfer.transfer_id,
