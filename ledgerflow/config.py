@@ -87,6 +87,13 @@ class Settings:
     db_lock_timeout_ms: int = 5_000
     db_statement_timeout_ms: int = 30_000
     db_idle_in_transaction_timeout_ms: int = 10_000
+    #: Group commit of appends: up to this many concurrent postings share one
+    #: transaction (1: each its own), with at most `db_group_commit_writers`
+    #: such transactions in flight per worker and region. One writer measured
+    #: best on the 2-core machine, where PostgreSQL and the worker share the
+    #: CPUs (docs/PERFORMANCE.md); a database on its own host may want more.
+    db_group_commit_max: int = 64
+    db_group_commit_writers: int = 1
 
     # S3 (the archive). moto[server] by default.
     s3_endpoint_url: str = "http://127.0.0.1:55000"
@@ -195,6 +202,10 @@ class Settings:
                 env,
                 "LEDGERFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
                 cls.db_idle_in_transaction_timeout_ms,
+            ),
+            db_group_commit_max=_int(env, "LEDGERFLOW_GROUP_COMMIT_MAX", cls.db_group_commit_max),
+            db_group_commit_writers=_int(
+                env, "LEDGERFLOW_GROUP_COMMIT_WRITERS", cls.db_group_commit_writers
             ),
             s3_endpoint_url=s3 or f"http://127.0.0.1:{s3_port}",
             s3_endpoint_given=s3 is not None,

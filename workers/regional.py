@@ -57,7 +57,12 @@ def build_worker(
     objects: ObjectStore | None = None,
 ) -> Worker:
     activities = LedgerActivities(
-        PostgresEventStore(engine, region),
+        PostgresEventStore(
+            engine,
+            region,
+            max_batch=settings.db_group_commit_max,
+            writers=settings.db_group_commit_writers,
+        ),
         {r: settings.task_queue(r) for r in settings.regions},
     )
     objects = objects or S3ObjectStore.from_settings(settings)

@@ -23,8 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import text
+
 from infra.postgres import pg_install_dir
 from ledgerflow.bench.latency import percentile
+from ledgerflow.bench.progress import bar
 from ledgerflow.bench.scratch import embedded_server, scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
@@ -36,13 +39,26 @@ class StoreBenchReport:
     clients: int
     accounts: int
     seconds: float
+    #: The store as the workers run it: group commit on.
     transfers: int
     transfers_per_s: float
+    transfers_per_commit: float
     p50_ms: float
     p99_ms: float
     errors: int
+    #: The same load with group commit off (each transfer its own transaction).
+    unbatched_per_s: float
+    unbatched_p99_ms: float
     pgbench_tps: float
     ratio: float
+    unbatched_ratio: float
+
+
+@dataclass(frozen=True)
+class _Run:
+    latencies: list[float]
+    errors: int
+    commits: int
 
 
 async def store_bench(
@@ -52,44 +68,81 @@ async def store_bench(
     seconds: float,
     progress: Callable[[str], None],
 ) -> StoreBenchReport:
+    """Group commit off, then on (as configured), then pgbench: one run, one server."""
+    off = await _store_run(settings, clients, accounts, seconds, progress, max_batch=1)
+    on = await _store_run(
+        settings, clients, accounts, seconds, progress,
+        max_batch=settings.db_group_commit_max, writers=settings.db_group_commit_writers,
+    )  # fmt: skip
+    progress(f"pgbench, {clients} clients for {seconds:g} s")
+    tps = await asyncio.to_thread(pgbench_tps, settings, clients, seconds)
+    rate, unbatched = len(on.latencies) / seconds, len(off.latencies) / seconds
+    return StoreBenchReport(
+        clients=clients,
+        accounts=accounts,
+        seconds=seconds,
+        transfers=len(on.latencies),
+        transfers_per_s=rate,
+        transfers_per_commit=len(on.latencies) / on.commits if on.commits else 0.0,
+        p50_ms=percentile(on.latencies, 50) if on.latencies else 0.0,
+        p99_ms=percentile(on.latencies, 99) if on.latencies else 0.0,
+        errors=on.errors + off.errors,
+        unbatched_per_s=unbatched,
+        unbatched_p99_ms=percentile(off.latencies, 99) if off.latencies else 0.0,
+        pgbench_tps=tps,
+        ratio=rate / tps if tps else 0.0,
+        unbatched_ratio=unbatched / tps if tps else 0.0,
+    )
+
+
+async def _store_run(
+    settings: Settings,
+    clients: int,
+    accounts: int,
+    seconds: float,
+    progress: Callable[[str], None],
+    *,
+    max_batch: int,
+    writers: int | None = None,
+) -> _Run:
+    """`clients` writers for `seconds` in a fresh scratch database."""
     async with scratch_database(settings, "store") as name:
         server = embedded_server(settings, "store")
         engine = create_engine(
             f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings, pool_size=clients
         )
         try:
-            store = PostgresEventStore(engine, "bench")
+            store = PostgresEventStore(
+                engine, "bench", max_batch=max_batch, writers=writers or clients
+            )
             ids = [f"acct-{i:05d}" for i in range(accounts)]
             for account_id in ids:
                 # No overdraft limit: every transfer posts, so we time the posting.
                 request = OpenAccountRequest(account_id, "USD", "bench", None, "bench")
                 await store.open_account(request, datetime.now(UTC))
-            progress(f"{clients} writers appending for {seconds:g} s")
-            latencies, errors = await _append_load(store, ids, clients, seconds)
+            mode = f"group commit (up to {max_batch})" if max_batch > 1 else "one per commit"
+            progress(f"store, {mode}: {clients} writers for {seconds:g} s")
+            latencies, errors = await _append_load(store, ids, clients, seconds, progress)
+            async with engine.connect() as conn:
+                commits = (
+                    await conn.execute(
+                        text("SELECT count(DISTINCT tx_id) FROM transfers WHERE kind = 'local'")
+                    )
+                ).scalar_one()
         finally:
             await engine.dispose()
-    transfers = len(latencies)
-    progress(f"pgbench, {clients} clients for {seconds:g} s")
-    tps = await asyncio.to_thread(pgbench_tps, settings, clients, seconds)
-    rate = transfers / seconds
-    return StoreBenchReport(
-        clients=clients,
-        accounts=accounts,
-        seconds=seconds,
-        transfers=transfers,
-        transfers_per_s=rate,
-        p50_ms=percentile(latencies, 50) if latencies else 0.0,
-        p99_ms=percentile(latencies, 99) if latencies else 0.0,
-        errors=errors,
-        pgbench_tps=tps,
-        ratio=rate / tps if tps else 0.0,
-    )
+    return _Run(latencies, errors, int(commits))
 
 
 async def _append_load(
-    store: PostgresEventStore, ids: list[str], clients: int, seconds: float
+    store: PostgresEventStore,
+    ids: list[str],
+    clients: int,
+    seconds: float,
+    progress: Callable[[str], None],
 ) -> tuple[list[float], int]:
-    deadline = time.perf_counter() + seconds
+    started_at = time.perf_counter()
+    deadline = started_at + seconds
     latencies: list[float] = []
     errors = 0
     run = uuid.uuid4().hex[:6]
@@ -110,7 +163,13 @@ async def _append_load(
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
 
-    await asyncio.gather(*(writer(n) for n in range(clients)))
+    async def report() -> None:
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(1.0)
+            elapsed = time.perf_counter() - started_at
+            progress(f"  {bar(elapsed / seconds)} {len(latencies) / elapsed:,.0f} transfers/s")
+
+    await asyncio.gather(report(), *(writer(n) for n in range(clients)))
     return latencies, errors
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -303,8 +303,12 @@ class Transfer:
         return transfer_workflow_id(self.transfer_id)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the whole request: resubmitting the same id must match it."""
-        return hashlib.sha256(canonical_json(asdict(self))).hexdigest()
+        """SHA-256 of the whole request: resubmitting the same id must match it.
+
+        (The fields' values as they are, not `asdict`'s deep copy: the same
+        JSON, at a fraction of the cost on the append path.)"""
+        content = {f.name: getattr(self, f.name) for f in fields(self)}
+        return hashlib.sha256(canonical_json(content)).hexdigest()
 
     def summary(self) -> str:
         return (
@@ -411,6 +415,10 @@ class Posting:
         if kind not in builders:
             raise InvalidRequest(f"unknown posting kind {kind!r}", field="kind")
         return builders[PostingKind(kind)](transfer, region, peer_region)
+
+    @property
+    def accounts(self) -> tuple[str, str]:
+        return (self.debit_account, self.credit_account)
 
     @property
     def clearing_account(self) -> str | None:

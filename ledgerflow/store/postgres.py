@@ -11,8 +11,9 @@ order rules out deadlocks between transfers over the same pair.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from ledgerflow.domain.model import (
 )
 from ledgerflow.domain.policy import check_policy
 from ledgerflow.store.base import EventStore, TailCursor
+from ledgerflow.store.group_commit import GroupCommit
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
     EVENT_COLUMNS,
@@ -97,39 +99,59 @@ def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResu
     return existing
 
 
+#: The writes of a batch of postings, in one statement: their events, their
+#: transfer records and the accounts' new heads, each column an array.
 _APPEND_WRITES = text(
     """
     WITH posted AS (
         INSERT INTO events (event_id, type, account_id, version, amount, currency,
             balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,
             counterparty, description, metadata, prev_hash, hash)
-        VALUES
-            (CAST(:d_event_id AS uuid), 'Debited', :from_account, :d_version, :d_amount,
-             :currency, :d_balance, :occurred_at, :recorded_at, :region, :initiated_by,
-             :transfer_id, 'debit', :d_counterparty, :description, CAST(:metadata AS jsonb),
-             :d_prev, :d_hash),
-            (CAST(:c_event_id AS uuid), 'Credited', :to_account, :c_version, :c_amount,
-             :currency, :c_balance, :occurred_at, :recorded_at, :region, :initiated_by,
-             :transfer_id, 'credit', :c_counterparty, :description, CAST(:metadata AS jsonb),
-             :c_prev, :c_hash)
+        SELECT e.event_id, e.type, e.account_id, e.version, e.amount, e.currency,
+               e.balance_after, e.occurred_at, :now, :region, e.initiated_by, e.transfer_id,
+               e.leg, e.counterparty, e.description, CAST(e.metadata AS jsonb), e.prev_hash,
+               e.hash
+          FROM unnest(CAST(:e_event_id AS uuid[]), CAST(:e_type AS text[]),
+                      CAST(:e_account_id AS text[]), CAST(:e_version AS bigint[]),
+                      CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]),
+                      CAST(:e_balance_after AS bigint[]),
+                      CAST(:e_occurred_at AS timestamptz[]),
+                      CAST(:e_initiated_by AS text[]), CAST(:e_transfer_id AS text[]),
+                      CAST(:e_leg AS text[]), CAST(:e_counterparty AS text[]),
+                      CAST(:e_description AS text[]), CAST(:e_metadata AS text[]),
+                      CAST(:e_prev_hash AS text[]), CAST(:e_hash AS text[]))
+            AS e (event_id, type, account_id, version, amount, currency, balance_after,
+                  occurred_at, initiated_by, transfer_id, leg, counterparty, description,
+                  metadata, prev_hash, hash)
     ), recorded AS (
         INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
             to_account, amount, currency, initiated_by, description, metadata,
             debit_event_id, credit_event_id, from_balance_after, to_balance_after,
             occurred_at, recorded_at, kind, peer_region)
-        VALUES (:transfer_id, :fingerprint, 'confirmed', :region, :from_account, :to_account,
-            :amount, :currency, :initiated_by, :description, CAST(:metadata AS jsonb),
-            CAST(:d_event_id AS uuid), CAST(:c_event_id AS uuid), :d_balance, :c_balance,
-            :occurred_at, :recorded_at, :kind, :peer_region)
+        SELECT t.transfer_id, t.fingerprint, 'confirmed', :region, t.from_account,
+               t.to_account, t.amount, t.currency, t.initiated_by, t.description,
+               CAST(t.metadata AS jsonb), t.debit_event_id, t.credit_event_id,
+               t.from_balance_after, t.to_balance_after, t.occurred_at, :now, t.kind,
+               t.peer_region
+          FROM unnest(CAST(:t_transfer_id AS text[]), CAST(:t_fingerprint AS text[]),
+                      CAST(:t_from_account AS text[]), CAST(:t_to_account AS text[]),
+                      CAST(:t_amount AS bigint[]), CAST(:t_currency AS text[]),
+                      CAST(:t_initiated_by AS text[]), CAST(:t_description AS text[]),
+                      CAST(:t_metadata AS text[]), CAST(:t_debit_event_id AS uuid[]),
+                      CAST(:t_credit_event_id AS uuid[]),
+                      CAST(:t_from_balance_after AS bigint[]),
+                      CAST(:t_to_balance_after AS bigint[]),
+                      CAST(:t_occurred_at AS timestamptz[]), CAST(:t_kind AS text[]),
+                      CAST(:t_peer_region AS text[]))
+            AS t (transfer_id, fingerprint, from_account, to_account, amount, currency,
+                  initiated_by, description, metadata, debit_event_id, credit_event_id,
+                  from_balance_after, to_balance_after, occurred_at, kind, peer_region)
     )
     UPDATE accounts AS a
        SET version = v.version, balance = v.balance, head_hash = v.head_hash
-      FROM (VALUES
-            (CAST(:from_account AS text), CAST(:d_version AS bigint),
-             CAST(:d_balance AS bigint), CAST(:d_hash AS text)),
-            (CAST(:to_account AS text), CAST(:c_version AS bigint),
-             CAST(:c_balance AS bigint), CAST(:c_hash AS text))
-           ) AS v (account_id, version, balance, head_hash)
+      FROM unnest(CAST(:a_account_id AS text[]), CAST(:a_version AS bigint[]),
+                  CAST(:a_balance AS bigint[]), CAST(:a_head_hash AS text[]))
+           AS v (account_id, version, balance, head_hash)
      WHERE a.account_id = v.account_id
     """
 )
@@ -138,9 +160,13 @@ _APPEND_WRITES = text(
 class PostgresEventStore(EventStore):
     """`EventStore` on one region's PostgreSQL database.
 
+    Appends are group-committed: up to `max_batch` concurrent postings share
+    one transaction, with at most `writers` such transactions at a time
+    (`max_batch=1` writes each posting in a transaction of its own).
+
     `before_commit` is called inside the append transaction, after the writes
-    and before the commit; tests use it to hold a transaction open and prove
-    that tailing readers never skip a late commit.
+    and before the commit, once per posting written; tests use it to hold a
+    transaction open and prove that tailing readers never skip a late commit.
     """
 
     def __init__(
@@ -148,11 +174,15 @@ class PostgresEventStore(EventStore):
         engine: AsyncEngine,
         region: str,
         before_commit: Callable[[Transfer], Awaitable[None]] | None = None,
+        *,
+        max_batch: int = Settings.db_group_commit_max,
+        writers: int = Settings.db_group_commit_writers,
     ) -> None:
         self.engine = engine
         self.region = region
         self._before_commit = before_commit
         self._clearing_open: set[str] = set()
+        self._group_commit = GroupCommit(self._append_batch, max_batch, writers)
 
     # -- accounts ---------------------------------------------------------
 
@@ -309,60 +339,60 @@ class PostgresEventStore(EventStore):
         return await self.append_posting(Posting.local(transfer, region), occurred_at)
 
     async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
-        """Write one region's posting of a transfer, exactly once per `posting_id`."""
+        """Write one region's posting of a transfer, exactly once per `posting_id`.
+
+        Concurrent calls share transactions (group commit, `max_batch`
+        postings each); each call gets its own outcome or its own error.
+        """
         self._require_home(posting)
         await self._ensure_clearing(posting, occurred_at)
-        transfer = posting.as_transfer()
+        return await self._group_commit.submit((posting, occurred_at))
+
+    async def _append_batch(
+        self, items: Sequence[tuple[Posting, datetime]]
+    ) -> list[TransferResult | LedgerError]:
+        """One transaction for a batch of postings, applied in order as if one by one."""
+        ids = sorted({a for posting, _ in items for a in posting.accounts})
         async with self.engine.begin() as conn:
-            # Lock both rows in sorted order: the LockRows step sits above the
-            # sort, so every transfer acquires its locks in the same order and
-            # two transfers over one pair of accounts cannot deadlock.
+            # Lock every account of the batch in sorted order: the LockRows step
+            # sits above the sort, so all batches acquire their locks in the
+            # same order and two of them cannot deadlock.
             rows = await conn.execute(
                 text(
                     f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids) "
                     "ORDER BY account_id FOR UPDATE"
                 ),
-                {"ids": [transfer.from_account, transfer.to_account]},
+                {"ids": ids},
             )
-            found = {a.account_id: a for a in map(account_from_row, rows)}
-            # Read the idempotency record only *after* taking the locks: a
+            accounts = {a.account_id: a for a in map(account_from_row, rows)}
+            # Read the idempotency records only *after* taking the locks: a
             # concurrent attempt with the same id holds the same locks, so by
             # now its commit (if any) is visible to this statement's snapshot.
-            head = (
+            heads = (
                 await conn.execute(
                     text(
                         f"SELECT clock_timestamp() AS now, t.* FROM (SELECT 1) AS one "
                         f"LEFT JOIN (SELECT {TRANSFER_COLUMNS} FROM transfers "
-                        f"WHERE transfer_id = :id) AS t ON true"
+                        f"WHERE transfer_id = ANY(:ids)) AS t ON true"
                     ),
-                    {"id": transfer.transfer_id},
+                    {"ids": [posting.posting_id for posting, _ in items]},
                 )
-            ).one()
-            if head.transfer_id is not None:
-                return _same_transfer(transfer_result_from_row(head), posting.transfer)
-            source, target = found.get(transfer.from_account), found.get(transfer.to_account)
-            # A reversal returns money to where it came from: not a new spend
-            # (the clearing account has no limit, the customer only gains), so
-            # only the accounts' existence is checked.
-            if posting.kind != PostingKind.REVERSAL or source is None or target is None:
-                check_policy(transfer, source, target)
-            assert source is not None and target is not None
-            now: datetime = head.now
-            params = self._append_params(posting, occurred_at, now, source, target)
-            await conn.execute(_APPEND_WRITES, params)
-            if self._before_commit is not None:
-                await self._before_commit(transfer)
-        return TransferResult(
-            transfer_id=posting.transfer.transfer_id,
-            status=TransferStatus.CONFIRMED,
-            fingerprint=params["fingerprint"],
-            region=self.region,
-            debit_event_id=params["d_event_id"],
-            credit_event_id=params["c_event_id"],
-            from_balance_after=params["d_balance"],
-            to_balance_after=params["c_balance"],
-            confirmed_at=now,
-        )
+            ).all()
+            now: datetime = heads[0].now
+            recorded = {h.transfer_id: transfer_result_from_row(h) for h in heads if h.transfer_id}
+            batch = _Batch(now, self.region)
+            outcomes: list[TransferResult | LedgerError] = []
+            for posting, occurred_at in items:
+                try:
+                    outcomes.append(batch.post(posting, occurred_at, accounts, recorded))
+                except LedgerError as exc:
+                    outcomes.append(exc)
+            if batch.postings:
+                await conn.execute(_APPEND_WRITES, batch.params())
+                if self._before_commit is not None:
+                    for transfer in batch.postings:
+                        await self._before_commit(transfer)
+        return outcomes
 
     def _require_home(self, posting: Posting) -> None:
         if posting.region != self.region:
@@ -371,76 +401,6 @@ class PostgresEventStore(EventStore):
                 f"this is the {self.region!r} store",
                 field="region",
             )
-
-    @staticmethod
-    def _append_params(
-        posting: Posting,
-        occurred_at: datetime,
-        now: datetime,
-        source: Account,
-        target: Account,
-    ) -> dict[str, Any]:
-        """Both events of a posting, each chained to its account's previous hash."""
-        transfer = posting.transfer
-        region = posting.region
-        params: dict[str, Any] = {
-            "transfer_id": posting.posting_id,
-            "fingerprint": transfer.fingerprint(),
-            "from_account": posting.debit_account,
-            "to_account": posting.credit_account,
-            "kind": str(posting.kind),
-            "peer_region": posting.peer_region,
-            "amount": transfer.amount,
-            "currency": transfer.currency,
-            "initiated_by": transfer.initiated_by,
-            "description": transfer.description,
-            "metadata": canonical_json(transfer.metadata).decode(),
-            "occurred_at": occurred_at,
-            "recorded_at": now,
-            "region": region,
-        }
-        legs = (
-            ("d", source, -transfer.amount, Leg.DEBIT, EventType.DEBITED,
-             posting.debit_counterparty),
-            ("c", target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
-             posting.credit_counterparty),
-        )  # fmt: skip
-        # A local posting keeps the original key; a saga's legs add their kind,
-        # so the two regions' events of one transfer never share an id.
-        key = posting.posting_id
-        if posting.kind != PostingKind.LOCAL:
-            key = f"{key}/{posting.kind}"
-        for prefix, account, amount, leg, kind, counterparty in legs:
-            event_id = event_id_for(f"transfer/{key}/{leg}")
-            params[f"{prefix}_counterparty"] = counterparty
-            content = event_content(
-                event_id=event_id,
-                type=kind,
-                account_id=account.account_id,
-                version=account.version + 1,
-                amount=amount,
-                currency=transfer.currency,
-                balance_after=account.balance + amount,
-                occurred_at=occurred_at,
-                recorded_at=now,
-                region=region,
-                initiated_by=transfer.initiated_by,
-                transfer_id=posting.posting_id,
-                leg=leg,
-                counterparty=counterparty,
-                description=transfer.description,
-                metadata=transfer.metadata,
-            )
-            prev = account.head_hash
-            params |= {
-                f"{prefix}_event_id": event_id,
-                f"{prefix}_version": account.version + 1,
-                f"{prefix}_amount": amount,
-                f"{prefix}_balance": account.balance + amount,
-                f"{prefix}_prev": prev,
-                f"{prefix}_hash": chain_hash(prev, content),
-            }
-        return params
 
     async def record_rejection(
         self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
@@ -533,6 +493,159 @@ class PostgresEventStore(EventStore):
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         async with self.engine.connect() as conn:
             return await read_events_below_horizon(conn, after, limit)
+
+
+class _Batch:
+    """The postings of one append transaction, applied in order in memory.
+
+    Each posting is checked against the accounts as the postings before it
+    left them, so a batch behaves exactly like its postings appended one by
+    one; its writes are columns of arrays for `_APPEND_WRITES`.
+    """
+
+    def __init__(self, now: datetime, region: str) -> None:
+        self.now = now
+        self.region = region
+        self.postings: list[Transfer] = []
+        self.touched: dict[str, Account] = {}
+        self.events: dict[str, list[Any]] = {k: [] for k in _EVENT_FIELDS}
+        self.transfers: dict[str, list[Any]] = {k: [] for k in _TRANSFER_FIELDS}
+
+    def post(
+        self,
+        posting: Posting,
+        occurred_at: datetime,
+        accounts: dict[str, Account],
+        recorded: dict[str, TransferResult],
+    ) -> TransferResult:
+        existing = recorded.get(posting.posting_id)
+        if existing is not None:
+            return _same_transfer(existing, posting.transfer)
+        transfer = posting.transfer
+        source = accounts.get(posting.debit_account)
+        target = accounts.get(posting.credit_account)
+        # A reversal returns money to where it came from: not a new spend
+        # (the clearing account has no limit, the customer only gains), so
+        # only the accounts' existence is checked.
+        if posting.kind != PostingKind.REVERSAL or source is None or target is None:
+            check_policy(posting.as_transfer(), source, target)
+        assert source is not None and target is not None
+        # A local posting keeps the original key; a saga's legs add their kind,
+        # so the two regions' events of one transfer never share an id.
+        key = posting.posting_id
+        if posting.kind != PostingKind.LOCAL:
+            key = f"{key}/{posting.kind}"
+        metadata = canonical_json(transfer.metadata).decode()
+        legs = (
+            (source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, posting.debit_counterparty),
+            (target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
+             posting.credit_counterparty),
+        )  # fmt: skip
+        heads: list[Account] = []
+        for account, amount, leg, kind, counterparty in legs:
+            event_id = event_id_for(f"transfer/{key}/{leg}")
+            version, balance = account.version + 1, account.balance + amount
+            content = event_content(
+                event_id=event_id,
+                type=kind,
+                account_id=account.account_id,
+                version=version,
+                amount=amount,
+                currency=transfer.currency,
+                balance_after=balance,
+                occurred_at=occurred_at,
+                recorded_at=self.now,
+                region=self.region,
+                initiated_by=transfer.initiated_by,
+                transfer_id=posting.posting_id,
+                leg=leg,
+                counterparty=counterparty,
+                description=transfer.description,
+                metadata=transfer.metadata,
+            )
+            digest = chain_hash(account.head_hash, content)
+            row: tuple[Any, ...] = (
+                event_id,
+                str(kind),
+                account.account_id,
+                version,
+                amount,
+                transfer.currency,
+                balance,
+                occurred_at,
+                transfer.initiated_by,
+                posting.posting_id,
+                str(leg),
+                counterparty,
+                transfer.description,
+                metadata,
+                account.head_hash,
+                digest,
+            )
+            for name, value in zip(_EVENT_FIELDS, row, strict=True):
+                self.events[name].append(value)
+            head = dataclasses.replace(account, version=version, balance=balance, head_hash=digest)
+            accounts[account.account_id] = self.touched[account.account_id] = head
+            heads.append(head)
+        debit_id, credit_id = self.events["event_id"][-2:]
+        result = TransferResult(
+            transfer_id=transfer.transfer_id,
+            status=TransferStatus.CONFIRMED,
+            fingerprint=transfer.fingerprint(),
+            region=self.region,
+            debit_event_id=debit_id,
+            credit_event_id=credit_id,
+            from_balance_after=heads[0].balance,
+            to_balance_after=heads[1].balance,
+            confirmed_at=self.now,
+        )
+        row = (
+            posting.posting_id,
+            result.fingerprint,
+            posting.debit_account,
+            posting.credit_account,
+            transfer.amount,
+            transfer.currency,
+            transfer.initiated_by,
+            transfer.description,
+            metadata,
+            debit_id,
+            credit_id,
+            heads[0].balance,
+            heads[1].balance,
+            occurred_at,
+            str(posting.kind),
+            posting.peer_region,
+        )
+        for name, value in zip(_TRANSFER_FIELDS, row, strict=True):
+            self.transfers[name].append(value)
+        # A later posting of the batch with the same id sees this one's outcome.
+        recorded[posting.posting_id] = result
+        self.postings.append(transfer)
+        return result
+
+    def params(self) -> dict[str, Any]:
+        heads = list(self.touched.values())
+        return (
+            {"now": self.now, "region": self.region}
+            | {f"e_{k}": v for k, v in self.events.items()}
+            | {f"t_{k}": v for k, v in self.transfers.items()}
+            | {
+                "a_account_id": [a.account_id for a in heads],
+                "a_version": [a.version for a in heads],
+                "a_balance": [a.balance for a in heads],
+                "a_head_hash": [a.head_hash for a in heads],
+            }
+        )
+
+
+_EVENT_FIELDS = ("event_id", "type", "account_id", "version", "amount", "currency",
+                 "balance_after", "occurred_at", "initiated_by", "transfer_id", "leg",
+                 "counterparty", "description", "metadata", "prev_hash", "hash")  # fmt: skip
+_TRANSFER_FIELDS = ("transfer_id", "fingerprint", "from_account", "to_account", "amount",
+                    "currency", "initiated_by", "description", "metadata", "debit_event_id",
+                    "credit_event_id", "from_balance_after", "to_balance_after", "occurred_at",
+                    "kind", "peer_region")  # fmt: skip
 
 
 async def read_events_below_horizon(

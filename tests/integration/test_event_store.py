@@ -293,3 +293,67 @@ async def test_the_schema_refuses_states_the_ledger_never_produces(
         with pytest.raises(DBAPIError, match=constraint):
             async with owner_engine.begin() as conn:
                 await conn.execute(text(sql), {"a": a})
+
+
+async def test_group_commit_shares_a_transaction_yet_behaves_like_one_by_one(
+    engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    # One writer: the first append goes alone, the 31 that arrive meanwhile share one.
+    store = PostgresEventStore(engines["us"], "us", max_batch=64, writers=1)
+    a, b = uid("a"), uid("b")
+    await open_accounts(store, a, b)
+    await fund(store, uid, a, 95)
+    transfers = [Transfer(uid(f"g{i}"), a, b, 10, "USD", "x") for i in range(30)]
+    again, clash = transfers[3], replace(transfers[4], amount=11)
+    outcomes = await asyncio.gather(
+        *(store.append_transfer(t, "us", NOW) for t in [*transfers, again, clash]),
+        return_exceptions=True,
+    )
+    confirmed = [o for o in outcomes[:30] if not isinstance(o, BaseException)]
+    assert [o.transfer_id for o in confirmed] == [t.transfer_id for t in transfers[:9]]
+    assert all(isinstance(o, InsufficientFunds) for o in outcomes[9:30])
+    assert outcomes[30] == outcomes[3], "a duplicate in the same batch gets the first's outcome"
+    assert isinstance(outcomes[31], DuplicateTransferMismatch)
+    async with engines["us"].connect() as conn:
+        transactions = (
+            await conn.execute(
+                text("SELECT count(DISTINCT tx_id) FROM events WHERE transfer_id = ANY(:ids)"),
+                {"ids": [t.transfer_id for t in transfers]},
+            )
+        ).scalar_one()
+    assert transactions == 2
+    assert (
+        await count_rows(
+            engines["us"],
+            "transfers",
+            "transfer_id = ANY(:ids)",
+            ids=[t.transfer_id for t in transfers],
+        )
+        == 9
+    )
+    source, target = await store.get_account(a), await store.get_account(b)
+    assert source is not None and target is not None
+    assert (source.balance, target.balance) == (5, 90)
+    verify_chain(await store.account_events(a))
+    verify_chain(await store.account_events(b))
+
+
+async def test_a_posting_the_database_refuses_fails_alone_not_its_batch(
+    engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    store = PostgresEventStore(engines["us"], "us", max_batch=64, writers=1)
+    a, b = uid("a"), uid("b")
+    await open_accounts(store, a, b, limit=None)
+    good = [Transfer(uid(f"ok{i}"), a, b, 1, "USD", "x") for i in range(3)]
+    # PostgreSQL text cannot hold NUL: this one's INSERT fails in the database.
+    poison = Transfer(uid("nul"), a, b, 1, "USD", "x", "bad\x00description")
+    outcomes = await asyncio.gather(
+        *(store.append_transfer(t, "us", NOW) for t in [good[0], good[1], poison, good[2]]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[2], DBAPIError)
+    assert [o.status for o in outcomes if not isinstance(o, BaseException)] == ["confirmed"] * 3
+    source = await store.get_account(a)
+    assert source is not None and source.balance == -3
+    assert await postings(engines["us"], poison.transfer_id) == 0
+    verify_chain(await store.account_events(a))

@@ -57,7 +57,8 @@ async def test_a_transaction_that_commits_late_is_not_skipped(
             held.set()
             await release.wait()
 
-    store = PostgresEventStore(engine, "us", before_commit=hold_open)
+    # Two writers: the fast append must not queue behind the held transaction.
+    store = PostgresEventStore(engine, "us", before_commit=hold_open, writers=2)
     a, b = await open_pair(store, uid, "slow")
     c, d = await open_pair(store, uid, "fast")
     start = await max_cursor(engine)
