@@ -8,6 +8,15 @@ region is down. If the destination refuses for good, a reversing posting
 returns the money here. Each leg is idempotent by its id in its region, so
 retries and crashes post each at most once.
 
+Store calls in the workflow's own region (validate, append, the source
+legs, rejections) run as local activities: in the workflow task itself, on
+the worker that holds this region's connection pool, without a round trip
+through the server's task queues each (DESIGN.md section 7; the numbers are
+in docs/PERFORMANCE.md). Calls to another region and the projection are
+regular activities: the first must reach that region's queue, and the
+second runs after the confirmation has answered. Workflows started before
+this change (no `LOCAL_STORE_CALLS` marker) keep regular activities throughout.
+
 Deterministic code only. The domain modules are plain standard-library code
 and are passed through the sandbox; activities are called by name so that
 no database library is ever imported here. Nothing runs at import time.
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -51,9 +60,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
+T = TypeVar("T")
+
+#: Patch marker: store calls in this region run as local activities.
+LOCAL_STORE_CALLS = "local-store-calls"
+
+
 @workflow.defn
 class TransferWorkflow:
     def __init__(self) -> None:
+        self._local = False
         self._transfer: Transfer | None = None
         self._status: str = TransferStatus.PENDING
         self._result: TransferResult | None = None
@@ -63,6 +79,7 @@ class TransferWorkflow:
 
     @workflow.run
     async def run(self, request: TransferRequest) -> TransferResult:
+        self._local = workflow.patched(LOCAL_STORE_CALLS)
         try:
             transfer = request.validated()
         except LedgerError as exc:
@@ -82,12 +99,10 @@ class TransferWorkflow:
         occurred_at = workflow.now()
         cross_region = False
         try:
-            checked = await workflow.execute_activity(
+            checked = await self._here(
                 VALIDATE_TRANSFER,
                 ValidateTransferInput(transfer, request.to_region),
-                result_type=ValidateTransferOutput,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
+                ValidateTransferOutput,
             )
             workflow.upsert_search_attributes([sa.REGION.value_set(checked.region)])
             if checked.to_region is not None and checked.to_task_queue is not None:
@@ -97,12 +112,8 @@ class TransferWorkflow:
                     occurred_at,
                 )  # fmt: skip
             else:
-                result = await workflow.execute_activity(
-                    APPEND_TRANSFER,
-                    AppendTransferInput(transfer, occurred_at),
-                    result_type=TransferResult,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=RETRY_POLICY,
+                result = await self._here(
+                    APPEND_TRANSFER, AppendTransferInput(transfer, occurred_at), TransferResult
                 )
         except ActivityError as err:
             cause = domain_cause(err)
@@ -144,12 +155,10 @@ class TransferWorkflow:
         occurred_at: datetime,
     ) -> TransferResult:
         """The saga. Raises the source leg's domain error (nothing posted yet)."""
-        source: TransferResult = await workflow.execute_activity(
+        source = await self._here(
             APPEND_LEG,
             AppendLegInput(transfer, PostingKind.OUTBOUND, to_region, occurred_at),
-            result_type=TransferResult,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_POLICY,
+            TransferResult,
         )
         self._project(source)
         self._status = TransferStatus.IN_TRANSIT
@@ -215,12 +224,10 @@ class TransferWorkflow:
                 if domain_cause(err) is None:
                     raise
         try:
-            returned: TransferResult = await workflow.execute_activity(
+            returned = await self._here(
                 APPEND_LEG,
                 AppendLegInput(transfer, PostingKind.REVERSAL, to_region, occurred_at),
-                result_type=TransferResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
+                TransferResult,
             )
         except ActivityError as err:
             # Never reachable by design (both accounts exist, the id is ours):
@@ -244,6 +251,42 @@ class TransferWorkflow:
             confirmed_at=returned.confirmed_at,
             to_region=to_region,
         )
+
+    async def _here(self, activity: str, arg: Any, result_type: type[T]) -> T:
+        """A store call in this workflow's own region: a local activity, or a
+        regular one for a workflow started before `LOCAL_STORE_CALLS`."""
+        result: T
+        if self._local:
+            try:
+                result = await workflow.execute_local_activity(
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY_POLICY,
+                )
+            except ApplicationError as err:
+                # A local activity's failure arrives as the activity's own
+                # error, a regular one's wrapped in ActivityError: wrap it the
+                # same way, so that one set of handlers serves both.
+                raise ActivityError(
+                    f"local activity {activity} failed",
+                    scheduled_event_id=0,
+                    started_event_id=0,
+                    identity="",
+                    activity_type=activity,
+                    activity_id="",
+                    retry_state=None,
+                ) from err
+        else:
+            result = await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_POLICY,
+            )
+        return result
 
     def _project(self, posted: TransferResult, task_queue: str | None = None) -> None:
         """Project a leg's events in its own region, alongside the saga."""
@@ -272,14 +315,12 @@ class TransferWorkflow:
         (kind, peer region) of a cross-region transfer's refused leg."""
         kind, peer = leg or (PostingKind.LOCAL, None)
         try:
-            rejected: TransferResult = await workflow.execute_activity(
+            rejected = await self._here(
                 RECORD_REJECTION,
                 RecordRejectionInput(
                     transfer, cause.type or "", cause.message, occurred_at, kind, peer
                 ),
-                result_type=TransferResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
+                TransferResult,
             )
         except ActivityError as err:
             # e.g. DuplicateTransferMismatch: this id already stands for another transfer.

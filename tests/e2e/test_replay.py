@@ -5,7 +5,8 @@ confirmed transfer, a rejected one, a malformed one, cross-region transfers
 confirmed and reversed, an account opening, an archive run over many
 segments recorded by `tests/e2e/test_archive_workflow.py`, and a
 reconciliation run recorded by `tests/e2e/test_reconcile.py`), plus those
-recorded before cross-region transfers existed (`*_before_regions`). A
+recorded before cross-region transfers existed (`*_before_regions`) and
+before the store calls became local activities (`*_before_local`). A
 change to workflow code that would break running workflows makes these
 replays fail. To record them again after an intended, versioned change:
 
@@ -15,7 +16,9 @@ replays fail. To record them again after an intended, versioned change:
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +33,10 @@ from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
 from workers.regional import WORKFLOWS
 from workflows.account import account_workflow_id
-from workflows.transfer import TransferWorkflow
+from workflows.transfer import LOCAL_STORE_CALLS, TransferWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+OUTCOMES = ("confirmed", "rejected", "malformed", "cross_region", "reversed")
 Ids = Callable[[str], str]
 
 
@@ -108,3 +112,17 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     kinds = {name.split("_")[0] for name in RECORDED}
     assert kinds >= {"transfer", "account", "archive", "reconcile"}
     assert {"transfer_cross_region", "transfer_reversed"} <= set(RECORDED)
+    # Both sides of the LOCAL_STORE_CALLS patch: new workflows, and running ones.
+    assert all(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
+    assert not any(patches(RECORDED[f"transfer_{n}_before_local"]) for n in OUTCOMES)
+
+
+def patches(history_json: str) -> set[str]:
+    """The patch ids a history's workflow code took (its `core_patch` markers)."""
+    found = set()
+    for event in json.loads(history_json)["events"]:
+        marker = event.get("markerRecordedEventAttributes", {})
+        if marker.get("markerName") == "core_patch":
+            for payload in marker["details"]["patch-data"]["payloads"]:
+                found.add(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
