@@ -47,6 +47,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = _env(env, name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that can be configured, with its embedded default.
@@ -111,6 +120,8 @@ class Settings:
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
     worker_shutdown_grace: timedelta = timedelta(seconds=10)
+    #: The workflow sandbox: `passthrough` or `strict` (workers/regional.py).
+    workflow_sandbox: str = "passthrough"
 
     # The S3 archive (ArchiveWorkflow) and its schedule.
     #: How often each region's archive schedule runs.
@@ -216,6 +227,9 @@ class Settings:
             ),
             s3_read_timeout_s=_float(env, "LEDGERFLOW_S3_READ_TIMEOUT_S", cls.s3_read_timeout_s),
             metrics_port=_int(env, "LEDGERFLOW_METRICS_PORT", 0) or None,
+            workflow_sandbox=_choice(
+                env, "LEDGERFLOW_WORKFLOW_SANDBOX", ("passthrough", "strict"), cls.workflow_sandbox
+            ),
             worker_shutdown_grace=timedelta(
                 seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
             ),

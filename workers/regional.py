@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.archive import ArchiveActivities
 from activities.ledger import LedgerActivities
@@ -47,6 +48,20 @@ WORKFLOWS: Sequence[type] = (
     ArchiveWorkflow,
     ReconcileWorkflow,
 )
+
+
+def workflow_runner(mode: str) -> SandboxedWorkflowRunner:
+    """The workflow sandbox. `passthrough` (the default) imports the workflow
+    modules' dependencies once per process instead of once per workflow run,
+    and still refuses non-deterministic calls (time, randomness, I/O) inside
+    workflow code; `strict` re-imports them for every run, isolating module
+    state at a cost in CPU per workflow that capped the transfer rate on the
+    2-core machine (docs/PERFORMANCE.md). Our workflow modules keep no module
+    state, and the replay tests run under the strict sandbox."""
+    restrictions = SandboxRestrictions.default
+    if mode == "passthrough":
+        restrictions = restrictions.with_passthrough_all_modules()
+    return SandboxedWorkflowRunner(restrictions=restrictions)
 
 
 def build_worker(
@@ -77,6 +92,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=activities.all() + archive.all() + reconcile.all(),
         max_concurrent_activities=max(settings.db_pool_size * 2, 8),
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
         graceful_shutdown_timeout=settings.worker_shutdown_grace,
     )
 

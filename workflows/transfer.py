@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -86,14 +87,12 @@ class TransferWorkflow:
             # A malformed request writes nothing, not even a rejection record.
             await self._fail(to_application_error(exc))
         self._transfer = transfer
-        workflow.upsert_search_attributes(
-            [
-                sa.FROM_ACCOUNT.value_set(transfer.from_account),
-                sa.TO_ACCOUNT.value_set(transfer.to_account),
-                sa.CURRENCY.value_set(transfer.currency),
-                sa.AMOUNT.value_set(transfer.amount),
-                sa.STATUS.value_set(TransferStatus.PENDING),
-            ]
+        self._set_attributes(
+            sa.FROM_ACCOUNT.value_set(transfer.from_account),
+            sa.TO_ACCOUNT.value_set(transfer.to_account),
+            sa.CURRENCY.value_set(transfer.currency),
+            sa.AMOUNT.value_set(transfer.amount),
+            sa.STATUS.value_set(TransferStatus.PENDING),
         )
         workflow.set_current_details(f"{transfer.summary()}: pending")
         occurred_at = workflow.now()
@@ -104,7 +103,7 @@ class TransferWorkflow:
                 ValidateTransferInput(transfer, request.to_region),
                 ValidateTransferOutput,
             )
-            workflow.upsert_search_attributes([sa.REGION.value_set(checked.region)])
+            self._set_attributes(sa.REGION.value_set(checked.region))
             if checked.to_region is not None and checked.to_task_queue is not None:
                 cross_region = True
                 result = await self._cross_region(
@@ -126,7 +125,7 @@ class TransferWorkflow:
             result = await self._record_rejection(transfer, cause, occurred_at, leg)
         self._result = result
         self._status = result.status
-        workflow.upsert_search_attributes([sa.STATUS.value_set(result.status)])
+        self._set_attributes(sa.STATUS.value_set(result.status))
         detail = f": {result.reason}" if result.reason else ""
         workflow.set_current_details(f"{transfer.summary()}: {result.status}{detail}")
         if cross_region:
@@ -162,7 +161,7 @@ class TransferWorkflow:
         )
         self._project(source)
         self._status = TransferStatus.IN_TRANSIT
-        workflow.upsert_search_attributes([sa.STATUS.value_set(TransferStatus.IN_TRANSIT)])
+        self._set_attributes(sa.STATUS.value_set(TransferStatus.IN_TRANSIT))
         workflow.set_current_details(f"{transfer.summary()}: in transit {region} → {to_region}")
         try:
             # No schedule-to-start limit: while the destination region is down
@@ -252,6 +251,16 @@ class TransferWorkflow:
             to_region=to_region,
         )
 
+    def _set_attributes(self, *updates: SearchAttributeUpdate[Any]) -> None:
+        """Upsert search attributes. With `LOCAL_STORE_CALLS`, only those that
+        change: the SDK client sets them all at the start, and every upsert is
+        a history event and a visibility write on the server."""
+        if self._local:
+            current = workflow.info().typed_search_attributes
+            updates = tuple(u for u in updates if current.get(u.key) != u.value)
+        if updates:
+            workflow.upsert_search_attributes(list(updates))
+
     async def _here(self, activity: str, arg: Any, result_type: type[T]) -> T:
         """A store call in this workflow's own region: a local activity, or a
         regular one for a workflow started before `LOCAL_STORE_CALLS`."""
@@ -334,7 +343,7 @@ class TransferWorkflow:
         """End the workflow with a typed error, after answering any waiting caller."""
         self._error = error
         self._status = TransferStatus.FAILED
-        workflow.upsert_search_attributes([sa.STATUS.value_set(TransferStatus.FAILED)])
+        self._set_attributes(sa.STATUS.value_set(TransferStatus.FAILED))
         workflow.set_current_details(f"failed: {error.type}: {error.message}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         raise error

@@ -33,6 +33,7 @@ from workflows.baseline import BaselineTransferWorkflow
 #: A rate is sustained when this share of the offered load completed in time.
 SUSTAINED = 0.95
 DRAIN_S = 30.0
+WARMUP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,11 @@ async def e2e_bench(
     """Each rate in turn, ledger then baseline; the ramp stops after the first
     rate neither sustains."""
     results: list[LoadResult] = []
+    # Warm both up (worker caches, connection pools, the server's task
+    # queues) at the first rate; not counted.
+    progress(f"warm-up at {rates[0]:g}/s for {WARMUP_S:g} s")
+    await ledger_load(ledger, region, rates[0], WARMUP_S)
+    await baseline_load(ledger, rates[0], WARMUP_S)
     for rate in rates:
         progress(f"ledger at {rate:g}/s for {seconds:g} s")
         mine = await ledger_load(ledger, region, rate, seconds)

@@ -49,11 +49,25 @@ def test_one_region_given_still_needs_the_embedded_server_for_the_others() -> No
         ({"LEDGERFLOW_DEFAULT_REGION": "mars"}, "not one of"),
         ({"LEDGERFLOW_PG_PORT": "five"}, "must be an integer"),
         ({"LEDGERFLOW_REGIONS": " , "}, "names no region"),
+        ({"LEDGERFLOW_WORKFLOW_SANDBOX": "off"}, "must be one of passthrough, strict"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_the_append_path_and_sandbox_are_configurable() -> None:
+    settings = Settings.from_env(
+        {
+            "LEDGERFLOW_GROUP_COMMIT_MAX": "8",
+            "LEDGERFLOW_GROUP_COMMIT_WRITERS": "3",
+            "LEDGERFLOW_WORKFLOW_SANDBOX": "strict",
+        }
+    )
+    assert (settings.db_group_commit_max, settings.db_group_commit_writers) == (8, 3)
+    assert settings.workflow_sandbox == "strict"
+    assert Settings.from_env({}).workflow_sandbox == "passthrough"
 
 
 def test_an_unknown_region_is_refused() -> None:
