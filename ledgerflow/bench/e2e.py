@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities import baseline
 from ledgerflow.bench.latency import percentile
+from ledgerflow.bench.progress import bar
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.model import TransferResult
 from workflows.baseline import BaselineTransferWorkflow
@@ -57,13 +58,18 @@ class LoadResult:
 
 
 async def open_loop(
-    submit: Callable[[int], Awaitable[object]], rate: float, seconds: float
+    submit: Callable[[int], Awaitable[object]],
+    rate: float,
+    seconds: float,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[list[float], int, float]:
     """Latencies (ms, from each call's due time), errors, and the elapsed time."""
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
     start = loop.time()
+    total = max(1, round(rate * seconds))
+    last_report = start
 
     async def one(i: int, due: float) -> None:
         nonlocal errors
@@ -75,12 +81,15 @@ async def open_loop(
         latencies.append((loop.time() - due) * 1000)
 
     tasks = []
-    for i in range(max(1, round(rate * seconds))):
+    for i in range(total):
         due = start + i / rate
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, due)))
+        if progress and loop.time() - last_report >= 1.0:
+            last_report = loop.time()
+            progress(f"  {bar(i / total)} sent {i:,}, confirmed {len(latencies):,}")
     _, pending = await asyncio.wait(tasks, timeout=DRAIN_S)
     errors += len(pending)
     for task in pending:
@@ -111,7 +120,12 @@ def _result(
 
 
 async def ledger_load(
-    ledger: LedgerClient, region: str, rate: float, seconds: float, accounts: int = 100
+    ledger: LedgerClient,
+    region: str,
+    rate: float,
+    seconds: float,
+    accounts: int = 100,
+    progress: Callable[[str], None] | None = None,
 ) -> LoadResult:
     run = uuid.uuid4().hex[:6]
     ids = [f"e2e-{run}-{i}" for i in range(accounts)]
@@ -152,12 +166,17 @@ async def ledger_load(
         if i % 10 == 0:
             watchers.append(asyncio.create_task(projected(result, target)))
 
-    latencies, errors, elapsed = await open_loop(submit, rate, seconds)
+    latencies, errors, elapsed = await open_loop(submit, rate, seconds, progress)
     await asyncio.gather(*watchers)
     return _result("ledger", rate, latencies, errors, elapsed, lags)
 
 
-async def baseline_load(ledger: LedgerClient, rate: float, seconds: float) -> LoadResult:
+async def baseline_load(
+    ledger: LedgerClient,
+    rate: float,
+    seconds: float,
+    progress: Callable[[str], None] | None = None,
+) -> LoadResult:
     client = ledger.temporal
     queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     run = uuid.uuid4().hex[:6]
@@ -170,7 +189,7 @@ async def baseline_load(ledger: LedgerClient, rate: float, seconds: float) -> Lo
                 BaselineTransferWorkflow.run, 1, id=f"baseline-{run}-{i}", task_queue=queue
             )
 
-        latencies, errors, elapsed = await open_loop(submit, rate, seconds)
+        latencies, errors, elapsed = await open_loop(submit, rate, seconds, progress)
     return _result("baseline", rate, latencies, errors, elapsed)
 
 
@@ -180,20 +199,21 @@ async def e2e_bench(
     rates: list[float],
     seconds: float,
     progress: Callable[[str], None],
+    warmup_s: float = WARMUP_S,
 ) -> list[LoadResult]:
     """Each rate in turn, ledger then baseline; the ramp stops after the first
     rate neither sustains."""
     results: list[LoadResult] = []
     # Warm both up (worker caches, connection pools, the server's task
     # queues) at the first rate; not counted.
-    progress(f"warm-up at {rates[0]:g}/s for {WARMUP_S:g} s")
-    await ledger_load(ledger, region, rates[0], WARMUP_S)
-    await baseline_load(ledger, rates[0], WARMUP_S)
+    progress(f"warm-up at {rates[0]:g}/s for {warmup_s:g} s")
+    await ledger_load(ledger, region, rates[0], warmup_s)
+    await baseline_load(ledger, rates[0], warmup_s)
     for rate in rates:
         progress(f"ledger at {rate:g}/s for {seconds:g} s")
-        mine = await ledger_load(ledger, region, rate, seconds)
+        mine = await ledger_load(ledger, region, rate, seconds, progress=progress)
         progress(f"baseline at {rate:g}/s for {seconds:g} s")
-        theirs = await baseline_load(ledger, rate, seconds)
+        theirs = await baseline_load(ledger, rate, seconds, progress)
         results += [mine, theirs]
         if not mine.sustained and not theirs.sustained:
             break

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.bench.latency import percentile
+from ledgerflow.bench.progress import bar
 from ledgerflow.domain.hashing import chain_hash, event_content
 from ledgerflow.domain.model import OpenAccountRequest
 from ledgerflow.store.postgres import PostgresEventStore, event_id_for
@@ -163,10 +164,12 @@ async def query_bench(
 
         def report_progress(n: int, size: int = size) -> None:
             if progress:
-                progress(f"{size:,} events: {n:,} transfers seeded")
+                progress(f"{size:,} events: {bar(n / size)} seeded")
 
         account_id, start, end = await seed_history(store, size, report_progress)
         seeded = time.perf_counter() - began
+        if progress:
+            progress(f"{size:,} events: {probes:,} point-in-time lookups")
         p50, p99, worst = await measure_as_of(store.engine, account_id, start, end, probes)
         reports.append(QueryReport(size, seeded, probes, p50, p99, worst))
     return reports

@@ -13,8 +13,10 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ledgerflow.bench.progress import bar
 from ledgerflow.client import LedgerClient
 
 
@@ -38,7 +40,12 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 async def sequential_latency(
-    ledger: LedgerClient, count: int, region: str, warmup: int = 5, to_region: str | None = None
+    ledger: LedgerClient,
+    count: int,
+    region: str,
+    warmup: int = 5,
+    to_region: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> LatencyReport:
     """`to_region`: credit an account homed there (a cross-region transfer)."""
     to_region = to_region or region
@@ -54,6 +61,8 @@ async def sequential_latency(
         )
         if i >= warmup:
             samples.append((time.perf_counter() - started) * 1000)
+        if progress and i % 10 == 9:
+            progress(f"  {bar((i + 1) / (warmup + count))} {i + 1:,} transfers")
     return LatencyReport(
         count=count,
         region=region,

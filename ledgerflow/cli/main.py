@@ -24,6 +24,7 @@ from infra.process import StackError
 from ledgerflow.cli.archive import add_parsers as archive_parsers
 from ledgerflow.cli.archive import cmd_archive, cmd_bench_archive, cmd_schedules
 from ledgerflow.cli.bench import cmd_bench_e2e, cmd_bench_store
+from ledgerflow.cli.bench import progress as bench_progress
 from ledgerflow.cli.output import Unreachable, emit
 from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.cli.reconcile import add_parsers as reconcile_parsers
@@ -188,7 +189,11 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
     if args.mode == "latency":
         from ledgerflow.bench.latency import sequential_latency
 
-        return [await sequential_latency(ledger, args.count, region, to_region=args.to_region)]
+        latency = await sequential_latency(
+            ledger, args.count, region, to_region=args.to_region, progress=bench_progress
+        )
+        print(file=sys.stderr)
+        return [latency]
     if args.mode == "reconcile":
         from ledgerflow.bench.reconcile import reconcile_bench
 
@@ -196,12 +201,9 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
     from ledgerflow.bench.history import query_bench
     from ledgerflow.store.postgres import PostgresEventStore
 
-    def progress(line: str) -> None:
-        print(f"\r{line}   ", end="", file=sys.stderr, flush=True)
-
     sizes = [int(size) for size in args.sizes.split(",")]
     store = PostgresEventStore(ledger.engine(region), region)
-    reports = await query_bench(store, sizes, args.probes, progress)
+    reports = await query_bench(store, sizes, args.probes, bench_progress)
     print(file=sys.stderr)
     return reports
 

@@ -70,12 +70,16 @@ async def test_store_bench_appends_concurrently_and_runs_pgbench(migrated: Setti
     assert report.transfers > 0 and report.errors == 0
     assert report.transfers_per_s == report.transfers / report.seconds
     assert report.pgbench_tps > 0 and report.ratio == report.transfers_per_s / report.pgbench_tps
-    assert 0 < report.p50_ms <= report.p99_ms and lines
+    assert 0 < report.p50_ms <= report.p99_ms
+    # Group commit on: never fewer transfers than commits; off: measured too.
+    assert report.transfers_per_commit >= 1 and report.unbatched_per_s > 0
+    assert report.unbatched_ratio == report.unbatched_per_s / report.pgbench_tps
+    assert any("[" in line and "transfers/s" in line for line in lines), lines
 
 
 async def test_e2e_bench_offers_load_to_the_ledger_and_the_baseline(ledger: LedgerClient) -> None:
     lines: list[str] = []
-    results = await e2e_bench(ledger, "us", [4.0], 1.0, lines.append)
+    results = await e2e_bench(ledger, "us", [4.0], 1.0, lines.append, warmup_s=0.5)
     assert [r.workload for r in results] == ["ledger", "baseline"]
     for run in results:
         assert run.completed + run.errors == 4 and run.offered_per_s == 4.0
@@ -83,4 +87,7 @@ async def test_e2e_bench_offers_load_to_the_ledger_and_the_baseline(ledger: Ledg
     assert results[0].lag_p50_ms is not None  # one transfer in ten is watched
     totals = summary(results)
     assert totals["ledger_peak_per_s"] == results[0].throughput_per_s
-    assert len(lines) == 2
+    assert lines[0].startswith("warm-up") and lines[1:3] == [
+        "ledger at 4/s for 1 s",
+        "baseline at 4/s for 1 s",
+    ]
