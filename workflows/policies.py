@@ -20,3 +20,7 @@ RETRY_POLICY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
+
+#: How long a transfer's in-line projection may hold up its answer; past it,
+#: the worker's catch-up projector applies the events instead.
+PROJECT_WITHIN = timedelta(seconds=2)

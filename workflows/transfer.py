@@ -12,10 +12,12 @@ Store calls in the workflow's own region (validate, append, the source
 legs, rejections) run as local activities: in the workflow task itself, on
 the worker that holds this region's connection pool, without a round trip
 through the server's task queues each (DESIGN.md section 7; the numbers are
-in docs/PERFORMANCE.md). Calls to another region and the projection are
-regular activities: the first must reach that region's queue, and the
-second runs after the confirmation has answered. Workflows started before
-this change (no `LOCAL_STORE_CALLS` marker) keep regular activities throughout.
+in docs/PERFORMANCE.md). A local transfer's projection is one too, so the
+whole transfer is a single workflow task, and the caller, answered when it
+completes, reads its own write. Calls to another region, and the
+projections of a cross-region saga's legs, are regular activities. Workflows
+started before this change (no `LOCAL_STORE_CALLS` marker) keep regular
+activities throughout, and answer before projecting.
 
 Deterministic code only. The domain modules are plain standard-library code
 and are passed through the sandbox; activities are called by name so that
@@ -30,7 +32,7 @@ from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
@@ -58,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         TransferStatus,
     )
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-    from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from workflows.policies import ACTIVITY_TIMEOUT, PROJECT_WITHIN, RETRY_POLICY
 
 
 T = TypeVar("T")
@@ -131,17 +133,21 @@ class TransferWorkflow:
         if cross_region:
             await asyncio.gather(*self._projections)
         elif result.status == TransferStatus.CONFIRMED:
-            # The confirmation update has already answered; the read model
-            # catches up here (and the catch-up projector covers a crash).
-            await workflow.execute_activity(
-                PROJECT_EVENTS,
-                ProjectEventsInput(
-                    [e for e in (result.debit_event_id, result.credit_event_id) if e]
-                ),
-                result_type=ProjectEventsOutput,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
+            events = ProjectEventsInput(
+                [e for e in (result.debit_event_id, result.credit_event_id) if e]
             )
+            if self._local:
+                await self._project_here(events)
+            else:
+                # The confirmation update has already answered; the read model
+                # catches up here (and the catch-up projector covers a crash).
+                await workflow.execute_activity(
+                    PROJECT_EVENTS,
+                    events,
+                    result_type=ProjectEventsOutput,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY_POLICY,
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
 
@@ -297,6 +303,26 @@ class TransferWorkflow:
             )
         return result
 
+    async def _project_here(self, events: ProjectEventsInput) -> None:
+        """Project in the same workflow task, so that the transfer needs one
+        workflow task in all and its caller, answered when that task
+        completes, reads its own write in the views. Bounded: if projection
+        keeps failing, the answer goes out anyway and the worker's catch-up
+        projector (which records its failures) applies the events."""
+        try:
+            await workflow.execute_local_activity(
+                PROJECT_EVENTS,
+                events,
+                result_type=ProjectEventsOutput,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=PROJECT_WITHIN,
+                retry_policy=RETRY_POLICY,
+            )
+        except FailureError as err:  # the activity's error, or its timeout
+            workflow.logger.warning(
+                "projection of %s left to the catch-up projector: %s", events.event_ids, err
+            )
+
     def _project(self, posted: TransferResult, task_queue: str | None = None) -> None:
         """Project a leg's events in its own region, alongside the saga."""
         self._projections.append(
@@ -350,7 +376,9 @@ class TransferWorkflow:
 
     @workflow.update
     async def confirmation(self) -> TransferResult:
-        """Answers as soon as the outcome is durably recorded (before projection)."""
+        """Answers once the outcome is durably recorded: for a local transfer,
+        once it is projected too (read your writes), or after at most
+        `PROJECT_WITHIN` if projection fails; otherwise before projection."""
         await workflow.wait_condition(lambda: self._result is not None or self._error is not None)
         if self._error is not None:
             raise self._error
