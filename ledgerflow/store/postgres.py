@@ -11,7 +11,6 @@ order rules out deadlocks between transfers over the same pair.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -584,7 +583,10 @@ class _Batch:
             )
             for name, value in zip(_EVENT_FIELDS, row, strict=True):
                 self.events[name].append(value)
-            head = dataclasses.replace(account, version=version, balance=balance, head_hash=digest)
+            # (Positional, not dataclasses.replace: this runs twice per transfer.)
+            head = Account(account.account_id, account.currency, account.region,
+                           account.overdraft_limit, account.status, version, balance,
+                           account.opened_at, digest, account.metadata)  # fmt: skip
             accounts[account.account_id] = self.touched[account.account_id] = head
             heads.append(head)
         debit_id, credit_id = self.events["event_id"][-2:]
