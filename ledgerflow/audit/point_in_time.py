@@ -91,16 +91,6 @@ async def last_balance(
     return await archive.last_balance(account_id, instant, strict=strict)
 
 
-async def _currency(engine: AsyncEngine, account_id: str) -> str | None:
-    async with engine.connect() as conn:
-        currency: str | None = (
-            await conn.execute(
-                text("SELECT currency FROM accounts WHERE account_id = :a"), {"a": account_id}
-            )
-        ).scalar()
-    return currency
-
-
 def _not_yet(account_id: str, as_of: datetime) -> AccountNotFound:
     return AccountNotFound(
         f"account {account_id!r} did not exist at {as_of.isoformat()}", account_id=account_id
@@ -111,12 +101,29 @@ async def balance_as_of(
     engine: AsyncEngine, account_id: str, as_of: datetime, archive: ArchiveReader | None = None
 ) -> BalanceAsOf:
     _require_aware(as_of)
-    found = await last_balance(engine, account_id, as_of, archive)
-    currency = await _currency(engine, account_id)
-    if found is None or currency is None:
+    async with engine.connect() as conn:
+        # The account and its last hot event at or before T in one round trip
+        # (the common case); the archive is consulted only when none is hot.
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT a.currency, e.version, e.balance_after FROM accounts AS a "
+                    "LEFT JOIN LATERAL (SELECT version, balance_after FROM events "
+                    "  WHERE account_id = a.account_id AND recorded_at <= :t "
+                    "  ORDER BY recorded_at DESC, version DESC LIMIT 1) AS e ON true "
+                    "WHERE a.account_id = :a"
+                ),
+                {"a": account_id, "t": as_of},
+            )
+        ).first()
+    if row is None:
+        raise _not_yet(account_id, as_of)
+    found = (row.version, row.balance_after) if row.version is not None else None
+    found = found or await last_balance(engine, account_id, as_of, archive)
+    if found is None:
         raise _not_yet(account_id, as_of)
     version, balance = found
-    return BalanceAsOf(account_id, currency, as_of, balance, version)
+    return BalanceAsOf(account_id, row.currency, as_of, balance, version)
 
 
 async def replay_balance(

@@ -199,11 +199,15 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
 
         return [await reconcile_bench(ledger.engine(region), region, args.events)]
     from ledgerflow.bench.history import query_bench
-    from ledgerflow.store.postgres import PostgresEventStore
+    from ledgerflow.store.postgres import PostgresEventStore, create_engine
 
     sizes = [int(size) for size in args.sizes.split(",")]
     store = PostgresEventStore(ledger.engine(region), region)
-    reports = await query_bench(store, sizes, args.probes, bench_progress)
+    owner = create_engine(ledger.settings.migration_url(region), ledger.settings, pool_size=1)
+    try:
+        reports = await query_bench(store, sizes, args.probes, bench_progress, owner)
+    finally:
+        await owner.dispose()
     print(file=sys.stderr)
     return reports
 
