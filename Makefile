@@ -49,5 +49,5 @@ clean:
 ## baseline workflow, point-in-time balance vs history size.
 bench: install
 	$(BIN)/ledgerflow bench store --clients 16 --seconds 20
-	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40 --seconds 15
+	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60 --seconds 15
 	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000
