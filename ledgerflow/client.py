@@ -43,7 +43,7 @@ from ledgerflow.archive.reader import ArchiveReader
 from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
 from ledgerflow.audit.trail import AuditTrail, audit_trail
 from ledgerflow.config import Settings
-from ledgerflow.converter import DATA_CONVERTER
+from ledgerflow.converter import data_converter
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     AccountNotFound,
@@ -78,7 +78,7 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=settings.temporal_tls,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         runtime=runtime,
     )
 
@@ -379,13 +379,21 @@ class LedgerClient:
             ),
             "search_attributes": TypedSearchAttributes(
                 [
-                    SearchAttributePair(sa.FROM_ACCOUNT, transfer.from_account),
-                    SearchAttributePair(sa.TO_ACCOUNT, transfer.to_account),
                     SearchAttributePair(sa.REGION, region),
-                    SearchAttributePair(sa.CURRENCY, transfer.currency),
-                    SearchAttributePair(sa.AMOUNT, transfer.amount),
                     SearchAttributePair(sa.STATUS, str(TransferStatus.PENDING)),
                 ]
+                # Search attributes are indexed in clear: with payload
+                # encryption on, no account id or amount goes there.
+                + (
+                    []
+                    if self.settings.codec_keys
+                    else [
+                        SearchAttributePair(sa.FROM_ACCOUNT, transfer.from_account),
+                        SearchAttributePair(sa.TO_ACCOUNT, transfer.to_account),
+                        SearchAttributePair(sa.CURRENCY, transfer.currency),
+                        SearchAttributePair(sa.AMOUNT, transfer.amount),
+                    ]
+                )
             ),
         }
 
@@ -393,8 +401,9 @@ class LedgerClient:
 
     def engine(self, region: str) -> AsyncEngine:
         if region not in self._engines:
+            # Reads only (writes go through workflows): the read-only role.
             self._engines[region] = create_engine(
-                self.settings.database_url(region), self.settings, pool_size=2
+                self.settings.reader_url(region), self.settings, pool_size=2
             )
         return self._engines[region]
 

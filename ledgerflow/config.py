@@ -88,8 +88,12 @@ class Settings:
     migration_url_template: str = (
         "postgresql+asyncpg://ledgerflow_owner@127.0.0.1:55432/ledgerflow_{region}"
     )
+    reader_url_template: str = (
+        "postgresql+asyncpg://ledgerflow_reader@127.0.0.1:55432/ledgerflow_{region}"
+    )
     database_urls: Mapping[str, str] = field(default_factory=dict)
     migration_urls: Mapping[str, str] = field(default_factory=dict)
+    reader_urls: Mapping[str, str] = field(default_factory=dict)
     database_given: bool = False
     db_pool_size: int = 10
     db_pool_timeout_s: float = 5.0
@@ -122,6 +126,15 @@ class Settings:
     worker_shutdown_grace: timedelta = timedelta(seconds=10)
     #: The workflow sandbox: `passthrough` or `strict` (workers/regional.py).
     workflow_sandbox: str = "passthrough"
+
+    # Payload encryption (ledgerflow/codec.py), off unless keys are given.
+    #: `id:base64key,...` (32-byte AES-256 keys); every key opens old payloads.
+    codec_keys: str | None = field(default=None, repr=False)
+    #: The key new payloads are sealed with (default: the first one).
+    codec_key_id: str | None = None
+    #: Bearer token the codec server requires of the Web UI and CLI.
+    codec_server_token: str | None = field(default=None, repr=False)
+    codec_server_port: int = 8081
 
     # The S3 archive (ArchiveWorkflow) and its schedule.
     #: How often each region's archive schedule runs.
@@ -178,6 +191,12 @@ class Settings:
             for r in regions
             if (url := _env(env, f"LEDGERFLOW_MIGRATION_DATABASE_URL_{r.upper()}"))
         }
+        reader_template = _env(env, "LEDGERFLOW_READER_DATABASE_URL")
+        per_region_reader = {
+            r: url
+            for r in regions
+            if (url := _env(env, f"LEDGERFLOW_READER_DATABASE_URL_{r.upper()}"))
+        }
         temporal = _env(env, "LEDGERFLOW_TEMPORAL_ADDRESS")
         s3 = _env(env, "LEDGERFLOW_S3_ENDPOINT_URL")
         s3_port = _int(env, "LEDGERFLOW_S3_PORT", 55000)
@@ -199,8 +218,12 @@ class Settings:
             migration_url_template=mig_template
             or db_template
             or f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            reader_url_template=reader_template
+            or db_template
+            or f"postgresql+asyncpg://ledgerflow_reader@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
             database_urls=per_region,
             migration_urls=per_region_mig,
+            reader_urls=per_region_reader,
             # The embedded server is needed unless every region's database is given.
             database_given=db_template is not None or set(per_region) == set(regions),
             db_pool_size=_int(env, "LEDGERFLOW_DB_POOL_SIZE", cls.db_pool_size),
@@ -227,6 +250,10 @@ class Settings:
             ),
             s3_read_timeout_s=_float(env, "LEDGERFLOW_S3_READ_TIMEOUT_S", cls.s3_read_timeout_s),
             metrics_port=_int(env, "LEDGERFLOW_METRICS_PORT", 0) or None,
+            codec_keys=_env(env, "LEDGERFLOW_CODEC_KEYS"),
+            codec_key_id=_env(env, "LEDGERFLOW_CODEC_KEY_ID"),
+            codec_server_token=_env(env, "LEDGERFLOW_CODEC_SERVER_TOKEN"),
+            codec_server_port=_int(env, "LEDGERFLOW_CODEC_SERVER_PORT", cls.codec_server_port),
             workflow_sandbox=_choice(
                 env, "LEDGERFLOW_WORKFLOW_SANDBOX", ("passthrough", "strict"), cls.workflow_sandbox
             ),
@@ -253,6 +280,16 @@ class Settings:
         """URL the workers and clients use (the least-privileged app role)."""
         self.require_region(region)
         return self.database_urls.get(region) or self.database_url_template.format(region=region)
+
+    def reader_url(self, region: str) -> str:
+        """URL read-only work uses (balances, statements, audit, verify,
+        reports): the reader role, which can change nothing."""
+        self.require_region(region)
+        return (
+            self.reader_urls.get(region)
+            or self.database_urls.get(region)
+            or self.reader_url_template.format(region=region)
+        )
 
     def migration_url(self, region: str) -> str:
         """URL migrations run with (the schema owner role)."""

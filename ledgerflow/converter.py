@@ -22,9 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, DefaultPayloadConverter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    DefaultPayloadConverter,
+)
 from temporalio.exceptions import ApplicationError
 
+from ledgerflow.config import Settings
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.domain.model import OpenAccountRequest, TransferRequest
 
@@ -76,3 +81,20 @@ class LedgerPayloadConverter(DefaultPayloadConverter):
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=LedgerPayloadConverter)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter clients and workers use: `DATA_CONVERTER`, plus payload
+    encryption when codec keys are configured (ledgerflow/codec.py)."""
+    if not settings.codec_keys:
+        return DATA_CONVERTER
+    from ledgerflow.codec import EncryptionCodec, parse_keys
+
+    keys = parse_keys(settings.codec_keys)
+    return dataclasses.replace(
+        DATA_CONVERTER,
+        payload_codec=EncryptionCodec(keys, settings.codec_key_id or next(iter(keys))),
+        # Failure messages (a refusal names its accounts and amounts) are
+        # sealed too, not only payloads.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -30,7 +30,7 @@ from ledgerflow.archive.archiver import ArchivePolicy
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
-from ledgerflow.converter import DATA_CONVERTER
+from ledgerflow.converter import data_converter
 from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import upgrade
@@ -85,7 +85,7 @@ def build_worker(
     reconcile = ReconcileActivities(engine, objects, region, settings.archive_retention)
     # The worker decodes with the ledger's converter whatever client it was given.
     config = client.config()
-    config["data_converter"] = DATA_CONVERTER
+    config["data_converter"] = data_converter(settings)
     return Worker(
         Client(**config),
         task_queue=settings.task_queue(region),

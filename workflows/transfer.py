@@ -89,13 +89,19 @@ class TransferWorkflow:
             # A malformed request writes nothing, not even a rejection record.
             await self._fail(to_application_error(exc))
         self._transfer = transfer
-        self._set_attributes(
-            sa.FROM_ACCOUNT.value_set(transfer.from_account),
-            sa.TO_ACCOUNT.value_set(transfer.to_account),
-            sa.CURRENCY.value_set(transfer.currency),
-            sa.AMOUNT.value_set(transfer.amount),
-            sa.STATUS.value_set(TransferStatus.PENDING),
-        )
+        # Whoever starts the workflow decides which attributes are indexed:
+        # the SDK client sets them at the start (only region and status when
+        # payloads are encrypted, so no account id or amount is stored in
+        # clear); a start that sets none gets them all here.
+        started_with = workflow.info().typed_search_attributes.get(sa.STATUS)
+        if not self._local or started_with is None:
+            self._set_attributes(
+                sa.FROM_ACCOUNT.value_set(transfer.from_account),
+                sa.TO_ACCOUNT.value_set(transfer.to_account),
+                sa.CURRENCY.value_set(transfer.currency),
+                sa.AMOUNT.value_set(transfer.amount),
+                sa.STATUS.value_set(TransferStatus.PENDING),
+            )
         workflow.set_current_details(f"{transfer.summary()}: pending")
         occurred_at = workflow.now()
         cross_region = False

@@ -54,7 +54,9 @@ async def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     findings: list[object] = []
     for region in [args.region] if args.region else list(settings.regions):
         settings.require_region(region)
-        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        # Status and verify only read: the read-only role; prune deletes.
+        url = settings.database_url if args.archive_command == "prune" else settings.reader_url
+        engine = create_engine(url(region), settings, pool_size=1)
         try:
             if args.archive_command == "status":
                 from ledgerflow.archive.status import archive_status

@@ -68,6 +68,34 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 # -- worker ---------------------------------------------------------------------
 
 
+def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.codec import EncryptionCodec, new_key, parse_keys
+    from ledgerflow.codec_server import CodecServer
+
+    if args.key:
+        print(new_key())
+        return 0
+    if not settings.codec_keys:
+        raise ValueError("no codec keys: set LEDGERFLOW_CODEC_KEYS (make one with --key)")
+    keys = parse_keys(settings.codec_keys)
+    codec = EncryptionCodec(keys, settings.codec_key_id or next(iter(keys)))
+    ui = settings.temporal_ui_port
+    server = CodecServer(
+        ("127.0.0.1", args.port or settings.codec_server_port),
+        codec,
+        settings.codec_server_token or "",
+        (f"http://127.0.0.1:{ui}", f"http://localhost:{ui}"),
+    )
+    print(f"codec server on {server.url} for the Web UI at port {ui}; Ctrl-C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.regional import run_worker
 
@@ -202,12 +230,15 @@ async def run_bench(args: argparse.Namespace, ledger: Any, region: str) -> list[
     from ledgerflow.store.postgres import PostgresEventStore, create_engine
 
     sizes = [int(size) for size in args.sizes.split(",")]
-    store = PostgresEventStore(ledger.engine(region), region)
+    # Seeding writes: the worker's role, not the client's read-only one.
+    writer = create_engine(ledger.settings.database_url(region), ledger.settings, pool_size=2)
+    store = PostgresEventStore(writer, region)
     owner = create_engine(ledger.settings.migration_url(region), ledger.settings, pool_size=1)
     try:
         reports = await query_bench(store, sizes, args.probes, bench_progress, owner)
     finally:
         await owner.dispose()
+        await writer.dispose()
     print(file=sys.stderr)
     return reports
 
@@ -235,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", parents=[common], help="the embedded local stack")
     dev.add_argument("dev_command", choices=["up", "down", "status", "run"])
+
+    codec = sub.add_parser(
+        "codec-server",
+        parents=[common],
+        help="serve payload decryption to the Web UI and the temporal CLI (needs the codec keys)",
+    )
+    codec.add_argument("--port", type=int, help="default LEDGERFLOW_CODEC_SERVER_PORT (8081)")
+    codec.add_argument("--key", action="store_true", help="print a new key for the codec and exit")
 
     worker = sub.add_parser("worker", parents=[common], help="run one region's worker")
     worker.add_argument("--region", required=True)
@@ -348,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_dev(args, settings)
         if args.command == "worker":
             return cmd_worker(args, settings)
+        if args.command == "codec-server":
+            return cmd_codec_server(args, settings)
         if args.command == "verify":
             return asyncio.run(cmd_verify(args, settings))
         if args.command == "projections":

@@ -26,7 +26,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     reports: list[VerifyReport] = []
     for region in [args.region] if args.region else list(settings.regions):
-        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        engine = create_engine(settings.reader_url(region), settings, pool_size=1)
         try:
             objects = S3ObjectStore.from_settings(settings)
             reports.append(await verify_region_and_archive(engine, objects, region))
@@ -85,7 +85,7 @@ async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
             rows.append({"region": region, "rebuilt": ", ".join(views),
                          "events_applied": applied})  # fmt: skip
             continue
-        engine = create_engine(settings.database_url(region), settings, pool_size=1)
+        engine = create_engine(settings.reader_url(region), settings, pool_size=1)
         try:
             status = await CatchUpProjector(engine).status()
         finally:

@@ -47,7 +47,7 @@ async def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.reconcile.reports import latest_report
     from ledgerflow.store.postgres import create_engine
 
-    engine = create_engine(settings.database_url(settings.reconcile_region), settings, pool_size=1)
+    engine = create_engine(settings.reader_url(settings.reconcile_region), settings, pool_size=1)
     try:
         report = await latest_report(engine, args.report_id)
     finally:

@@ -70,6 +70,23 @@ def test_the_append_path_and_sandbox_are_configurable() -> None:
     assert Settings.from_env({}).workflow_sandbox == "passthrough"
 
 
+def test_reads_use_the_reader_role_unless_told_otherwise() -> None:
+    default = Settings.from_env({})
+    assert default.reader_url("eu") == (
+        "postgresql+asyncpg://ledgerflow_reader@127.0.0.1:55432/ledgerflow_eu"
+    )
+    assert "ledgerflow_app@" in default.database_url("eu")
+    given = Settings.from_env(
+        {
+            "LEDGERFLOW_DATABASE_URL": "postgresql+asyncpg://app@db/{region}",
+            "LEDGERFLOW_READER_DATABASE_URL_US": "postgresql+asyncpg://ro@replica/us",
+        }
+    )
+    assert given.reader_url("us") == "postgresql+asyncpg://ro@replica/us"
+    # No reader URL given for a region: the database URL serves both.
+    assert given.reader_url("eu") == "postgresql+asyncpg://app@db/eu"
+
+
 def test_an_unknown_region_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown region"):
         Settings.from_env({}).database_url("mars")
