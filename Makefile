@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e bench clean
+.PHONY: install run test lint typecheck unit integration e2e bench faults clean
 
 install: $(STAMP)
 
@@ -51,3 +51,10 @@ bench: install
 	$(BIN)/ledgerflow bench store --clients 16 --seconds 20
 	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60 --seconds 15
 	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000
+
+## The fault suite: 2,000 transfers from 16 clients while workers are
+## SIGKILLed, PostgreSQL and Temporal restart and S3 freezes mid-archive, on
+## a stack of its own; prints its counts and fails if anything was lost or
+## posted twice. (A short form runs in `make test`: tests/e2e/test_faults.py.)
+faults: install
+	$(BIN)/python -m infra.faults --transfers 2000 --clients 16 --kills 3

@@ -320,6 +320,12 @@ class LedgerClient:
             with contextlib.suppress(WorkflowAlreadyStartedError):
                 await start.workflow_handle()  # consume the operation's failed future
             result = await typed_errors(self._closed_transfer(transfer).result)
+        except BaseException:
+            # Any other failure (a transport error while the server restarts, a
+            # typed ledger error): the start operation's future may hold an
+            # error too; consume it, so that it is not logged as never retrieved.
+            asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
+            raise
         if result.fingerprint != transfer.fingerprint():
             # We attached to a workflow already running for this id with
             # another payload.

@@ -4,7 +4,8 @@
 confirmed transfer, a rejected one, a malformed one, cross-region transfers
 confirmed and reversed, an account opening, an archive run over many
 segments recorded by `tests/e2e/test_archive_workflow.py`, and a
-reconciliation run recorded by `tests/e2e/test_reconcile.py`), plus those
+reconciliation run recorded by `tests/e2e/test_reconcile.py`, and the
+benchmark's baseline workflow), plus those
 recorded before cross-region transfers existed (`*_before_regions`) and
 before the store calls became local activities (`*_before_local`). A
 change to workflow code that would break running workflows makes these
@@ -25,14 +26,16 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from activities import baseline
 from ledgerflow.client import LedgerClient
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
 from workers.regional import WORKFLOWS
 from workflows.account import account_workflow_id
+from workflows.baseline import BaselineTransferWorkflow
 from workflows.transfer import LOCAL_STORE_CALLS, TransferWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -41,7 +44,8 @@ Ids = Callable[[str], str]
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
+    # Every workflow type there is: the workers' and the benchmark's baseline.
+    return Replayer(workflows=[*WORKFLOWS, BaselineTransferWorkflow], data_converter=DATA_CONVERTER)
 
 
 async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, str]:
@@ -78,6 +82,14 @@ async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, st
         "transfer_reversed": f"transfer-{reversed_}",
         "account_opened": account_workflow_id(alice),
     }
+    async with Worker(
+        client, task_queue="replay-baseline", workflows=[BaselineTransferWorkflow],
+        activities=baseline.ALL,
+    ):  # fmt: skip
+        await client.execute_workflow(
+            BaselineTransferWorkflow.run, 7, id=uid("baseline"), task_queue="replay-baseline"
+        )
+    ids["baseline_transfer"] = uid("baseline")
     histories = {}
     for name, workflow_id in ids.items():
         handle = client.get_workflow_handle(workflow_id)
@@ -110,7 +122,7 @@ async def test_recorded_histories_replay_on_the_current_code(name: str) -> None:
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
     kinds = {name.split("_")[0] for name in RECORDED}
-    assert kinds >= {"transfer", "account", "archive", "reconcile"}
+    assert kinds >= {"transfer", "account", "archive", "reconcile", "baseline"}
     assert {"transfer_cross_region", "transfer_reversed"} <= set(RECORDED)
     # Both sides of the LOCAL_STORE_CALLS patch: new workflows, and running ones.
     assert all(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
