@@ -20,6 +20,7 @@ from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.model import TransferResult
+from ledgerflow.store.postgres import PostgresEventStore
 from tests.support import cli, count_rows
 
 MISSING = object()  # the key is left out of the request altogether
@@ -179,3 +180,20 @@ async def test_the_cli_refuses_each_in_one_line_and_writes_nothing(
         assert err.startswith(f"error: {case.error}: ") and err.count("\n") == 1, (case.name, err)
         assert out == ""
         assert await written(engines) == before, case.name
+
+
+async def test_sql_and_unicode_inside_metadata_and_description_are_data_not_errors(
+    pair: tuple[str, str], ledger: LedgerClient, engines: dict[str, AsyncEngine]
+) -> None:
+    """Free text is free: metacharacters there are stored verbatim, never run."""
+    a, b = pair
+    metadata = {"note": "x'); DROP TABLE events; --", "名前": "Zoë ✓", "$where": "1=1"}
+    description = "Robert'); DROP TABLE transfers;-- ✓"
+    result = await ledger.transfer(
+        f"meta-{uuid.uuid4().hex[:8]}", a, b, "0.01", "USD", initiated_by="t",
+        description=description, metadata=metadata,
+    )  # fmt: skip
+    assert result.status == "confirmed" and result.credit_event_id
+    store = PostgresEventStore(engines["us"], "us")
+    [credit] = await store.events_by_id([result.credit_event_id])
+    assert (credit.description, credit.metadata) == (description, metadata)
