@@ -28,7 +28,8 @@ from ledgerflow.bench.latency import percentile
 from ledgerflow.bench.progress import bar
 from ledgerflow.domain.hashing import chain_hash, event_content
 from ledgerflow.domain.model import OpenAccountRequest
-from ledgerflow.store.postgres import PostgresEventStore, event_id_for
+from ledgerflow.store.batch import event_id_for
+from ledgerflow.store.postgres import PostgresEventStore
 
 COLUMNS = [
     "event_id", "type", "account_id", "version", "amount", "currency", "balance_after",

@@ -11,10 +11,8 @@ order rules out deadlocks between transfers over the same pair.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -22,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
-    DuplicateTransferMismatch,
     InvalidRequest,
     LedgerError,
 )
@@ -31,18 +28,16 @@ from ledgerflow.domain.model import (
     Account,
     Event,
     EventType,
-    Leg,
     OpenAccountRequest,
     OpenAccountResult,
     Posting,
-    PostingKind,
     Transfer,
     TransferResult,
-    TransferStatus,
     canonical_json,
 )
 from ledgerflow.domain.policy import check_policy
 from ledgerflow.store.base import EventStore, TailCursor
+from ledgerflow.store.batch import APPEND_WRITES, PostingBatch, event_id_for, same_transfer
 from ledgerflow.store.group_commit import GroupCommit
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
@@ -52,15 +47,6 @@ from ledgerflow.store.rows import (
     event_from_row,
     transfer_result_from_row,
 )
-
-#: Event ids are derived from business keys, so a retried append that lost its
-#: reply computes the same ids and collides with what it already wrote.
-_EVENT_NAMESPACE = uuid.UUID("6f1b9d1e-3c55-4c1a-9a53-1c2f0e8a7b10")
-
-
-def event_id_for(key: str) -> str:
-    return str(uuid.uuid5(_EVENT_NAMESPACE, key))
-
 
 #: `opened_at` of a clearing account the advisory check imagines before it exists.
 occurred_at_unknown = datetime.min.replace(tzinfo=UTC)
@@ -89,71 +75,6 @@ def create_engine(url: str, settings: Settings, pool_size: int | None = None) ->
             }
         },
     )
-
-
-def _same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResult:
-    """Exactly-once: the recorded outcome stands, if and only if the payload is the same."""
-    if existing.fingerprint != transfer.fingerprint():
-        raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
-    return existing
-
-
-#: The writes of a batch of postings, in one statement: their events, their
-#: transfer records and the accounts' new heads, each column an array.
-_APPEND_WRITES = text(
-    """
-    WITH posted AS (
-        INSERT INTO events (event_id, type, account_id, version, amount, currency,
-            balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,
-            counterparty, description, metadata, prev_hash, hash)
-        SELECT e.event_id, e.type, e.account_id, e.version, e.amount, e.currency,
-               e.balance_after, e.occurred_at, :now, :region, e.initiated_by, e.transfer_id,
-               e.leg, e.counterparty, e.description, CAST(e.metadata AS jsonb), e.prev_hash,
-               e.hash
-          FROM unnest(CAST(:e_event_id AS uuid[]), CAST(:e_type AS text[]),
-                      CAST(:e_account_id AS text[]), CAST(:e_version AS bigint[]),
-                      CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]),
-                      CAST(:e_balance_after AS bigint[]),
-                      CAST(:e_occurred_at AS timestamptz[]),
-                      CAST(:e_initiated_by AS text[]), CAST(:e_transfer_id AS text[]),
-                      CAST(:e_leg AS text[]), CAST(:e_counterparty AS text[]),
-                      CAST(:e_description AS text[]), CAST(:e_metadata AS text[]),
-                      CAST(:e_prev_hash AS text[]), CAST(:e_hash AS text[]))
-            AS e (event_id, type, account_id, version, amount, currency, balance_after,
-                  occurred_at, initiated_by, transfer_id, leg, counterparty, description,
-                  metadata, prev_hash, hash)
-    ), recorded AS (
-        INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
-            to_account, amount, currency, initiated_by, description, metadata,
-            debit_event_id, credit_event_id, from_balance_after, to_balance_after,
-            occurred_at, recorded_at, kind, peer_region)
-        SELECT t.transfer_id, t.fingerprint, 'confirmed', :region, t.from_account,
-               t.to_account, t.amount, t.currency, t.initiated_by, t.description,
-               CAST(t.metadata AS jsonb), t.debit_event_id, t.credit_event_id,
-               t.from_balance_after, t.to_balance_after, t.occurred_at, :now, t.kind,
-               t.peer_region
-          FROM unnest(CAST(:t_transfer_id AS text[]), CAST(:t_fingerprint AS text[]),
-                      CAST(:t_from_account AS text[]), CAST(:t_to_account AS text[]),
-                      CAST(:t_amount AS bigint[]), CAST(:t_currency AS text[]),
-                      CAST(:t_initiated_by AS text[]), CAST(:t_description AS text[]),
-                      CAST(:t_metadata AS text[]), CAST(:t_debit_event_id AS uuid[]),
-                      CAST(:t_credit_event_id AS uuid[]),
-                      CAST(:t_from_balance_after AS bigint[]),
-                      CAST(:t_to_balance_after AS bigint[]),
-                      CAST(:t_occurred_at AS timestamptz[]), CAST(:t_kind AS text[]),
-                      CAST(:t_peer_region AS text[]))
-            AS t (transfer_id, fingerprint, from_account, to_account, amount, currency,
-                  initiated_by, description, metadata, debit_event_id, credit_event_id,
-                  from_balance_after, to_balance_after, occurred_at, kind, peer_region)
-    )
-    UPDATE accounts AS a
-       SET version = v.version, balance = v.balance, head_hash = v.head_hash
-      FROM unnest(CAST(:a_account_id AS text[]), CAST(:a_version AS bigint[]),
-                  CAST(:a_balance AS bigint[]), CAST(:a_head_hash AS text[]))
-           AS v (account_id, version, balance, head_hash)
-     WHERE a.account_id = v.account_id
-    """
-)
 
 
 class PostgresEventStore(EventStore):
@@ -379,7 +300,7 @@ class PostgresEventStore(EventStore):
             ).all()
             now: datetime = heads[0].now
             recorded = {h.transfer_id: transfer_result_from_row(h) for h in heads if h.transfer_id}
-            batch = _Batch(now, self.region)
+            batch = PostingBatch(now, self.region)
             outcomes: list[TransferResult | LedgerError] = []
             for posting, occurred_at in items:
                 try:
@@ -387,7 +308,7 @@ class PostgresEventStore(EventStore):
                 except LedgerError as exc:
                     outcomes.append(exc)
             if batch.postings:
-                await conn.execute(_APPEND_WRITES, batch.params())
+                await conn.execute(APPEND_WRITES, batch.params())
                 if self._before_commit is not None:
                     for transfer in batch.postings:
                         await self._before_commit(transfer)
@@ -451,7 +372,7 @@ class PostgresEventStore(EventStore):
                     {"id": posting.posting_id},
                 )
             ).one()
-        return _same_transfer(transfer_result_from_row(row), transfer)
+        return same_transfer(transfer_result_from_row(row), transfer)
 
     async def get_transfer(self, transfer_id: str) -> TransferResult | None:
         async with self.engine.connect() as conn:
@@ -492,162 +413,6 @@ class PostgresEventStore(EventStore):
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         async with self.engine.connect() as conn:
             return await read_events_below_horizon(conn, after, limit)
-
-
-class _Batch:
-    """The postings of one append transaction, applied in order in memory.
-
-    Each posting is checked against the accounts as the postings before it
-    left them, so a batch behaves exactly like its postings appended one by
-    one; its writes are columns of arrays for `_APPEND_WRITES`.
-    """
-
-    def __init__(self, now: datetime, region: str) -> None:
-        self.now = now
-        self.region = region
-        self.postings: list[Transfer] = []
-        self.touched: dict[str, Account] = {}
-        self.events: dict[str, list[Any]] = {k: [] for k in _EVENT_FIELDS}
-        self.transfers: dict[str, list[Any]] = {k: [] for k in _TRANSFER_FIELDS}
-
-    def post(
-        self,
-        posting: Posting,
-        occurred_at: datetime,
-        accounts: dict[str, Account],
-        recorded: dict[str, TransferResult],
-    ) -> TransferResult:
-        existing = recorded.get(posting.posting_id)
-        if existing is not None:
-            return _same_transfer(existing, posting.transfer)
-        transfer = posting.transfer
-        source = accounts.get(posting.debit_account)
-        target = accounts.get(posting.credit_account)
-        # A reversal returns money to where it came from: not a new spend
-        # (the clearing account has no limit, the customer only gains), so
-        # only the accounts' existence is checked.
-        if posting.kind != PostingKind.REVERSAL or source is None or target is None:
-            check_policy(posting.as_transfer(), source, target)
-        assert source is not None and target is not None
-        # A local posting keeps the original key; a saga's legs add their kind,
-        # so the two regions' events of one transfer never share an id.
-        key = posting.posting_id
-        if posting.kind != PostingKind.LOCAL:
-            key = f"{key}/{posting.kind}"
-        metadata = canonical_json(transfer.metadata).decode()
-        legs = (
-            (source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, posting.debit_counterparty),
-            (target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
-             posting.credit_counterparty),
-        )  # fmt: skip
-        heads: list[Account] = []
-        for account, amount, leg, kind, counterparty in legs:
-            event_id = event_id_for(f"transfer/{key}/{leg}")
-            version, balance = account.version + 1, account.balance + amount
-            content = event_content(
-                event_id=event_id,
-                type=kind,
-                account_id=account.account_id,
-                version=version,
-                amount=amount,
-                currency=transfer.currency,
-                balance_after=balance,
-                occurred_at=occurred_at,
-                recorded_at=self.now,
-                region=self.region,
-                initiated_by=transfer.initiated_by,
-                transfer_id=posting.posting_id,
-                leg=leg,
-                counterparty=counterparty,
-                description=transfer.description,
-                metadata=transfer.metadata,
-            )
-            digest = chain_hash(account.head_hash, content)
-            row: tuple[Any, ...] = (
-                event_id,
-                str(kind),
-                account.account_id,
-                version,
-                amount,
-                transfer.currency,
-                balance,
-                occurred_at,
-                transfer.initiated_by,
-                posting.posting_id,
-                str(leg),
-                counterparty,
-                transfer.description,
-                metadata,
-                account.head_hash,
-                digest,
-            )
-            for name, value in zip(_EVENT_FIELDS, row, strict=True):
-                self.events[name].append(value)
-            # (Positional, not dataclasses.replace: this runs twice per transfer.)
-            head = Account(account.account_id, account.currency, account.region,
-                           account.overdraft_limit, account.status, version, balance,
-                           account.opened_at, digest, account.metadata)  # fmt: skip
-            accounts[account.account_id] = self.touched[account.account_id] = head
-            heads.append(head)
-        debit_id, credit_id = self.events["event_id"][-2:]
-        result = TransferResult(
-            transfer_id=transfer.transfer_id,
-            status=TransferStatus.CONFIRMED,
-            fingerprint=transfer.fingerprint(),
-            region=self.region,
-            debit_event_id=debit_id,
-            credit_event_id=credit_id,
-            from_balance_after=heads[0].balance,
-            to_balance_after=heads[1].balance,
-            confirmed_at=self.now,
-        )
-        row = (
-            posting.posting_id,
-            result.fingerprint,
-            posting.debit_account,
-            posting.credit_account,
-            transfer.amount,
-            transfer.currency,
-            transfer.initiated_by,
-            transfer.description,
-            metadata,
-            debit_id,
-            credit_id,
-            heads[0].balance,
-            heads[1].balance,
-            occurred_at,
-            str(posting.kind),
-            posting.peer_region,
-        )
-        for name, value in zip(_TRANSFER_FIELDS, row, strict=True):
-            self.transfers[name].append(value)
-        # A later posting of the batch with the same id sees this one's outcome.
-        recorded[posting.posting_id] = result
-        self.postings.append(transfer)
-        return result
-
-    def params(self) -> dict[str, Any]:
-        heads = list(self.touched.values())
-        return (
-            {"now": self.now, "region": self.region}
-            | {f"e_{k}": v for k, v in self.events.items()}
-            | {f"t_{k}": v for k, v in self.transfers.items()}
-            | {
-                "a_account_id": [a.account_id for a in heads],
-                "a_version": [a.version for a in heads],
-                "a_balance": [a.balance for a in heads],
-                "a_head_hash": [a.head_hash for a in heads],
-            }
-        )
-
-
-_EVENT_FIELDS = ("event_id", "type", "account_id", "version", "amount", "currency",
-                 "balance_after", "occurred_at", "initiated_by", "transfer_id", "leg",
-                 "counterparty", "description", "metadata", "prev_hash", "hash")  # fmt: skip
-_TRANSFER_FIELDS = ("transfer_id", "fingerprint", "from_account", "to_account", "amount",
-                    "currency", "initiated_by", "description", "metadata", "debit_event_id",
-                    "credit_event_id", "from_balance_after", "to_balance_after", "occurred_at",
-                    "kind", "peer_region")  # fmt: skip
 
 
 async def read_events_below_horizon(
