@@ -48,8 +48,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.process import StackError, find_free_port
 from infra.stack import DevStack
+from ledgerflow.archive.messages import ArchiveRequest
+from ledgerflow.audit.verify import verify_region
+from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import RequestError
+from ledgerflow.store.migrate import upgrade_regions
+from ledgerflow.store.postgres import create_engine
+from workflows.archive import ArchiveWorkflow
 
 #: Outcomes a client can learn; anything else is retried with the same id.
 FINAL = ("confirmed", "rejected", "reversed")
@@ -151,11 +157,10 @@ class Planned:
     target: str
     amount: int
     region: str
+    to_region: str
 
 
 async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -> FaultReport:
-    from ledgerflow.client import LedgerClient
-    from ledgerflow.store.migrate import upgrade_regions
 
     rng = random.Random(seed)
     report = FaultReport()
@@ -219,13 +224,10 @@ def scratch_dir(keep: bool) -> Iterator[Path]:
 
 
 async def open_and_fund(
-    ledger: object, settings: Settings, rng: random.Random, transfers: int
+    ledger: LedgerClient, settings: Settings, rng: random.Random, transfers: int
 ) -> list[Planned]:
     """Per region a bank and six customers; transfers mostly local, one in
     ten to another region, and one in ten too large to be allowed."""
-    from ledgerflow.client import LedgerClient
-
-    assert isinstance(ledger, LedgerClient)
     run = f"{rng.getrandbits(32):08x}"
     customers: dict[str, list[str]] = {}
     for region in settings.regions:
@@ -245,15 +247,12 @@ async def open_and_fund(
         target_region = rng.choice([r for r in regions if r != region]) if far else region
         target = rng.choice([c for c in customers[target_region] if c != source])
         amount = rng.randint(100_000, 200_000) if rng.random() < 0.1 else rng.randint(1, 2_000)
-        plan.append(Planned(f"f{run}-{n}", source, target, amount, region))
+        plan.append(Planned(f"f{run}-{n}", source, target, amount, region, target_region))
     return plan
 
 
-async def submit(ledger: object, item: Planned, report: FaultReport) -> str:
+async def submit(ledger: LedgerClient, item: Planned, report: FaultReport) -> str:
     """Resubmit the same id until its outcome is known (at most 10 minutes)."""
-    from ledgerflow.client import LedgerClient
-
-    assert isinstance(ledger, LedgerClient)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
@@ -278,7 +277,7 @@ async def inject(
     stack: DevStack,
     workers: Workers,
     settings: Settings,
-    ledger: object,
+    ledger: LedgerClient,
     rng: random.Random,
     kills: int,
     faults: Counter[str],
@@ -311,13 +310,11 @@ async def inject(
         faults[fault] += 1
 
 
-async def archive_through_s3_outage(stack: DevStack, settings: Settings, ledger: object) -> bool:
+async def archive_through_s3_outage(
+    stack: DevStack, settings: Settings, ledger: LedgerClient
+) -> bool:
     """Run the archive for the first region with S3 frozen for 5 s in the middle."""
-    from ledgerflow.archive.messages import ArchiveRequest
-    from ledgerflow.client import LedgerClient
-    from workflows.archive import ArchiveWorkflow
-
-    assert isinstance(ledger, LedgerClient) and stack.s3
+    assert stack.s3
     region = settings.regions[0]
     pid = stack.s3.pid()
     assert pid is not None
@@ -343,16 +340,13 @@ async def archive_through_s3_outage(stack: DevStack, settings: Settings, ledger:
 
 
 async def check(
-    ledger: object,
+    ledger: LedgerClient,
     settings: Settings,
     plan: list[Planned],
     outcomes: dict[str, str],
     report: FaultReport,
 ) -> None:
     """Compare what the clients learned with what the databases hold."""
-    from ledgerflow.audit.verify import verify_region
-    from ledgerflow.store.postgres import create_engine
-
     ids = [p.transfer_id for p in plan]
     recorded: dict[str, str] = {}  # in the source region: local, outbound or reversal
     arrived: dict[str, str] = {}  # in the destination region: inbound
@@ -395,7 +389,7 @@ async def check(
     report.verify_sound = all(sound)
     report.double_entry_zero = sums_zero
     report.duplicated = sum(1 for n in legs.values() if n > 1)
-    target_region = {p.transfer_id: p for p in plan}
+    planned = {p.transfer_id: p for p in plan}
     for transfer_id in ids:
         learned = outcomes.get(transfer_id, "unknown")
         stored = recorded.get(transfer_id)
@@ -406,11 +400,10 @@ async def check(
             report.mismatched += 1
             continue
         if learned == "confirmed":
-            item = target_region[transfer_id]
+            item = planned[transfer_id]
             home = f"{item.region}/{transfer_id}"
             posted = legs[(home, "debit")] == 1 and legs[(home, "credit")] == 1
-            crossed = item.target.split("-")[1] != item.region
-            if crossed:
+            if item.to_region != item.region:
                 away = [k for k in legs if k[0].endswith(f"/{transfer_id}") and k[0] != home]
                 posted = posted and arrived.get(transfer_id) == "confirmed" and len(away) == 2
             if not posted:

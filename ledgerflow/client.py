@@ -369,6 +369,19 @@ class LedgerClient:
         return request, request.validated()
 
     def _start_options(self, transfer: Transfer, region: str) -> dict[str, Any]:
+        attributes: list[SearchAttributePair[Any]] = [
+            SearchAttributePair(sa.REGION, region),
+            SearchAttributePair(sa.STATUS, str(TransferStatus.PENDING)),
+        ]
+        # Search attributes are indexed in clear: with payload encryption on,
+        # no account id or amount goes there.
+        if not self.settings.codec_keys:
+            attributes += [
+                SearchAttributePair(sa.FROM_ACCOUNT, transfer.from_account),
+                SearchAttributePair(sa.TO_ACCOUNT, transfer.to_account),
+                SearchAttributePair(sa.CURRENCY, transfer.currency),
+                SearchAttributePair(sa.AMOUNT, transfer.amount),
+            ]
         return {
             "id": transfer.workflow_id,
             "task_queue": self.settings.task_queue(region),
@@ -383,24 +396,7 @@ class LedgerClient:
                 f"transfer {transfer.transfer_id} initiated by {transfer.initiated_by}"
                 + (f": {transfer.description}" if transfer.description else "")
             ),
-            "search_attributes": TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.REGION, region),
-                    SearchAttributePair(sa.STATUS, str(TransferStatus.PENDING)),
-                ]
-                # Search attributes are indexed in clear: with payload
-                # encryption on, no account id or amount goes there.
-                + (
-                    []
-                    if self.settings.codec_keys
-                    else [
-                        SearchAttributePair(sa.FROM_ACCOUNT, transfer.from_account),
-                        SearchAttributePair(sa.TO_ACCOUNT, transfer.to_account),
-                        SearchAttributePair(sa.CURRENCY, transfer.currency),
-                        SearchAttributePair(sa.AMOUNT, transfer.amount),
-                    ]
-                )
-            ),
+            "search_attributes": TypedSearchAttributes(attributes),
         }
 
     # -- reads (read models) ----------------------------------------------

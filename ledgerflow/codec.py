@@ -20,11 +20,15 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+
+if TYPE_CHECKING:
+    from ledgerflow.config import Settings
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -63,6 +67,15 @@ class EncryptionCodec(PayloadCodec):
             raise CodecError(f"the active codec key {active!r} is not among the keys given")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._active = active
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EncryptionCodec | None:
+        """The configured codec (the active key defaults to the first), or
+        None when no keys are configured: encryption off."""
+        if not settings.codec_keys:
+            return None
+        keys = parse_keys(settings.codec_keys)
+        return cls(keys, settings.codec_key_id or next(iter(keys)))
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.seal(p) for p in payloads]

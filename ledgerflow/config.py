@@ -47,6 +47,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _per_region(env: Mapping[str, str], name: str, regions: tuple[str, ...]) -> dict[str, str]:
+    """`<name>_<REGION>` for each region that sets it."""
+    return {r: url for r in regions if (url := _env(env, f"{name}_{r.upper()}"))}
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = _env(env, name)
     if raw is None:
@@ -183,20 +188,10 @@ class Settings:
         pg_port = _int(env, "LEDGERFLOW_PG_PORT", cls.pg_port)
         db_template = _env(env, "LEDGERFLOW_DATABASE_URL")
         mig_template = _env(env, "LEDGERFLOW_MIGRATION_DATABASE_URL")
-        per_region = {
-            r: url for r in regions if (url := _env(env, f"LEDGERFLOW_DATABASE_URL_{r.upper()}"))
-        }
-        per_region_mig = {
-            r: url
-            for r in regions
-            if (url := _env(env, f"LEDGERFLOW_MIGRATION_DATABASE_URL_{r.upper()}"))
-        }
+        per_region = _per_region(env, "LEDGERFLOW_DATABASE_URL", regions)
+        per_region_mig = _per_region(env, "LEDGERFLOW_MIGRATION_DATABASE_URL", regions)
         reader_template = _env(env, "LEDGERFLOW_READER_DATABASE_URL")
-        per_region_reader = {
-            r: url
-            for r in regions
-            if (url := _env(env, f"LEDGERFLOW_READER_DATABASE_URL_{r.upper()}"))
-        }
+        per_region_reader = _per_region(env, "LEDGERFLOW_READER_DATABASE_URL", regions)
         temporal = _env(env, "LEDGERFLOW_TEMPORAL_ADDRESS")
         s3 = _env(env, "LEDGERFLOW_S3_ENDPOINT_URL")
         s3_port = _int(env, "LEDGERFLOW_S3_PORT", 55000)
@@ -277,28 +272,23 @@ class Settings:
         return f"{self.task_queue_prefix}-{region}"
 
     def database_url(self, region: str) -> str:
-        """URL the workers and clients use (the least-privileged app role)."""
-        self.require_region(region)
-        return self.database_urls.get(region) or self.database_url_template.format(region=region)
+        """URL the workers use (the app role: append, never rewrite)."""
+        return self._url(self.database_urls, self.database_url_template, region)
 
     def reader_url(self, region: str) -> str:
         """URL read-only work uses (balances, statements, audit, verify,
         reports): the reader role, which can change nothing."""
-        self.require_region(region)
-        return (
-            self.reader_urls.get(region)
-            or self.database_urls.get(region)
-            or self.reader_url_template.format(region=region)
-        )
+        return self._url(self.reader_urls, self.reader_url_template, region)
 
     def migration_url(self, region: str) -> str:
         """URL migrations run with (the schema owner role)."""
+        return self._url(self.migration_urls, self.migration_url_template, region)
+
+    def _url(self, given: Mapping[str, str], template: str, region: str) -> str:
+        """A region's URL for one role: its own, else the region's database
+        URL (one URL serving every role), else the role's template."""
         self.require_region(region)
-        return (
-            self.migration_urls.get(region)
-            or self.database_urls.get(region)
-            or self.migration_url_template.format(region=region)
-        )
+        return given.get(region) or self.database_urls.get(region) or template.format(region=region)
 
     def require_region(self, region: str) -> None:
         if region not in self.regions:

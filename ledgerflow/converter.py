@@ -86,14 +86,14 @@ DATA_CONVERTER = DataConverter(payload_converter_class=LedgerPayloadConverter)
 def data_converter(settings: Settings) -> DataConverter:
     """The converter clients and workers use: `DATA_CONVERTER`, plus payload
     encryption when codec keys are configured (ledgerflow/codec.py)."""
-    if not settings.codec_keys:
-        return DATA_CONVERTER
-    from ledgerflow.codec import EncryptionCodec, parse_keys
+    from ledgerflow.codec import EncryptionCodec
 
-    keys = parse_keys(settings.codec_keys)
+    codec = EncryptionCodec.from_settings(settings)
+    if codec is None:
+        return DATA_CONVERTER
     return dataclasses.replace(
         DATA_CONVERTER,
-        payload_codec=EncryptionCodec(keys, settings.codec_key_id or next(iter(keys))),
+        payload_codec=codec,
         # Failure messages (a refusal names its accounts and amounts) are
         # sealed too, not only payloads.
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,

@@ -276,37 +276,28 @@ class TransferWorkflow:
     async def _here(self, activity: str, arg: Any, result_type: type[T]) -> T:
         """A store call in this workflow's own region: a local activity, or a
         regular one for a workflow started before `LOCAL_STORE_CALLS`."""
-        result: T
-        if self._local:
-            try:
-                result = await workflow.execute_local_activity(
-                    activity,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=RETRY_POLICY,
-                )
-            except ApplicationError as err:
-                # A local activity's failure arrives as the activity's own
-                # error, a regular one's wrapped in ActivityError: wrap it the
-                # same way, so that one set of handlers serves both.
-                raise ActivityError(
-                    f"local activity {activity} failed",
-                    scheduled_event_id=0,
-                    started_event_id=0,
-                    identity="",
-                    activity_type=activity,
-                    activity_id="",
-                    retry_state=None,
-                ) from err
-        else:
-            result = await workflow.execute_activity(
+        execute = workflow.execute_local_activity if self._local else workflow.execute_activity
+        try:
+            result: T = await execute(
                 activity,
                 arg,
                 result_type=result_type,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
+        except ApplicationError as err:
+            # A local activity's failure arrives as the activity's own error,
+            # a regular one's wrapped in ActivityError: wrap it the same way,
+            # so that one set of handlers serves both.
+            raise ActivityError(
+                f"local activity {activity} failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=activity,
+                activity_id="",
+                retry_state=None,
+            ) from err
         return result
 
     async def _project_here(self, events: ProjectEventsInput) -> None:

@@ -78,6 +78,19 @@ async def last_balance(
         # Pruning removes a prefix of each account's versions, so a hot event
         # at or before T is newer than anything pruned.
         return row.version, row.balance_after
+    return await _archived_last_balance(engine, account_id, instant, archive, strict=strict)
+
+
+async def _archived_last_balance(
+    engine: AsyncEngine,
+    account_id: str,
+    instant: datetime,
+    archive: ArchiveReader | None,
+    *,
+    strict: bool,
+) -> tuple[int, int] | None:
+    """`last_balance` when no hot event is at or before `instant`: the
+    account's prune checkpoint, or its archived segments."""
     checkpoint = await checkpoint_of(engine, account_id)
     if checkpoint is None:
         return None
@@ -119,7 +132,7 @@ async def balance_as_of(
     if row is None:
         raise _not_yet(account_id, as_of)
     found = (row.version, row.balance_after) if row.version is not None else None
-    found = found or await last_balance(engine, account_id, as_of, archive)
+    found = found or await _archived_last_balance(engine, account_id, as_of, archive, strict=False)
     if found is None:
         raise _not_yet(account_id, as_of)
     version, balance = found

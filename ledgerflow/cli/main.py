@@ -69,16 +69,15 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.codec import EncryptionCodec, new_key, parse_keys
+    from ledgerflow.codec import EncryptionCodec, new_key
     from ledgerflow.codec_server import CodecServer
 
     if args.key:
         print(new_key())
         return 0
-    if not settings.codec_keys:
+    codec = EncryptionCodec.from_settings(settings)
+    if codec is None:
         raise ValueError("no codec keys: set LEDGERFLOW_CODEC_KEYS (make one with --key)")
-    keys = parse_keys(settings.codec_keys)
-    codec = EncryptionCodec(keys, settings.codec_key_id or next(iter(keys)))
     ui = settings.temporal_ui_port
     server = CodecServer(
         ("127.0.0.1", args.port or settings.codec_server_port),

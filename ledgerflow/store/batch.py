@@ -174,26 +174,14 @@ class PostingBatch:
                 metadata=transfer.metadata,
             )
             digest = chain_hash(account.head_hash, content)
-            row: tuple[Any, ...] = (
-                event_id,
-                str(kind),
-                account.account_id,
-                version,
-                amount,
-                transfer.currency,
-                balance,
-                occurred_at,
-                transfer.initiated_by,
-                posting.posting_id,
-                str(leg),
-                counterparty,
-                transfer.description,
-                metadata,
-                account.head_hash,
-                digest,
-            )
-            for name, value in zip(_EVENT_FIELDS, row, strict=True):
-                self.events[name].append(value)
+            _append_row(
+                self.events, event_id=event_id, type=str(kind), account_id=account.account_id,
+                version=version, amount=amount, currency=transfer.currency,
+                balance_after=balance, occurred_at=occurred_at,
+                initiated_by=transfer.initiated_by, transfer_id=posting.posting_id,
+                leg=str(leg), counterparty=counterparty, description=transfer.description,
+                metadata=metadata, prev_hash=account.head_hash, hash=digest,
+            )  # fmt: skip
             # (Positional, not dataclasses.replace: this runs twice per transfer.)
             head = Account(account.account_id, account.currency, account.region,
                            account.overdraft_limit, account.status, version, balance,
@@ -212,26 +200,15 @@ class PostingBatch:
             to_balance_after=heads[1].balance,
             confirmed_at=self.now,
         )
-        row = (
-            posting.posting_id,
-            result.fingerprint,
-            posting.debit_account,
-            posting.credit_account,
-            transfer.amount,
-            transfer.currency,
-            transfer.initiated_by,
-            transfer.description,
-            metadata,
-            debit_id,
-            credit_id,
-            heads[0].balance,
-            heads[1].balance,
-            occurred_at,
-            str(posting.kind),
-            posting.peer_region,
-        )
-        for name, value in zip(_TRANSFER_FIELDS, row, strict=True):
-            self.transfers[name].append(value)
+        _append_row(
+            self.transfers, transfer_id=posting.posting_id, fingerprint=result.fingerprint,
+            from_account=posting.debit_account, to_account=posting.credit_account,
+            amount=transfer.amount, currency=transfer.currency,
+            initiated_by=transfer.initiated_by, description=transfer.description,
+            metadata=metadata, debit_event_id=debit_id, credit_event_id=credit_id,
+            from_balance_after=heads[0].balance, to_balance_after=heads[1].balance,
+            occurred_at=occurred_at, kind=str(posting.kind), peer_region=posting.peer_region,
+        )  # fmt: skip
         # A later posting of the batch with the same id sees this one's outcome.
         recorded[posting.posting_id] = result
         self.postings.append(transfer)
@@ -250,6 +227,14 @@ class PostingBatch:
                 "a_head_hash": [a.head_hash for a in heads],
             }
         )
+
+
+def _append_row(columns: dict[str, list[Any]], **row: Any) -> None:
+    """One row onto the column arrays: every column, no other."""
+    if row.keys() != columns.keys():
+        raise KeyError(f"row columns {sorted(row)} are not {sorted(columns)}")
+    for name, value in row.items():
+        columns[name].append(value)
 
 
 _EVENT_FIELDS = ("event_id", "type", "account_id", "version", "amount", "currency",
