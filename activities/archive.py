@@ -32,13 +32,23 @@ from ledgerflow.archive.messages import (
 )
 from ledgerflow.archive.objectstore import ObjectStore
 from ledgerflow.archive.prune import prune
+from ledgerflow.domain.errors import PruningNotConfigured
 
 
 class ArchiveActivities:
+    """`pruner`: an engine of the pruner role, only in a worker configured to
+    prune (LEDGERFLOW_ARCHIVE_PRUNE); without it the prune step refuses."""
+
     def __init__(
-        self, engine: AsyncEngine, objects: ObjectStore, region: str, policy: ArchivePolicy
+        self,
+        engine: AsyncEngine,
+        objects: ObjectStore,
+        region: str,
+        policy: ArchivePolicy,
+        pruner: AsyncEngine | None = None,
     ) -> None:
         self.archiver = Archiver(engine, objects, region, policy)
+        self.pruner = pruner
 
     def _check_region(self, region: str) -> None:
         if region != self.archiver.region:
@@ -68,7 +78,14 @@ class ArchiveActivities:
     async def prune_archive(self, data: PruneInput) -> PruneOutput:
         self._check_region(data.region)
         with domain_errors_as_application_errors():
-            return await prune(self.archiver.engine, self.archiver.objects)
+            if self.pruner is None:
+                raise PruningNotConfigured(
+                    f"the worker of region {data.region} does not prune: pruning runs as the "
+                    "pruner role; set LEDGERFLOW_ARCHIVE_PRUNE=1 and "
+                    "LEDGERFLOW_PRUNER_DATABASE_URL for the worker, or run `ledgerflow archive "
+                    "prune` with them"
+                )
+            return await prune(self.pruner, self.archiver.objects)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.plan_segment, self.upload_segment, self.record_segment, self.prune_archive]

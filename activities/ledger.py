@@ -14,9 +14,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 
-from ledgerflow.domain.errors import InvalidRequest, LedgerError, error_from_type
+from ledgerflow.domain.errors import (
+    REJECTION_TYPES,
+    InvalidRequest,
+    LedgerError,
+    error_from_type,
+)
 from ledgerflow.domain.messages import (
     APPEND_LEG,
     APPEND_TRANSFER,
@@ -43,13 +49,35 @@ from ledgerflow.projections.views import apply_events
 from ledgerflow.store.postgres import PostgresEventStore
 from ledgerflow.temporal_errors import to_application_error
 
+#: SQLSTATE classes that say the data itself is refused (22: data exception,
+#: e.g. a NUL byte or an encoding PostgreSQL cannot store): retrying the same
+#: request can never succeed. Every other database error (a dropped
+#: connection, a lock timeout, a serialization failure) may heal and retries.
+_DATA_REFUSED = ("22",)
+
 
 @contextmanager
 def domain_errors_as_application_errors() -> Iterator[None]:
+    """Ledger errors leave typed and non-retryable; so does anything that says
+    the request's own content cannot be stored (nothing in a request may
+    retry forever, issue 12 finding 7). Infrastructure errors propagate, and
+    Temporal retries them with backoff."""
     try:
         yield
     except LedgerError as exc:
         raise to_application_error(exc) from exc
+    except UnicodeError as exc:
+        raise to_application_error(
+            InvalidRequest(f"the request holds text that is not valid UTF-8: {exc}")
+        ) from exc
+    except DBAPIError as exc:
+        state = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
+        if not state.startswith(_DATA_REFUSED):
+            raise
+        detail = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+        raise to_application_error(
+            InvalidRequest(f"the database refuses the request's data: {detail}")
+        ) from exc
 
 
 class LedgerActivities:
@@ -75,7 +103,17 @@ class LedgerActivities:
                     f"{sorted(self.task_queues)}",
                     field="to_region",
                 )
-            await self.store.check_posting(Posting.outbound(data.transfer, region, to_region))
+            try:
+                await self.store.check_posting(Posting.outbound(data.transfer, region, to_region))
+            except LedgerError as refused:
+                if refused.type not in REJECTION_TYPES:
+                    raise
+                # Returned, not raised: the saga records the refusal and then
+                # obeys whatever the store recorded for the source leg, which
+                # may be an earlier confirmation it must carry to the end.
+                return ValidateTransferOutput(
+                    region, to_region, self.task_queues[to_region], refused.type, refused.message
+                )
         return ValidateTransferOutput(region, to_region, self.task_queues[to_region])
 
     @activity.defn(name=APPEND_LEG)

@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from ledgerflow.archive.objectstore import ObjectStore
-from ledgerflow.reconcile.collect import clearing_legs, collect_window
+from ledgerflow.reconcile.collect import clearing_legs, collect_window, source_records
 from ledgerflow.reconcile.messages import (
     RECONCILE_CLEARING_LEGS,
     RECONCILE_COLLECT,
     RECONCILE_LOAD,
+    RECONCILE_SOURCE_RECORDS,
     RECONCILE_STORE,
     ClearingLegsInput,
     ClearingLegsOutput,
@@ -27,6 +28,8 @@ from ledgerflow.reconcile.messages import (
     PreviousState,
     ReconcileReport,
     RegionWindow,
+    SourceRecordsInput,
+    SourceRecordsOutput,
     StoreReportOutput,
 )
 from ledgerflow.reconcile.reports import previous_state, store_report
@@ -59,9 +62,20 @@ class ReconcileActivities:
         self._check_region(data.region)
         return await clearing_legs(self.engine, data)
 
+    @activity.defn(name=RECONCILE_SOURCE_RECORDS)
+    async def source_records(self, data: SourceRecordsInput) -> SourceRecordsOutput:
+        self._check_region(data.region)
+        return await source_records(self.engine, data)
+
     @activity.defn(name=RECONCILE_STORE)
     async def store(self, report: ReconcileReport) -> StoreReportOutput:
         return await store_report(self.engine, self.objects, report, self.retention)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.load_previous, self.collect, self.clearing_legs, self.store]
+        return [
+            self.load_previous,
+            self.collect,
+            self.clearing_legs,
+            self.source_records,
+            self.store,
+        ]

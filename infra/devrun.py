@@ -18,7 +18,6 @@ from types import FrameType
 
 from infra.stack import DevStack, ServiceStatus
 from ledgerflow.config import Settings
-from ledgerflow.store.migrate import upgrade_regions
 
 WORKER_STOP_TIMEOUT_S = 20.0
 RESTART_BACKOFF_S = 2.0
@@ -79,7 +78,7 @@ def run_foreground(settings: Settings) -> int:
     try:
         print("starting the embedded stack ...", flush=True)
         statuses = stack.up()
-        asyncio.run(upgrade_regions(settings))
+        asyncio.run(stack.migrate())
         workers = {r: _spawn_worker(r, log_dir) for r in settings.regions}
         print(_banner(settings, statuses, log_dir), flush=True)
         while True:

@@ -53,7 +53,6 @@ from ledgerflow.audit.verify import verify_region
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import RequestError
-from ledgerflow.store.migrate import upgrade_regions
 from ledgerflow.store.postgres import create_engine
 from workflows.archive import ArchiveWorkflow
 
@@ -174,7 +173,7 @@ async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -
         assert stack.postgres and stack.temporal and stack.s3
         workers = Workers(env, settings.regions, state)
         try:
-            await upgrade_regions(settings)
+            await stack.migrate()
             for region in settings.regions:
                 workers.start(region)
             ledger = await LedgerClient.connect(settings)

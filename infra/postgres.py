@@ -5,15 +5,22 @@ it listens on a unix socket only, and the ledger connects over TCP.
 
 PostgreSQL refuses to run as root. When we are root (containers, CI), the server
 runs as the unprivileged system user `ledgerflow-pg`, created on first use.
+
+Every login needs its password (scram-sha-256, never `trust`): the passwords
+are generated on first start and kept next to the data directory in
+`secrets.json` (mode 0600), where `Settings` finds them for the embedded
+defaults. Any other local process, or user, gets nothing without that file.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import stat
@@ -30,10 +37,11 @@ from infra.process import (
     process_cmdline,
     require_free_port,
 )
+from ledgerflow.config import EMBEDDED_SECRETS_FILE
 
 SERVER_USER = "ledgerflow-pg"
 SUPERUSER = "postgres"
-ROLES = ("ledgerflow_owner", "ledgerflow_app", "ledgerflow_reader")
+ROLES = ("ledgerflow_owner", "ledgerflow_app", "ledgerflow_reader", "ledgerflow_pruner")
 DATABASE_OWNER = "ledgerflow_owner"
 # Tuned for a dev box. fsync keeps its default (on): the ledger promises durability.
 SERVER_SETTINGS = ("max_connections=300", "shared_buffers=256MB")
@@ -116,11 +124,20 @@ def _chown_tree(path: Path, account: pwd.struct_passwd) -> None:
             os.lchown(os.path.join(root, name), account.pw_uid, account.pw_gid)
 
 
-class EmbeddedPostgres:
-    """A PostgreSQL server listening on 127.0.0.1:`port` only, with trust authentication.
+#: Password authentication for every connection, local socket included.
+PG_HBA = """\
+# Written by ledgerflow (infra/postgres.py): every login needs its password.
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+"""
 
-    Next to `data_dir` (in its parent) live `postgres.log`, `pid` and `run/` (the
-    unix socket dir).
+
+class EmbeddedPostgres:
+    """A PostgreSQL server listening on 127.0.0.1:`port` only, password logins only.
+
+    Next to `data_dir` (in its parent) live `postgres.log`, `pid`, `run/` (the
+    unix socket dir) and `secrets.json` (every role's password, mode 0600).
     """
 
     def __init__(self, data_dir: Path, port: int) -> None:
@@ -130,19 +147,50 @@ class EmbeddedPostgres:
         self.log_path = self.base_dir / "postgres.log"
         self.socket_dir = self.base_dir / "run"
         self.pid_file = PidFile(self.base_dir / "pid")
+        self.secrets_path = self.base_dir / EMBEDDED_SECRETS_FILE
 
     @property
     def bin_dir(self) -> Path:
         return pg_install_dir() / "bin"
 
+    def secrets(self) -> dict[str, str]:
+        """Every role's password, generated (once) on first use."""
+        try:
+            known: dict[str, str] = json.loads(self.secrets_path.read_text())
+        except FileNotFoundError:
+            known = {}
+        wanted = {
+            role: known.get(role) or secrets.token_urlsafe(24) for role in (SUPERUSER, *ROLES)
+        }
+        if wanted != known:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before anything is written: never readable by others.
+            fd = os.open(self.secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(wanted, out, indent=2, sort_keys=True)
+            os.chmod(self.secrets_path, 0o600)
+        return wanted
+
+    def url(self, role: str, database: str, driver: str = "postgresql+asyncpg") -> str:
+        """A URL for `role` on `database`, with its password."""
+        return f"{driver}://{role}:{self.secrets()[role]}@{LOCALHOST}:{self.port}/{database}"
+
     def superuser_dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@{LOCALHOST}:{self.port}/{database}"
+        return self.url(SUPERUSER, database, driver="postgresql")
 
     def _run(
-        self, argv: Sequence[str], *, as_server: bool, stdin: str | None = None, timeout: float = 60
+        self,
+        argv: Sequence[str],
+        *,
+        as_server: bool,
+        stdin: str | None = None,
+        timeout: float = 60,
+        password: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         # PG* variables (PGDATA, PGOPTIONS, PGUSER...) would silently redirect the tools.
         env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        if password is not None:
+            env["PGPASSWORD"] = password
         account = _server_account() if as_server else None
         return subprocess.run(
             [str(self.bin_dir / argv[0]), *argv[1:]],
@@ -212,17 +260,43 @@ class EmbeddedPostgres:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self._prepare_files()
-        result = self._run(
-            # C locale: the same collation on every machine, whatever locales the OS has.
-            [
-                *("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8"),
-                *("--auth=trust", "--no-locale", "--no-instructions"),
-            ],
-            as_server=True,
-            timeout=120,
-        )
+        # The superuser's password, for initdb to set; readable by the server
+        # user only for the moment initdb runs.
+        pwfile = self.base_dir / "initdb.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.secrets()[SUPERUSER] + "\n")
+        account = _server_account()
+        if account is not None:
+            os.chown(pwfile, account.pw_uid, account.pw_gid)
+        try:
+            result = self._run(
+                # C locale: the same collation on every machine, whatever locales the OS has.
+                [
+                    *("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8"),
+                    *("--auth=scram-sha-256", f"--pwfile={pwfile}"),
+                    *("--no-locale", "--no-instructions"),
+                ],
+                as_server=True,
+                timeout=120,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise StackError(f"initdb failed for {self.data_dir}: {result.stderr.strip()}")
+        self._write_hba()
+
+    def _write_hba(self) -> bool:
+        """Password logins only; True if pg_hba.conf had to change (an older
+        state dir that still trusted local logins)."""
+        hba = self.data_dir / "pg_hba.conf"
+        if hba.exists() and hba.read_text() == PG_HBA:
+            return False
+        hba.write_text(PG_HBA)
+        account = _server_account()
+        if account is not None:
+            os.chown(hba, account.pw_uid, account.pw_gid)
+        return True
 
     def start(self, timeout: float = 30.0) -> int:
         """Start the server unless it runs already; return the postmaster's pid."""
@@ -294,6 +368,7 @@ class EmbeddedPostgres:
             ],
             as_server=False,
             stdin=sql,
+            password=self.secrets()[user],
         )
         if result.returncode != 0:
             raise StackError(f"psql on {database} as {user} failed: {result.stderr.strip()}")
@@ -302,9 +377,11 @@ class EmbeddedPostgres:
     def provision(self, regions: Iterable[str]) -> None:
         """Create the ledger roles and one database per region; idempotent."""
         databases = [database_name(region) for region in regions]
-        script = [
-            f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
-            f"EXCEPTION WHEN duplicate_object THEN ALTER ROLE {role} LOGIN; END $$;"
+        passwords = self.secrets()
+        script = [f"ALTER ROLE {SUPERUSER} PASSWORD '{passwords[SUPERUSER]}';"] + [
+            f"DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD '{passwords[role]}'; "
+            f"EXCEPTION WHEN duplicate_object THEN "
+            f"ALTER ROLE {role} LOGIN PASSWORD '{passwords[role]}'; END $$;"
             for role in ROLES
         ]
         names = ", ".join(f"'{name}'" for name in databases)
@@ -317,3 +394,16 @@ class EmbeddedPostgres:
         )
         script += [f"ALTER DATABASE {name} OWNER TO {DATABASE_OWNER};" for name in databases]
         self.psql("\n".join(script) + "\n")
+        if self._write_hba():
+            # A state dir from before password logins: now that every role has
+            # its password, stop trusting anyone.
+            self._run(["pg_ctl", "reload", "-D", str(self.data_dir), "-s"], as_server=True)
+            log.warning("postgres at %s now requires passwords (secrets.json)", self.data_dir)
+
+    def harden(self, database: str) -> None:
+        """Install the DDL guard (as the superuser) on a migrated database:
+        even the schema owner cannot switch the ledger's immutability
+        triggers off (`ledgerflow.store.guard`)."""
+        from ledgerflow.store.guard import HARDEN_SQL
+
+        self.psql(HARDEN_SQL, database=database)

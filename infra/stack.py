@@ -20,6 +20,7 @@ from infra.s3 import EmbeddedS3, moto_server_binary
 from infra.temporal import EmbeddedTemporal, temporal_binary
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
+from ledgerflow.store.migrate import upgrade_regions
 
 TEMPORAL_START_TIMEOUT_S = 30.0
 
@@ -154,6 +155,16 @@ class DevStack:
                         stop()
                 raise
             return self.status()
+
+    async def migrate(self) -> None:
+        """`ledgerflow migrate` on this stack: every region's schema brought to
+        head as its owner, then (on the embedded server, whose superuser we
+        hold) the DDL guard installed, so not even the owner can switch the
+        immutability triggers off (`ledgerflow.store.guard`)."""
+        await upgrade_regions(self.settings)
+        if self.postgres is not None:
+            for region in self.settings.regions:
+                self.postgres.harden(database_name(region))
 
     def down(self) -> list[ServiceStatus]:
         """Stop the servers this stack started (found by pid file); idempotent."""

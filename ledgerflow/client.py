@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -27,6 +30,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -36,6 +40,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from ledgerflow import search_attributes as sa
 from ledgerflow.archive.objectstore import S3ObjectStore
@@ -101,6 +106,20 @@ def _discard_outcome(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved, so asyncio does not log it as lost
 
 
+def _consume(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Retrieve the start operation's handle future in the background, so that
+    its error (if any) is not logged as never retrieved."""
+    asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
+
+
+#: Server answers to an update-with-start that a fresh attempt can get past.
+RETRIED_START_STATUSES = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.ABORTED}
+)
+#: How long `transfer` keeps attaching through such answers without `confirm_within`.
+ATTACH_WINDOW_S = 60.0
+
+
 async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
     """Run a Temporal call; a workflow's domain error comes back as its `LedgerError`."""
     try:
@@ -119,6 +138,8 @@ class LedgerClient:
         self._engines: dict[str, AsyncEngine] = {}
         self._homes: dict[str, str] = {}
         self._archives: dict[str, ArchiveReader] = {}
+        #: Confirmations in flight, shared by concurrent calls for one transfer.
+        self._confirming: dict[tuple[Any, ...], asyncio.Future[TransferResult]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> LedgerClient:
@@ -283,19 +304,15 @@ class LedgerClient:
             transfer_id, from_account, to_account, amount, currency,
             initiated_by, description, metadata, await self._destination(to_account, region),
         )  # fmt: skip
-        # Update-with-start: one round trip starts the workflow (or attaches to
-        # the running one with this id) and waits only until the outcome is
-        # recorded, not for the projection that follows it.
-        start = WithStartWorkflowOperation(
-            TransferWorkflow.run, request, **self._start_options(transfer, region)
-        )
-        confirming = asyncio.ensure_future(
-            typed_errors(
-                lambda: self.temporal.execute_update_with_start_workflow(
-                    TransferWorkflow.confirmation, start_workflow_operation=start
-                )
-            )
-        )
+        # Concurrent calls for the same transfer in this process share one
+        # confirmation: one update on the server instead of one each.
+        key = (transfer.transfer_id, transfer.fingerprint(), region, request.to_region)
+        confirming = self._confirming.get(key)
+        if confirming is None:
+            deadline = time.monotonic() + (confirm_within or ATTACH_WINDOW_S)
+            confirming = asyncio.ensure_future(self._confirm(request, transfer, region, deadline))
+            self._confirming[key] = confirming
+            confirming.add_done_callback(lambda _: self._confirming.pop(key, None))
         # Wait without cancelling the SDK call: cancelling it in flight left the
         # process unable to parse Python afterwards ("AST constructor recursion
         # depth mismatch"; temporalio 1.35, CPython 3.11.7). On timeout the call
@@ -303,9 +320,6 @@ class LedgerClient:
         await asyncio.wait([confirming], timeout=confirm_within)
         if not confirming.done():
             confirming.add_done_callback(_discard_outcome)
-            # The start operation's own handle future fails along with the
-            # call; await it in the background so its error is not logged as lost.
-            asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
             regions = f"{region!r}" + (f" and {request.to_region!r}" if request.to_region else "")
             raise ConfirmationTimeout(
                 f"no confirmation of transfer {transfer_id!r} within {confirm_within:g} s (are "
@@ -313,19 +327,7 @@ class LedgerClient:
                 f"resubmit the same id to learn its outcome",
                 transfer_id=transfer_id,
             )
-        try:
-            result: TransferResult = confirming.result()
-        except WorkflowAlreadyStartedError:
-            # A closed run holds this id: its outcome stands (compared below).
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await start.workflow_handle()  # consume the operation's failed future
-            result = await typed_errors(self._closed_transfer(transfer).result)
-        except BaseException:
-            # Any other failure (a transport error while the server restarts, a
-            # typed ledger error): the start operation's future may hold an
-            # error too; consume it, so that it is not logged as never retrieved.
-            asyncio.ensure_future(start.workflow_handle()).add_done_callback(_discard_outcome)
-            raise
+        result = confirming.result()
         if result.fingerprint != transfer.fingerprint():
             # We attached to a workflow already running for this id with
             # another payload.
@@ -340,6 +342,54 @@ class LedgerClient:
             )  # fmt: skip
             raise error
         return result
+
+    async def _confirm(
+        self, request: TransferRequest, transfer: Transfer, region: str, deadline: float
+    ) -> TransferResult:
+        """Update-with-start until the server answers with an outcome.
+
+        One round trip starts the workflow (or attaches to the running one
+        with this id) and waits only until the outcome is recorded. A busy
+        server can answer a start that raced another submitter of the same id
+        with an error that a fresh attempt gets past: the start deduplicated
+        but the update not applied (`StartDeduped`), the per-workflow limit on
+        updates in flight reached, an update aborted. Every submitter of an id
+        must get the id's outcome, not that error (issue 12, finding 6), so
+        those are retried, each time with a new request, until `deadline`.
+        """
+        delay = 0.05
+        while True:
+            start = WithStartWorkflowOperation(
+                TransferWorkflow.run, request, **self._start_options(transfer, region)
+            )
+            try:
+                result: TransferResult = await typed_errors(
+                    functools.partial(
+                        self.temporal.execute_update_with_start_workflow,
+                        TransferWorkflow.confirmation,
+                        start_workflow_operation=start,
+                    )
+                )
+                return result
+            except WorkflowAlreadyStartedError:
+                # A closed run holds this id: its outcome stands (the caller
+                # compares the fingerprint).
+                _consume(start)
+                closed: TransferResult = await typed_errors(self._closed_transfer(transfer).result)
+                return closed
+            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+                # The start operation's own future failed along with the call.
+                _consume(start)
+                transient = isinstance(exc, WorkflowUpdateRPCTimeoutOrCancelledError) or (
+                    exc.status in RETRIED_START_STATUSES
+                )
+                if not transient or time.monotonic() + delay > deadline:
+                    raise
+            except BaseException:
+                _consume(start)
+                raise
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 1.0)
 
     def _request(
         self,

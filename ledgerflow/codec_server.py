@@ -27,6 +27,11 @@ MAX_BODY = 4 * 1024 * 1024
 
 
 class CodecServer(ThreadingHTTPServer):
+    """Bounded: at most `max_connections` connections are served at once (one
+    thread each; a connection beyond them is closed at once), and a
+    connection that sends nothing for `socket_timeout_s` is closed, so idle
+    or slow unauthenticated sockets cannot pile up threads (issue 12, finding 13)."""
+
     daemon_threads = True
 
     def __init__(
@@ -35,6 +40,9 @@ class CodecServer(ThreadingHTTPServer):
         codec: EncryptionCodec,
         token: str,
         ui_origins: tuple[str, ...],
+        *,
+        socket_timeout_s: float = 10.0,
+        max_connections: int = 32,
     ) -> None:
         if not token:
             raise ValueError("the codec server needs a token (LEDGERFLOW_CODEC_SERVER_TOKEN)")
@@ -42,6 +50,26 @@ class CodecServer(ThreadingHTTPServer):
         self.codec = codec
         self.token = token
         self.ui_origins = ui_origins
+        self.socket_timeout_s = socket_timeout_s
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Every slot is busy: refuse this connection rather than grow.
+            self.shutdown_request(request)
+            return
+        try:
+            request.settimeout(self.socket_timeout_s)
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
@@ -93,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode()):
             self._reply(401, {"error": "a valid bearer token is required"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        raw_length = self.headers.get("Content-Length") or "0"
+        length = int(raw_length) if raw_length.isascii() and raw_length.isdigit() else -1
         if not 0 < length <= MAX_BODY:
             self._reply(400, {"error": f"a JSON body of 1 to {MAX_BODY} bytes is required"})
             return

@@ -8,14 +8,19 @@ nothing is started for it and the real endpoint is used.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 DEFAULT_REGIONS = ("us", "eu", "ap")
+#: The embedded PostgreSQL's passwords, per role, next to its data directory
+#: (`<state dir>/postgres/secrets.json`, mode 0600; written by `dev up`).
+EMBEDDED_SECRETS_FILE = "secrets.json"
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
@@ -96,9 +101,13 @@ class Settings:
     reader_url_template: str = (
         "postgresql+asyncpg://ledgerflow_reader@127.0.0.1:55432/ledgerflow_{region}"
     )
+    pruner_url_template: str = (
+        "postgresql+asyncpg://ledgerflow_pruner@127.0.0.1:55432/ledgerflow_{region}"
+    )
     database_urls: Mapping[str, str] = field(default_factory=dict)
     migration_urls: Mapping[str, str] = field(default_factory=dict)
     reader_urls: Mapping[str, str] = field(default_factory=dict)
+    pruner_urls: Mapping[str, str] = field(default_factory=dict)
     database_given: bool = False
     db_pool_size: int = 10
     db_pool_timeout_s: float = 5.0
@@ -210,9 +219,21 @@ class Settings:
             pg_port=pg_port,
             database_url_template=db_template
             or f"postgresql+asyncpg://ledgerflow_app@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            # Never the app role's URL: migrations run as the schema owner, and a
+            # given database without a given owner URL has no owner to migrate as.
             migration_url_template=mig_template
-            or db_template
-            or f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            or (
+                ""
+                if db_template or per_region
+                else f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}"
+            ),
+            pruner_url_template=_env(env, "LEDGERFLOW_PRUNER_DATABASE_URL")
+            or (
+                ""
+                if db_template or per_region
+                else f"postgresql+asyncpg://ledgerflow_pruner@127.0.0.1:{pg_port}/ledgerflow_{{region}}"
+            ),
+            pruner_urls=_per_region(env, "LEDGERFLOW_PRUNER_DATABASE_URL", regions),
             reader_url_template=reader_template
             or db_template
             or f"postgresql+asyncpg://ledgerflow_reader@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
@@ -281,14 +302,60 @@ class Settings:
         return self._url(self.reader_urls, self.reader_url_template, region)
 
     def migration_url(self, region: str) -> str:
-        """URL migrations run with (the schema owner role)."""
-        return self._url(self.migration_urls, self.migration_url_template, region)
+        """URL migrations run with (the schema owner role); empty when none
+        was given for a database that was (`ledgerflow migrate` then refuses)."""
+        return self._url(self.migration_urls, self.migration_url_template, region, shared=False)
 
-    def _url(self, given: Mapping[str, str], template: str, region: str) -> str:
-        """A region's URL for one role: its own, else the region's database
-        URL (one URL serving every role), else the role's template."""
+    def pruner_url(self, region: str) -> str:
+        """URL of the role that may vouch for archived segments and prune
+        (`ledgerflow_pruner`); empty when none was given for a given database."""
+        return self._url(self.pruner_urls, self.pruner_url_template, region, shared=False)
+
+    def _url(
+        self, given: Mapping[str, str], template: str, region: str, *, shared: bool = True
+    ) -> str:
+        """A region's URL for one role: its own, else (`shared`) the region's
+        database URL (one URL serving every role), else the role's template."""
         self.require_region(region)
-        return given.get(region) or self.database_urls.get(region) or template.format(region=region)
+        url = (
+            given.get(region)
+            or (self.database_urls.get(region) if shared else None)
+            or template.format(region=region)
+        )
+        return self.with_embedded_password(url) if url else url
+
+    @property
+    def embedded_secrets_path(self) -> Path:
+        return self.state_dir / "postgres" / EMBEDDED_SECRETS_FILE
+
+    def embedded_url(self, role: str, database: str) -> str:
+        """A URL for `role` on a database of the embedded server (benchmarks'
+        scratch databases, the superuser's provisioning), with its password."""
+        return self.with_embedded_password(
+            f"postgresql+asyncpg://{role}@127.0.0.1:{self.pg_port}/{database}"
+        )
+
+    def with_embedded_password(self, url: str) -> str:
+        """A URL to the embedded server that names no password gets its role's
+        password from the embedded secrets file; any other URL is used as given."""
+        parts = urlsplit(url)
+        if (
+            parts.password is not None
+            or parts.username is None
+            or parts.hostname != "127.0.0.1"
+            or parts.port != self.pg_port
+        ):
+            return url
+        try:
+            known = json.loads(self.embedded_secrets_path.read_text())
+        except (OSError, ValueError):
+            return url
+        password = known.get(parts.username) if isinstance(known, dict) else None
+        if not isinstance(password, str):
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{quote(parts.username, safe='')}:{quote(password, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def require_region(self, region: str) -> None:
         if region not in self.regions:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from infra.postgres import EmbeddedPostgres
+from infra.postgres import EmbeddedPostgres, database_name
 from infra.process import find_free_port
 from infra.s3 import EmbeddedS3, s3_client
 from infra.temporal import temporal_binary
@@ -40,8 +41,15 @@ REGIONS = ("us", "eu", "ap")
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", find_free_port())
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's LEDGERFLOW_STATE_DIR: the embedded PostgreSQL lives in it
+    as `dev up` puts it there, so `Settings` finds its passwords."""
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def pg_server(state_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(state_dir / "postgres" / "data", find_free_port())
     server.start()
     server.provision(REGIONS)
     try:
@@ -64,13 +72,11 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def settings(
-    pg_server: EmbeddedPostgres, s3_server: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
+def settings(pg_server: EmbeddedPostgres, s3_server: EmbeddedS3, state_dir: Path) -> Settings:
     return Settings.from_env(
         {
             "LEDGERFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url,
-            "LEDGERFLOW_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+            "LEDGERFLOW_STATE_DIR": str(state_dir),
             "LEDGERFLOW_REGIONS": ",".join(REGIONS),
             "LEDGERFLOW_PG_PORT": str(pg_server.port),
             "LEDGERFLOW_DB_POOL_SIZE": "20",
@@ -79,8 +85,11 @@ def settings(
 
 
 @pytest_asyncio.fixture(scope="session")
-async def migrated(settings: Settings) -> Settings:
+async def migrated(settings: Settings, pg_server: EmbeddedPostgres) -> Settings:
+    """Every region migrated as the owner and hardened, as `ledgerflow migrate` does."""
     await upgrade_regions(settings)
+    for region in REGIONS:
+        pg_server.harden(database_name(region))
     return settings
 
 
@@ -104,8 +113,7 @@ async def owner_engine(
 
 @pytest_asyncio.fixture(scope="session")
 async def superuser_engine(pg_server: EmbeddedPostgres) -> AsyncIterator[AsyncEngine]:
-    url = pg_server.superuser_dsn("ledgerflow_us").replace("postgresql://", "postgresql+asyncpg://")
-    engine = create_async_engine(url)
+    engine = create_async_engine(pg_server.url("postgres", "ledgerflow_us"))
     yield engine
     await engine.dispose()
 
@@ -163,15 +171,45 @@ async def isolated_region(
     tests that must see a whole region: verify, tampering."""
     name = f"ledgerflow_t{uuid.uuid4().hex[:12]}"
     pg_server.psql(f"CREATE DATABASE {name} OWNER ledgerflow_owner")
-    base = f"postgresql+asyncpg://{{role}}@127.0.0.1:{pg_server.port}/{name}"
-    await upgrade(base.format(role="ledgerflow_owner"))
-    app = create_engine(base.format(role="ledgerflow_app"), migrated, pool_size=5)
-    superuser = create_async_engine(base.format(role="postgres"))
+    await upgrade(pg_server.url("ledgerflow_owner", name))
+    app = create_engine(pg_server.url("ledgerflow_app", name), migrated, pool_size=5)
+    superuser = create_async_engine(pg_server.url("postgres", name))
     try:
         yield PostgresEventStore(app, "us"), superuser
     finally:
         await app.dispose()
         await superuser.dispose()
+
+
+RoleEngine = Callable[[str], AsyncEngine]
+
+
+@pytest_asyncio.fixture
+async def isolated_as(
+    pg_server: EmbeddedPostgres,
+    migrated: Settings,
+    isolated_region: tuple[PostgresEventStore, AsyncEngine],
+) -> AsyncIterator[RoleEngine]:
+    """Engines of other roles on the isolated region's database, by role name."""
+    database = isolated_region[0].engine.url.database
+    assert database is not None
+    made: dict[str, AsyncEngine] = {}
+
+    def engine(role: str) -> AsyncEngine:
+        if role not in made:
+            made[role] = create_engine(pg_server.url(role, database), migrated, pool_size=2)
+        return made[role]
+
+    yield engine
+    for each in made.values():
+        await each.dispose()
+
+
+@pytest.fixture
+def pruner(isolated_as: RoleEngine) -> AsyncEngine:
+    """The pruner role on the isolated region's database: the only role that
+    may vouch for archived segments and prune (migration 0004)."""
+    return isolated_as("ledgerflow_pruner")
 
 
 @pytest.fixture(scope="session")

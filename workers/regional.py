@@ -4,9 +4,10 @@ One process per region holds one connection pool to that region's database
 (shared by every activity), runs the Temporal worker, and runs the catch-up
 projector in the background so that the read models heal even if a
 workflow's projection step was lost. SIGINT/SIGTERM stop it gracefully:
-in-flight activities finish, then the pool closes. At start it migrates the
-database and creates or updates the region's archive schedule (and, in the
-reconciling region, the `reconcile` schedule).
+in-flight activities finish, then the pool closes. At start it checks that
+its database is migrated (it never migrates: that is `ledgerflow migrate`, as
+the schema owner) and creates or updates the region's archive schedule (and,
+in the reconciling region, the `reconcile` schedule).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.schedules import apply_schedules
-from ledgerflow.store.migrate import upgrade
+from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workflows.account import OpenAccountWorkflow
 from workflows.archive import ArchiveWorkflow
@@ -70,6 +71,7 @@ def build_worker(
     region: str,
     engine: AsyncEngine,
     objects: ObjectStore | None = None,
+    pruner: AsyncEngine | None = None,
 ) -> Worker:
     activities = LedgerActivities(
         PostgresEventStore(
@@ -81,7 +83,9 @@ def build_worker(
         {r: settings.task_queue(r) for r in settings.regions},
     )
     objects = objects or S3ObjectStore.from_settings(settings)
-    archive = ArchiveActivities(engine, objects, region, ArchivePolicy.from_settings(settings))
+    archive = ArchiveActivities(
+        engine, objects, region, ArchivePolicy.from_settings(settings), pruner
+    )
     reconcile = ReconcileActivities(engine, objects, region, settings.archive_retention)
     # The worker decodes with the ledger's converter whatever client it was given.
     config = client.config()
@@ -142,8 +146,19 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await upgrade(settings.migration_url(region))
+    # The worker holds the app role only: migrating is a deploy step
+    # (`ledgerflow migrate`, as the schema owner), and a worker whose database
+    # is not at the schema its code expects refuses to start.
     engine = create_engine(settings.database_url(region), settings)
+    try:
+        await require_schema_at_head(engine, region)
+    except BaseException:
+        await engine.dispose()
+        raise
+    pruner = None
+    if settings.archive_prune:
+        # Only a worker told to prune holds the pruner role's credentials.
+        pruner = create_engine(pruner_url(settings, region), settings, pool_size=2)
     runtime, gauges = None, None
     if settings.metrics_port:
         port = settings.metrics_port + settings.regions.index(region)
@@ -153,7 +168,7 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         gauges = LagGauges(runtime, region)
     try:
         client = await connect_temporal(settings, runtime)
-        worker = build_worker(client, settings, region, engine)
+        worker = build_worker(client, settings, region, engine, pruner=pruner)
         if settings.schedules_on_worker_start:
             try:
                 await apply_schedules(client, settings, [region])
@@ -175,3 +190,5 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await engine.dispose()
+        if pruner is not None:
+            await pruner.dispose()

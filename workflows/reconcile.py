@@ -29,13 +29,16 @@ with workflow.unsafe.imports_passed_through():
         check_pairs,
         global_totals,
         itemise_pair,
+        judge_orphans,
         match_legs,
+        orphans,
         settle,
     )
     from ledgerflow.reconcile.messages import (
         RECONCILE_CLEARING_LEGS,
         RECONCILE_COLLECT,
         RECONCILE_LOAD,
+        RECONCILE_SOURCE_RECORDS,
         RECONCILE_STORE,
         ClearingLeg,
         ClearingLegsInput,
@@ -52,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
         ReconcileSummary,
         RegionSummary,
         RegionWindow,
+        SourceRecordsInput,
+        SourceRecordsOutput,
         StoreReportOutput,
     )
     from workflows.policies import RETRY_POLICY
@@ -63,6 +68,8 @@ STORE_WINDOW = timedelta(minutes=10)
 MAX_PAGES = 25
 #: Runs that raced (both continuing from one report) redo their work this often.
 MAX_ATTEMPTS = 3
+#: Patch marker: arrivals seen without their source leg are judged in the run.
+RECONCILE_ORPHANS = "reconcile-orphans"
 
 
 @workflow.defn
@@ -132,6 +139,7 @@ class ReconcileWorkflow:
                     totals=last.totals, clearing=last.clearing,
                 )
             )  # fmt: skip
+        found += await self._judge_orphans(request, open_items, summaries)
         up_to_date = all(s.reached and not s.behind for s in summaries)
         in_transit, overdue = settle(
             open_items, workflow.now(), timedelta(seconds=request.in_transit_sla_s), up_to_date
@@ -200,6 +208,45 @@ class ReconcileWorkflow:
             if not page.more:
                 break
         return pages, None
+
+    async def _judge_orphans(
+        self,
+        request: ReconcileRequest,
+        open_items: dict[str, InTransit],
+        summaries: list[RegionSummary],
+    ) -> list[Discrepancy]:
+        """An arrival seen without its source leg: ask the source region for
+        its record of the transfer, now. Unless that region did post the leg
+        (after it was read), it is money from nowhere or a contradiction, and
+        reported in this run, not after the in-transit SLA. Reported items
+        are no longer carried as in transit (the clearing pair then shows
+        them too, run after run, until someone puts the ledger right)."""
+        found = orphans(open_items)
+        if not found or not workflow.patched(RECONCILE_ORPHANS):
+            return []
+        reached = {s.region for s in summaries if s.reached}
+        wrong: list[Discrepancy] = []
+        for region in sorted(found):
+            if region not in reached or region not in request.task_queues:
+                continue  # judged when that region answers (or after the SLA)
+            items = found[region]
+            try:
+                records: SourceRecordsOutput = await workflow.execute_activity(
+                    RECONCILE_SOURCE_RECORDS,
+                    SourceRecordsInput(region, [item.transfer_id for item in items]),
+                    result_type=SourceRecordsOutput,
+                    task_queue=request.task_queues[region],
+                    start_to_close_timeout=STEP_TIMEOUT,
+                    schedule_to_close_timeout=timedelta(seconds=request.region_timeout_s),
+                    retry_policy=RETRY_POLICY,
+                )
+            except ActivityError:
+                continue
+            judged = judge_orphans(region, items, {r.transfer_id: r for r in records.records})
+            for discrepancy in judged:
+                open_items.pop(discrepancy.transfer_id or "", None)
+            wrong += judged
+        return wrong
 
     async def _itemise(
         self,

@@ -36,7 +36,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
-    from ledgerflow.domain.errors import REJECTION_TYPES, LedgerError
+    from ledgerflow.domain.errors import REJECTION_TYPES, InvalidRequest, LedgerError
     from ledgerflow.domain.messages import (
         APPEND_LEG,
         APPEND_TRANSFER,
@@ -67,6 +67,11 @@ T = TypeVar("T")
 
 #: Patch marker: store calls in this region run as local activities.
 LOCAL_STORE_CALLS = "local-store-calls"
+#: Patch marker: every saga step obeys the outcome the store recorded for its
+#: leg (a recorded refusal ends or reverses the saga; a recorded confirmation
+#: of a refused leg carries it on). Histories recorded before it replay on
+#: the old path.
+SAGA_OBEYS_STORE = "saga-obeys-store"
 
 
 @workflow.defn
@@ -88,6 +93,10 @@ class TransferWorkflow:
         except LedgerError as exc:
             # A malformed request writes nothing, not even a rejection record.
             await self._fail(to_application_error(exc))
+        except (TypeError, ValueError) as exc:
+            # Whatever else a raw start can send: refused, never a workflow
+            # task that fails and is retried for ever.
+            await self._fail(to_application_error(InvalidRequest(f"malformed request: {exc}")))
         self._transfer = transfer
         # Whoever starts the workflow decides which attributes are indexed:
         # the SDK client sets them at the start (only region and status when
@@ -116,19 +125,19 @@ class TransferWorkflow:
                 cross_region = True
                 result = await self._cross_region(
                     transfer, checked.region, checked.to_region, checked.to_task_queue,
-                    occurred_at,
+                    occurred_at, checked,
                 )  # fmt: skip
             else:
                 result = await self._here(
                     APPEND_TRANSFER, AppendTransferInput(transfer, occurred_at), TransferResult
                 )
         except ActivityError as err:
-            cause = domain_cause(err)
-            if cause is None:
-                raise
-            if cause.type not in REJECTION_TYPES:
-                await self._fail(reraised(cause))
-            # Refused before anything was posted (in the source region).
+            # Refused before anything was posted (in the source region). The
+            # store answers with whatever it recorded for the id first, which
+            # stands (a local transfer confirmed by an earlier attempt is
+            # confirmed); a cross-region source leg's refusal is handled by
+            # the saga itself, except in histories recorded before it was.
+            cause = await self._refusal(err)
             leg = (PostingKind.OUTBOUND, request.to_region) if request.to_region else None
             result = await self._record_rejection(transfer, cause, occurred_at, leg)
         self._result = result
@@ -164,13 +173,38 @@ class TransferWorkflow:
         to_region: str,
         to_task_queue: str,
         occurred_at: datetime,
+        checked: ValidateTransferOutput,
     ) -> TransferResult:
-        """The saga. Raises the source leg's domain error (nothing posted yet)."""
-        source = await self._here(
-            APPEND_LEG,
-            AppendLegInput(transfer, PostingKind.OUTBOUND, to_region, occurred_at),
-            TransferResult,
-        )
+        """The saga. Every step branches on the outcome the store returned for
+        its leg, never on the one it expected: a re-run of a closed id (the
+        plain client, a reset, a start after retention) meets recorded
+        outcomes, and a late commit of an earlier attempt can turn a refusal
+        into a confirmation (issue 12, findings 1, 2, 5)."""
+        if checked.refusal_type is not None:
+            refused = ApplicationError(checked.refusal or "", type=checked.refusal_type)
+            source = await self._record_rejection(
+                transfer, refused, occurred_at, (PostingKind.OUTBOUND, to_region)
+            )
+        else:
+            try:
+                source = await self._here(
+                    APPEND_LEG,
+                    AppendLegInput(transfer, PostingKind.OUTBOUND, to_region, occurred_at),
+                    TransferResult,
+                )
+            except ActivityError as err:
+                cause = await self._refusal(err)
+                source = await self._record_rejection(
+                    transfer, cause, occurred_at, (PostingKind.OUTBOUND, to_region)
+                )
+                if source.status == TransferStatus.CONFIRMED and not workflow.patched(
+                    SAGA_OBEYS_STORE
+                ):
+                    return source  # (the path of histories recorded before the patch)
+        if source.status != TransferStatus.CONFIRMED and workflow.patched(SAGA_OBEYS_STORE):
+            # The source leg is refused, now or by a recorded outcome: nothing
+            # left this region, so nothing may arrive in the other.
+            return source
         self._project(source)
         self._status = TransferStatus.IN_TRANSIT
         self._set_attributes(sa.STATUS.value_set(TransferStatus.IN_TRANSIT))
@@ -192,6 +226,23 @@ class TransferWorkflow:
                 raise
             return await self._compensate(transfer, region, to_region, to_task_queue,
                                           refusal, source, occurred_at)  # fmt: skip
+        if arrived.status != TransferStatus.CONFIRMED and workflow.patched(SAGA_OBEYS_STORE):
+            # The destination's recorded refusal (a re-run of a reversed id):
+            # already recorded there, so only the reversal remains.
+            refused = ApplicationError(arrived.reason or "", type=arrived.reason_type)
+            return await self._compensate(transfer, region, to_region, to_task_queue,
+                                          refused, source, occurred_at, recorded=True)  # fmt: skip
+        return self._arrived(transfer, region, to_region, to_task_queue, source, arrived)
+
+    def _arrived(
+        self,
+        transfer: Transfer,
+        region: str,
+        to_region: str,
+        to_task_queue: str,
+        source: TransferResult,
+        arrived: TransferResult,
+    ) -> TransferResult:
         self._project(arrived, to_task_queue)
         return TransferResult(
             transfer_id=transfer.transfer_id,
@@ -215,12 +266,19 @@ class TransferWorkflow:
         refusal: ApplicationError,
         source: TransferResult,
         occurred_at: datetime,
+        *,
+        recorded: bool = False,
     ) -> TransferResult:
         """The destination refused for good: record its refusal there (for its
-        audit trail), then post the reversing leg here. Never delete anything."""
-        if refusal.type in REJECTION_TYPES:
+        audit trail), then post the reversing leg here. Never delete anything.
+
+        Recording the refusal returns what the destination recorded first:
+        if that is a confirmation (an earlier attempt of the leg committed
+        late), the money arrived and must not be paid back."""
+        if refusal.type in REJECTION_TYPES and not recorded:
+            there: TransferResult | None = None
             try:
-                await workflow.execute_activity(
+                there = await workflow.execute_activity(
                     RECORD_REJECTION,
                     RecordRejectionInput(transfer, refusal.type or "", refusal.message,
                                          occurred_at, PostingKind.INBOUND, region),
@@ -234,6 +292,12 @@ class TransferWorkflow:
                 # ours was written in that region, so compensating is still right.
                 if domain_cause(err) is None:
                     raise
+            if (
+                there is not None
+                and there.status == TransferStatus.CONFIRMED
+                and workflow.patched(SAGA_OBEYS_STORE)
+            ):
+                return self._arrived(transfer, region, to_region, to_task_queue, source, there)
         try:
             returned = await self._here(
                 APPEND_LEG,
@@ -248,6 +312,15 @@ class TransferWorkflow:
             if cause is None:
                 raise
             await self._fail(reraised(cause))
+        if returned.status != TransferStatus.CONFIRMED and workflow.patched(SAGA_OBEYS_STORE):
+            await self._fail(
+                ApplicationError(
+                    f"the reversal of transfer {transfer.transfer_id} is recorded as "
+                    f"{returned.status} ({returned.reason}); the amount is still in clearing",
+                    type=returned.reason_type or "ReversalNotPosted",
+                    non_retryable=True,
+                )
+            )
         self._project(returned)
         return TransferResult(
             transfer_id=transfer.transfer_id,
@@ -262,6 +335,17 @@ class TransferWorkflow:
             confirmed_at=returned.confirmed_at,
             to_region=to_region,
         )
+
+    async def _refusal(self, err: ActivityError) -> ApplicationError:
+        """The rejection behind a failed store call; anything else ends here:
+        an infrastructure failure is re-raised (the task retries), a malformed
+        request fails the workflow typed."""
+        cause = domain_cause(err)
+        if cause is None:
+            raise err
+        if cause.type not in REJECTION_TYPES:
+            await self._fail(reraised(cause))
+        return cause
 
     def _set_attributes(self, *updates: SearchAttributeUpdate[Any]) -> None:
         """Upsert search attributes. With `LOCAL_STORE_CALLS`, only those that

@@ -1,6 +1,9 @@
 """Pruning: remove archived events from the hot store, only after verification.
 
-Off by default (LEDGERFLOW_ARCHIVE_PRUNE). For every archived segment not yet
+Off by default (LEDGERFLOW_ARCHIVE_PRUNE). Runs as the pruner role
+(`ledgerflow_pruner`, LEDGERFLOW_PRUNER_DATABASE_URL), the only one that may
+vouch for a segment and delete: a worker's app role can plan and record
+segments, never verify them or prune. For every archived segment not yet
 verified, in order: download the segment and its manifest again, check both
 checksums against what PostgreSQL recorded, and check that every event of
 the segment's range still in the hot store is byte-for-byte the archived one
@@ -82,13 +85,8 @@ async def prune(engine: AsyncEngine, objects: ObjectStore) -> PruneOutput:
     for segment_no in to_verify:
         await verify_segment_against_hot(engine, objects, segment_no)
         async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE archive_segments SET verified_at = now() "
-                    "WHERE segment_no = :no AND verified_at IS NULL"
-                ),
-                {"no": segment_no},
-            )
+            # Only the pruner role may vouch for a segment (migration 0004).
+            await conn.execute(text("SELECT ledger_mark_segment_verified(:no)"), {"no": segment_no})
     async with engine.begin() as conn:
         # The newest verified segment that the read models have fully applied;
         # everything up to it is prunable (the function re-checks both).

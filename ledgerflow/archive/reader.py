@@ -10,11 +10,13 @@ is checked against the SHA-256 recorded when it was archived.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore, ObjectStoreUnavailable
 from ledgerflow.archive.segments import decode_segment, sha256_hex
@@ -35,16 +37,36 @@ class Checkpoint:
 
 async def checkpoint_of(engine: AsyncEngine, account_id: str) -> Checkpoint | None:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT account_id, version, balance, hash, recorded_at "
-                    "FROM account_checkpoints WHERE account_id = :a"
-                ),
-                {"a": account_id},
-            )
-        ).first()
+        return await read_checkpoint(conn, account_id)
+
+
+async def read_checkpoint(conn: AsyncConnection, account_id: str) -> Checkpoint | None:
+    """The account's checkpoint as the caller's snapshot sees it. A reader
+    that also reads the account's hot events must read both in one snapshot:
+    a prune committing between two reads would otherwise count the versions
+    it moved twice, or not at all (issue 12, finding 11; issue 13, finding 2)."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT account_id, version, balance, hash, recorded_at "
+                "FROM account_checkpoints WHERE account_id = :a"
+            ),
+            {"a": account_id},
+        )
+    ).first()
     return Checkpoint(*row) if row else None
+
+
+@asynccontextmanager
+async def snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One read-only REPEATABLE READ snapshot: every statement on it sees the
+    same committed state, whatever commits meanwhile."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        try:
+            yield conn
+        finally:
+            await conn.rollback()
 
 
 class ArchiveReader:

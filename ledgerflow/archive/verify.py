@@ -89,7 +89,7 @@ class _Chains:
                 chain.feed(next_event)
             except ChainBroken as exc:
                 self.broken.add(event.account_id)
-                self._finding("hash-chain", exc.account_id, exc.version, exc.problem)
+                self._finding(exc.check, exc.account_id, exc.version, exc.problem)
                 return
             self._check_checkpoint(chain)
         if not waiting:

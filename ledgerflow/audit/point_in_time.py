@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledgerflow.archive.reader import ArchiveReader, checkpoint_of
+from ledgerflow.archive.reader import (
+    ArchiveReader,
+    Checkpoint,
+    checkpoint_of,
+    read_checkpoint,
+    snapshot,
+)
 from ledgerflow.domain.errors import (
     AccountNotFound,
     ArchiveIntegrityError,
@@ -55,34 +61,42 @@ async def last_balance(
     archive: ArchiveReader | None,
     *,
     strict: bool = False,
+    conn: AsyncConnection | None = None,
 ) -> tuple[int, int] | None:
     """(version, balance_after) of the account's last event at or before
     `instant` (strictly before when `strict`), wherever it lives now: the hot
-    store, the account's prune checkpoint, or an archived segment."""
+    store, the account's prune checkpoint, or an archived segment. The hot
+    probe and the checkpoint are read in one snapshot (the caller's `conn`,
+    if it holds one)."""
+    if conn is None:
+        async with snapshot(engine) as own:
+            return await last_balance(engine, account_id, instant, archive, strict=strict, conn=own)
     before = "<" if strict else "<="
-    async with engine.connect() as conn:
-        # Per account, recorded_at grows with version (both are set under the
-        # account's row lock), so the newest (recorded_at, version) at or
-        # before T is the last event at T: a single backward index probe.
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT balance_after, version FROM events "
-                    f"WHERE account_id = :a AND recorded_at {before} :t "
-                    "ORDER BY recorded_at DESC, version DESC LIMIT 1"
-                ),
-                {"a": account_id, "t": instant},
-            )
-        ).first()
+    # Per account, recorded_at grows with version (both are set under the
+    # account's row lock, and never go back: see PostingBatch.post), so the
+    # newest (recorded_at, version) at or before T is the last event at T: a
+    # single backward index probe.
+    row = (
+        await conn.execute(
+            text(
+                "SELECT balance_after, version FROM events "
+                f"WHERE account_id = :a AND recorded_at {before} :t "
+                "ORDER BY recorded_at DESC, version DESC LIMIT 1"
+            ),
+            {"a": account_id, "t": instant},
+        )
+    ).first()
     if row is not None:
         # Pruning removes a prefix of each account's versions, so a hot event
         # at or before T is newer than anything pruned.
         return row.version, row.balance_after
-    return await _archived_last_balance(engine, account_id, instant, archive, strict=strict)
+    return await _archived_last_balance(
+        await read_checkpoint(conn, account_id), account_id, instant, archive, strict=strict
+    )
 
 
 async def _archived_last_balance(
-    engine: AsyncEngine,
+    checkpoint: Checkpoint | None,
     account_id: str,
     instant: datetime,
     archive: ArchiveReader | None,
@@ -91,7 +105,6 @@ async def _archived_last_balance(
 ) -> tuple[int, int] | None:
     """`last_balance` when no hot event is at or before `instant`: the
     account's prune checkpoint, or its archived segments."""
-    checkpoint = await checkpoint_of(engine, account_id)
     if checkpoint is None:
         return None
     if checkpoint.recorded_at < instant or (not strict and checkpoint.recorded_at == instant):
@@ -132,7 +145,13 @@ async def balance_as_of(
     if row is None:
         raise _not_yet(account_id, as_of)
     found = (row.version, row.balance_after) if row.version is not None else None
-    found = found or await _archived_last_balance(engine, account_id, as_of, archive, strict=False)
+    if found is None:
+        # Nothing hot at or before T: read where pruning cut the account. (A
+        # prune after the probe above only moves the checkpoint forward over
+        # events that were not hot at or before T either, so this holds.)
+        found = await _archived_last_balance(
+            await checkpoint_of(engine, account_id), account_id, as_of, archive, strict=False
+        )
     if found is None:
         raise _not_yet(account_id, as_of)
     version, balance = found
@@ -145,13 +164,10 @@ async def replay_balance(
     """The same answer, by folding every event from the first one (archived
     events first, downloaded, then the hot store's)."""
     _require_aware(as_of)
-    events: list[Event] = []
-    checkpoint = await checkpoint_of(engine, account_id)
-    if checkpoint is not None:
-        if archive is None:
-            raise ArchiveUnavailable(f"account {account_id!r} has archived history to replay")
-        events += await archive.events(account_id, None, as_of, checkpoint.version)
-    async with engine.connect() as conn:
+    # The checkpoint and the hot events in one snapshot: read apart, a prune
+    # between them would leave a gap of versions (a false integrity error).
+    async with snapshot(engine) as conn:
+        checkpoint = await read_checkpoint(conn, account_id)
         rows = await conn.execute(
             text(
                 f"SELECT {EVENT_COLUMNS} FROM events "
@@ -159,7 +175,13 @@ async def replay_balance(
             ),
             {"a": account_id, "t": as_of},
         )
-        events += [event_from_row(r) for r in rows]
+        hot = [event_from_row(r) for r in rows]
+    events: list[Event] = []
+    if checkpoint is not None:
+        if archive is None:
+            raise ArchiveUnavailable(f"account {account_id!r} has archived history to replay")
+        events += await archive.events(account_id, None, as_of, checkpoint.version)
+    events += hot
     balance, version, currency = 0, 0, None
     for event in events:
         if event.version != version + 1:

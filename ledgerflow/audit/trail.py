@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.archive.reader import ArchiveReader, checkpoint_of
+from ledgerflow.archive.reader import ArchiveReader, read_checkpoint, snapshot
 from ledgerflow.audit.point_in_time import last_balance
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable, InvalidRequest
-from ledgerflow.domain.model import transfer_workflow_id
+from ledgerflow.domain.model import base_transfer_id, transfer_workflow_id
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
@@ -78,7 +78,11 @@ async def audit_trail(
     """The trail, from the hot store and, for a pruned period, from the archive."""
     if start.tzinfo is None or end.tzinfo is None or start > end:
         raise InvalidRequest("the range needs two zoned instants with start <= end")
-    async with engine.connect() as conn:
+    # One snapshot for everything the hot store says: the account's events,
+    # its rejections, where pruning cut it and its opening balance. A prune
+    # committing between two separate reads would list the versions it moved
+    # twice, once from each side (issue 12, finding 11).
+    async with snapshot(engine) as conn:
         account = (
             await conn.execute(
                 text("SELECT currency FROM accounts WHERE account_id = :a"), {"a": account_id}
@@ -103,9 +107,12 @@ async def audit_trail(
             {"a": account_id, "start": start, "end": end},
         )
         entries = [_rejection(account_id, row._mapping) for row in rejected]
-    checkpoint = await checkpoint_of(engine, account_id)
+        checkpoint = await read_checkpoint(conn, account_id)
+        # Opening balance: right before `start`, wherever that event lives now.
+        opening = await last_balance(engine, account_id, start, archive, strict=True, conn=conn)
     if checkpoint is not None and start <= checkpoint.recorded_at:
-        # Part of the range was pruned: its postings come back from the archive.
+        # Part of the range was pruned: its postings come back from the archive
+        # (archived segments never change, so reading them later is consistent).
         if archive is None:
             raise ArchiveUnavailable(
                 f"account {account_id!r} before {checkpoint.recorded_at.isoformat()} "
@@ -114,8 +121,6 @@ async def audit_trail(
         events = await archive.events(account_id, start, end, checkpoint.version) + events
     entries += [_posting(event) for event in events]
     entries.sort(key=lambda e: (e.recorded_at, e.version or 0))
-    # Opening balance: right before `start`, wherever that event lives now.
-    opening = await last_balance(engine, account_id, start, archive, strict=True)
     opening_balance = opening[1] if opening else 0
     closing_balance = opening_balance + sum(e.amount for e in entries if e.kind == "posting")
     return AuditTrail(
@@ -132,7 +137,10 @@ def _posting(event: Any) -> AuditEntry:
         type=event.type,
         version=event.version,
         transfer_id=event.transfer_id,
-        workflow_id=transfer_workflow_id(event.transfer_id) if event.transfer_id else None,
+        # A reversal's posting id is `<id>/reversal`; its workflow is the transfer's.
+        workflow_id=(
+            transfer_workflow_id(base_transfer_id(event.transfer_id)) if event.transfer_id else None
+        ),
         counterparty=event.counterparty,
         amount=event.amount,
         currency=event.currency,
@@ -159,7 +167,7 @@ def _rejection(account_id: str, row: Any) -> AuditEntry:
         type=None,
         version=None,
         transfer_id=row["transfer_id"],
-        workflow_id=transfer_workflow_id(row["transfer_id"]),
+        workflow_id=transfer_workflow_id(base_transfer_id(row["transfer_id"])),
         counterparty=row["to_account"] if outgoing else row["from_account"],
         amount=0,  # nothing moved; the attempted amount is in `metadata.attempted`
         currency=row["currency"],

@@ -2,7 +2,11 @@
 
 Checks, in this order, and reports every finding (the first one first):
 
-1. every account's hash chain and version sequence, event by event;
+1. every account's hash chain and version sequence, event by event (from
+   its prune checkpoint, where its early history is in the archive), and
+   that no event was recorded before the one it follows;
+   every pruned range a recorded, digest-chained, verified segment
+   (`ledgerflow.audit.archive_records`);
 2. the write model (`accounts`) against the replay of the chain: balance,
    version and head hash;
 3. every transfer: both legs present, postings summing to zero per currency;
@@ -69,6 +73,9 @@ class VerifyReport:
 
 
 async def verify_region(engine: AsyncEngine, region: str) -> VerifyReport:
+    # (Imported here: it builds on this module's Finding and VerifyReport.)
+    from ledgerflow.audit.archive_records import check_archive_records
+
     report = VerifyReport(region)
     started = time.perf_counter()
     # One REPEATABLE READ snapshot: every check sees the same ledger even while
@@ -76,6 +83,7 @@ async def verify_region(engine: AsyncEngine, region: str) -> VerifyReport:
     async with engine.connect() as conn:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         await _check_chains(conn, report)
+        await check_archive_records(conn, report)
         await check_transfers(conn, report)
         await _check_totals(conn, report)
         await _check_projections(conn, report)
@@ -96,7 +104,7 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     checkpoints = {
         row.account_id: row
         for row in await conn.execute(
-            text("SELECT account_id, version, balance, hash FROM account_checkpoints")
+            text("SELECT account_id, version, balance, hash, recorded_at FROM account_checkpoints")
         )
     }
     chain: AccountChain | None = None
@@ -130,7 +138,7 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
         cp = checkpoints.pop(account_id, None)
         if cp is None:
             return AccountChain(account_id)
-        return AccountChain(account_id, cp.version, cp.balance, cp.hash)
+        return AccountChain(account_id, cp.version, cp.balance, cp.hash, cp.recorded_at)
 
     async for row in result:
         event = event_from_row(row)
@@ -147,7 +155,7 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
             broken.add(event.account_id)
             heads.pop(event.account_id, None)
             report.findings.append(
-                Finding(report.region, "hash-chain", exc.account_id, exc.version, exc.problem)
+                Finding(report.region, exc.check, exc.account_id, exc.version, exc.problem)
             )
     close(chain)
     for account_id in sorted(set(checkpoints) & set(heads)):
@@ -345,7 +353,8 @@ async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Win
             f"FROM events WHERE {Window.EVENTS} GROUP BY account_id) "
             f"SELECT w.first, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))}, "
             "a.version AS head_version, a.balance AS head_balance, a.head_hash, "
-            "k.version AS cp_version, k.balance AS cp_balance, k.hash AS cp_hash "
+            "k.version AS cp_version, k.balance AS cp_balance, k.hash AS cp_hash, "
+            "k.recorded_at AS cp_recorded_at "
             "FROM w JOIN accounts a ON a.account_id = w.account_id "
             "LEFT JOIN account_checkpoints k ON k.account_id = w.account_id "
             "JOIN events e ON e.account_id = w.account_id "
@@ -383,13 +392,13 @@ async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Win
             if event.version == first - 1:
                 # The event before the window, checked by an earlier run: the anchor.
                 chain = AccountChain(event.account_id, event.version, event.balance_after,
-                                     event.hash)  # fmt: skip
+                                     event.hash, event.recorded_at)  # fmt: skip
                 continue
             if first == 1:
                 chain = AccountChain(event.account_id)
             elif row.cp_version == first - 1:
                 chain = AccountChain(event.account_id, row.cp_version, row.cp_balance,
-                                     row.cp_hash)  # fmt: skip
+                                     row.cp_hash, row.cp_recorded_at)  # fmt: skip
             else:
                 chain = AccountChain(event.account_id, first - 1, 0, "")
                 broken = True
@@ -405,7 +414,7 @@ async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Win
         except ChainBroken as exc:
             broken = True
             report.findings.append(
-                Finding(report.region, "hash-chain", exc.account_id, exc.version, exc.problem)
+                Finding(report.region, exc.check, exc.account_id, exc.version, exc.problem)
             )
     close()
     await check_transfers(conn, report, window)

@@ -31,7 +31,7 @@ from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.verify import verify_archive
 from ledgerflow.bench.history import COLUMNS, chained_transfer_rows, store_heads
-from ledgerflow.bench.scratch import embedded_server, scratch_database
+from ledgerflow.bench.scratch import scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest
 from ledgerflow.projections.projector import CatchUpProjector
@@ -65,19 +65,21 @@ async def archive_bench(
     progress: Callable[[str], None],
 ) -> ArchiveBenchReport:
     async with scratch_database(settings, "archive") as name:
-        server = embedded_server(settings, "archive")
-        engine = create_engine(f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings)
+        engine = create_engine(settings.embedded_url("ledgerflow_app", name), settings)
+        pruner = create_engine(settings.embedded_url("ledgerflow_pruner", name), settings)
         try:
             return await _archive_bench(
-                settings, engine, events, accounts, segment_events, with_prune, progress
+                settings, engine, pruner, events, accounts, segment_events, with_prune, progress
             )
         finally:
             await engine.dispose()
+            await pruner.dispose()
 
 
 async def _archive_bench(
     settings: Settings,
     engine: AsyncEngine,
+    pruner: AsyncEngine,
     events: int,
     accounts: int,
     segment_events: int,
@@ -128,7 +130,7 @@ async def _archive_bench(
         project_s = time.perf_counter() - began
         progress("pruning")
         began = time.perf_counter()
-        pruned = await prune(engine, objects)
+        pruned = await prune(pruner, objects)
         result = ArchiveBenchReport(
             **(
                 result.__dict__

@@ -90,9 +90,12 @@ async def store_heads(store: PostgresEventStore, heads: dict[str, tuple[str, int
     """Bring the write model level with events loaded behind its back by COPY."""
     async with store.engine.begin() as conn:
         for account_id, (digest, balance, version) in heads.items():
+            # The schema checks that the new head follows the events (migration 0004).
             await conn.execute(
                 text(
-                    "UPDATE accounts SET head_hash = :h, balance = :b, version = :v "
+                    "UPDATE accounts SET head_hash = :h, balance = :b, version = :v, "
+                    "head_recorded_at = (SELECT recorded_at FROM events "
+                    "  WHERE account_id = :a AND version = :v) "
                     "WHERE account_id = :a"
                 ),
                 {"h": digest, "b": balance, "v": version, "a": account_id},

@@ -25,16 +25,16 @@ async def scratch_database(
     settings: Settings, bench: str, *, migrate: bool = True
 ) -> AsyncIterator[str]:
     """Yield the name of a fresh database (the ledger's schema when `migrate`)."""
-    server = embedded_server(settings, bench)
+    embedded_server(settings, bench)
     name = f"ledgerflow_bench_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(
-        f"postgresql+asyncpg://postgres@{server}/postgres", isolation_level="AUTOCOMMIT"
+        settings.embedded_url("postgres", "postgres"), isolation_level="AUTOCOMMIT"
     )
     async with admin.connect() as conn:
         await conn.execute(text(f"CREATE DATABASE {name} OWNER ledgerflow_owner"))
     try:
         if migrate:
-            await upgrade(f"postgresql+asyncpg://ledgerflow_owner@{server}/{name}")
+            await upgrade(settings.embedded_url("ledgerflow_owner", name))
         yield name
     finally:
         async with admin.connect() as conn:

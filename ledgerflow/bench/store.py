@@ -14,6 +14,7 @@ over pgbench's transactions/s.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import subprocess
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import text
 
@@ -107,9 +109,8 @@ async def _store_run(
 ) -> _Run:
     """`clients` writers for `seconds` in a fresh scratch database."""
     async with scratch_database(settings, "store") as name:
-        server = embedded_server(settings, "store")
         engine = create_engine(
-            f"postgresql+asyncpg://ledgerflow_app@{server}/{name}", settings, pool_size=clients
+            settings.embedded_url("ledgerflow_app", name), settings, pool_size=clients
         )
         try:
             store = PostgresEventStore(
@@ -182,8 +183,13 @@ def pgbench_tps(settings: Settings, clients: int, seconds: float, scale: int = 1
     base = ["-h", host, "-p", port, "-U", "postgres"]
     psql = str(pg_install_dir() / "bin" / "psql")
 
+    password = urlsplit(settings.embedded_url("postgres", "postgres")).password or ""
+    env = os.environ | {"PGPASSWORD": unquote(password)}
+
     def run(argv: list[str], timeout: float) -> str:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, check=False, env=env
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
         return done.stdout

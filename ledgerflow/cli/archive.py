@@ -55,8 +55,14 @@ async def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
     for region in [args.region] if args.region else list(settings.regions):
         settings.require_region(region)
         # Status and verify only read: the read-only role; prune deletes.
-        url = settings.database_url if args.archive_command == "prune" else settings.reader_url
-        engine = create_engine(url(region), settings, pool_size=1)
+        if args.archive_command == "prune":
+            from ledgerflow.store.migrate import pruner_url
+
+            # Only the pruner role may vouch for segments and delete.
+            url = pruner_url(settings, region)
+        else:
+            url = settings.reader_url(region)
+        engine = create_engine(url, settings, pool_size=1)
         try:
             if args.archive_command == "status":
                 from ledgerflow.archive.status import archive_status

@@ -48,10 +48,8 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         return exit_code
     stack = DevStack(settings)
     if args.dev_command == "up":
-        from ledgerflow.store.migrate import upgrade_regions
-
         statuses = stack.up()
-        asyncio.run(upgrade_regions(settings))
+        asyncio.run(stack.migrate())
     elif args.dev_command == "down":
         statuses = stack.down()
     else:
@@ -96,10 +94,42 @@ def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.store.migrate import SchemaNotCurrent
     from workers.regional import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_worker(settings, args.region))
+    try:
+        asyncio.run(run_worker(settings, args.region))
+    except SchemaNotCurrent as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """The deploy step: migrate every region as the schema owner."""
+    from ledgerflow.store.guard import HARDEN_SQL
+    from ledgerflow.store.migrate import RoleRefused, head_revision
+
+    if args.guard_sql:
+        print(HARDEN_SQL)
+        return 0
+    try:
+        if settings.database_given:
+            from ledgerflow.store.migrate import upgrade_regions
+
+            asyncio.run(upgrade_regions(settings))
+            note = "install the DDL guard as a superuser: `ledgerflow migrate --guard-sql`"
+        else:
+            from infra.stack import DevStack
+
+            asyncio.run(DevStack(settings).migrate())
+            note = "DDL guard installed"
+    except RoleRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = [{"region": r, "revision": head_revision(), "note": note} for r in settings.regions]
+    emit(args, rows, rows, ["region", "revision", "note"])
     return 0
 
 
@@ -277,6 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", parents=[common], help="run one region's worker")
     worker.add_argument("--region", required=True)
 
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring every region's schema to head, as the schema owner (the deploy step)",
+    )
+    migrate.add_argument(
+        "--guard-sql",
+        action="store_true",
+        help="print the SQL a superuser runs once per region database to install the DDL guard",
+    )
+
     account = sub.add_parser("account", parents=[common], help="accounts")
     account_sub = account.add_subparsers(dest="account_command", required=True)
     opener = account_sub.add_parser("open", parents=[common], help="open an account")
@@ -386,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_dev(args, settings)
         if args.command == "worker":
             return cmd_worker(args, settings)
+        if args.command == "migrate":
+            return cmd_migrate(args, settings)
         if args.command == "codec-server":
             return cmd_codec_server(args, settings)
         if args.command == "verify":

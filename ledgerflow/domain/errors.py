@@ -118,6 +118,13 @@ class ArchiveUnavailable(LedgerError):
     exit_code = 4
 
 
+class PruningNotConfigured(LedgerError):
+    """Pruning was asked of a process that holds no pruner role credentials."""
+
+    type = "PruningNotConfigured"
+    exit_code = 2
+
+
 ERROR_TYPES: dict[str, type[LedgerError]] = {
     cls.type: cls
     for cls in (
@@ -133,6 +140,7 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         InsufficientFunds,
         ArchiveIntegrityError,
         ArchiveUnavailable,
+        PruningNotConfigured,
     )
 }
 

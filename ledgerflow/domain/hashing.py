@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ledgerflow.domain.model import Event, canonical_json
@@ -21,7 +21,15 @@ GENESIS_HASH = "0" * 64
 
 
 def _instant(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds")
+    """An instant in its one canonical form: UTC, microseconds, `+00:00`.
+
+    PostgreSQL hands every `timestamptz` back in UTC, so an instant given with
+    another offset must be hashed as the UTC instant it is, or the event it
+    was written on would fail `verify` when read back. A naive datetime names
+    no instant at all."""
+    if value.utcoffset() is None:
+        raise ValueError(f"a naive datetime is not an instant: {value!r}")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def event_content(
@@ -84,33 +92,47 @@ def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
 
 
 class ChainBroken(Exception):
-    """An account's history does not verify; names the first bad event."""
+    """An account's history does not verify; names the first bad event.
 
-    def __init__(self, account_id: str, version: int, problem: str) -> None:
+    `check` says what broke: `hash-chain` (versions, links, balances,
+    hashes) or `recorded-at` (an event recorded before the one it follows)."""
+
+    def __init__(
+        self, account_id: str, version: int, problem: str, check: str = "hash-chain"
+    ) -> None:
         super().__init__(f"account {account_id!r}, version {version}: {problem}")
         self.account_id = account_id
         self.version = version
         self.problem = problem
+        self.check = check
 
 
 class AccountChain:
     """Checks one account's events fed in version order, one at a time.
 
     Versions must run 1, 2, 3, ... without a gap, each balance must be the
-    previous one plus the amount, and each hash must be the hash of the
-    event's content chained to the previous event's hash. Memory stays flat
-    however long the history.
+    previous one plus the amount, each hash must be the hash of the event's
+    content chained to the previous event's hash, and no event may be
+    recorded before the one it follows (point-in-time answers rely on it).
+    Memory stays flat however long the history.
     """
 
     def __init__(
-        self, account_id: str, version: int = 0, balance: int = 0, head: str = GENESIS_HASH
+        self,
+        account_id: str,
+        version: int = 0,
+        balance: int = 0,
+        head: str = GENESIS_HASH,
+        recorded_at: datetime | None = None,
     ) -> None:
         """Start at the genesis, or after a checkpoint (`version`, `balance`,
-        `head`) where an earlier part of the history was pruned to the archive."""
+        `head`, `recorded_at`) where an earlier part of the history was pruned
+        to the archive."""
         self.account_id = account_id
         self.head = head
         self.balance = balance
         self.version = version
+        self.recorded_at = recorded_at
 
     def feed(self, event: Event) -> None:
         expected = self.version + 1
@@ -126,7 +148,16 @@ class AccountChain:
         content = content_of(event)
         if chain_hash(self.head, content) != event.hash:
             raise ChainBroken(self.account_id, event.version, "hash does not match content")
+        if self.recorded_at is not None and event.recorded_at < self.recorded_at:
+            raise ChainBroken(
+                self.account_id,
+                event.version,
+                f"recorded at {event.recorded_at.isoformat()}, before the event it follows "
+                f"({self.recorded_at.isoformat()})",
+                check="recorded-at",
+            )
         self.head, self.balance, self.version = event.hash, balance, event.version
+        self.recorded_at = event.recorded_at
 
 
 def verify_chain(events: Sequence[Event]) -> str:

@@ -37,6 +37,11 @@ class ValidateTransferOutput:
     region: str
     to_region: str | None = None
     to_task_queue: str | None = None
+    #: Cross-region: the source leg's refusal by the advisory check (its
+    #: error type and message), returned rather than raised, so that the saga
+    #: knows the destination's task queue whatever the store then says.
+    refusal_type: str | None = None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)

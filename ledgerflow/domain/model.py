@@ -114,8 +114,18 @@ def reversal_id(transfer_id: str) -> str:
 
 
 def require_text(value: str, what: str) -> None:
+    """Text the ledger can store, hash and hand back unchanged: valid UTF-8
+    (no lone surrogates, which no encoder accepts) and no NUL (which
+    PostgreSQL cannot store)."""
     if "\x00" in value:
         raise InvalidRequest(f"{what} must not contain NUL characters", field=what)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"{what} is not valid UTF-8 text (a lone surrogate at position {exc.start})",
+            field=what,
+        ) from None
 
 
 def _check_metadata_value(value: object) -> None:
@@ -222,6 +232,8 @@ class Account:
     #: Hash of the account's latest event: the next event chains to it.
     head_hash: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: When the latest event was recorded: the next one is never earlier.
+    head_recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)

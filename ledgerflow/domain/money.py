@@ -8,7 +8,8 @@ price anyone agreed to.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from ledgerflow.domain.errors import InvalidAmount, UnknownCurrency
 
@@ -36,12 +37,23 @@ def minor_units(currency: str) -> int:
     return MINOR_UNITS[currency]
 
 
+#: The decimal grammar of an amount in major units: ASCII digits, optionally
+#: a point followed by one or more digits, nothing before or after. No sign,
+#: no exponent, no spaces, no separators, no digits from other scripts.
+_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?", re.ASCII)
+#: Longer than any BIGINT amount in any currency: refused before any parsing.
+_MAX_DECIMAL_CHARS = 40
+
+
 def parse_amount(value: object, currency: str) -> int:
     """Convert an amount to integer minor units of `currency`, exactly.
 
     `value` is either an `int` (already minor units) or a decimal string in
-    major units (`"12.50"` USD is 1250). Anything else, a non-positive amount,
-    more decimals than the currency has, or a value beyond BIGINT is refused.
+    major units (`"12.50"` USD is 1250): ASCII digits, optionally a point and
+    at most the currency's minor digits, nothing before or after. A `Decimal`
+    is read through the same grammar (in plain notation). Anything else, a
+    non-positive amount, more decimals than the currency has, or a value
+    beyond BIGINT is refused.
     """
     exponent = minor_units(currency)
     if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
@@ -62,29 +74,38 @@ def _decimal_to_minor(value: str | Decimal, exponent: int, currency: str) -> int
 
     No `Decimal` arithmetic is used: it rounds to the context's precision
     (28 digits by default), which would accept "1.0000000000000000000000000001"
-    as 1.00, and it raises on huge exponents.
+    as 1.00. Python's own number parsing is not used either: it accepts
+    exponents, signs, underscores, surrounding space and digits of every
+    script ("١٢" is 12 to `int`), none of which belongs in an amount.
     """
-    try:
-        major = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise InvalidAmount(f"amount {value!r} is not a decimal number") from None
-    if not major.is_finite():
-        raise InvalidAmount(f"amount {value!r} is not a finite number")
-    sign, digits, power = major.as_tuple()
-    assert isinstance(power, int)
-    shift = power + exponent  # the decimal point's move, in minor units
-    if len(digits) + shift > 40:  # far beyond BIGINT; do not build the number
-        raise InvalidAmount(f"amount {value!r} exceeds the largest amount the ledger holds")
-    coefficient: int = int("".join(map(str, digits)) or "0")
-    if shift >= 0:
-        minor: int = coefficient * 10**shift
-    else:
-        minor, remainder = divmod(coefficient, 10**-shift)
-        if remainder:
-            raise InvalidAmount(
-                f"amount {value!r} has more than {exponent} decimal places for {currency}"
-            )
-    return -minor if sign else minor
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidAmount(f"amount {value!r} is not a finite number")
+        if value.is_signed() and value != 0:
+            raise InvalidAmount(f"amount must be positive, got {value!r}")
+        digits, power = value.as_tuple()[1:]
+        assert isinstance(power, int)
+        if len(digits) + max(power, 0) > _MAX_DECIMAL_CHARS or power < -_MAX_DECIMAL_CHARS:
+            raise InvalidAmount(f"amount {value!r} is not an amount the ledger can hold")
+        value = format(abs(value), "f")
+    if len(value) > _MAX_DECIMAL_CHARS:
+        raise InvalidAmount(
+            f"amount {value[:_MAX_DECIMAL_CHARS]!r}... is longer than any amount the ledger holds"
+        )
+    match = _DECIMAL.fullmatch(value)
+    if match is None and _DECIMAL.fullmatch(value[1:]) and value.startswith("-"):
+        raise InvalidAmount(f"amount must be positive, got {value!r}")
+    if match is None:
+        raise InvalidAmount(
+            f"amount {value!r} is not a decimal amount: ASCII digits, optionally a point and "
+            f"at most {exponent} decimal place(s) for {currency}, nothing before or after"
+        )
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > exponent:
+        raise InvalidAmount(
+            f"amount {value!r} has more than {exponent} decimal places for {currency}"
+        )
+    return int(whole + fraction.ljust(exponent, "0"))
 
 
 def format_amount(minor: int, currency: str) -> str:

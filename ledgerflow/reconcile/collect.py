@@ -28,6 +28,9 @@ from ledgerflow.reconcile.messages import (
     Cursor,
     Discrepancy,
     RegionWindow,
+    SourceRecord,
+    SourceRecordsInput,
+    SourceRecordsOutput,
 )
 
 _AS_OF = "(tx_id, position) <= (:t1, :p1)"
@@ -196,3 +199,18 @@ async def clearing_legs(engine: AsyncEngine, data: ClearingLegsInput) -> Clearin
         ).scalar()
         await conn.rollback()
     return ClearingLegsOutput(legs=legs, pruned_balance=int(pruned or 0))
+
+
+async def source_records(engine: AsyncEngine, data: SourceRecordsInput) -> SourceRecordsOutput:
+    """This region's records of the given transfer ids (committed, whatever
+    the horizon: an arrival seen elsewhere proves its source leg, if any,
+    committed before it)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT transfer_id, status, kind, peer_region, amount, currency FROM transfers "
+                "WHERE transfer_id = ANY(:ids)"
+            ),
+            {"ids": data.transfer_ids},
+        )
+        return SourceRecordsOutput([SourceRecord(*row) for row in rows])

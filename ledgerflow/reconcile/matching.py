@@ -26,6 +26,7 @@ from ledgerflow.reconcile.messages import (
     Discrepancy,
     InTransit,
     PairCheck,
+    SourceRecord,
 )
 
 
@@ -48,6 +49,71 @@ def match_legs(open_items: dict[str, InTransit], legs: Iterable[ClearingLeg]) ->
 
 def _has(item: InTransit, kind: str) -> bool:
     return any(leg.startswith(f"{kind}@") for leg in item.legs)
+
+
+def _region_of(leg: str) -> str:
+    return leg.partition("@")[2]
+
+
+def orphans(open_items: dict[str, InTransit]) -> dict[str, list[InTransit]]:
+    """Transfers that arrived (inbound) or were returned (reversal) without
+    their source leg among the legs seen, by the region that must hold that
+    source leg: the inbound leg's peer, or the reversal's own region."""
+    found: dict[str, list[InTransit]] = defaultdict(list)
+    for transfer_id in sorted(open_items):
+        item = open_items[transfer_id]
+        if _has(item, PostingKind.OUTBOUND):
+            continue
+        for leg in item.legs:
+            kind, region = leg.partition("@")[0], _region_of(leg)
+            if kind == PostingKind.REVERSAL:
+                found[region].append(item)
+                break
+            if kind == PostingKind.INBOUND:
+                peers = [r for r in item.pair.split("|") if r != region]
+                if peers:
+                    found[peers[0]].append(item)
+                break
+    return dict(found)
+
+
+def judge_orphans(
+    source_region: str, items: Iterable[InTransit], records: Mapping[str, SourceRecord]
+) -> list[Discrepancy]:
+    """An arrival without its source leg in the run is in transit only if the
+    source region did post that leg (it committed after the region was read);
+    otherwise it is money from nowhere, or contradicts the source's record,
+    and a discrepancy now, not after the in-transit SLA."""
+    wrong = []
+    for item in items:
+        record = records.get(item.transfer_id)
+        legs = ", ".join(item.legs)
+        if record is None:
+            wrong.append(
+                Discrepancy("inbound-without-outbound",
+                            f"legs ({legs}) moved {-item.net} {item.currency}, but region "
+                            f"{source_region} has no record of the transfer: money from nowhere",
+                            region=source_region, transfer_id=item.transfer_id)
+            )  # fmt: skip
+            continue
+        problems = []
+        if record.status != "confirmed":
+            problems.append(f"its source leg is {record.status} there")
+        if record.kind != PostingKind.OUTBOUND:
+            problems.append(f"the id stands for a {record.kind} posting there")
+        if (record.amount, record.currency) != (-item.net, item.currency):
+            problems.append(
+                f"it recorded {record.amount} {record.currency}, the legs moved "
+                f"{-item.net} {item.currency}"
+            )
+        if problems:
+            wrong.append(
+                Discrepancy("leg-contradiction",
+                            f"legs ({legs}) contradict region {source_region}'s record: "
+                            + "; ".join(problems),
+                            region=source_region, transfer_id=item.transfer_id)
+            )  # fmt: skip
+    return wrong
 
 
 def settle(

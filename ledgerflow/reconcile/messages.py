@@ -10,6 +10,7 @@ RECONCILE_LOAD = "reconcile_load_previous"
 RECONCILE_COLLECT = "reconcile_collect_region"
 RECONCILE_CLEARING_LEGS = "reconcile_clearing_legs"
 RECONCILE_STORE = "reconcile_store_report"
+RECONCILE_SOURCE_RECORDS = "reconcile_source_records"
 
 
 class ReconcileStatus:
@@ -119,6 +120,32 @@ class ClearingLegsOutput:
     legs: list[ClearingLeg]
     #: Legs older than the hot store (pruned to the archive) are not listed.
     pruned_balance: int = 0
+
+
+@dataclass(frozen=True)
+class SourceRecordsInput:
+    """The source region's records of transfers whose arrival was seen
+    without their source leg."""
+
+    region: str
+    transfer_ids: list[str]
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What a region recorded for a transfer id (its `transfers` row)."""
+
+    transfer_id: str
+    status: str
+    kind: str
+    peer_region: str | None
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class SourceRecordsOutput:
+    records: list[SourceRecord] = field(default_factory=list)
 
 
 @dataclass

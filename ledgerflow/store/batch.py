@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from ledgerflow.domain.errors import DuplicateTransferMismatch
+from ledgerflow.domain.errors import DuplicateTransferMismatch, InvalidRequest
 from ledgerflow.domain.hashing import chain_hash, event_content
 from ledgerflow.domain.model import (
     Account,
@@ -30,6 +30,7 @@ from ledgerflow.domain.model import (
     canonical_json,
 )
 from ledgerflow.domain.policy import check_policy
+from ledgerflow.store.rows import Recorded
 
 #: Event ids are derived from business keys, so a retried append that lost its
 #: reply computes the same ids and collides with what it already wrote.
@@ -40,11 +41,17 @@ def event_id_for(key: str) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, key))
 
 
-def same_transfer(existing: TransferResult, transfer: Transfer) -> TransferResult:
-    """Exactly-once: the recorded outcome stands, if and only if the payload is the same."""
-    if existing.fingerprint != transfer.fingerprint():
-        raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
-    return existing
+def same_posting(existing: Recorded, posting: Posting) -> TransferResult:
+    """Exactly-once: the recorded outcome stands, if and only if it is the same
+    payload *and* the same part of the transfer. A local posting is not a
+    source leg: taking one for the other would let a re-run that adds a
+    `to_region` credit the far region with money that never left."""
+    if existing.result.fingerprint != posting.transfer.fingerprint() or (
+        existing.kind,
+        existing.peer_region,
+    ) != (str(posting.kind), posting.peer_region):
+        raise DuplicateTransferMismatch.for_transfer(posting.transfer.transfer_id)
+    return existing.result
 
 
 #: The writes of a batch of postings, in one statement: their events, their
@@ -56,7 +63,8 @@ APPEND_WRITES = text(
             balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,
             counterparty, description, metadata, prev_hash, hash)
         SELECT e.event_id, e.type, e.account_id, e.version, e.amount, e.currency,
-               e.balance_after, e.occurred_at, :now, :region, e.initiated_by, e.transfer_id,
+               e.balance_after, e.occurred_at, e.recorded_at, :region, e.initiated_by,
+               e.transfer_id,
                e.leg, e.counterparty, e.description, CAST(e.metadata AS jsonb), e.prev_hash,
                e.hash
           FROM unnest(CAST(:e_event_id AS uuid[]), CAST(:e_type AS text[]),
@@ -64,13 +72,14 @@ APPEND_WRITES = text(
                       CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]),
                       CAST(:e_balance_after AS bigint[]),
                       CAST(:e_occurred_at AS timestamptz[]),
+                      CAST(:e_recorded_at AS timestamptz[]),
                       CAST(:e_initiated_by AS text[]), CAST(:e_transfer_id AS text[]),
                       CAST(:e_leg AS text[]), CAST(:e_counterparty AS text[]),
                       CAST(:e_description AS text[]), CAST(:e_metadata AS text[]),
                       CAST(:e_prev_hash AS text[]), CAST(:e_hash AS text[]))
             AS e (event_id, type, account_id, version, amount, currency, balance_after,
-                  occurred_at, initiated_by, transfer_id, leg, counterparty, description,
-                  metadata, prev_hash, hash)
+                  occurred_at, recorded_at, initiated_by, transfer_id, leg, counterparty,
+                  description, metadata, prev_hash, hash)
     ), recorded AS (
         INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
             to_account, amount, currency, initiated_by, description, metadata,
@@ -79,7 +88,7 @@ APPEND_WRITES = text(
         SELECT t.transfer_id, t.fingerprint, 'confirmed', :region, t.from_account,
                t.to_account, t.amount, t.currency, t.initiated_by, t.description,
                CAST(t.metadata AS jsonb), t.debit_event_id, t.credit_event_id,
-               t.from_balance_after, t.to_balance_after, t.occurred_at, :now, t.kind,
+               t.from_balance_after, t.to_balance_after, t.occurred_at, t.recorded_at, t.kind,
                t.peer_region
           FROM unnest(CAST(:t_transfer_id AS text[]), CAST(:t_fingerprint AS text[]),
                       CAST(:t_from_account AS text[]), CAST(:t_to_account AS text[]),
@@ -89,17 +98,21 @@ APPEND_WRITES = text(
                       CAST(:t_credit_event_id AS uuid[]),
                       CAST(:t_from_balance_after AS bigint[]),
                       CAST(:t_to_balance_after AS bigint[]),
-                      CAST(:t_occurred_at AS timestamptz[]), CAST(:t_kind AS text[]),
+                      CAST(:t_occurred_at AS timestamptz[]),
+                      CAST(:t_recorded_at AS timestamptz[]), CAST(:t_kind AS text[]),
                       CAST(:t_peer_region AS text[]))
             AS t (transfer_id, fingerprint, from_account, to_account, amount, currency,
                   initiated_by, description, metadata, debit_event_id, credit_event_id,
-                  from_balance_after, to_balance_after, occurred_at, kind, peer_region)
+                  from_balance_after, to_balance_after, occurred_at, recorded_at, kind,
+                  peer_region)
     )
     UPDATE accounts AS a
-       SET version = v.version, balance = v.balance, head_hash = v.head_hash
+       SET version = v.version, balance = v.balance, head_hash = v.head_hash,
+           head_recorded_at = v.head_recorded_at
       FROM unnest(CAST(:a_account_id AS text[]), CAST(:a_version AS bigint[]),
-                  CAST(:a_balance AS bigint[]), CAST(:a_head_hash AS text[]))
-           AS v (account_id, version, balance, head_hash)
+                  CAST(:a_balance AS bigint[]), CAST(:a_head_hash AS text[]),
+                  CAST(:a_head_recorded_at AS timestamptz[]))
+           AS v (account_id, version, balance, head_hash, head_recorded_at)
      WHERE a.account_id = v.account_id
     """
 )
@@ -114,6 +127,7 @@ class PostingBatch:
     """
 
     def __init__(self, now: datetime, region: str) -> None:
+        #: The database clock when the batch's locks were taken.
         self.now = now
         self.region = region
         self.postings: list[Transfer] = []
@@ -126,11 +140,11 @@ class PostingBatch:
         posting: Posting,
         occurred_at: datetime,
         accounts: dict[str, Account],
-        recorded: dict[str, TransferResult],
+        recorded: dict[str, Recorded],
     ) -> TransferResult:
         existing = recorded.get(posting.posting_id)
         if existing is not None:
-            return same_transfer(existing, posting.transfer)
+            return same_posting(existing, posting)
         transfer = posting.transfer
         source = accounts.get(posting.debit_account)
         target = accounts.get(posting.credit_account)
@@ -140,18 +154,29 @@ class PostingBatch:
         if posting.kind != PostingKind.REVERSAL or source is None or target is None:
             check_policy(posting.as_transfer(), source, target)
         assert source is not None and target is not None
+        # Monotonic per account: never before either account's last event,
+        # whatever the database clock says (a clock that steps back must not
+        # make an account's history run backwards, or `balance_as_of` would
+        # disagree with the replay). Both events of the posting share it.
+        recorded_at = max(self.now, _head_time(source), _head_time(target))
         # A local posting keeps the original key; a saga's legs add their kind,
         # so the two regions' events of one transfer never share an id.
         key = posting.posting_id
         if posting.kind != PostingKind.LOCAL:
             key = f"{key}/{posting.kind}"
-        metadata = canonical_json(transfer.metadata).decode()
+        try:
+            metadata = canonical_json(transfer.metadata).decode()
+            fingerprint = transfer.fingerprint()
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            # Text no encoder accepts: refuse this posting alone, never retry it.
+            raise InvalidRequest(f"the transfer cannot be stored as given: {exc}") from None
         legs = (
             (source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, posting.debit_counterparty),
             (target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
              posting.credit_counterparty),
         )  # fmt: skip
         heads: list[Account] = []
+        rows: list[dict[str, Any]] = []
         for account, amount, leg, kind, counterparty in legs:
             event_id = event_id_for(f"transfer/{key}/{leg}")
             version, balance = account.version + 1, account.balance + amount
@@ -164,7 +189,7 @@ class PostingBatch:
                 currency=transfer.currency,
                 balance_after=balance,
                 occurred_at=occurred_at,
-                recorded_at=self.now,
+                recorded_at=recorded_at,
                 region=self.region,
                 initiated_by=transfer.initiated_by,
                 transfer_id=posting.posting_id,
@@ -173,44 +198,53 @@ class PostingBatch:
                 description=transfer.description,
                 metadata=transfer.metadata,
             )
-            digest = chain_hash(account.head_hash, content)
-            _append_row(
-                self.events, event_id=event_id, type=str(kind), account_id=account.account_id,
+            try:
+                digest = chain_hash(account.head_hash, content)
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"the transfer cannot be hashed as given: {exc}") from None
+            rows.append(dict(
+                event_id=event_id, type=str(kind), account_id=account.account_id,
                 version=version, amount=amount, currency=transfer.currency,
-                balance_after=balance, occurred_at=occurred_at,
+                balance_after=balance, occurred_at=occurred_at, recorded_at=recorded_at,
                 initiated_by=transfer.initiated_by, transfer_id=posting.posting_id,
                 leg=str(leg), counterparty=counterparty, description=transfer.description,
                 metadata=metadata, prev_hash=account.head_hash, hash=digest,
-            )  # fmt: skip
+            ))  # fmt: skip
             # (Positional, not dataclasses.replace: this runs twice per transfer.)
             head = Account(account.account_id, account.currency, account.region,
                            account.overdraft_limit, account.status, version, balance,
-                           account.opened_at, digest, account.metadata)  # fmt: skip
-            accounts[account.account_id] = self.touched[account.account_id] = head
+                           account.opened_at, digest, account.metadata,
+                           recorded_at)  # fmt: skip
             heads.append(head)
-        debit_id, credit_id = self.events["event_id"][-2:]
+        # Nothing is kept until both legs were built: a posting refused while
+        # hashing leaves the batch exactly as it was.
+        for row, head in zip(rows, heads, strict=True):
+            _append_row(self.events, **row)
+            accounts[head.account_id] = self.touched[head.account_id] = head
+        debit_id, credit_id = rows[0]["event_id"], rows[1]["event_id"]
         result = TransferResult(
             transfer_id=transfer.transfer_id,
             status=TransferStatus.CONFIRMED,
-            fingerprint=transfer.fingerprint(),
+            fingerprint=fingerprint,
             region=self.region,
             debit_event_id=debit_id,
             credit_event_id=credit_id,
             from_balance_after=heads[0].balance,
             to_balance_after=heads[1].balance,
-            confirmed_at=self.now,
+            confirmed_at=recorded_at,
         )
         _append_row(
-            self.transfers, transfer_id=posting.posting_id, fingerprint=result.fingerprint,
+            self.transfers, transfer_id=posting.posting_id, fingerprint=fingerprint,
             from_account=posting.debit_account, to_account=posting.credit_account,
             amount=transfer.amount, currency=transfer.currency,
             initiated_by=transfer.initiated_by, description=transfer.description,
             metadata=metadata, debit_event_id=debit_id, credit_event_id=credit_id,
             from_balance_after=heads[0].balance, to_balance_after=heads[1].balance,
-            occurred_at=occurred_at, kind=str(posting.kind), peer_region=posting.peer_region,
+            occurred_at=occurred_at, recorded_at=recorded_at, kind=str(posting.kind),
+            peer_region=posting.peer_region,
         )  # fmt: skip
         # A later posting of the batch with the same id sees this one's outcome.
-        recorded[posting.posting_id] = result
+        recorded[posting.posting_id] = Recorded(result, str(posting.kind), posting.peer_region)
         self.postings.append(transfer)
         return result
 
@@ -225,8 +259,14 @@ class PostingBatch:
                 "a_version": [a.version for a in heads],
                 "a_balance": [a.balance for a in heads],
                 "a_head_hash": [a.head_hash for a in heads],
+                "a_head_recorded_at": [a.head_recorded_at for a in heads],
             }
         )
+
+
+def _head_time(account: Account) -> datetime:
+    """When the account's head event was recorded (its opening, if unknown)."""
+    return account.head_recorded_at or account.opened_at
 
 
 def _append_row(columns: dict[str, list[Any]], **row: Any) -> None:
@@ -238,9 +278,10 @@ def _append_row(columns: dict[str, list[Any]], **row: Any) -> None:
 
 
 _EVENT_FIELDS = ("event_id", "type", "account_id", "version", "amount", "currency",
-                 "balance_after", "occurred_at", "initiated_by", "transfer_id", "leg",
+                 "balance_after", "occurred_at", "recorded_at", "initiated_by", "transfer_id",
+                 "leg",
                  "counterparty", "description", "metadata", "prev_hash", "hash")  # fmt: skip
 _TRANSFER_FIELDS = ("transfer_id", "fingerprint", "from_account", "to_account", "amount",
                     "currency", "initiated_by", "description", "metadata", "debit_event_id",
                     "credit_event_id", "from_balance_after", "to_balance_after", "occurred_at",
-                    "kind", "peer_region")  # fmt: skip
+                    "recorded_at", "kind", "peer_region")  # fmt: skip

@@ -37,14 +37,15 @@ from ledgerflow.domain.model import (
 )
 from ledgerflow.domain.policy import check_policy
 from ledgerflow.store.base import EventStore, TailCursor
-from ledgerflow.store.batch import APPEND_WRITES, PostingBatch, event_id_for, same_transfer
-from ledgerflow.store.group_commit import GroupCommit
+from ledgerflow.store.batch import APPEND_WRITES, PostingBatch, event_id_for, same_posting
+from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
     EVENT_COLUMNS,
     TRANSFER_COLUMNS,
     account_from_row,
     event_from_row,
+    recorded_from_row,
     transfer_result_from_row,
 )
 
@@ -160,49 +161,40 @@ class PostgresEventStore(EventStore):
                 metadata=request.metadata,
             )
             digest = chain_hash(GENESIS_HASH, content)
-            # ON CONFLICT DO NOTHING: a concurrent or repeated open of the same id
-            # inserts nothing, and we compare against what is there instead.
+            # One statement for the account row and its AccountOpened event:
+            # the schema checks, at the end of each statement, that every new
+            # account row is exactly its opening event (migration 0004).
+            # ON CONFLICT DO NOTHING: a concurrent or repeated open of the same
+            # id inserts nothing, and we compare against what is there instead.
             inserted = await conn.execute(
                 text(
-                    "INSERT INTO accounts (account_id, currency, region, overdraft_limit, "
-                    "version, balance, head_hash, opened_at, metadata) VALUES (:account_id, "
-                    ":currency, :region, :overdraft_limit, 1, 0, :hash, :now, "
-                    "CAST(:metadata AS jsonb)) ON CONFLICT (account_id) DO NOTHING "
-                    "RETURNING account_id"
+                    "WITH opened AS (INSERT INTO accounts (account_id, currency, region, "
+                    "overdraft_limit, version, balance, head_hash, opened_at, metadata, "
+                    "head_recorded_at) VALUES (:account_id, :currency, :region, "
+                    ":overdraft_limit, 1, 0, :hash, :now, CAST(:metadata AS jsonb), :now) "
+                    "ON CONFLICT (account_id) DO NOTHING RETURNING account_id) "
+                    "INSERT INTO events (event_id, type, account_id, version, amount, "
+                    "currency, balance_after, occurred_at, recorded_at, region, "
+                    "initiated_by, metadata, prev_hash, hash) SELECT CAST(:event_id AS "
+                    "uuid), 'AccountOpened', account_id, 1, 0, :currency, 0, :occurred_at, "
+                    ":now, :region, :initiated_by, CAST(:metadata AS jsonb), :prev, :hash "
+                    "FROM opened RETURNING account_id"
                 ),
                 {
+                    "event_id": event_id,
                     "account_id": request.account_id,
                     "currency": request.currency,
                     "region": request.region,
                     "overdraft_limit": request.overdraft_limit,
-                    "hash": digest,
+                    "occurred_at": occurred_at,
                     "now": now,
+                    "initiated_by": request.initiated_by,
                     "metadata": canonical_json(request.metadata).decode(),
+                    "prev": GENESIS_HASH,
+                    "hash": digest,
                 },
             )
             created = inserted.first() is not None
-            if created:
-                await conn.execute(
-                    text(
-                        "INSERT INTO events (event_id, type, account_id, version, amount, "
-                        "currency, balance_after, occurred_at, recorded_at, region, "
-                        "initiated_by, metadata, prev_hash, hash) VALUES (CAST(:event_id AS "
-                        "uuid), 'AccountOpened', :account_id, 1, 0, :currency, 0, :occurred_at, "
-                        ":now, :region, :initiated_by, CAST(:metadata AS jsonb), :prev, :hash)"
-                    ),
-                    {
-                        "event_id": event_id,
-                        "account_id": request.account_id,
-                        "currency": request.currency,
-                        "occurred_at": occurred_at,
-                        "now": now,
-                        "region": request.region,
-                        "initiated_by": request.initiated_by,
-                        "metadata": canonical_json(request.metadata).decode(),
-                        "prev": GENESIS_HASH,
-                        "hash": digest,
-                    },
-                )
             account = await self._account(conn, request.account_id)
         assert account is not None
         if not created and (
@@ -249,7 +241,7 @@ class PostgresEventStore(EventStore):
             # Not opened yet: the append opens it, open and without limit.
             found[clearing] = Account(
                 clearing, transfer.currency, self.region, None, "open", 1, 0,
-                occurred_at_unknown, GENESIS_HASH,
+                occurred_at_unknown, GENESIS_HASH, {}, occurred_at_unknown,
             )  # fmt: skip
         check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
 
@@ -269,10 +261,10 @@ class PostgresEventStore(EventStore):
         return await self._group_commit.submit((posting, occurred_at))
 
     async def _append_batch(
-        self, items: Sequence[tuple[Posting, datetime]]
-    ) -> list[TransferResult | LedgerError]:
+        self, batch: Sequence[Pending[tuple[Posting, datetime], TransferResult]]
+    ) -> list[TransferResult | Exception]:
         """One transaction for a batch of postings, applied in order as if one by one."""
-        ids = sorted({a for posting, _ in items for a in posting.accounts})
+        ids = sorted({a for pending in batch for a in pending.item[0].accounts})
         async with self.engine.begin() as conn:
             # Lock every account of the batch in sorted order: the LockRows step
             # sits above the sort, so all batches acquire their locks in the
@@ -295,22 +287,30 @@ class PostgresEventStore(EventStore):
                         f"LEFT JOIN (SELECT {TRANSFER_COLUMNS} FROM transfers "
                         f"WHERE transfer_id = ANY(:ids)) AS t ON true"
                     ),
-                    {"ids": [posting.posting_id for posting, _ in items]},
+                    {"ids": [pending.item[0].posting_id for pending in batch]},
                 )
             ).all()
             now: datetime = heads[0].now
-            recorded = {h.transfer_id: transfer_result_from_row(h) for h in heads if h.transfer_id}
-            batch = PostingBatch(now, self.region)
-            outcomes: list[TransferResult | LedgerError] = []
-            for posting, occurred_at in items:
+            recorded = {h.transfer_id: recorded_from_row(h) for h in heads if h.transfer_id}
+            posting_batch = PostingBatch(now, self.region)
+            outcomes: list[TransferResult | Exception] = []
+            for pending in batch:
+                # The last moment before writing, after the wait for a
+                # connection and for the locks: a caller that gave up by now
+                # (a timed-out activity) is not written. A later attempt of
+                # its own may already have answered with another outcome.
+                if pending.abandoned:
+                    outcomes.append(CallerGone())
+                    continue
+                posting, occurred_at = pending.item
                 try:
-                    outcomes.append(batch.post(posting, occurred_at, accounts, recorded))
+                    outcomes.append(posting_batch.post(posting, occurred_at, accounts, recorded))
                 except LedgerError as exc:
                     outcomes.append(exc)
-            if batch.postings:
-                await conn.execute(APPEND_WRITES, batch.params())
+            if posting_batch.postings:
+                await conn.execute(APPEND_WRITES, posting_batch.params())
                 if self._before_commit is not None:
-                    for transfer in batch.postings:
+                    for transfer in posting_batch.postings:
                         await self._before_commit(transfer)
         return outcomes
 
@@ -372,7 +372,7 @@ class PostgresEventStore(EventStore):
                     {"id": posting.posting_id},
                 )
             ).one()
-        return same_transfer(transfer_result_from_row(row), transfer)
+        return same_posting(recorded_from_row(row), posting)
 
     async def get_transfer(self, transfer_id: str) -> TransferResult | None:
         async with self.engine.connect() as conn:

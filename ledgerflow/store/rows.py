@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row
@@ -12,7 +13,7 @@ from ledgerflow.domain.model import Account, Event, TransferResult, TransferStat
 
 ACCOUNT_COLUMNS = (
     "account_id, currency, region, overdraft_limit, status, version, balance, "
-    "head_hash, opened_at, metadata"
+    "head_hash, opened_at, metadata, head_recorded_at"
 )
 EVENT_COLUMNS = (
     "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
@@ -22,7 +23,7 @@ EVENT_COLUMNS = (
 TRANSFER_COLUMNS = (
     "transfer_id, fingerprint, status, region, reason_type, reason, "
     "debit_event_id::text AS debit_event_id, credit_event_id::text AS credit_event_id, "
-    "from_balance_after, to_balance_after, recorded_at"
+    "from_balance_after, to_balance_after, recorded_at, kind, peer_region"
 )
 
 
@@ -48,6 +49,7 @@ def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
         opened_at=m["opened_at"],
         head_hash=m["head_hash"],
         metadata=_json(m["metadata"]),
+        head_recorded_at=m.get("head_recorded_at"),
     )
 
 
@@ -92,3 +94,18 @@ def transfer_result_from_row(row: Row[Any]) -> TransferResult:
         to_balance_after=m["to_balance_after"],
         confirmed_at=m["recorded_at"] if m["status"] == TransferStatus.CONFIRMED else None,
     )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store recorded for a posting id: its outcome, and which part of
+    which transfer it was (`PostingKind`, and the other region of a saga)."""
+
+    result: TransferResult
+    kind: str
+    peer_region: str | None
+
+
+def recorded_from_row(row: Row[Any]) -> Recorded:
+    m = row._mapping
+    return Recorded(transfer_result_from_row(row), m["kind"], m["peer_region"])

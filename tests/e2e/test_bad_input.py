@@ -54,6 +54,20 @@ CASES = [
     Case("-inf", {"amount": "-inf"}, "InvalidAmount"),
     Case("empty", {"amount": ""}, "InvalidRequest"),  # "missing field(s): amount"
     Case("words", {"amount": "ten dollars"}, "InvalidAmount"),
+    # The amount grammar: ASCII digits, optionally "." and at most the
+    # currency's minor digits, nothing before or after (issue 12, finding 8).
+    Case("exponent 1e3", {"amount": "1e3"}, "InvalidAmount"),
+    Case("exponent 12E2", {"amount": "12E2"}, "InvalidAmount"),
+    Case("leading spaces", {"amount": "  1.00"}, "InvalidAmount"),
+    Case("trailing newline", {"amount": "1.00\n"}, "InvalidAmount"),
+    Case("no-break space", {"amount": "\xa01.00"}, "InvalidAmount"),
+    Case("plus sign", {"amount": "+1"}, "InvalidAmount"),
+    Case("underscore", {"amount": "1_000"}, "InvalidAmount"),
+    Case("Arabic-Indic digits", {"amount": "١٢"}, "InvalidAmount"),
+    Case("full-width digits", {"amount": "１２"}, "InvalidAmount"),
+    Case("bare point", {"amount": "1."}, "InvalidAmount"),
+    Case("leading point", {"amount": ".50"}, "InvalidAmount"),
+    Case("hexadecimal", {"amount": "0x10"}, "InvalidAmount"),
     Case("float", {"amount": 1.5}, "InvalidAmount", cli=False),
     Case("float NaN", {"amount": float("nan")}, "InvalidAmount", cli=False),
     Case("bool", {"amount": True}, "InvalidAmount", cli=False),
@@ -80,6 +94,11 @@ CASES = [
     Case("null principal", {"initiated_by": None}, "InvalidRequest", cli=False),
     # Free text and metadata.
     Case("NUL in description", {"description": "a\x00b"}, "InvalidRequest", cli=False),
+    # Text that is not valid UTF-8 (a lone surrogate) must be refused at the
+    # door, not fail hashing inside an activity and retry forever (finding 7).
+    Case("lone surrogate in description", {"description": "\udcff"}, "InvalidRequest"),
+    Case("lone surrogate in metadata", {"metadata": {"k": "\ud800"}}, "InvalidRequest", cli=False),
+    Case("lone surrogate metadata key", {"metadata": {"\ud800": 1}}, "InvalidRequest", cli=False),
     Case("description of 501", {"description": "x" * 501}, "InvalidRequest"),
     Case("metadata of 10 KB", {"metadata": {"blob": "x" * 10_000}}, "InvalidRequest", cli=False),
     Case("metadata not an object", {"metadata": "text"}, "InvalidRequest", cli=False),

@@ -16,6 +16,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest_asyncio
@@ -29,11 +30,12 @@ from infra.postgres import EmbeddedPostgres
 from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
-from ledgerflow.domain.model import TransferStatus, clearing_account_id
+from ledgerflow.domain.errors import InsufficientFunds
+from ledgerflow.domain.model import Posting, Transfer, TransferStatus, clearing_account_id
 from ledgerflow.reconcile.messages import ReconcileStatus, ReconcileSummary
 from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.migrate import upgrade_regions
-from ledgerflow.store.postgres import create_engine
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from tests.conftest import REGIONS
 from tests.support import cli, eventually, repo_root
 from workers.regional import build_worker
@@ -100,12 +102,7 @@ async def regions(
         env,
         temporal_env.client,
         engines={r: create_engine(settings.database_url(r), settings) for r in REGIONS},
-        superusers={
-            r: create_async_engine(
-                pg_server.superuser_dsn(n).replace("postgresql://", "postgresql+asyncpg://")
-            )
-            for r, n in names.items()
-        },
+        superusers={r: create_async_engine(pg_server.url("postgres", n)) for r, n in names.items()},
     )
     for region in REGIONS:
         await under_test.start(region)
@@ -256,3 +253,33 @@ async def test_a_leg_deleted_behind_the_ledgers_back_is_reported_with_its_transf
     assert all(d["transfer_id"] != f"kept-{tag}" for d in report["discrepancies"])
     code, out, _ = await cli(regions.env, "reconcile", "report")
     assert code == 6 and victim in out and "discrepancies_found" in out
+
+
+async def test_an_inbound_leg_without_its_outbound_leg_is_a_discrepancy_in_the_same_run(
+    regions: Regions,
+) -> None:
+    """Money from nowhere (issue 12, finding 1): an arrival in eu whose source
+    leg us never posted is not "in transit"; the run that first sees it says so."""
+    ledger = LedgerClient(regions.client, regions.settings)
+    tag = uuid.uuid4().hex[:6]
+    customers = await open_customers(ledger, tag)
+    assert (await regions.reconcile("before")).status == ReconcileStatus.CLEAN
+    stray = Transfer(f"stray-{tag}", customers["us"], customers["eu"], 4000, "USD", "mallory")
+    eu = PostgresEventStore(regions.engines["eu"], "eu")
+    await eu.append_posting(Posting.inbound(stray, "eu", "us"), datetime.now(UTC))
+    # And one whose source leg was refused in us (recorded), yet arrived in eu.
+    refused = Transfer(f"refused-{tag}", customers["us"], customers["eu"], 10**9, "USD", "m")
+    us = PostgresEventStore(regions.engines["us"], "us")
+    await us.record_posting_rejection(
+        Posting.outbound(refused, "us", "eu"), InsufficientFunds("no"), datetime.now(UTC)
+    )
+    await eu.append_posting(Posting.inbound(refused, "eu", "us"), datetime.now(UTC))
+
+    summary = await regions.reconcile("stray")
+
+    assert summary.status == ReconcileStatus.DISCREPANCIES_FOUND
+    code, out, err = await cli(regions.env, "reconcile", "report", "--last", "--json")
+    assert code == 6, out + err
+    found = {(d["kind"], d["transfer_id"]) for d in json.loads(out)["discrepancies"]}
+    assert ("inbound-without-outbound", stray.transfer_id) in found
+    assert ("leg-contradiction", refused.transfer_id) in found

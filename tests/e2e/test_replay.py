@@ -36,7 +36,7 @@ from ledgerflow.domain.model import TransferRequest
 from workers.regional import WORKFLOWS
 from workflows.account import account_workflow_id
 from workflows.baseline import BaselineTransferWorkflow
-from workflows.transfer import LOCAL_STORE_CALLS, TransferWorkflow
+from workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 OUTCOMES = ("confirmed", "rejected", "malformed", "cross_region", "reversed")
@@ -74,12 +74,21 @@ async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, st
             id=f"transfer-{malformed}",
             task_queue=ledger.settings.task_queue("us"),
         )
+    # A cross-region source leg refused: the saga obeys the recorded refusal.
+    refused_abroad = uid("refused-abroad")
+    await client.execute_workflow(
+        TransferWorkflow.run,
+        TransferRequest(refused_abroad, bob, eve, 10_000, "USD", "t", to_region="eu"),
+        id=f"transfer-{refused_abroad}",
+        task_queue=ledger.settings.task_queue("us"),
+    )
     ids = {
         "transfer_confirmed": f"transfer-{confirmed}",
         "transfer_rejected": f"transfer-{rejected}",
         "transfer_malformed": f"transfer-{malformed}",
         "transfer_cross_region": f"transfer-{crossed}",
         "transfer_reversed": f"transfer-{reversed_}",
+        "transfer_rejected_cross_region": f"transfer-{refused_abroad}",
         "account_opened": account_workflow_id(alice),
     }
     async with Worker(
@@ -127,6 +136,8 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     # Both sides of the LOCAL_STORE_CALLS patch: new workflows, and running ones.
     assert all(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
     assert not any(patches(RECORDED[f"transfer_{n}_before_local"]) for n in OUTCOMES)
+    # The saga that obeys the store's recorded outcomes (issue 12).
+    assert SAGA_OBEYS_STORE in patches(RECORDED["transfer_rejected_cross_region"])
 
 
 def patches(history_json: str) -> set[str]:

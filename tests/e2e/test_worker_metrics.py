@@ -1,5 +1,6 @@
-"""A regional worker as `ledgerflow worker` runs it: migrations, the worker,
-the catch-up projector, and projection lag exported as Prometheus metrics."""
+"""A regional worker as `ledgerflow worker` runs it: the schema check, the
+worker, the catch-up projector, and projection lag exported as Prometheus
+metrics."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ async def test_the_worker_exports_projection_lag_and_stops_on_request(
             "LEDGERFLOW_REGIONS": "us,eu,ap",
             "LEDGERFLOW_TASK_QUEUE_PREFIX": "metrics-test",
             "LEDGERFLOW_METRICS_PORT": str(port),
+            "LEDGERFLOW_STATE_DIR": str(migrated.state_dir),
         }
     )
     stop = asyncio.Event()

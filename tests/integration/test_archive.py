@@ -79,7 +79,7 @@ async def archived_everything(store: PostgresEventStore, objects: S3ObjectStore)
 
 
 async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
-    isolated_region: Region, archive_objects: S3ObjectStore
+    isolated_region: Region, archive_objects: S3ObjectStore, pruner: AsyncEngine
 ) -> None:
     store, _ = isolated_region
     accounts = await trade(store, "cycle", rounds=8)
@@ -99,7 +99,7 @@ async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
     assert (await verify_archive(store.engine, archive_objects, "us")).sound
 
     await CatchUpProjector(store.engine).catch_up()
-    pruned = await prune(store.engine, archive_objects)
+    pruned = await prune(pruner, archive_objects)
     assert pruned.verified_segments == status.segments and pruned.events_pruned > 0
     assert await count_rows(store.engine, "events") == hot_before - pruned.events_pruned
     assert await count_rows(store.engine, "account_checkpoints") > 0
@@ -125,7 +125,7 @@ async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
     assert (await verify_region_and_archive(store.engine, archive_objects, "us")).sound
     await archived_everything(store, archive_objects)
     await CatchUpProjector(store.engine).catch_up()
-    await prune(store.engine, archive_objects)
+    await prune(pruner, archive_objects)
     assert await answers(store.engine, accounts, instants, archive) == before
     final = await verify_region_and_archive(store.engine, archive_objects, "us")
     assert final.sound, final.findings
@@ -223,7 +223,7 @@ async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(
     await trade(store, "hot", rounds=2)
     await archived_everything(store, archive_objects)
     async with superuser.begin() as conn:
-        await conn.execute(text("ALTER TABLE events DISABLE TRIGGER events_append_only"))
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
         victim = (
             await conn.execute(
                 text(
@@ -232,7 +232,6 @@ async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(
                 )
             )
         ).one()
-        await conn.execute(text("ALTER TABLE events ENABLE TRIGGER events_append_only"))
     report = await verify_archive(store.engine, archive_objects, "us")
     assert any(
         f.check == "hot-store" and (f.account_id, f.version) == tuple(victim)
@@ -240,21 +239,28 @@ async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(
     ), report.findings
 
 
-async def test_pruning_is_guarded(isolated_region: Region, archive_objects: S3ObjectStore) -> None:
+async def test_pruning_is_guarded(
+    isolated_region: Region, archive_objects: S3ObjectStore, pruner: AsyncEngine
+) -> None:
     store, superuser = isolated_region
     await trade(store, "guard", rounds=2)
     await archived_everything(store, archive_objects)
     total = await count_rows(store.engine, "events")
 
-    # The prune function refuses a segment that was not verified...
+    # The app role can neither prune nor vouch for a segment (issue 12, finding 3)...
+    for sql in ("SELECT ledger_prune_through(1)", "SELECT ledger_mark_segment_verified(1)"):
+        with pytest.raises(DBAPIError, match="permission denied"):
+            async with store.engine.begin() as conn:
+                await conn.execute(text(sql))
+    # ...and even the pruner's prune refuses a segment that was not verified...
     with pytest.raises(DBAPIError, match="not all archived and verified"):
-        async with store.engine.begin() as conn:
+        async with pruner.begin() as conn:
             await conn.execute(text("SELECT ledger_prune_through(1)"))
     # ...and anything past what the read models have applied.
-    pruned = await prune(store.engine, archive_objects)
+    pruned = await prune(pruner, archive_objects)
     assert (pruned.verified_segments > 0, pruned.events_pruned) == (True, 0)
     with pytest.raises(DBAPIError, match="ahead of the read models"):
-        async with store.engine.begin() as conn:
+        async with pruner.begin() as conn:
             await conn.execute(text("SELECT ledger_prune_through(1)"))
     # The app role may not delete events at all; the owner (here a superuser)
     # is refused by the trigger unless pruning, and even then only at or

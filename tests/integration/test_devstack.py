@@ -82,9 +82,8 @@ def make_stack() -> Iterator[Callable[[dict[str, str]], DevStack]]:
 
 
 async def connect_as_app(settings: Settings) -> tuple[str, str, str]:
-    conn = await asyncpg.connect(
-        f"postgresql://ledgerflow_app@127.0.0.1:{settings.pg_port}/ledgerflow_{settings.default_region}"
-    )
+    url = settings.database_url(settings.default_region)
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         row = await conn.fetchrow(
             "SELECT current_user, current_database(), pg_get_userbyid(datdba)"

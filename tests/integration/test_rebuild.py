@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.domain.model import Transfer
@@ -16,6 +16,7 @@ from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.projections.views import get_balance, get_statement
 from ledgerflow.store.postgres import PostgresEventStore
+from tests.conftest import RoleEngine
 from tests.integration.test_verify import ledger_with_history
 from tests.support import cli
 
@@ -23,7 +24,7 @@ Region = tuple[PostgresEventStore, AsyncEngine]
 
 
 async def test_a_rebuild_repairs_the_views_and_keeps_them_writable(
-    isolated_region: Region, cli_env: dict[str, str]
+    isolated_region: Region, cli_env: dict[str, str], isolated_as: RoleEngine
 ) -> None:
     store, superuser = isolated_region
     await ledger_with_history(store)
@@ -31,12 +32,9 @@ async def test_a_rebuild_repairs_the_views_and_keeps_them_writable(
         await conn.execute(text("UPDATE balance_view SET balance = 0 WHERE account_id = 'bob'"))
         await conn.execute(text("DELETE FROM statement_view WHERE account_id = 'alice'"))
     assert not (await verify_region(store.engine, "us")).sound
-    owner = create_async_engine(store.engine.url.set(username="ledgerflow_owner"))
+    owner = isolated_as("ledgerflow_owner")
     progress: list[int] = []
-    try:
-        applied = await rebuild_views(owner, progress.append)
-    finally:
-        await owner.dispose()
+    applied = await rebuild_views(owner, progress.append)
     assert applied == 13 and progress[-1] == 13
     report = await verify_region(store.engine, "us")
     assert report.sound, [str(f) for f in report.findings]
@@ -55,6 +53,7 @@ async def test_a_rebuild_repairs_the_views_and_keeps_them_writable(
 
 async def test_one_view_rebuilt_while_the_other_lags_ends_at_one_position(
     isolated_region: Region,
+    isolated_as: RoleEngine,
 ) -> None:
     store, superuser = isolated_region
     await ledger_with_history(store)
@@ -63,11 +62,8 @@ async def test_one_view_rebuilt_while_the_other_lags_ends_at_one_position(
         await store.append_transfer(Transfer(f"late{n}", "bank", "bob", 1, "USD", "x"), "us", now)
     async with superuser.begin() as conn:
         await conn.execute(text("DELETE FROM statement_view WHERE account_id = 'alice'"))
-    owner = create_async_engine(store.engine.url.set(username="ledgerflow_owner"))
-    try:
-        await rebuild_views(owner, views=("statement_view",))
-    finally:
-        await owner.dispose()
+    owner = isolated_as("ledgerflow_owner")
+    await rebuild_views(owner, views=("statement_view",))
     status = await CatchUpProjector(store.engine).status()
     assert status is not None and status.lag_events == 0
     bob = await get_balance(store.engine, "bob")
@@ -78,6 +74,7 @@ async def test_one_view_rebuilt_while_the_other_lags_ends_at_one_position(
 
 async def test_a_rebuild_races_appends_and_a_busy_projector_without_deadlock(
     isolated_region: Region,
+    isolated_as: RoleEngine,
 ) -> None:
     store, _ = isolated_region
     await ledger_with_history(store)
@@ -96,7 +93,7 @@ async def test_a_rebuild_races_appends_and_a_busy_projector_without_deadlock(
             with contextlib.suppress(DBAPIError):  # a write caught in the swap retries
                 await projector.run_once()
 
-    owner = create_async_engine(store.engine.url.set(username="ledgerflow_owner"))
+    owner = isolated_as("ledgerflow_owner")
     background = [asyncio.create_task(keep_appending()), asyncio.create_task(keep_projecting())]
     try:
         async with asyncio.timeout(60):
@@ -105,7 +102,6 @@ async def test_a_rebuild_races_appends_and_a_busy_projector_without_deadlock(
     finally:
         stop.set()
         await asyncio.gather(*background)
-        await owner.dispose()
     await CatchUpProjector(store.engine).catch_up()
     report = await verify_region(store.engine, "us")
     assert report.sound, [str(f) for f in report.findings]

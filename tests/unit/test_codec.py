@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -128,3 +131,49 @@ def test_the_codec_server_answers_cors_for_the_web_ui_only(server: CodecServer) 
 
     assert preflight("http://127.0.0.1:8233") == "http://127.0.0.1:8233"
     assert preflight("http://evil.example") is None
+
+
+def test_the_codec_server_answers_400_to_a_length_that_is_not_a_number(
+    server: CodecServer,
+) -> None:
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /decode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+            b"Content-Length: lots\r\n\r\n"
+        )
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_idle_connections_are_bounded_and_timed_out() -> None:
+    """Fifty sockets that never send a byte hold neither fifty threads nor
+    their sockets for ever (issue 12, finding 13)."""
+    codec = EncryptionCodec(parse_keys(f"k1:{K1}"), "k1")
+    server = CodecServer(("127.0.0.1", 0), codec, "s3cret", (), socket_timeout_s=1.0,
+                         max_connections=8)  # fmt: skip
+    server.start()
+    host, port = server.server_address[:2]
+    before = threading.active_count()
+    idle = [socket.create_connection((str(host), port), timeout=5) for _ in range(50)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 8
+        time.sleep(2.0)  # past the socket timeout: every idle socket was cut off
+        still_open = 0
+        for conn in idle:
+            conn.settimeout(0.2)
+            try:
+                still_open += conn.recv(1) != b""
+            except TimeoutError:
+                still_open += 1
+            except ConnectionError:
+                pass
+        assert still_open == 0
+        # And the server still answers.
+        assert post(server, "/anything", {"payloads": []})[0] == 404
+    finally:
+        for conn in idle:
+            conn.close()
+        server.shutdown()
+        server.server_close()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ledgerflow.store.group_commit import GroupCommit
+from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
 
 
 class Recorder:
@@ -17,8 +17,9 @@ class Recorder:
         self.batches: list[list[int]] = []
         self.release = asyncio.Event()
 
-    async def write(self, items: Sequence[int]) -> list[int | Exception]:
-        self.batches.append(list(items))
+    async def write(self, batch: Sequence[Pending[int, int]]) -> list[int | Exception]:
+        items = [p.item for p in batch]
+        self.batches.append(items)
         await self.release.wait()
         if 13 in items and len(items) > 1:
             raise RuntimeError("a poisonous item fails its whole transaction")
@@ -99,3 +100,64 @@ async def test_writers_bounds_the_transactions_in_flight() -> None:
     assert await asyncio.gather(*tasks) == [0, 20, 40, 60]
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommit(rec.write, max_batch=0, writers=1)
+
+
+class Abandoning:
+    """A `write` that holds each batch until released and records what it was
+    still asked to write when it went ahead (the items whose callers wait)."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.gates: list[asyncio.Event] = []
+        self.fail_batches = False
+
+    async def write(self, batch: Sequence[Pending[int, int]]) -> list[int | Exception]:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        if self.fail_batches and len(batch) > 1:
+            raise RuntimeError("the batch fails as a whole")
+        self.written += [p.item for p in batch if not p.abandoned]
+        return [CallerGone() if p.abandoned else p.item for p in batch]
+
+    async def open_gates(self) -> None:
+        """Let every write waiting so far go ahead."""
+        await settle()
+        for gate in self.gates:
+            gate.set()
+        await settle()
+
+
+async def test_an_item_whose_caller_gave_up_mid_batch_is_not_written() -> None:
+    rec = Abandoning()
+    commit: GroupCommit[int, int] = GroupCommit(rec.write, max_batch=8, writers=1)
+    blocker = asyncio.create_task(commit.submit(0))
+    await settle()
+    waiting = [asyncio.create_task(commit.submit(i)) for i in (1, 2, 3)]
+    await rec.open_gates()
+    assert await blocker == 0
+    # The second batch (1, 2, 3) is in flight; the caller of 2 gives up.
+    waiting[1].cancel()
+    await rec.open_gates()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert rec.written == [0, 1, 3]
+    assert results[0] == 1 and results[2] == 3
+
+
+async def test_the_item_by_item_retry_skips_a_caller_that_gave_up() -> None:
+    rec = Abandoning()
+    rec.fail_batches = True
+    commit: GroupCommit[int, int] = GroupCommit(rec.write, max_batch=8, writers=1)
+    blocker = asyncio.create_task(commit.submit(0))
+    await settle()
+    waiting = [asyncio.create_task(commit.submit(i)) for i in (1, 2, 3)]
+    await rec.open_gates()  # the blocker is written; (1, 2, 3) then fails as a batch
+    assert await blocker == 0
+    await rec.open_gates()
+    # The retry of 1 is in flight alone; the caller of 2 gives up before its turn.
+    waiting[1].cancel()
+    for _ in range(4):
+        await rec.open_gates()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert rec.written == [0, 1, 3]
+    assert results[0] == 1 and results[2] == 3

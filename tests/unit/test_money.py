@@ -14,13 +14,13 @@ from ledgerflow.domain.money import MAX_MINOR_UNITS, MINOR_UNITS, format_amount,
         (1250, "USD", 1250),
         ("12.50", "USD", 1250),
         ("12.5", "USD", 1250),
-        (" 0.01 ", "USD", 1),
+        ("0.01", "USD", 1),
+        ("0012.50", "USD", 1250),
         ("1000", "JPY", 1000),
         ("1.234", "KWD", 1234),
         (Decimal("7.10"), "EUR", 710),
         ("92233720368547758.07", "USD", MAX_MINOR_UNITS),
-        ("1.50000000000000000000000000000000", "USD", 150),
-        ("12E2", "USD", 120000),
+        (Decimal("1E+3"), "USD", 100000),
     ],
 )
 def test_amounts_convert_exactly(value: object, currency: str, minor: int) -> None:
@@ -39,18 +39,39 @@ def test_amounts_convert_exactly(value: object, currency: str, minor: int) -> No
         (12.5, "USD", "float"),
         (True, "USD", "bool"),
         (None, "USD", "NoneType"),
-        ("NaN", "USD", "finite"),
-        ("Infinity", "USD", "finite"),
-        ("-inf", "USD", "finite"),
+        ("NaN", "USD", "not a decimal"),
+        ("Infinity", "USD", "not a decimal"),
+        ("-inf", "USD", "not a decimal"),
+        (Decimal("NaN"), "USD", "finite"),
+        (Decimal("-1.00"), "USD", "positive"),
         ("12,50", "USD", "not a decimal"),
         ("", "USD", "not a decimal"),
-        ("1e400", "USD", "exceeds"),
+        ("1e400", "USD", "not a decimal"),
+        # The grammar: nothing but ASCII digits and one point (issue 12, finding 8).
+        ("1e3", "USD", "not a decimal"),
+        ("12E2", "USD", "not a decimal"),
+        ("  1.00", "USD", "not a decimal"),
+        (" 0.01 ", "USD", "not a decimal"),
+        ("\xa01.00", "USD", "not a decimal"),
+        ("1.00\n", "USD", "not a decimal"),
+        ("+1", "USD", "not a decimal"),
+        ("1_000", "USD", "not a decimal"),
+        ("١٢", "USD", "not a decimal"),
+        ("１２", "USD", "not a decimal"),
+        ("1.", "USD", "not a decimal"),
+        (".5", "USD", "not a decimal"),
+        ("1.2.3", "USD", "not a decimal"),
+        ("1.50000000000000000000000000000000", "USD", "decimal places"),
+        ("1.0", "JPY", "decimal places"),
+        ("9" * 41, "USD", "longer than"),
         (MAX_MINOR_UNITS + 1, "USD", "exceeds"),
         ("92233720368547758.08", "USD", "exceeds"),
         ([100], "USD", "list"),
         ("1.0000000000000000000000000001", "USD", "decimal places"),
-        ("1e999999", "USD", "exceeds"),
-        ("1e-999999", "USD", "decimal places"),
+        ("1e999999", "USD", "not a decimal"),
+        ("1e-999999", "USD", "not a decimal"),
+        (Decimal("1e999999"), "USD", "can hold"),
+        (Decimal("1e-999999"), "USD", "can hold"),
         ("123456789012345678901234567890.5", "USD", "exceeds"),
     ],
 )
@@ -79,3 +100,37 @@ def test_negative_and_small_amounts_format() -> None:
     assert format_amount(-5, "USD") == "-0.05 USD"
     assert format_amount(7, "JPY") == "7 JPY"
     assert format_amount(1, "KWD") == "0.001 KWD"
+
+
+def reference_minor(text: str, exponent: int) -> int | None:
+    """The amount grammar, written out by hand (no regex, no int() on the
+    text): what `parse_amount` must agree with."""
+    digits = "0123456789"
+    whole, point, fraction = text.partition(".")
+    if not whole or any(c not in digits for c in whole):
+        return None
+    if point and (not fraction or any(c not in digits for c in fraction)):
+        return None
+    if len(fraction) > exponent or len(text) > 40:
+        return None
+    value = 0
+    for c in whole + fraction.ljust(exponent, "0"):
+        value = value * 10 + digits.index(c)
+    return value if 0 < value <= MAX_MINOR_UNITS else None
+
+
+@given(
+    text=st.one_of(
+        st.text(max_size=24),
+        st.text(alphabet="0123456789.", max_size=24),
+        st.from_regex(r"[0-9]{1,20}(\.[0-9]{1,4})?", fullmatch=True),
+    ),
+    currency=st.sampled_from(["USD", "JPY", "KWD"]),
+)
+def test_any_text_is_an_amount_exactly_when_the_grammar_says_so(text: str, currency: str) -> None:
+    expected = reference_minor(text, MINOR_UNITS[currency])
+    try:
+        got: int | None = parse_amount(text, currency)
+    except InvalidAmount:
+        got = None
+    assert got == expected

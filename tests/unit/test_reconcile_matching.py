@@ -9,10 +9,12 @@ from ledgerflow.reconcile.matching import (
     check_pairs,
     global_totals,
     itemise_pair,
+    judge_orphans,
     match_legs,
+    orphans,
     settle,
 )
-from ledgerflow.reconcile.messages import ClearingLeg, InTransit
+from ledgerflow.reconcile.messages import ClearingLeg, InTransit, SourceRecord
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SLA = timedelta(minutes=10)
@@ -98,3 +100,44 @@ def test_global_totals_and_clearing_ids() -> None:
     assert global_totals([{"USD": 5, "EUR": 0}, {"USD": -5}]) == {"EUR": 0, "USD": 0}
     assert parse_clearing_account(clearing_account_id("us", "eu", "JPY")) == ("us", "eu", "JPY")
     assert parse_clearing_account("alice") is None
+
+
+def record(tid: str, status: str = "confirmed", kind: str = "outbound", amount: int = 500,
+           currency: str = "USD") -> SourceRecord:  # fmt: skip
+    return SourceRecord(tid, status, kind, "eu", amount, currency)
+
+
+def test_arrivals_without_their_source_leg_are_asked_of_the_source_region() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(
+        items,
+        [
+            leg("arrived", "eu", "us", -500, "inbound"),
+            leg("returned/reversal", "us", "ap", -70, "reversal"),
+            leg("left", "us", "eu", 500, "outbound"),
+        ],
+    )
+    found = orphans(items)
+    assert {r: [i.transfer_id for i in its] for r, its in found.items()} == {
+        "us": ["arrived", "returned"],
+    }
+
+
+def test_an_orphan_is_in_transit_only_if_the_source_posted_a_matching_leg() -> None:
+    items: dict[str, InTransit] = {}
+    tids = ["posted", "nowhere", "refused", "local", "other-amount"]
+    match_legs(items, [leg(t, "eu", "us", -500, "inbound") for t in tids])
+    records = {
+        "posted": record("posted"),
+        "refused": record("refused", status="rejected"),
+        "local": record("local", kind="local"),
+        "other-amount": record("other-amount", amount=400),
+    }
+    wrong = judge_orphans("us", [items[t] for t in tids], records)
+    assert {(d.kind, d.transfer_id) for d in wrong} == {
+        ("inbound-without-outbound", "nowhere"),
+        ("leg-contradiction", "refused"),
+        ("leg-contradiction", "local"),
+        ("leg-contradiction", "other-amount"),
+    }
+    assert all(d.region == "us" for d in wrong)

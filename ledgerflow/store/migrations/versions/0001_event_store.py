@@ -155,7 +155,9 @@ STATEMENTS = [
     """
 
     -- History is append-only: the database itself refuses to change it, whoever
-    -- asks (the app role also lacks the grants; this stops the owner too).
+    -- asks (the app role also lacks the grants). The owner could switch a trigger
+    -- off; the DDL guard (ledgerflow/store/guard.py, installed by a superuser)
+    -- refuses that, and verify catches what a superuser does behind its back.
     CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         RAISE EXCEPTION 'ledger history is append-only: % on % is refused', TG_OP, TG_TABLE_NAME

@@ -1,0 +1,267 @@
+"""The schema defends itself against the roles that write to it.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01
+
+Issue 12 found three ways a worker's role could make the ledger lie:
+
+* **The write model could drift from the events.** The app role may update
+  an account's version, balance and head hash (the append does), so it could
+  also set any balance. Now a statement-level trigger checks every INSERT
+  and UPDATE of `accounts` against the events: a new account starts at
+  version 1 with a balance of 0 and its `AccountOpened` event; an update
+  either leaves version, balance, head hash and head time alone, or moves
+  them forward to the event at the new version, and every event in between
+  links to the one before it (previous hash, running balance, non-decreasing
+  `recorded_at`, the account's currency, never below its overdraft limit).
+  The append already writes exactly that, so nothing honest is refused.
+* **Events could be placed behind the readers' cursors.** `tx_id` and
+  `position` had defaults a writer could override (`OVERRIDING SYSTEM
+  VALUE`, an explicit `tx_id`), putting a row behind the projector's,
+  archiver's and reconciler's cursors where no reader would ever see it.
+  Now a BEFORE INSERT trigger assigns both (the current transaction's id and
+  the next value of the position sequence) and refuses a row that brings
+  its own.
+* **History could be erased without being archived.** The app role could
+  insert an archive segment marked verified and call `ledger_prune_through`.
+  Now only the pruner role (`ledgerflow_pruner`) may mark a segment verified
+  (`ledger_mark_segment_verified`, after downloading it) and prune; the app
+  role can plan and record segments but never vouch for them.
+
+`accounts.head_recorded_at` (the `recorded_at` of the account's head event)
+is new: the append takes each posting's `recorded_at` as the later of the
+database clock and the heads of both accounts, so a clock that steps back
+can never make an account's history run backwards.
+"""
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+APP_ROLE = "ledgerflow_app"
+READER_ROLE = "ledgerflow_reader"
+PRUNER_ROLE = "ledgerflow_pruner"
+
+STATEMENTS = [
+    # -- the head's time -----------------------------------------------------
+    "ALTER TABLE accounts ADD COLUMN head_recorded_at timestamptz",
+    """
+    UPDATE accounts a SET head_recorded_at = coalesce(
+        (SELECT e.recorded_at FROM events e
+          WHERE e.account_id = a.account_id AND e.version = a.version),
+        (SELECT k.recorded_at FROM account_checkpoints k
+          WHERE k.account_id = a.account_id AND k.version = a.version),
+        a.opened_at)
+    """,
+    "ALTER TABLE accounts ALTER COLUMN head_recorded_at SET NOT NULL",
+    # -- the database places every row in the global order -------------------
+    """
+    DO $$
+    DECLARE
+        last bigint;
+        called boolean;
+    BEGIN
+        -- Carry the identity's counter over: positions of pruned events are
+        -- never handed out again.
+        SELECT last_value, is_called INTO last, called FROM events_position_seq;
+        ALTER TABLE events ALTER COLUMN position DROP IDENTITY;
+        CREATE SEQUENCE events_position_seq OWNED BY events.position;
+        PERFORM setval('events_position_seq', last, called);
+    END
+    $$
+    """,
+    "ALTER TABLE events ALTER COLUMN tx_id DROP DEFAULT",
+    "ALTER TABLE transfers ALTER COLUMN tx_id DROP DEFAULT",
+    """
+    -- Why: readers tail by (tx_id, position) below the transaction horizon
+    -- (DESIGN.md section 4, first pitfall). That is only sound if every row's
+    -- tx_id is the transaction that wrote it; a row with an older tx_id or a
+    -- reused position would sit behind every reader's cursor, unseen.
+    CREATE FUNCTION ledger_place_event() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.tx_id IS NOT NULL OR NEW.position IS NOT NULL THEN
+            RAISE EXCEPTION 'an event''s tx_id and position are chosen by the database'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        NEW.tx_id := pg_current_xact_id()::text::bigint;
+        NEW.position := nextval('events_position_seq');
+        RETURN NEW;
+    END;
+    $$
+    """,
+    """
+    CREATE FUNCTION ledger_place_transfer() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.tx_id IS NOT NULL THEN
+            RAISE EXCEPTION 'a transfer record''s tx_id is chosen by the database'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        NEW.tx_id := pg_current_xact_id()::text::bigint;
+        RETURN NEW;
+    END;
+    $$
+    """,
+    """
+    CREATE TRIGGER events_placed BEFORE INSERT ON events
+        FOR EACH ROW EXECUTE FUNCTION ledger_place_event()
+    """,
+    """
+    CREATE TRIGGER transfers_placed BEFORE INSERT ON transfers
+        FOR EACH ROW EXECUTE FUNCTION ledger_place_transfer()
+    """,
+    # -- the write model follows the events -----------------------------------
+    """
+    -- Statement-level with transition tables: one set-based check per
+    -- statement (a group-committed append updates up to 128 accounts in one),
+    -- fired after the whole statement, so it sees the events that the same
+    -- statement inserted.
+    CREATE FUNCTION ledger_accounts_opened() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        bad text;
+    BEGIN
+        SELECT n.account_id INTO bad FROM new_heads n
+          LEFT JOIN events e ON e.account_id = n.account_id AND e.version = 1
+         WHERE n.version <> 1 OR n.balance <> 0 OR e.position IS NULL
+            OR e.type <> 'AccountOpened' OR e.prev_hash <> repeat('0', 64)
+            OR e.hash <> n.head_hash OR e.recorded_at <> n.head_recorded_at
+            OR e.currency <> n.currency OR e.balance_after <> 0
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'write model: account % does not follow its AccountOpened event', bad
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END;
+    $$
+    """,
+    """
+    CREATE FUNCTION ledger_accounts_follow_events() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        bad text;
+    BEGIN
+        SELECT n.account_id INTO bad FROM new_heads n
+          LEFT JOIN old_heads o ON o.account_id = n.account_id
+         WHERE o.account_id IS NULL
+            OR (n.currency, n.region, n.opened_at) <> (o.currency, o.region, o.opened_at)
+            OR n.overdraft_limit IS DISTINCT FROM o.overdraft_limit
+            OR n.version < o.version
+            OR (n.version = o.version
+                AND (n.balance, n.head_hash, n.head_recorded_at)
+                    <> (o.balance, o.head_hash, o.head_recorded_at))
+            OR (n.version > o.version AND (
+                -- every version in between is there...
+                (SELECT count(*) FROM events e WHERE e.account_id = n.account_id
+                    AND e.version > o.version AND e.version <= n.version)
+                    <> n.version - o.version
+                -- ...each one links to the one before it...
+                OR EXISTS (
+                    SELECT 1 FROM events e
+                      LEFT JOIN events p ON p.account_id = e.account_id
+                                        AND p.version = e.version - 1
+                     WHERE e.account_id = n.account_id
+                       AND e.version > o.version AND e.version <= n.version
+                       AND (e.currency <> o.currency
+                            OR (o.overdraft_limit IS NOT NULL
+                                AND e.balance_after < -o.overdraft_limit)
+                            OR CASE WHEN e.version = o.version + 1
+                                 THEN e.prev_hash <> o.head_hash
+                                      OR e.balance_after - e.amount <> o.balance
+                                      OR e.recorded_at < o.head_recorded_at
+                                 ELSE p.position IS NULL OR e.prev_hash <> p.hash
+                                      OR e.balance_after - e.amount <> p.balance_after
+                                      OR e.recorded_at < p.recorded_at
+                               END))
+                -- ...and the head is the event at the new version.
+                OR NOT EXISTS (
+                    SELECT 1 FROM events e WHERE e.account_id = n.account_id
+                       AND e.version = n.version AND e.balance_after = n.balance
+                       AND e.hash = n.head_hash AND e.recorded_at = n.head_recorded_at)))
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'write model: account % does not follow its events', bad
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END;
+    $$
+    """,
+    """
+    CREATE TRIGGER accounts_opened AFTER INSERT ON accounts
+        REFERENCING NEW TABLE AS new_heads
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_accounts_opened()
+    """,
+    """
+    CREATE TRIGGER accounts_follow_events AFTER UPDATE ON accounts
+        REFERENCING OLD TABLE AS old_heads NEW TABLE AS new_heads
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_accounts_follow_events()
+    """,
+    """
+    CREATE TRIGGER accounts_kept BEFORE DELETE ON accounts
+        FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()
+    """,
+    """
+    CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON accounts
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+    """,
+    # -- only the pruner vouches for the archive ------------------------------
+    """
+    -- Called by the pruner after it downloaded the segment and compared it
+    -- with the hot store event by event (ledgerflow.archive.prune).
+    CREATE FUNCTION ledger_mark_segment_verified(p_segment bigint) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    BEGIN
+        UPDATE archive_segments SET verified_at = now()
+         WHERE segment_no = p_segment AND status = 'archived' AND verified_at IS NULL;
+        RETURN FOUND;
+    END;
+    $$
+    """,
+    "REVOKE ALL ON FUNCTION ledger_mark_segment_verified(bigint) FROM PUBLIC",
+]
+
+GRANTS = f"""
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+        GRANT USAGE ON SEQUENCE events_position_seq TO {APP_ROLE};
+        GRANT SELECT ON alembic_version TO {APP_ROLE};
+        REVOKE UPDATE ON accounts FROM {APP_ROLE};
+        GRANT UPDATE (version, balance, head_hash, head_recorded_at, status)
+            ON accounts TO {APP_ROLE};
+        -- The app role plans and records segments; it never vouches for them.
+        REVOKE INSERT, UPDATE ON archive_segments FROM {APP_ROLE};
+        GRANT INSERT (segment_no, status, first_seq, last_seq, event_count, from_tx_id,
+                      from_position, to_tx_id, to_position, first_recorded_at,
+                      last_recorded_at, cutoff, segment_key, manifest_key, digest_key,
+                      retain_until)
+            ON archive_segments TO {APP_ROLE};
+        GRANT UPDATE (status, segment_sha256, manifest_sha256, prev_digest, digest, manifest,
+                      archived_at)
+            ON archive_segments TO {APP_ROLE};
+        REVOKE EXECUTE ON FUNCTION ledger_prune_through(bigint) FROM {APP_ROLE};
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PRUNER_ROLE}') THEN
+        GRANT SELECT ON ALL TABLES IN SCHEMA public TO {PRUNER_ROLE};
+        GRANT EXECUTE ON FUNCTION ledger_prune_through(bigint) TO {PRUNER_ROLE};
+        GRANT EXECUTE ON FUNCTION ledger_mark_segment_verified(bigint) TO {PRUNER_ROLE};
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
+        GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE};
+    END IF;
+END
+$$;
+"""
+
+
+def upgrade() -> None:
+    for statement in STATEMENTS:
+        op.execute(statement)
+    op.execute(GRANTS)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the ledger's history is never dropped by a migration")

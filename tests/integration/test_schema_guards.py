@@ -1,0 +1,199 @@
+"""The schema defends the ledger against the roles that write to it (issue 12,
+findings 3, 4 and 12): a compromised worker (the app role) cannot make the
+write model drift from the events, cannot place events behind the readers'
+cursors, and cannot erase history that was never archived; and what an
+owner can still do, `verify` catches."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from infra.postgres import EmbeddedPostgres
+from ledgerflow.archive.objectstore import S3ObjectStore
+from ledgerflow.archive.verify import verify_region_and_archive
+from ledgerflow.audit.verify import verify_region
+from ledgerflow.config import Settings
+from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.store.migrate import upgrade
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from tests.support import count_rows
+
+Ids = Callable[[str], str]
+
+
+@dataclass
+class Roles:
+    """One fresh region database, an engine per role."""
+
+    app: AsyncEngine
+    owner: AsyncEngine
+    pruner: AsyncEngine
+    reader: AsyncEngine
+    store: PostgresEventStore
+
+
+@pytest_asyncio.fixture
+async def roles(pg_server: EmbeddedPostgres, migrated: Settings) -> AsyncIterator[Roles]:
+    name = f"ledgerflow_g{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name} OWNER ledgerflow_owner")
+    await upgrade(pg_server.url("ledgerflow_owner", name))
+    pg_server.harden(name)
+    engines = {
+        role: create_engine(pg_server.url(f"ledgerflow_{role}", name), migrated, pool_size=3)
+        for role in ("app", "owner", "pruner", "reader")
+    }
+    try:
+        yield Roles(**engines, store=PostgresEventStore(engines["app"], "us"))
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+
+
+async def history(store: PostgresEventStore, uid: Ids) -> tuple[str, str]:
+    a, b = uid("a"), uid("b")
+    await store.open_account(OpenAccountRequest(a, "USD", "us", None), datetime.now(UTC))
+    await store.open_account(OpenAccountRequest(b, "USD", "us", 0), datetime.now(UTC))
+    for n in range(3):
+        await store.append_transfer(Transfer(uid(f"t{n}"), a, b, 100, "USD", "t"), "us",
+                                    datetime.now(UTC))  # fmt: skip
+    return a, b
+
+
+async def refused(engine: AsyncEngine, sql: str, match: str, **params: object) -> None:
+    with pytest.raises(DBAPIError, match=match):
+        async with engine.begin() as conn:
+            await conn.execute(text(sql), params)
+
+
+async def test_the_app_role_cannot_set_a_balance_the_events_do_not_say(
+    roles: Roles, uid: Ids
+) -> None:
+    _, b = await history(roles.store, uid)
+    for sql in (
+        "UPDATE accounts SET balance = balance + 100000 WHERE account_id = :b",
+        "UPDATE accounts SET version = version + 1 WHERE account_id = :b",
+        "UPDATE accounts SET head_hash = repeat('0', 64) WHERE account_id = :b",
+        "UPDATE accounts SET version = 1, balance = 0 WHERE account_id = :b",
+    ):
+        await refused(roles.app, sql, "write model|does not follow", b=b)
+    # A new account cannot start with money either.
+    await refused(
+        roles.app,
+        "INSERT INTO accounts (account_id, currency, region, overdraft_limit, version, balance,"
+        " head_hash, opened_at, head_recorded_at) VALUES (:x, 'USD', 'us', 0, 1, 500,"
+        " repeat('0', 64), now(), now())",
+        "write model|does not follow",
+        x=uid("rich"),
+    )
+    assert (await verify_region(roles.reader, "us")).sound
+
+
+async def test_the_app_role_cannot_place_events_behind_the_readers_cursors(
+    roles: Roles, uid: Ids
+) -> None:
+    a, _ = await history(roles.store, uid)
+    for column, value in (("tx_id", "1"), ("position", "1")):
+        await refused(
+            roles.app,
+            f"INSERT INTO events ({column}, event_id, type, account_id, version, amount, currency,"
+            " balance_after, occurred_at, recorded_at, region, initiated_by, prev_hash, hash)"
+            f" OVERRIDING SYSTEM VALUE VALUES ({value}, gen_random_uuid(), 'AccountOpened', :a,"
+            " 99, 0, 'USD', 0, now(), now(), 'us', 'x', 'p', 'h')",
+            "tx_id|position|chosen by the database",
+            a=a,
+        )
+    await refused(
+        roles.app,
+        "INSERT INTO transfers (tx_id, transfer_id, fingerprint, status, region, from_account,"
+        " to_account, amount, currency, initiated_by, reason_type, reason, occurred_at,"
+        " recorded_at) VALUES (1, :t, 'f', 'rejected', 'us', 'a', 'b', 1, 'USD', 'x',"
+        " 'InsufficientFunds', 'r', now(), now())",
+        "tx_id|chosen by the database",
+        t=uid("t"),
+    )
+
+
+FORGED_SEGMENT = (
+    "INSERT INTO archive_segments (segment_no, status, first_seq, last_seq, event_count,"
+    " from_tx_id, from_position, to_tx_id, to_position, first_recorded_at, last_recorded_at,"
+    " cutoff, segment_key, manifest_key, digest_key, segment_sha256, manifest_sha256,"
+    " prev_digest, digest, manifest, archived_at, verified_at) VALUES (1, 'archived', 1,"
+    " :n, :n, 0, 0, 9223372036854775807, 9223372036854775807, now(), now(), now(), 'k', 'm',"
+    " 'd', 's', 's', 'p', 'd', '{}', now(), now())"
+)
+
+
+async def test_the_app_role_cannot_erase_history_that_was_never_archived(
+    roles: Roles, uid: Ids
+) -> None:
+    """The attack of finding 3, step by step, as the worker role."""
+    await history(roles.store, uid)
+    await CatchUpProjector(roles.app).catch_up()
+    events = await count_rows(roles.app, "events")
+    await refused(roles.app, FORGED_SEGMENT, "permission denied", n=events)
+    await refused(roles.app, "UPDATE archive_segments SET verified_at = now()", "permission denied")
+    await refused(roles.app, "SELECT ledger_prune_through(1)", "permission denied")
+    assert await count_rows(roles.app, "events") == events
+
+
+async def test_verify_ties_every_pruned_range_to_a_recorded_digest_chained_segment(
+    roles: Roles, archive_objects: S3ObjectStore, uid: Ids
+) -> None:
+    """What the owner can still do (forge a segment record and prune through
+    it), `verify` catches, from PostgreSQL alone and against the archive."""
+    await history(roles.store, uid)
+    await CatchUpProjector(roles.app).catch_up()
+    events = await count_rows(roles.app, "events")
+    async with roles.owner.begin() as conn:
+        await conn.execute(text(FORGED_SEGMENT), {"n": events})
+        await conn.execute(
+            text(
+                "UPDATE projection_checkpoints SET tx_id = 9223372036854775807, "
+                "position = 9223372036854775807 WHERE name = 'views'"
+            )
+        )
+        await conn.execute(text("SELECT ledger_prune_through(1)"))
+    assert await count_rows(roles.app, "events") == 0
+    hot = await verify_region(roles.reader, "us")
+    assert not hot.sound
+    assert {f.check for f in hot.findings} >= {"archive-record"}
+    full = await verify_region_and_archive(roles.reader, archive_objects, "us")
+    assert not full.sound
+
+
+async def test_the_owner_cannot_switch_the_immutability_triggers_off(roles: Roles) -> None:
+    for sql in (
+        "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        "ALTER TABLE events DISABLE TRIGGER USER",
+        "ALTER TABLE accounts DISABLE TRIGGER accounts_follow_events",
+        "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql"
+        " AS 'BEGIN RETURN OLD; END'",
+        "DROP TRIGGER events_append_only ON events",
+        "ALTER TABLE transfers DISABLE TRIGGER transfers_append_only",
+        "DROP TABLE events CASCADE",
+    ):
+        await refused(roles.owner, sql, "immutab|append-only|refused")
+
+
+async def test_no_role_logs_in_without_its_password(pg_server: EmbeddedPostgres) -> None:
+    for role in ("postgres", "ledgerflow_owner", "ledgerflow_app", "ledgerflow_reader"):
+        url = f"postgresql+asyncpg://{role}@127.0.0.1:{pg_server.port}/postgres"
+        engine = create_async_engine(url)
+        try:
+            with pytest.raises(Exception, match="password"):
+                async with engine.connect():
+                    pass
+        finally:
+            await engine.dispose()
+    secrets = pg_server.secrets_path
+    assert secrets.stat().st_mode & 0o077 == 0
