@@ -98,6 +98,48 @@ async def test_the_app_role_cannot_set_a_balance_the_events_do_not_say(
     assert (await verify_region(roles.reader, "us")).sound
 
 
+async def test_the_app_role_cannot_move_a_head_to_an_event_that_does_not_link(
+    roles: Roles, uid: Ids
+) -> None:
+    """An event forged at the next version, and the head moved onto it in the
+    same statement: refused unless the event links to the head before it
+    (previous hash, running balance, time, currency, limit)."""
+    _, b = await history(roles.store, uid)
+    forge = (
+        "WITH head AS (SELECT * FROM accounts WHERE account_id = :b), "
+        "forged AS (INSERT INTO events (event_id, type, account_id, version, amount, currency,"
+        " balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,"
+        " prev_hash, hash) SELECT gen_random_uuid(), 'Credited', account_id, version + 1, 1,"
+        " currency, {balance}, now(), {at}, 'us', 'x', :t, 'credit', {prev}, repeat('e', 64)"
+        " FROM head RETURNING version, balance_after, recorded_at) "
+        "UPDATE accounts SET version = f.version, balance = f.balance_after,"
+        " head_hash = repeat('e', 64), head_recorded_at = f.recorded_at FROM forged f"
+        " WHERE account_id = :b"
+    )
+    for balance, at, prev in (
+        ("balance + 100000", "clock_timestamp()", "head_hash"),  # not the running sum
+        ("balance + 1", "clock_timestamp()", "repeat('0', 64)"),  # does not link
+        ("balance + 1", "head_recorded_at - interval '1 hour'", "head_hash"),  # goes back
+    ):
+        await refused(
+            roles.app,
+            forge.format(balance=balance, at=at, prev=prev),
+            "does not follow",
+            b=b,
+            t=uid("forged"),
+        )
+    assert (await verify_region(roles.reader, "us")).sound
+    # One that links in every way the schema can check goes in, and `verify`
+    # names it: its hash is not the hash of its content.
+    async with roles.app.begin() as conn:
+        await conn.execute(
+            text(forge.format(balance="balance + 1", at="clock_timestamp()", prev="head_hash")),
+            {"b": b, "t": uid("forged")},
+        )
+    findings = (await verify_region(roles.reader, "us")).findings
+    assert [(f.check, f.account_id) for f in findings][:1] == [("hash-chain", b)]
+
+
 async def test_the_app_role_cannot_place_events_behind_the_readers_cursors(
     roles: Roles, uid: Ids
 ) -> None:

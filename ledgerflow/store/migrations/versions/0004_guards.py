@@ -143,44 +143,53 @@ STATEMENTS = [
     DECLARE
         bad text;
     BEGIN
-        SELECT n.account_id INTO bad FROM new_heads n
-          LEFT JOIN old_heads o ON o.account_id = n.account_id
-         WHERE o.account_id IS NULL
-            OR (n.currency, n.region, n.opened_at) <> (o.currency, o.region, o.opened_at)
-            OR n.overdraft_limit IS DISTINCT FROM o.overdraft_limit
-            OR n.version < o.version
-            OR (n.version = o.version
-                AND (n.balance, n.head_hash, n.head_recorded_at)
-                    <> (o.balance, o.head_hash, o.head_recorded_at))
-            OR (n.version > o.version AND (
-                -- every version in between is there...
-                (SELECT count(*) FROM events e WHERE e.account_id = n.account_id
-                    AND e.version > o.version AND e.version <= n.version)
-                    <> n.version - o.version
-                -- ...each one links to the one before it...
-                OR EXISTS (
-                    SELECT 1 FROM events e
-                      LEFT JOIN events p ON p.account_id = e.account_id
-                                        AND p.version = e.version - 1
-                     WHERE e.account_id = n.account_id
-                       AND e.version > o.version AND e.version <= n.version
-                       AND (e.currency <> o.currency
-                            OR (o.overdraft_limit IS NOT NULL
-                                AND e.balance_after < -o.overdraft_limit)
-                            OR CASE WHEN e.version = o.version + 1
-                                 THEN e.prev_hash <> o.head_hash
-                                      OR e.balance_after - e.amount <> o.balance
-                                      OR e.recorded_at < o.head_recorded_at
-                                 ELSE p.position IS NULL OR e.prev_hash <> p.hash
-                                      OR e.balance_after - e.amount <> p.balance_after
-                                      OR e.recorded_at < p.recorded_at
-                               END))
-                -- ...and the head is the event at the new version.
-                OR NOT EXISTS (
-                    SELECT 1 FROM events e WHERE e.account_id = n.account_id
-                       AND e.version = n.version AND e.balance_after = n.balance
-                       AND e.hash = n.head_hash AND e.recorded_at = n.head_recorded_at)))
-         LIMIT 1;
+        -- One pass over the accounts the statement moved and their new events
+        -- (an index range scan per account), each event compared with the one
+        -- before it: the old head for the first, its predecessor for the rest.
+        WITH moved AS (
+            SELECT n.account_id, n.version, n.balance, n.head_hash, n.head_recorded_at,
+                   o.version AS old_version, o.balance AS old_balance,
+                   o.head_hash AS old_hash, o.head_recorded_at AS old_recorded_at,
+                   o.currency, o.overdraft_limit
+              FROM new_heads n JOIN old_heads o ON o.account_id = n.account_id
+             WHERE n.version > o.version
+        ), chain AS (
+            SELECT m.*, e.version AS e_version, e.amount, e.balance_after, e.currency AS e_currency,
+                   e.prev_hash, e.hash, e.recorded_at,
+                   coalesce(lag(e.version) OVER w, m.old_version) AS p_version,
+                   coalesce(lag(e.hash) OVER w, m.old_hash) AS p_hash,
+                   coalesce(lag(e.balance_after) OVER w, m.old_balance) AS p_balance,
+                   coalesce(lag(e.recorded_at) OVER w, m.old_recorded_at) AS p_recorded_at,
+                   lead(e.version) OVER w IS NULL AS last
+              FROM moved m
+              JOIN events e ON e.account_id = m.account_id
+               AND e.version > m.old_version AND e.version <= m.version
+            WINDOW w AS (PARTITION BY m.account_id ORDER BY e.version)
+        ), problems AS (
+            SELECT account_id FROM chain
+             WHERE e_version <> p_version + 1 OR prev_hash <> p_hash
+                OR balance_after - amount <> p_balance OR recorded_at < p_recorded_at
+                OR e_currency <> currency
+                OR (overdraft_limit IS NOT NULL AND balance_after < -overdraft_limit)
+                OR (last AND (e_version, balance_after, hash, recorded_at)
+                             <> (version, balance, head_hash, head_recorded_at))
+            UNION ALL
+            -- an account moved to a version with no events up to it at all
+            SELECT m.account_id FROM moved m
+             WHERE NOT EXISTS (SELECT 1 FROM chain c
+                                WHERE c.account_id = m.account_id AND c.last)
+            UNION ALL
+            SELECT n.account_id FROM new_heads n
+              LEFT JOIN old_heads o ON o.account_id = n.account_id
+             WHERE o.account_id IS NULL
+                OR (n.currency, n.region, n.opened_at) <> (o.currency, o.region, o.opened_at)
+                OR n.overdraft_limit IS DISTINCT FROM o.overdraft_limit
+                OR n.version < o.version
+                OR (n.version = o.version
+                    AND (n.balance, n.head_hash, n.head_recorded_at)
+                        <> (o.balance, o.head_hash, o.head_recorded_at))
+        )
+        SELECT account_id INTO bad FROM problems LIMIT 1;
         IF bad IS NOT NULL THEN
             RAISE EXCEPTION 'write model: account % does not follow its events', bad
                 USING ERRCODE = 'integrity_constraint_violation';
