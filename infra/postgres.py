@@ -44,7 +44,14 @@ SUPERUSER = "postgres"
 ROLES = ("ledgerflow_owner", "ledgerflow_app", "ledgerflow_reader", "ledgerflow_pruner")
 DATABASE_OWNER = "ledgerflow_owner"
 # Tuned for a dev box. fsync keeps its default (on): the ledger promises durability.
-SERVER_SETTINGS = ("max_connections=300", "shared_buffers=256MB")
+# No session may sit idle in a transaction for more than a minute: an open
+# transaction anywhere on the server holds the transaction horizon, and with it
+# every region's tails (projector, archive, reconciliation) on this shared server.
+SERVER_SETTINGS = (
+    "max_connections=300",
+    "shared_buffers=256MB",
+    "idle_in_transaction_session_timeout=60s",
+)
 # sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -393,6 +400,9 @@ class EmbeddedPostgres:
             "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = name) \\gexec"
         )
         script += [f"ALTER DATABASE {name} OWNER TO {DATABASE_OWNER};" for name in databases]
+        # Who holds the transaction horizon is visible to every ledger role
+        # (`projections status`, the workers' metrics).
+        script += [f"GRANT pg_read_all_stats TO {role};" for role in ROLES]
         self.psql("\n".join(script) + "\n")
         if self._write_hba():
             # A state dir from before password logins: now that every role has

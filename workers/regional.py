@@ -112,11 +112,23 @@ class LagGauges:
         self.seconds = meter.create_gauge_float(
             "ledgerflow_projection_lag_seconds", "age of the oldest unprojected event", "s"
         )
+        self.horizon = meter.create_gauge_float(
+            "ledgerflow_horizon_held_seconds",
+            "how long the oldest open transaction on the server has held every tail back",
+            "s",
+        )
 
     def record(self, status: ProjectionStatus | None) -> None:
         if status is not None:
             self.events.set(status.lag_events)
             self.seconds.set(status.lag_seconds)
+            self.horizon.set(status.horizon_age_seconds)
+            if status.horizon_held_by is not None:
+                log.warning(
+                    "the transaction horizon has been held for %.0f s by %s",
+                    status.horizon_age_seconds,
+                    status.horizon_held_by,
+                )
 
 
 async def run_projector(

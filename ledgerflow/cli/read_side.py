@@ -4,7 +4,6 @@ audit trail's output. They read the databases directly (no Temporal)."""
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -98,6 +97,8 @@ async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                 "lag_events": None,
                 "lag_seconds": None,
                 "last_error": "never run",
+                "horizon_held_s": None,
+                "horizon_held_by": None,
             }
             if status is None
             else {
@@ -107,6 +108,8 @@ async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                 "lag_events": status.lag_events,
                 "lag_seconds": round(status.lag_seconds, 3),
                 "last_error": status.last_error,
+                "horizon_held_s": round(status.horizon_age_seconds, 1),
+                "horizon_held_by": status.horizon_held_by,
             }
         )
     emit(args, rows, rows, list(rows[0]))
@@ -114,19 +117,14 @@ async def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def print_audit(args: argparse.Namespace, trail: Any) -> None:
-    from ledgerflow.audit.trail import AUDIT_FIELDS
-
     fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps(plain(trail), indent=2, sort_keys=True))
         return
     if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=AUDIT_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for entry in trail.entries:
-            row = plain(entry)
-            row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
-            writer.writerow(row)
+        from ledgerflow.audit.export import trail_csv
+
+        sys.stdout.write(trail_csv(trail))
         return
     print(
         f"{trail.account_id}: opening {format_amount(trail.opening_balance, trail.currency)}, "

@@ -33,6 +33,42 @@ class ProjectionStatus:
     last_error: str | None
     lag_events: int
     lag_seconds: float
+    #: How long the oldest open transaction on the server has held the
+    #: transaction horizon (0 when none has for a second), and who it is: no
+    #: tail reads past it, in any region of the server (issue 13, finding 5).
+    horizon_age_seconds: float = 0.0
+    horizon_held_by: str | None = None
+
+
+#: The oldest transaction with an id on the whole server: every tail (the
+#: projector, the archive's plan, reconciliation) stops at it. Prepared
+#: transactions hold it too. (Other roles' sessions are visible in full to a
+#: member of pg_read_all_stats; the embedded roles are.)
+HORIZON_HOLDER = text(
+    r"""
+    SELECT * FROM (
+        SELECT extract(epoch FROM now() - xact_start) AS age,
+               format('pid %s, %s@%s, %s since %s: %s', pid, usename, datname, state,
+                      xact_start, left(regexp_replace(query, '\s+', ' ', 'g'), 120)) AS who
+          FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL
+        UNION ALL
+        SELECT extract(epoch FROM now() - prepared),
+               format('prepared transaction %s, %s@%s, since %s', gid, owner, database, prepared)
+          FROM pg_prepared_xacts
+    ) held ORDER BY age DESC LIMIT 1
+    """
+)
+#: An open transaction younger than this is an append in flight, not a stall.
+HORIZON_STALL_S = 1.0
+
+
+async def horizon_holder(
+    conn: AsyncConnection, stall_s: float = HORIZON_STALL_S
+) -> tuple[float, str | None]:
+    row = (await conn.execute(HORIZON_HOLDER)).first()
+    if row is None or row.age is None or float(row.age) < stall_s:
+        return 0.0, None
+    return float(row.age), str(row.who)
 
 
 async def lock_checkpoint(conn: AsyncConnection) -> TailCursor:
@@ -111,7 +147,7 @@ class CatchUpProjector:
                 {"name": CHECKPOINT, "err": f"{type(exc).__name__}: {exc}"},
             )
 
-    async def status(self) -> ProjectionStatus | None:
+    async def status(self, horizon_stall_s: float = HORIZON_STALL_S) -> ProjectionStatus | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -135,6 +171,7 @@ class CatchUpProjector:
                     {"tx": row.tx_id, "pos": row.position},
                 )
             ).one()
+            held_for, held_by = await horizon_holder(conn, horizon_stall_s)
         return ProjectionStatus(
             name=row.name,
             cursor=TailCursor(row.tx_id, row.position),
@@ -143,4 +180,6 @@ class CatchUpProjector:
             last_error=row.last_error,
             lag_events=lag.n,
             lag_seconds=max(0.0, float(lag.age)),
+            horizon_age_seconds=held_for,
+            horizon_held_by=held_by,
         )

@@ -3,9 +3,12 @@
 1. Create shadow copies (`balance_view_next`, `statement_view_next`) and fill
    them from every event, in global order, batch by batch. The live views keep
    serving reads and taking projection writes meanwhile.
+   A pruned account's balance starts from its checkpoint.
 2. In one short transaction: lock the live views, apply to the shadows what
-   was appended since, swap the tables by renaming, re-grant, and move the
-   catch-up checkpoint to where the shadows stopped. Readers and projection
+   was appended since (the tail below the transaction horizon, then every
+   committed event past the shadows' heads, so the swap never goes back),
+   swap the tables by renaming, re-grant, and move the catch-up checkpoint
+   to where the tail stopped. Readers and projection
    writers wait for that moment only; a projection write caught in it fails
    and is retried (every view write is idempotent).
 
@@ -23,6 +26,7 @@ from ledgerflow.projections.projector import CHECKPOINT, lock_checkpoint
 from ledgerflow.projections.views import VIEW_TABLES, apply_events
 from ledgerflow.store.base import TailCursor
 from ledgerflow.store.postgres import read_events_below_horizon
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 SHADOW = "_next"
 BATCH = 5000
@@ -59,6 +63,29 @@ async def _fill(
     return TailCursor(last.tx_id or 0, last.position or 0), applied
 
 
+async def _catch_up_heads(conn: AsyncConnection, views: tuple[str, ...]) -> int:
+    """Apply to the shadows every committed event past what they hold."""
+    if "balance_view" in views:
+        held = f"SELECT account_id, version FROM balance_view{SHADOW}"
+    else:
+        held = (
+            f"SELECT account_id, max(version) AS version FROM statement_view{SHADOW} "
+            "GROUP BY account_id"
+        )
+    rows = await conn.execute(
+        text(
+            f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
+            f"FROM accounts a LEFT JOIN ({held}) h ON h.account_id = a.account_id "
+            "JOIN events e ON e.account_id = a.account_id "
+            "AND e.version > coalesce(h.version, 0) AND e.version <= a.version "
+            "WHERE a.version > coalesce(h.version, 0) ORDER BY e.account_id, e.version"
+        )
+    )
+    events = [event_from_row(row) for row in rows]
+    await apply_events(conn, events, suffix=SHADOW, only=views)
+    return len(events)
+
+
 async def rebuild_views(
     owner_engine: AsyncEngine,
     progress: Callable[[int], None] | None = None,
@@ -72,6 +99,17 @@ async def rebuild_views(
         for table in views:
             await conn.execute(text(f"DROP TABLE IF EXISTS {table}{SHADOW}"))
             await conn.execute(text(f"CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL)"))
+        if "balance_view" in views:
+            # A pruned account's history before its checkpoint is in the
+            # archive, not in `events`: its balance starts from the checkpoint
+            # (an account whose every event was pruned keeps its balance).
+            await conn.execute(
+                text(
+                    f"INSERT INTO balance_view{SHADOW} (account_id, currency, balance, version, "
+                    "updated_at) SELECT account_id, currency, balance, version, recorded_at "
+                    "FROM account_checkpoints"
+                )
+            )
     cursor, applied = TailCursor(), 0
     while True:  # bulk phase: the live views are untouched
         async with owner_engine.begin() as conn:
@@ -92,6 +130,15 @@ async def rebuild_views(
             if moved == cursor:
                 break
             cursor = moved
+        # Never backwards: the tail stops at the transaction horizon, which
+        # one long transaction anywhere on the server can hold back, while
+        # transfers go on being projected in line. Every account whose
+        # committed head is past what the shadows hold gets its missing events
+        # (by account and version, under the views' lock), so the views
+        # swapped in are never older than the live ones. The catch-up
+        # projector meets them again later, harmlessly (every write is
+        # idempotent).
+        applied += await _catch_up_heads(conn, views)
         # A view not being rebuilt is brought to the same position, so that the
         # one checkpoint stays true for both.
         kept = tuple(t for t in VIEW_TABLES if t not in views)

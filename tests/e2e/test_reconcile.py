@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import uuid
@@ -283,3 +284,33 @@ async def test_an_inbound_leg_without_its_outbound_leg_is_a_discrepancy_in_the_s
     found = {(d["kind"], d["transfer_id"]) for d in json.loads(out)["discrepancies"]}
     assert ("inbound-without-outbound", stray.transfer_id) in found
     assert ("leg-contradiction", refused.transfer_id) in found
+
+
+async def test_a_run_that_stops_at_its_page_limit_never_splits_a_transaction(
+    regions: Regions,
+) -> None:
+    """A backlog bigger than one run's pages (issue 13, finding 3): the run
+    stops at whole transactions, so the sums taken where it stopped add up,
+    and the next run goes on from there."""
+    ledger = LedgerClient(regions.client, regions.settings)
+    tag = uuid.uuid4().hex[:6]
+    bank, payee = f"bank-{tag}", f"payee-{tag}"
+    await ledger.open_account(bank, "USD", region="us", overdraft_limit=None)
+    await ledger.open_account(payee, "USD", region="us")
+    for n in range(70):
+        await ledger.transfer(f"p{n}-{tag}", bank, payee, 1, "USD", initiated_by="e2e")
+    # Three events a page, 25 pages a run: a run stops after some 75-100 of the
+    # region's 142 events, in the middle of a two-event transaction unless it
+    # takes care.
+    small = dataclasses.replace(reconcile_request(regions.settings), page_events=3)
+    first = await regions.client.execute_workflow(
+        ReconcileWorkflow.run, small, id=f"reconcile-paged-{tag}",
+        task_queue=regions.settings.task_queue(regions.settings.reconcile_region),
+    )  # fmt: skip
+    assert (first.status, first.discrepancies) == (ReconcileStatus.CLEAN, 0), first.text
+    assert "behind" in first.text
+    second = await regions.client.execute_workflow(
+        ReconcileWorkflow.run, small, id=f"reconcile-paged2-{tag}",
+        task_queue=regions.settings.task_queue(regions.settings.reconcile_region),
+    )  # fmt: skip
+    assert (second.status, second.discrepancies) == (ReconcileStatus.CLEAN, 0), second.text

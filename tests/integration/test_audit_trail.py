@@ -86,7 +86,10 @@ async def test_the_cli_writes_json_and_csv_with_the_documented_fields(
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == AUDIT_FIELDS
-    assert [r["transfer_id"] for r in rows] == ["t1", "t2", "t3"]
-    assert json.loads(rows[0]["metadata"]) == {"ref": "R-1"}
+    # The opening and closing balances, as in the JSON (issue 13, finding 4).
+    assert [r["kind"] for r in rows] == ["opening", "posting", "rejected", "posting", "closing"]
+    assert (rows[0]["balance_after"], rows[-1]["balance_after"]) == ("500", "410")
+    assert [r["transfer_id"] for r in rows[1:-1]] == ["t1", "t2", "t3"]
+    assert json.loads(rows[1]["metadata"]) == {"ref": "R-1"}
     code, _, err = await cli(env, "audit", "anna", "--from", "2026-01-01", "--to", "x")
     assert code == 2 and "has no time zone" in err
