@@ -305,8 +305,13 @@ class LedgerClient:
             initiated_by, description, metadata, await self._destination(to_account, region),
         )  # fmt: skip
         # Concurrent calls for the same transfer in this process share one
-        # confirmation: one update on the server instead of one each.
-        key = (transfer.transfer_id, transfer.fingerprint(), region, request.to_region)
+        # confirmation: one update on the server instead of one each. (Calls
+        # that would wait differently long do not share: the confirmation's
+        # retries stop at its caller's deadline.)
+        key = (
+            transfer.transfer_id, transfer.fingerprint(), region, request.to_region,
+            confirm_within,
+        )  # fmt: skip
         confirming = self._confirming.get(key)
         if confirming is None:
             deadline = time.monotonic() + (confirm_within or ATTACH_WINDOW_S)

@@ -140,7 +140,7 @@ class ReconcileWorkflow:
                 )
             )  # fmt: skip
         found += await self._judge_orphans(request, open_items, summaries)
-        up_to_date = all(s.reached and not s.behind for s in summaries)
+        up_to_date = {s.region for s in summaries if s.reached and not s.behind}
         in_transit, overdue = settle(
             open_items, workflow.now(), timedelta(seconds=request.in_transit_sla_s), up_to_date
         )

@@ -30,7 +30,7 @@ from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.verify import verify_archive
-from ledgerflow.bench.history import COLUMNS, chained_transfer_rows, store_heads
+from ledgerflow.bench.history import chained_transfer_rows, load_chained
 from ledgerflow.bench.scratch import scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest
@@ -169,11 +169,6 @@ async def seed_trading(
                 store.region, heads, f"bench-t{n}", source, target, instant
             )
             n += 1
-        async with store.engine.begin() as conn:
-            raw = await conn.get_raw_connection()
-            copy = raw.driver_connection
-            assert copy is not None
-            await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
+        await load_chained(store, batch, heads)
         if n % 50_000 == 0 or n == transfers:
             progress(f"seeded {accounts + 2 * n:,} events")
-    await store_heads(store, heads)

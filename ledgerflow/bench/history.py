@@ -63,43 +63,56 @@ async def seed_history(
     # After the openings and one microsecond apart, so recorded_at grows with
     # version exactly as real postings (taken under the account lock) do.
     start = datetime.now(UTC)
-    async with store.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        copy = raw.driver_connection  # asyncpg: COPY is the fast way to load rows
-        assert copy is not None
-        batch: list[tuple[Any, ...]] = []
-        instant = start
-        for n in range(events - 1):  # version 1 is AccountOpened
-            instant += timedelta(microseconds=1)
-            source, target = (subject, other) if n % 2 == 0 else (other, subject)
-            batch += chained_transfer_rows(
-                store.region, heads, f"hist-{run}-{n}", source, target, instant
-            )
-            if len(batch) >= 50_000:
-                await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
-                batch.clear()
-                if progress:
-                    progress(n + 1)
-        if batch:
-            await copy.copy_records_to_table("events", records=batch, columns=COLUMNS)
-    await store_heads(store, heads)
+    batch: list[tuple[Any, ...]] = []
+    instant = start
+    for n in range(events - 1):  # version 1 is AccountOpened
+        instant += timedelta(microseconds=1)
+        source, target = (subject, other) if n % 2 == 0 else (other, subject)
+        batch += chained_transfer_rows(
+            store.region, heads, f"hist-{run}-{n}", source, target, instant
+        )
+        if len(batch) >= 50_000:
+            await load_chained(store, batch, heads)
+            batch.clear()
+            if progress:
+                progress(n + 1)
+    if batch:
+        await load_chained(store, batch, heads)
     return subject, start, instant
 
 
-async def store_heads(store: PostgresEventStore, heads: dict[str, tuple[str, int, int]]) -> None:
-    """Bring the write model level with events loaded behind its back by COPY."""
+async def load_chained(
+    store: PostgresEventStore, rows: list[tuple[Any, ...]], heads: dict[str, tuple[str, int, int]]
+) -> None:
+    """COPY chained event rows and move the accounts' heads onto them, in one
+    transaction: the schema checks at commit that every event is in its
+    account's chain, and on the update that each head follows its events."""
     async with store.engine.begin() as conn:
-        for account_id, (digest, balance, version) in heads.items():
-            # The schema checks that the new head follows the events (migration 0004).
-            await conn.execute(
-                text(
-                    "UPDATE accounts SET head_hash = :h, balance = :b, version = :v, "
-                    "head_recorded_at = (SELECT recorded_at FROM events "
-                    "  WHERE account_id = :a AND version = :v) "
-                    "WHERE account_id = :a"
-                ),
-                {"h": digest, "b": balance, "v": version, "a": account_id},
-            )
+        # A statement through SQLAlchemy first, so that the driver's COPY runs
+        # inside this transaction rather than committing on its own.
+        await conn.execute(text("SELECT 1"))
+        raw = await conn.get_raw_connection()
+        copy = raw.driver_connection  # asyncpg: COPY is the fast way to load rows
+        assert copy is not None
+        await copy.copy_records_to_table("events", records=rows, columns=COLUMNS)
+        moved = {row[2] for row in rows}
+        await conn.execute(
+            text(
+                "UPDATE accounts AS a SET head_hash = h.head_hash, balance = h.balance, "
+                "version = h.version, head_recorded_at = e.recorded_at "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:hashes AS text[]), "
+                "CAST(:balances AS bigint[]), CAST(:versions AS bigint[])) "
+                "AS h (account_id, head_hash, balance, version) "
+                "JOIN events e ON e.account_id = h.account_id AND e.version = h.version "
+                "WHERE a.account_id = h.account_id"
+            ),
+            {
+                "ids": sorted(moved),
+                "hashes": [heads[a][0] for a in sorted(moved)],
+                "balances": [heads[a][1] for a in sorted(moved)],
+                "versions": [heads[a][2] for a in sorted(moved)],
+            },
+        )
 
 
 def chained_transfer_rows(

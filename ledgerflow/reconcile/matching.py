@@ -17,7 +17,7 @@ ReconcileWorkflow).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from ledgerflow.domain.model import PostingKind, base_transfer_id, parse_clearing_account
@@ -117,13 +117,19 @@ def judge_orphans(
 
 
 def settle(
-    open_items: dict[str, InTransit], now: datetime, sla: timedelta, up_to_date: bool = True
+    open_items: dict[str, InTransit],
+    now: datetime,
+    sla: timedelta,
+    up_to_date: Collection[str] | None = None,
 ) -> tuple[list[InTransit], list[Discrepancy]]:
     """Drop what has settled; return what is still open and what is wrong.
 
-    Overdue legs are judged only when every region was read `up_to_date`: a
-    region still working through a backlog (or unreachable) has not shown its
-    recent legs yet, and their partners would look stranded."""
+    An overdue transfer is judged only when both regions of its pair were
+    read `up_to_date` (reached and not behind; `None`: every region was): a
+    region still working through a backlog, or unreachable, has not shown its
+    recent legs yet, and their partners would look stranded. One region that
+    is down does not hide a stranded transfer between two others (issue 13,
+    finding 7)."""
     still_open, wrong = [], []
     for transfer_id in sorted(open_items):
         item = open_items[transfer_id]
@@ -139,7 +145,7 @@ def settle(
                             f"legs ({legs}) net to {item.net} {item.currency}, not zero",
                             transfer_id=transfer_id)
             )  # fmt: skip
-        elif up_to_date and now - item.first_seen > sla:
+        elif _judged(item, up_to_date) and now - item.first_seen > sla:
             problem = (
                 "source leg posted, destination leg missing"
                 if left
@@ -151,6 +157,12 @@ def settle(
                             transfer_id=transfer_id)
             )  # fmt: skip
     return still_open, wrong
+
+
+def _judged(item: InTransit, up_to_date: Collection[str] | None) -> bool:
+    if up_to_date is None:
+        return True
+    return all(region in up_to_date for region in item.pair.split("|") if region)
 
 
 def check_pairs(

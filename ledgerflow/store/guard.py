@@ -31,6 +31,7 @@ GUARDED_TRIGGERS: tuple[tuple[str, str], ...] = (
     ("events", "events_append_only"),
     ("events", "events_no_truncate"),
     ("events", "events_placed"),
+    ("events", "events_in_chain"),
     ("transfers", "transfers_append_only"),
     ("transfers", "transfers_no_truncate"),
     ("transfers", "transfers_placed"),

@@ -140,6 +140,73 @@ async def test_the_app_role_cannot_move_a_head_to_an_event_that_does_not_link(
     assert [(f.check, f.account_id) for f in findings][:1] == [("hash-chain", b)]
 
 
+async def test_no_temporary_table_or_sequence_can_shadow_the_ledgers(
+    roles: Roles, pg_server: EmbeddedPostgres, uid: Ids
+) -> None:
+    """A temporary `events` table with a forged row, or a temporary
+    `events_position_seq`, would have fooled guards that named them
+    unqualified (found in review). The app role may create no temporary
+    object; and were it granted that by hand, the guards still see through."""
+    _, b = await history(roles.store, uid)
+    await refused(roles.app, "CREATE TEMP TABLE events (x int)", "permission denied")
+    database = roles.app.url.database
+    assert database is not None
+    pg_server.psql(f"GRANT TEMPORARY ON DATABASE {database} TO ledgerflow_app", database=database)
+    shadow = (
+        "CREATE TEMP TABLE events AS SELECT * FROM public.events WHERE account_id = :b; "
+        "INSERT INTO events SELECT position + 1000000, tx_id, gen_random_uuid(), 'Credited',"
+        " account_id, version + 1, 100000, currency, balance_after + 100000, occurred_at,"
+        " clock_timestamp(), region, initiated_by, :t, 'credit', counterparty, description,"
+        " metadata, hash, repeat('d', 64) FROM public.events WHERE account_id = :b"
+        " ORDER BY version DESC LIMIT 1; "
+        "UPDATE accounts SET version = e.version, balance = e.balance_after,"
+        " head_hash = e.hash, head_recorded_at = e.recorded_at"
+        " FROM events e WHERE accounts.account_id = :b AND e.account_id = :b"
+        " AND e.version = accounts.version + 1"
+    )
+    with pytest.raises(DBAPIError, match="does not follow"):
+        async with roles.app.begin() as conn:
+            for statement in shadow.split("; "):
+                await conn.execute(text(statement), {"b": b, "t": uid("t")})
+    async with roles.app.connect() as conn:
+        await conn.execute(text("CREATE TEMP SEQUENCE events_position_seq START -5 MINVALUE -9"))
+        placed = (
+            await conn.execute(
+                text(
+                    "INSERT INTO public.events (event_id, type, account_id, version, amount,"
+                    " currency, balance_after, occurred_at, recorded_at, region, initiated_by,"
+                    " prev_hash, hash) VALUES (gen_random_uuid(), 'AccountOpened', :b, 99, 0,"
+                    " 'USD', 0, now(), now(), 'us', 'x', 'p', 'h') RETURNING position"
+                ),
+                {"b": b},
+            )
+        ).scalar_one()
+        assert placed > 0, "the position came from the ledger's sequence, not the shadow"
+        await conn.rollback()  # (the commit would refuse it anyway: not in b's chain)
+    assert (await verify_region(roles.reader, "us")).sound
+
+
+async def test_an_event_left_out_of_its_accounts_chain_is_refused(roles: Roles, uid: Ids) -> None:
+    """An event that links to the head but is never made the head would take
+    the next honest posting's version and wedge the account (found in review)."""
+    a, b = await history(roles.store, uid)
+    await refused(
+        roles.app,
+        "INSERT INTO events (event_id, type, account_id, version, amount, currency,"
+        " balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,"
+        " prev_hash, hash) SELECT gen_random_uuid(), 'Credited', account_id, version + 1, 5,"
+        " currency, balance + 5, now(), clock_timestamp(), 'us', 'x', :t, 'credit', head_hash,"
+        " repeat('2', 64) FROM accounts WHERE account_id = :b",
+        "not in its chain",
+        b=b,
+        t=uid("dangling"),
+    )
+    result = await roles.store.append_transfer(
+        Transfer(uid("after"), a, b, 1, "USD", "t"), "us", datetime.now(UTC)
+    )
+    assert result.status == "confirmed"
+
+
 async def test_the_app_role_cannot_place_events_behind_the_readers_cursors(
     roles: Roles, uid: Ids
 ) -> None:

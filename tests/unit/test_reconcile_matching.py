@@ -64,13 +64,22 @@ def test_overdue_and_mismatched_legs_are_discrepancies_named_by_transfer() -> No
     }
 
 
-def test_overdue_is_not_judged_while_a_region_is_behind() -> None:
+def test_overdue_is_not_judged_while_a_region_of_its_pair_is_behind() -> None:
     items: dict[str, InTransit] = {}
     match_legs(items, [leg("early", "eu", "us", -100, "inbound")])
-    still, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date=False)
+    still, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date={"eu", "ap"})
     assert [i.transfer_id for i in still] == ["early"] and wrong == []
-    _, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date=True)
+    _, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date={"eu", "us"})
     assert [(d.kind, d.transfer_id) for d in wrong] == [("in-transit-overdue", "early")]
+
+
+def test_a_region_that_is_down_does_not_hide_a_stranded_transfer_between_two_others() -> None:
+    """Issue 13, finding 7: ap unreachable, a us → eu transfer stranded."""
+    items: dict[str, InTransit] = {}
+    match_legs(items, [leg("stranded", "us", "eu", 100, "outbound"),
+                       leg("to-ap", "us", "ap", 100, "outbound")])  # fmt: skip
+    _, wrong = settle(items, T0 + 2 * SLA, SLA, up_to_date={"us", "eu"})
+    assert [(d.kind, d.transfer_id) for d in wrong] == [("in-transit-overdue", "stranded")]
 
 
 def test_clearing_pairs_must_equal_what_is_in_transit() -> None:

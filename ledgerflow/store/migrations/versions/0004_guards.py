@@ -23,6 +23,13 @@ Issue 12 found three ways a worker's role could make the ledger lie:
   Now a BEFORE INSERT trigger assigns both (the current transaction's id and
   the next value of the position sequence) and refuses a row that brings
   its own.
+* **An event could be left out of its account's chain**, taking the next
+  honest posting's version and wedging the account: a deferred constraint
+  trigger requires every new event to be covered by its account's head by
+  the commit.
+* **Temporary objects could shadow the ledger's tables** for unqualified
+  names: the guard functions name every relation with its schema, and
+  PUBLIC may not create temporary objects.
 * **History could be erased without being archived.** The app role could
   insert an archive segment marked verified and call `ledger_prune_through`.
   Now only the pruner role (`ledgerflow_pruner`) may mark a segment verified
@@ -88,7 +95,7 @@ STATEMENTS = [
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         NEW.tx_id := pg_current_xact_id()::text::bigint;
-        NEW.position := nextval('events_position_seq');
+        NEW.position := nextval('public.events_position_seq');
         RETURN NEW;
     END;
     $$
@@ -124,7 +131,7 @@ STATEMENTS = [
         bad text;
     BEGIN
         SELECT n.account_id INTO bad FROM new_heads n
-          LEFT JOIN events e ON e.account_id = n.account_id AND e.version = 1
+          LEFT JOIN public.events e ON e.account_id = n.account_id AND e.version = 1
          WHERE n.version <> 1 OR n.balance <> 0 OR e.position IS NULL
             OR e.type <> 'AccountOpened' OR e.prev_hash <> repeat('0', 64)
             OR e.hash <> n.head_hash OR e.recorded_at <> n.head_recorded_at
@@ -162,7 +169,7 @@ STATEMENTS = [
                    coalesce(lag(e.recorded_at) OVER w, m.old_recorded_at) AS p_recorded_at,
                    lead(e.version) OVER w IS NULL AS last
               FROM moved m
-              JOIN events e ON e.account_id = m.account_id
+              JOIN public.events e ON e.account_id = m.account_id
                AND e.version > m.old_version AND e.version <= m.version
             WINDOW w AS (PARTITION BY m.account_id ORDER BY e.version)
         ), problems AS (
@@ -207,6 +214,40 @@ STATEMENTS = [
     CREATE TRIGGER accounts_follow_events AFTER UPDATE ON accounts
         REFERENCING OLD TABLE AS old_heads NEW TABLE AS new_heads
         FOR EACH STATEMENT EXECUTE FUNCTION ledger_accounts_follow_events()
+    """,
+    """
+    -- Every event is part of its account's chain by the end of the transaction
+    -- that wrote it: an event the head was not moved onto would take the next
+    -- honest posting's version and wedge the account (a unique violation on
+    -- every retry). Deferred to the commit, because the append inserts the
+    -- events before it moves the heads (in one statement, but the bench's bulk
+    -- loads use COPY and then move the heads).
+    CREATE FUNCTION ledger_event_in_chain() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM public.accounts a
+                        WHERE a.account_id = NEW.account_id AND a.version >= NEW.version) THEN
+            RAISE EXCEPTION 'event % of account % is not in its chain: the account''s head was '
+                'not moved onto it', NEW.version, NEW.account_id
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END;
+    $$
+    """,
+    """
+    CREATE CONSTRAINT TRIGGER events_in_chain AFTER INSERT ON events
+        DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW EXECUTE FUNCTION ledger_event_in_chain()
+    """,
+    """
+    -- No temporary objects: a temporary table or sequence named like one of
+    -- the ledger's would shadow it for anything that names it unqualified.
+    -- (The guards above name everything with its schema as well.)
+    DO $$
+    BEGIN
+        EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    END
+    $$
     """,
     """
     CREATE TRIGGER accounts_kept BEFORE DELETE ON accounts
