@@ -20,11 +20,13 @@ from ledgerflow.reconcile.messages import (
     RECONCILE_CLEARING_LEGS,
     RECONCILE_COLLECT,
     RECONCILE_LOAD,
+    RECONCILE_MARK,
     RECONCILE_SOURCE_RECORDS,
     RECONCILE_STORE,
     ClearingLegsInput,
     ClearingLegsOutput,
     CollectInput,
+    MarkCheckedInput,
     PreviousState,
     ReconcileReport,
     RegionWindow,
@@ -32,7 +34,7 @@ from ledgerflow.reconcile.messages import (
     SourceRecordsOutput,
     StoreReportOutput,
 )
-from ledgerflow.reconcile.reports import previous_state, store_report
+from ledgerflow.reconcile.reports import mark_checked, previous_state, store_report
 
 
 class ReconcileActivities:
@@ -67,6 +69,11 @@ class ReconcileActivities:
         self._check_region(data.region)
         return await source_records(self.engine, data)
 
+    @activity.defn(name=RECONCILE_MARK)
+    async def mark_checked(self, data: MarkCheckedInput) -> None:
+        self._check_region(data.region)
+        await mark_checked(self.engine, data)
+
     @activity.defn(name=RECONCILE_STORE)
     async def store(self, report: ReconcileReport) -> StoreReportOutput:
         return await store_report(self.engine, self.objects, report, self.retention)
@@ -77,5 +84,6 @@ class ReconcileActivities:
             self.collect,
             self.clearing_legs,
             self.source_records,
+            self.mark_checked,
             self.store,
         ]

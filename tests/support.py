@@ -7,6 +7,7 @@ import contextlib
 import random
 import socket
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,3 +105,24 @@ async def trade(store: PostgresEventStore, prefix: str, rounds: int, width: int 
 
         await asyncio.gather(*(post(m) for m in moves))
     return usd + eur
+
+
+async def reconciled(engine: AsyncEngine, through: tuple[int, int] | None = None) -> None:
+    """Record, as a stored reconciliation report would, that the region was
+    checked up to `through` (default: everything there is now): pruning goes
+    no further than what reconciliation has checked."""
+    async with engine.begin() as conn:
+        if through is None:
+            row = (
+                await conn.execute(
+                    text("SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC")
+                )
+            ).first()
+            through = (row.tx_id, row.position) if row else (0, 0)
+        await conn.execute(
+            text(
+                "INSERT INTO reconciled_through (report_id, tx_id, position) "
+                "VALUES (:id, :tx, :pos)"
+            ),
+            {"id": f"test-{uuid.uuid4().hex}", "tx": through[0], "pos": through[1]},
+        )

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         RECONCILE_CLEARING_LEGS,
         RECONCILE_COLLECT,
         RECONCILE_LOAD,
+        RECONCILE_MARK,
         RECONCILE_SOURCE_RECORDS,
         RECONCILE_STORE,
         ClearingLeg,
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Cursor,
         Discrepancy,
         InTransit,
+        MarkCheckedInput,
         PairCheck,
         PreviousState,
         ReconcileReport,
@@ -68,6 +70,11 @@ STORE_WINDOW = timedelta(minutes=10)
 MAX_PAGES = 25
 #: Runs that raced (both continuing from one report) redo their work this often.
 MAX_ATTEMPTS = 3
+#: Findings that say what was not checked (the run is `incomplete`), as
+#: opposed to money that does not add up (`discrepancies_found`).
+NOT_CHECKED = frozenset({"region-unreachable", "region-partial"})
+#: Patch marker: each region records how far a stored report checked it.
+RECONCILE_MARKS = "reconcile-marks"
 #: Patch marker: arrivals seen without their source leg are judged in the run.
 RECONCILE_ORPHANS = "reconcile-orphans"
 
@@ -97,6 +104,24 @@ class ReconcileWorkflow:
                 f"{MAX_ATTEMPTS} attempts each lost the race to another reconciliation run",
                 type="ReconcileRaced",
             )
+        if workflow.patched(RECONCILE_MARKS):
+            # Each region records how far this stored report checked it: the
+            # prune function goes no further (issue 13, finding 6).
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(
+                        RECONCILE_MARK,
+                        MarkCheckedInput(s.region, report.report_id, s.upto),
+                        task_queue=request.task_queues[s.region],
+                        start_to_close_timeout=STEP_TIMEOUT,
+                        schedule_to_close_timeout=timedelta(seconds=request.region_timeout_s),
+                        retry_policy=RETRY_POLICY,
+                    )
+                    for s in report.regions
+                    if s.reached and s.upto != s.after
+                ),
+                return_exceptions=True,  # a region down now is marked by the next run
+            )
         summary = _summary(report, stored.s3_key)
         workflow.upsert_search_attributes([sa.STATUS.value_set(report.status)])
         self._set_details(summary.text)
@@ -125,6 +150,14 @@ class ReconcileWorkflow:
                     Discrepancy("region-unreachable", f"not checked this run: {error}", region)
                 )
                 continue
+            if error is not None:
+                # Some pages were checked, then the region failed: what was
+                # checked stands, the rest is not, and the run says so (issue
+                # 13, finding 8); the region's sums are not compared.
+                found.append(
+                    Discrepancy("region-partial",
+                                f"checked {len(pages)} page(s), then stopped: {error}", region)
+                )  # fmt: skip
             legs = [leg for page in pages for leg in page.legs]
             match_legs(open_items, legs)
             found += [f for page in pages for f in page.findings]
@@ -135,7 +168,8 @@ class ReconcileWorkflow:
                     events_checked=sum(p.events_checked for p in pages),
                     accounts_checked=sum(p.accounts_checked for p in pages),
                     transfers_checked=sum(p.transfers_checked for p in pages),
-                    legs_seen=len(legs), behind=last.more, summed=last.summed,
+                    legs_seen=len(legs), behind=last.more or error is not None,
+                    summed=last.summed and error is None,
                     totals=last.totals, clearing=last.clearing,
                 )
             )  # fmt: skip
@@ -159,7 +193,7 @@ class ReconcileWorkflow:
                 for cur, total in totals.items()
                 if total
             ]
-        money = [d for d in found if d.kind != "region-unreachable"]
+        money = [d for d in found if d.kind not in NOT_CHECKED]
         status = (
             ReconcileStatus.DISCREPANCIES_FOUND
             if money
@@ -182,6 +216,7 @@ class ReconcileWorkflow:
             global_totals=totals,
             in_transit=in_transit,
             discrepancies=found,
+            carried={r: c for r, c in previous.cursors.items() if r not in request.task_queues},
         )
 
     async def _collect(

@@ -10,9 +10,10 @@ the segment's range still in the hot store is byte-for-byte the archived one
 (same event id, same hash). Only then is the segment marked verified.
 
 The deletion itself is `ledger_prune_through` in the database (migration
-0002): it writes each account's checkpoint (the version, balance and hash its
-hot history continues from) and deletes, in one transaction, only events at
-or below those checkpoints, never past what the read models have applied.
+0002, 0004): it writes each account's checkpoint (the version, balance and
+hash its hot history continues from) and deletes, in one transaction, only
+events at or below those checkpoints, never past what the read models have
+applied or a reconciliation run has checked.
 """
 
 from __future__ import annotations
@@ -88,14 +89,18 @@ async def prune(engine: AsyncEngine, objects: ObjectStore) -> PruneOutput:
             # Only the pruner role may vouch for a segment (migration 0004).
             await conn.execute(text("SELECT ledger_mark_segment_verified(:no)"), {"no": segment_no})
     async with engine.begin() as conn:
-        # The newest verified segment that the read models have fully applied;
-        # everything up to it is prunable (the function re-checks both).
+        # The newest verified segment that the read models have fully applied
+        # and a reconciliation run has checked; everything up to it is
+        # prunable (the function re-checks all three).
         target = (
             await conn.execute(
                 text(
-                    "SELECT max(s.segment_no) FROM archive_segments s, projection_checkpoints p "
+                    "SELECT max(s.segment_no) FROM archive_segments s, projection_checkpoints p, "
+                    "(SELECT tx_id, position FROM reconciled_through "
+                    " ORDER BY tx_id DESC, position DESC LIMIT 1) r "
                     "WHERE p.name = 'views' AND s.verified_at IS NOT NULL "
                     "AND (s.to_tx_id, s.to_position) <= (p.tx_id, p.position) "
+                    "AND (s.to_tx_id, s.to_position) <= (r.tx_id, r.position) "
                     "AND NOT EXISTS (SELECT 1 FROM archive_segments u "
                     "  WHERE u.segment_no <= s.segment_no AND u.verified_at IS NULL)"
                 )

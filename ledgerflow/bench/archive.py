@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
@@ -128,6 +129,16 @@ async def _archive_bench(
         began = time.perf_counter()
         await CatchUpProjector(engine).catch_up()
         project_s = time.perf_counter() - began
+        # As a reconciliation run would have recorded by now: pruning goes no
+        # further than what reconciliation has checked.
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO reconciled_through (report_id, tx_id, position) "
+                    "SELECT 'bench', tx_id, position FROM events "
+                    "ORDER BY tx_id DESC, position DESC LIMIT 1"
+                )
+            )
         progress("pruning")
         began = time.perf_counter()
         pruned = await prune(pruner, objects)

@@ -11,6 +11,7 @@ RECONCILE_COLLECT = "reconcile_collect_region"
 RECONCILE_CLEARING_LEGS = "reconcile_clearing_legs"
 RECONCILE_STORE = "reconcile_store_report"
 RECONCILE_SOURCE_RECORDS = "reconcile_source_records"
+RECONCILE_MARK = "reconcile_mark_checked"
 
 
 class ReconcileStatus:
@@ -123,6 +124,15 @@ class ClearingLegsOutput:
 
 
 @dataclass(frozen=True)
+class MarkCheckedInput:
+    """A stored report checked `region` up to `upto`: pruning may go that far."""
+
+    region: str
+    report_id: str
+    upto: Cursor
+
+
+@dataclass(frozen=True)
 class SourceRecordsInput:
     """The source region's records of transfers whose arrival was seen
     without their source leg."""
@@ -215,6 +225,10 @@ class ReconcileReport:
     in_transit: list[InTransit]
     discrepancies: list[Discrepancy]
     s3_key: str | None = None
+    #: Cursors of regions this run did not reconcile (a narrower run: `--now`
+    #: for some regions, a worker with a shorter LEDGERFLOW_REGIONS), carried
+    #: from the previous report so that the next full run resumes them there.
+    carried: dict[str, Cursor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from ledgerflow.archive.objectstore import ObjectExists, ObjectStore
 from ledgerflow.reconcile.messages import (
     Cursor,
     InTransit,
+    MarkCheckedInput,
     PreviousState,
     ReconcileReport,
     StoreReportOutput,
@@ -88,11 +89,17 @@ async def latest_report(engine: AsyncEngine, report_id: str | None = None) -> di
 
 async def previous_state(engine: AsyncEngine) -> PreviousState:
     report = await latest_report(engine)
-    if report is None:
-        return PreviousState()
+    return PreviousState() if report is None else state_after(report)
+
+
+def state_after(report: dict[str, Any]) -> PreviousState:
+    """Where the run after `report` continues: each region's cursor (the
+    regions it reconciled, and those it carried), what it left in transit."""
+    cursors = {region: Cursor(**c) for region, c in (report.get("carried") or {}).items()}
+    cursors |= {r["region"]: Cursor(**r["upto"]) for r in report["regions"]}
     return PreviousState(
         report_id=report["report_id"],
-        cursors={r["region"]: Cursor(**r["upto"]) for r in report["regions"]},
+        cursors=cursors,
         in_transit=[
             InTransit(
                 transfer_id=item["transfer_id"],
@@ -105,3 +112,16 @@ async def previous_state(engine: AsyncEngine) -> PreviousState:
             for item in report["in_transit"]
         ],
     )
+
+
+async def mark_checked(engine: AsyncEngine, data: MarkCheckedInput) -> None:
+    """Record in the region's own database how far a stored report checked it
+    (idempotent by report id): the prune function's reconciliation gate."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO reconciled_through (report_id, tx_id, position) "
+                "VALUES (:id, :tx, :pos) ON CONFLICT (report_id) DO NOTHING"
+            ),
+            {"id": data.report_id, "tx": data.upto.tx_id, "pos": data.upto.position},
+        )

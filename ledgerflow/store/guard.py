@@ -42,6 +42,7 @@ GUARDED_TRIGGERS: tuple[tuple[str, str], ...] = (
     ("archive_segments", "archive_segments_kept"),
     ("account_checkpoints", "account_checkpoints_kept"),
     ("reconciliation_reports", "reconciliation_reports_append_only"),
+    ("reconciled_through", "reconciled_through_append_only"),
 )
 
 #: Functions that authorise deletion or vouch for the archive.

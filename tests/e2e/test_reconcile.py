@@ -189,6 +189,16 @@ async def test_transfers_in_every_direction_survive_a_stopped_region_and_reconci
 
     after = await regions.reconcile("after")
     assert (after.status, after.discrepancies, after.in_transit) == (ReconcileStatus.CLEAN, 0, 0)
+    # Each region records how far the stored report checked it: pruning's gate.
+    for region in REGIONS:
+        async with regions.engines[region].connect() as conn:
+            marked = (
+                await conn.execute(
+                    text("SELECT count(*) FROM reconciled_through WHERE report_id = :r"),
+                    {"r": after.report_id},
+                )
+            ).scalar_one()
+        assert marked == 1, region
     if os.environ.get("LEDGERFLOW_RECORD_HISTORIES") == "1":
         queue = regions.settings.task_queue("us")
         [run] = [w async for w in regions.client.list_workflows(

@@ -26,7 +26,7 @@ from ledgerflow.audit.trail import audit_trail
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import PostgresEventStore
-from tests.support import count_rows, trade
+from tests.support import count_rows, reconciled, trade
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,6 +99,7 @@ async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
     assert (await verify_archive(store.engine, archive_objects, "us")).sound
 
     await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
     pruned = await prune(pruner, archive_objects)
     assert pruned.verified_segments == status.segments and pruned.events_pruned > 0
     assert await count_rows(store.engine, "events") == hot_before - pruned.events_pruned
@@ -125,6 +126,7 @@ async def test_archive_prune_then_as_of_audit_and_verify_give_the_same_answers(
     assert (await verify_region_and_archive(store.engine, archive_objects, "us")).sound
     await archived_everything(store, archive_objects)
     await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
     await prune(pruner, archive_objects)
     assert await answers(store.engine, accounts, instants, archive) == before
     final = await verify_region_and_archive(store.engine, archive_objects, "us")
@@ -256,10 +258,16 @@ async def test_pruning_is_guarded(
     with pytest.raises(DBAPIError, match="not all archived and verified"):
         async with pruner.begin() as conn:
             await conn.execute(text("SELECT ledger_prune_through(1)"))
-    # ...and anything past what the read models have applied.
+    # ...and anything past what the read models have applied...
     pruned = await prune(pruner, archive_objects)
     assert (pruned.verified_segments > 0, pruned.events_pruned) == (True, 0)
     with pytest.raises(DBAPIError, match="ahead of the read models"):
+        async with pruner.begin() as conn:
+            await conn.execute(text("SELECT ledger_prune_through(1)"))
+    # ...or what no reconciliation run has checked (issue 13, finding 6).
+    await CatchUpProjector(store.engine).catch_up()
+    assert (await prune(pruner, archive_objects)).events_pruned == 0
+    with pytest.raises(DBAPIError, match="ahead of what reconciliation has checked"):
         async with pruner.begin() as conn:
             await conn.execute(text("SELECT ledger_prune_through(1)"))
     # The app role may not delete events at all; the owner (here a superuser)

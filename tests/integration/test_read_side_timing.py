@@ -28,6 +28,7 @@ from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.projections.views import apply_events, get_balance
 from ledgerflow.store.postgres import PostgresEventStore
 from tests.conftest import RoleEngine
+from tests.support import reconciled
 
 Ids = Callable[[str], str]
 Region = tuple[PostgresEventStore, AsyncEngine]
@@ -52,6 +53,7 @@ async def archive_and_prune(
 ) -> None:
     await Archiver(store.engine, objects, "us", ArchivePolicy(timedelta(0), 4, None)).archive_all()
     await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
     await prune(pruner, objects)
 
 
@@ -83,6 +85,7 @@ async def test_a_replay_that_meets_a_prune_half_way_still_answers_the_truth(
     await Archiver(store.engine, archive_objects, "us",
                    ArchivePolicy(timedelta(0), 4, None)).archive_all()  # fmt: skip
     await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
     now = datetime.now(UTC)
     expected = await replay_balance(store.engine, busy, now)
     database = store.engine.url.database

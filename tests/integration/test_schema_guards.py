@@ -271,6 +271,12 @@ async def test_verify_ties_every_pruned_range_to_a_recorded_digest_chained_segme
                 "position = 9223372036854775807 WHERE name = 'views'"
             )
         )
+        await conn.execute(
+            text(
+                "INSERT INTO reconciled_through VALUES ('forged', 9223372036854775807, "
+                "9223372036854775807)"
+            )
+        )
         await conn.execute(text("SELECT ledger_prune_through(1)"))
     assert await count_rows(roles.app, "events") == 0
     hot = await verify_region(roles.reader, "us")

@@ -32,6 +32,7 @@ from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import PostgresEventStore
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+from tests.support import reconciled
 
 Ids = Callable[[str], str]
 Region = tuple[PostgresEventStore, AsyncEngine]
@@ -177,6 +178,7 @@ async def test_the_trail_does_not_list_entries_twice_when_a_prune_commits_while_
     await Archiver(store.engine, archive_objects, "us",
                    ArchivePolicy(timedelta(0), 4, None)).archive_all()  # fmt: skip
     await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
     expected = await audit_trail(store.engine, b, start, end)
     assert expected.closing_balance == 500
 

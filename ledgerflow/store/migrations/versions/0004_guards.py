@@ -271,6 +271,91 @@ STATEMENTS = [
     $$
     """,
     "REVOKE ALL ON FUNCTION ledger_mark_segment_verified(bigint) FROM PUBLIC",
+    # -- nothing is pruned that no reconciliation run has checked -------------
+    """
+    -- Where each reconciliation run's check of this region ended (issue 13,
+    -- finding 6). Append-only, written by the reconciling workflow once its
+    -- report is stored; the prune function goes no further than the newest.
+    CREATE TABLE reconciled_through (
+        report_id   text PRIMARY KEY,
+        tx_id       bigint NOT NULL,
+        position    bigint NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )
+    """,
+    """
+    CREATE INDEX reconciled_through_order_idx ON reconciled_through (tx_id DESC, position DESC)
+    """,
+    """
+    CREATE TRIGGER reconciled_through_append_only
+        BEFORE UPDATE OR DELETE ON reconciled_through
+        FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()
+    """,
+    """
+    CREATE OR REPLACE FUNCTION ledger_prune_through(p_segment bigint) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        seg archive_segments%ROWTYPE;
+        views projection_checkpoints%ROWTYPE;
+        checked reconciled_through%ROWTYPE;
+        deleted bigint;
+    BEGIN
+        -- One prune at a time per database (two would compute the same cut).
+        PERFORM pg_advisory_xact_lock(hashtext('ledgerflow.prune'));
+        SELECT * INTO seg FROM archive_segments WHERE segment_no = p_segment;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'archive segment % does not exist', p_segment;
+        END IF;
+        IF EXISTS (SELECT 1 FROM archive_segments WHERE segment_no <= p_segment
+                   AND (status <> 'archived' OR verified_at IS NULL)) THEN
+            RAISE EXCEPTION 'archive segments up to % are not all archived and verified', p_segment;
+        END IF;
+        -- Never prune what the read models have not seen: a rebuild could not
+        -- bring it back.
+        SELECT * INTO views FROM projection_checkpoints WHERE name = 'views';
+        IF NOT FOUND OR (views.tx_id, views.position) < (seg.to_tx_id, seg.to_position) THEN
+            RAISE EXCEPTION 'segment % is ahead of the read models'' checkpoint', p_segment;
+        END IF;
+        -- Nor what no reconciliation run has checked: its clearing legs could
+        -- never be matched afterwards.
+        SELECT * INTO checked FROM reconciled_through ORDER BY tx_id DESC, position DESC LIMIT 1;
+        IF NOT FOUND OR (checked.tx_id, checked.position) < (seg.to_tx_id, seg.to_position) THEN
+            RAISE EXCEPTION 'segment % is ahead of what reconciliation has checked', p_segment;
+        END IF;
+        INSERT INTO account_checkpoints AS c
+            (account_id, version, balance, currency, hash, recorded_at, segment_no)
+        SELECT e.account_id, e.version, e.balance_after, e.currency, e.hash, e.recorded_at,
+               p_segment
+        FROM (
+            SELECT b.account_id,
+                   CASE WHEN h.first_hot IS NULL THEN b.last_archived
+                        ELSE LEAST(b.last_archived, h.first_hot - 1) END AS version
+            FROM (SELECT account_id, max(version) AS last_archived FROM events
+                  WHERE (tx_id, position) <= (seg.to_tx_id, seg.to_position)
+                  GROUP BY account_id) b
+            LEFT JOIN (SELECT account_id, min(version) AS first_hot FROM events
+                       WHERE (tx_id, position) > (seg.to_tx_id, seg.to_position)
+                       GROUP BY account_id) h USING (account_id)
+        ) cut
+        JOIN events e ON e.account_id = cut.account_id AND e.version = cut.version
+        ON CONFLICT (account_id) DO UPDATE
+            SET version = excluded.version, balance = excluded.balance, hash = excluded.hash,
+                recorded_at = excluded.recorded_at, segment_no = excluded.segment_no,
+                updated_at = now()
+            WHERE c.version < excluded.version;
+        PERFORM set_config('ledgerflow.pruning', 'on', true);
+        DELETE FROM statement_view s USING account_checkpoints c
+            WHERE s.account_id = c.account_id AND s.version <= c.version;
+        DELETE FROM events e USING account_checkpoints c
+            WHERE e.account_id = c.account_id AND e.version <= c.version;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        PERFORM set_config('ledgerflow.pruning', 'off', true);
+        UPDATE archive_segments SET pruned_at = now()
+            WHERE segment_no <= p_segment AND pruned_at IS NULL;
+        RETURN deleted;
+    END;
+    $$
+    """,
 ]
 
 GRANTS = f"""
@@ -293,6 +378,7 @@ BEGIN
                       archived_at)
             ON archive_segments TO {APP_ROLE};
         REVOKE EXECUTE ON FUNCTION ledger_prune_through(bigint) FROM {APP_ROLE};
+        GRANT SELECT, INSERT ON reconciled_through TO {APP_ROLE};
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{PRUNER_ROLE}') THEN
         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {PRUNER_ROLE};
