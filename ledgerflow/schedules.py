@@ -10,9 +10,12 @@ reconciling region, the default one): every LEDGERFLOW_RECONCILE_INTERVAL_S
 a ReconcileWorkflow over all regions, also with overlap SKIP. The schedules
 show on the Web UI's Schedules page.
 
-An existing schedule is updated in place (its paused state and note are
-kept), so changing the interval or the prune setting takes effect at the next
-worker start without losing an operator's pause.
+A worker start only *creates* a schedule that is missing (`update=False`):
+it never overwrites one, so an operator's edit in the Web UI (an interval,
+the prune flag, a pause) stands, and workers started with different settings
+cannot make the schedules flap (issue 13, finding 11). `ledgerflow schedules
+apply` is the deliberate change: it updates existing schedules in place to
+the settings it runs with, keeping their paused state and note.
 """
 
 from __future__ import annotations
@@ -97,8 +100,14 @@ def reconcile_schedule(settings: Settings) -> Schedule:
 
 
 async def apply_schedules(
-    client: Client, settings: Settings, regions: Sequence[str] | None = None
+    client: Client,
+    settings: Settings,
+    regions: Sequence[str] | None = None,
+    *,
+    update: bool = True,
 ) -> list[AppliedSchedule]:
+    """Create the missing schedules; with `update`, bring existing ones to
+    these settings too."""
     applied = []
     wanted = [
         (settings.archive_schedule_id(region), archive_schedule(settings, region))
@@ -111,6 +120,9 @@ async def apply_schedules(
             await client.create_schedule(schedule_id, schedule)
             applied.append(AppliedSchedule(schedule_id, created=True))
         except ScheduleAlreadyRunningError:
+            if not update:
+                applied.append(AppliedSchedule(schedule_id, created=False))
+                continue
 
             def keep_state(
                 current: ScheduleUpdateInput, new: Schedule = schedule

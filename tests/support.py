@@ -9,15 +9,17 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.domain.errors import InsufficientFunds
+from ledgerflow.domain.hashing import chain_hash, content_of
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.store.postgres import PostgresEventStore
+from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
 
 async def count_rows(engine: AsyncEngine, table: str, where: str = "true", **params: object) -> int:
@@ -125,4 +127,52 @@ async def reconciled(engine: AsyncEngine, through: tuple[int, int] | None = None
                 "VALUES (:id, :tx, :pos)"
             ),
             {"id": f"test-{uuid.uuid4().hex}", "tx": through[0], "pos": through[1]},
+        )
+
+
+async def shift_recorded_at(
+    superuser: AsyncEngine,
+    account_id: str,
+    versions: set[int],
+    shift: timedelta,
+    *,
+    to: datetime | None = None,
+) -> None:
+    """Rewrite history as if these versions had been recorded `shift` later
+    (a clock that was ahead), hashes recomputed so the chain still verifies:
+    what a database whose clock then stepped back would hold."""
+    async with superuser.begin() as conn:
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        rows = await conn.execute(
+            text(f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version"),
+            {"a": account_id},
+        )
+        head = None
+        for row in rows.all():
+            event = event_from_row(row)
+            recorded = event.recorded_at
+            if event.version in versions:
+                recorded = to if to is not None else recorded + shift
+            prev = head if head is not None else event.prev_hash
+            content = content_of(event) | {
+                "recorded_at": recorded.isoformat(timespec="microseconds")
+            }
+            head = chain_hash(prev, content)
+            await conn.execute(
+                text(
+                    "UPDATE events SET recorded_at = :r, prev_hash = :p, hash = :h "
+                    "WHERE event_id = CAST(:id AS uuid)"
+                ),
+                {"r": recorded, "p": prev, "h": head, "id": event.event_id},
+            )
+        await conn.execute(
+            text("UPDATE accounts SET head_hash = :h WHERE account_id = :a"),
+            {"h": head, "a": account_id},
+        )
+        await conn.execute(
+            text(
+                "UPDATE accounts SET head_recorded_at = (SELECT recorded_at FROM events "
+                "WHERE account_id = :a AND version = accounts.version) WHERE account_id = :a"
+            ),
+            {"a": account_id},
         )

@@ -27,7 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.archive import ArchiveActivities
 from activities.ledger import LedgerActivities
 from activities.reconcile import ReconcileActivities
-from ledgerflow.archive.archiver import ArchivePolicy
+from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
@@ -180,10 +180,19 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         gauges = LagGauges(runtime, region)
     try:
         client = await connect_temporal(settings, runtime)
-        worker = build_worker(client, settings, region, engine, pruner=pruner)
+        objects = S3ObjectStore.from_settings(settings)
+        try:
+            # Said at start, loudly; every archive run refuses until it is fixed.
+            await Archiver(
+                engine, objects, region, ArchivePolicy.from_settings(settings)
+            ).require_lock()
+        except Exception as exc:
+            log.error("the archive of region %s cannot run: %s", region, exc)
+        worker = build_worker(client, settings, region, engine, objects, pruner=pruner)
         if settings.schedules_on_worker_start:
             try:
-                await apply_schedules(client, settings, [region])
+                # Only the missing ones: an operator's edit stands.
+                await apply_schedules(client, settings, [region], update=False)
             except Exception:
                 # Transfers must not wait on the archive's schedule: say it loudly
                 # and serve anyway (`ledgerflow schedules apply` can retry it).

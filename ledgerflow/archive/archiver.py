@@ -35,9 +35,16 @@ from ledgerflow.archive.messages import (
     SegmentPlan,
     SegmentUpload,
 )
-from ledgerflow.archive.objectstore import ObjectExists, ObjectMissing, ObjectStore
+from ledgerflow.archive.objectstore import (
+    ObjectExists,
+    ObjectMissing,
+    ObjectStore,
+    ObjectStoreError,
+    ObjectStoreUnavailable,
+)
 from ledgerflow.archive.segments import (
     GENESIS_DIGEST,
+    SegmentKeys,
     build_digest,
     build_manifest,
     encode_segment,
@@ -45,7 +52,7 @@ from ledgerflow.archive.segments import (
     sha256_hex,
 )
 from ledgerflow.config import Settings
-from ledgerflow.domain.errors import ArchiveIntegrityError
+from ledgerflow.domain.errors import ArchiveIntegrityError, ArchiveMisconfigured
 from ledgerflow.domain.model import Event, canonical_json
 from ledgerflow.store.base import TailCursor
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
@@ -161,9 +168,22 @@ class Archiver:
         self.region = region
         self.policy = policy
 
+    async def require_lock(self) -> None:
+        """With a retention set, the bucket must lock: a configuration decision
+        checked before anything is written, never a silent fallback."""
+        if self.policy.retention is None:
+            return
+        try:
+            await self.objects.require_object_lock()
+        except ObjectStoreUnavailable:
+            raise
+        except ObjectStoreError as exc:
+            raise ArchiveMisconfigured(str(exc)) from exc
+
     async def plan(self) -> SegmentPlan | None:
         """The segment in flight, or a newly planned next one; None when
         nothing past the cut-off is left to archive."""
+        await self.require_lock()
         async with self.engine.begin() as conn:
             planned = (
                 await conn.execute(
@@ -218,13 +238,14 @@ class Archiver:
             chosen = whole_transactions(places, cutoff, self.policy.segment_events)
             if not chosen:
                 return None
-            first, last_event = chosen[0], chosen[-1]
+            last_event = chosen[-1]
+            # Dated by the earliest instant in the segment, the same value its
+            # manifest and `first_recorded_at` carry: the first event in the
+            # global order may be recorded a moment later, across midnight UTC
+            # (issue 13, finding 10).
+            earliest = min(e.recorded_at for e in chosen)
             keys = segment_keys(
-                self.region,
-                segment_no,
-                first_seq,
-                first_seq + len(chosen) - 1,
-                first.recorded_at,
+                self.region, segment_no, first_seq, first_seq + len(chosen) - 1, earliest
             )
             retain_days = self.policy.retention
             # ON CONFLICT: a concurrent run planned the same segment number
@@ -248,7 +269,7 @@ class Archiver:
                     "fpos": after.position,
                     "ttx": last_event.tx_id,
                     "tpos": last_event.position,
-                    "first_at": min(e.recorded_at for e in chosen),
+                    "first_at": earliest,
                     "last_at": max(e.recorded_at for e in chosen),
                     "cutoff": cutoff,
                     "sk": keys.segment,
@@ -290,28 +311,32 @@ class Archiver:
         prev_digest = prev or GENESIS_DIGEST
         body = encode_segment(plan.first_seq, events)
         segment_sha = sha256_hex(body)
-        await self.put_verified(plan.segment_key, body, segment_sha, plan.retain_until)
+        segment_version = await self.put_verified(
+            plan.segment_key, body, segment_sha, plan.retain_until
+        )
         manifest = build_manifest(
             region=plan.region,
             segment_no=plan.segment_no,
             first_seq=plan.first_seq,
             after=(plan.from_tx_id, plan.from_position),
             cutoff=plan.cutoff,
-            keys=segment_keys(
-                plan.region, plan.segment_no, plan.first_seq, plan.last_seq, plan.first_recorded_at
-            ),
+            # The keys the segment is written under, never recomputed: the
+            # manifest must name the object that exists.
+            keys=SegmentKeys(plan.segment_key, plan.manifest_key, plan.digest_key),
             segment_sha256=segment_sha,
             segment_bytes=len(body),
             events=events,
         )
         manifest_body = canonical_json(manifest)
         manifest_sha = sha256_hex(manifest_body)
-        await self.put_verified(plan.manifest_key, manifest_body, manifest_sha, plan.retain_until)
+        manifest_version = await self.put_verified(
+            plan.manifest_key, manifest_body, manifest_sha, plan.retain_until
+        )
         link = build_digest(
             plan.region, plan.segment_no, plan.manifest_key, manifest_sha, prev_digest
         )
         link_body = canonical_json(link)
-        await self.put_verified(
+        digest_version = await self.put_verified(
             plan.digest_key, link_body, sha256_hex(link_body), plan.retain_until
         )
         return SegmentUpload(
@@ -321,31 +346,41 @@ class Archiver:
             prev_digest=prev_digest,
             digest=link["digest"],
             manifest=manifest,
+            segment_version_id=segment_version,
+            manifest_version_id=manifest_version,
+            digest_version_id=digest_version,
         )
 
     async def put_verified(
         self, key: str, body: bytes, sha256: str, retain_until: datetime | None
-    ) -> None:
-        """Upload unless the same bytes are already there, then read back and compare."""
+    ) -> str | None:
+        """Upload unless the same bytes are already there, then read back and
+        compare; returns the version that holds them (None: the store keeps no
+        versions), which is the one the archive reads from then on."""
+        written: str | None = None
         existing = await self.objects.head(key)
         if existing is None:
             # ObjectExists: an earlier attempt's write landed after our head;
             # the read-back below decides whether it is the same bytes.
             with contextlib.suppress(ObjectExists):
-                await self.objects.put_immutable(key, body, sha256, retain_until)
-        elif existing.sha256 != sha256:
-            raise ArchiveIntegrityError(
-                f"{key} already exists with SHA-256 {existing.sha256}, not {sha256}: "
-                "refusing to overwrite archived history"
-            )
+                written = (
+                    await self.objects.put_immutable(key, body, sha256, retain_until)
+                ).version_id
+        if written is None:
+            # Written before (an earlier attempt): its first version is ours; a
+            # later one is somebody else's writing over the key.
+            versions = await self.objects.versions(key)
+            written = versions[0] if versions else None
         try:
-            stored = await self.objects.get(key)
+            stored = await self.objects.get(key, written)
         except ObjectMissing as exc:
             raise ArchiveIntegrityError(f"{key} vanished right after its upload") from exc
         if sha256_hex(stored) != sha256:
             raise ArchiveIntegrityError(
-                f"{key} reads back with SHA-256 {sha256_hex(stored)}, not {sha256}"
+                f"{key} already holds other bytes (SHA-256 {sha256_hex(stored)}, not "
+                f"{sha256}): refusing to overwrite archived history"
             )
+        return written
 
     async def record(self, plan: SegmentPlan, upload: SegmentUpload) -> RecordSegmentOutput:
         async with self.engine.begin() as conn:
@@ -394,7 +429,9 @@ class Archiver:
                 text(
                     "UPDATE archive_segments SET status = 'archived', segment_sha256 = :ss, "
                     "manifest_sha256 = :ms, prev_digest = :pd, digest = :d, "
-                    "manifest = CAST(:m AS jsonb), archived_at = now() WHERE segment_no = :no"
+                    "manifest = CAST(:m AS jsonb), archived_at = now(), "
+                    "segment_version_id = :sv, manifest_version_id = :mv, "
+                    "digest_version_id = :dv WHERE segment_no = :no"
                 ),
                 {
                     "no": plan.segment_no,
@@ -403,6 +440,9 @@ class Archiver:
                     "pd": upload.prev_digest,
                     "d": upload.digest,
                     "m": canonical_json(upload.manifest).decode(),
+                    "sv": upload.segment_version_id,
+                    "mv": upload.manifest_version_id,
+                    "dv": upload.digest_version_id,
                 },
             )
         return RecordSegmentOutput(plan.segment_no, plan.last_seq, plan.event_count, upload.digest)

@@ -92,6 +92,11 @@ class SegmentUpload:
     prev_digest: str
     digest: str
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: The object versions written and read back (None where the store keeps
+    #: no versions); the archive reads these, never merely the newest.
+    segment_version_id: str | None = None
+    manifest_version_id: str | None = None
+    digest_version_id: str | None = None
 
 
 @dataclass(frozen=True)

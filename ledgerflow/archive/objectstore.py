@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,14 +69,28 @@ class ObjectStore(ABC):
         in compliance mode until then."""
 
     @abstractmethod
-    async def head(self, key: str) -> ObjectInfo | None: ...
+    async def head(self, key: str) -> ObjectInfo | None:
+        """The newest version's metadata, or None."""
 
     @abstractmethod
-    async def get(self, key: str) -> bytes:
-        """The newest version's body; raises `ObjectMissing`."""
+    async def get(self, key: str, version_id: str | None = None) -> bytes:
+        """The body of version `version_id` (the newest if None); raises
+        `ObjectMissing`. The archive reads the versions it recorded: on a
+        versioned bucket anyone with write access can put a new version over
+        a locked object (the lock keeps the old version, not the key)."""
+
+    @abstractmethod
+    async def versions(self, key: str) -> list[str]:
+        """The version ids written under `key`, oldest first (delete markers
+        are not versions)."""
 
     @abstractmethod
     async def list_keys(self, prefix: str) -> list[str]: ...
+
+    @abstractmethod
+    async def require_object_lock(self) -> None:
+        """Raise `ObjectStoreError` unless the store locks what it is asked to
+        (object lock enabled on the bucket)."""
 
 
 def boto3_s3_client(
@@ -134,7 +148,7 @@ class S3ObjectStore(ObjectStore):
             read_timeout_s=read_timeout_s,
             max_attempts=max_attempts,
         )
-        self._lock_supported = True
+        self._lock_checked = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
@@ -154,7 +168,9 @@ class S3ObjectStore(ObjectStore):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectMissing(f"{operation} {where}: no such object") from exc
-            if code == "PreconditionFailed":
+            # 412: the key exists. 409: AWS's answer when two conditional writes
+            # of one key race; one of them wrote it, so for us it exists too.
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise ObjectExists(f"{operation} {where}: already written") from exc
             if _status(exc) >= 500 or code in _TRANSIENT_CODES:
                 raise ObjectStoreUnavailable(f"{operation} {where}: {code}") from exc
@@ -182,26 +198,39 @@ class S3ObjectStore(ObjectStore):
             # then fails instead of adding a second version.
             "IfNoneMatch": "*",
         }
-        if retain_until is not None and self._lock_supported:
-            locked = params | {
-                "ObjectLockMode": "COMPLIANCE",
-                "ObjectLockRetainUntilDate": retain_until,
-            }
-            try:
-                await self._call("put_object", key, **locked)
-            except ObjectStoreError as exc:
-                if isinstance(exc, ObjectStoreUnavailable) or "InvalidRequest" not in str(exc):
-                    raise
-                # "where the store supports it": a bucket without object lock.
-                log.warning("bucket %s has no object lock; writing unlocked", self.bucket)
-                self._lock_supported = False
-                await self._call("put_object", key, **params)
-        else:
-            await self._call("put_object", key, **params)
+        if retain_until is not None:
+            # A configuration decision, never a fallback: with a retention set,
+            # a bucket that cannot lock is an error (LEDGERFLOW_ARCHIVE_RETENTION_DAYS=0
+            # is how to say "no lock"), checked before the first write.
+            await self.require_object_lock()
+            params |= {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": retain_until}
+        answer = await self._call("put_object", key, **params)
         info = await self.head(key)
         if info is None:
             raise ObjectStoreUnavailable(f"s3://{self.bucket}/{key} is not visible after its put")
-        return info
+        # The version this put wrote (the newest may already be another's).
+        written = answer.get("VersionId") if isinstance(answer, dict) else None
+        return replace(info, version_id=written or info.version_id)
+
+    async def require_object_lock(self) -> None:
+        if self._lock_checked:
+            return
+        try:
+            answer = await self._call("get_object_lock_configuration", "", Bucket=self.bucket)
+        except ObjectStoreUnavailable:
+            raise
+        except ObjectStoreError as exc:
+            raise ObjectStoreError(
+                f"bucket {self.bucket} has no object lock ({exc}); create it with object lock "
+                "enabled, or set LEDGERFLOW_ARCHIVE_RETENTION_DAYS=0 to archive without a lock"
+            ) from exc
+        enabled = (answer.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled")
+        if enabled != "Enabled":
+            raise ObjectStoreError(
+                f"bucket {self.bucket} has object lock {enabled or 'off'}; enable it, or set "
+                "LEDGERFLOW_ARCHIVE_RETENTION_DAYS=0 to archive without a lock"
+            )
+        self._lock_checked = True
 
     async def head(self, key: str) -> ObjectInfo | None:
         try:
@@ -217,13 +246,34 @@ class S3ObjectStore(ObjectStore):
             retain_until=r.get("ObjectLockRetainUntilDate"),
         )
 
-    async def get(self, key: str) -> bytes:
-        r = await self._call("get_object", key, Bucket=self.bucket, Key=key)
+    async def get(self, key: str, version_id: str | None = None) -> bytes:
+        which = {"VersionId": version_id} if version_id else {}
+        r = await self._call("get_object", key, Bucket=self.bucket, Key=key, **which)
         try:
             body: bytes = await asyncio.to_thread(r["Body"].read)
         except BotoCoreError as exc:
             raise ObjectStoreUnavailable(f"reading s3://{self.bucket}/{key}: {exc}") from exc
         return body
+
+    async def versions(self, key: str) -> list[str]:
+        def listed() -> list[str]:
+            found: list[tuple[Any, str]] = []
+            for page in self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=key
+            ):
+                found += [
+                    (v["LastModified"], v["VersionId"])
+                    for v in page.get("Versions", [])
+                    if v["Key"] == key
+                ]
+            return [version for _, version in sorted(found)]
+
+        try:
+            return await asyncio.to_thread(listed)
+        except ClientError as exc:
+            raise ObjectStoreError(f"versions of s3://{self.bucket}/{key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreUnavailable(f"versions of s3://{self.bucket}/{key}: {exc}") from exc
 
     async def list_keys(self, prefix: str) -> list[str]:
         def pages() -> list[str]:
@@ -247,16 +297,17 @@ class InMemoryObjectStore(ObjectStore):
     written behind the interface's back, newest read). Unit tests only."""
 
     def __init__(self) -> None:
-        self.versions: dict[str, list[tuple[bytes, ObjectInfo]]] = {}
+        #: Every version written under each key, oldest first.
+        self.written: dict[str, list[tuple[bytes, ObjectInfo]]] = {}
 
     async def put_immutable(
         self, key: str, body: bytes, sha256: str, retain_until: datetime | None
     ) -> ObjectInfo:
         if hashlib.sha256(body).hexdigest() != sha256:
             raise ObjectStoreError(f"{key}: the body does not match its SHA-256")
-        if key in self.versions:
+        if key in self.written:
             raise ObjectExists(key)
-        versions = self.versions.setdefault(key, [])
+        versions = self.written.setdefault(key, [])
         info = ObjectInfo(
             key, len(body), sha256, str(len(versions) + 1),
             "COMPLIANCE" if retain_until else None, retain_until,
@@ -265,14 +316,26 @@ class InMemoryObjectStore(ObjectStore):
         return info
 
     async def head(self, key: str) -> ObjectInfo | None:
-        versions = self.versions.get(key)
+        versions = self.written.get(key)
         return versions[-1][1] if versions else None
 
-    async def get(self, key: str) -> bytes:
-        versions = self.versions.get(key)
-        if not versions:
-            raise ObjectMissing(key)
-        return versions[-1][0]
+    async def get(self, key: str, version_id: str | None = None) -> bytes:
+        for body, info in reversed(self.written.get(key, [])):
+            if version_id is None or info.version_id == version_id:
+                return body
+        raise ObjectMissing(key)
+
+    async def versions(self, key: str) -> list[str]:
+        return [info.version_id or "" for _, info in self.written.get(key, [])]
+
+    async def require_object_lock(self) -> None:
+        pass  # it keeps every version and locks what it is asked to
+
+    def overwrite(self, key: str, body: bytes) -> None:
+        """What a writer behind the interface's back does: a new version."""
+        versions = self.written.setdefault(key, [])
+        info = ObjectInfo(key, len(body), None, str(len(versions) + 1), None, None)
+        versions.append((body, info))
 
     async def list_keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.versions if k.startswith(prefix))
+        return sorted(k for k in self.written if k.startswith(prefix))

@@ -39,6 +39,7 @@ async def verify_segment_against_hot(
             await conn.execute(
                 text(
                     "SELECT segment_key, manifest_key, segment_sha256, manifest_sha256, "
+                    "segment_version_id, manifest_version_id, "
                     "from_tx_id, from_position, to_tx_id, to_position, event_count "
                     "FROM archive_segments WHERE segment_no = :no AND status = 'archived'"
                 ),
@@ -51,8 +52,8 @@ async def verify_segment_against_hot(
             TailCursor(seg.to_tx_id, seg.to_position),
         )
     try:
-        body = await objects.get(seg.segment_key)
-        manifest = await objects.get(seg.manifest_key)
+        body = await objects.get(seg.segment_key, seg.segment_version_id)
+        manifest = await objects.get(seg.manifest_key, seg.manifest_version_id)
     except ObjectMissing as exc:
         raise ArchiveIntegrityError(f"archived segment {segment_no} is gone: {exc}") from exc
     if sha256_hex(body) != seg.segment_sha256:

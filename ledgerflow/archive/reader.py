@@ -81,17 +81,17 @@ class ArchiveReader:
             self._cache.move_to_end(segment_no)
             return self._cache[segment_no]
         async with self.engine.connect() as conn:
-            key, sha = (
+            key, sha, version = (
                 await conn.execute(
                     text(
-                        "SELECT segment_key, segment_sha256 FROM archive_segments "
-                        "WHERE segment_no = :no AND status = 'archived'"
+                        "SELECT segment_key, segment_sha256, segment_version_id "
+                        "FROM archive_segments WHERE segment_no = :no AND status = 'archived'"
                     ),
                     {"no": segment_no},
                 )
             ).one()
         try:
-            body = await self.objects.get(key)
+            body = await self.objects.get(key, version)
         except ObjectStoreUnavailable as exc:
             raise ArchiveUnavailable(f"the archive is unreachable: {exc}") from exc
         except ObjectMissing as exc:

@@ -35,10 +35,10 @@ from ledgerflow.archive.archiver import events_in_range
 from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import (
     GENESIS_DIGEST,
+    SegmentKeys,
     build_manifest,
     chain_digest,
     decode_segment,
-    segment_keys,
     sha256_hex,
 )
 from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
@@ -65,7 +65,7 @@ class ArchiveVerifyReport:
         return self.events_checked / self.seconds if self.seconds else 0.0
 
 
-class _Chains:
+class AccountChains:
     """Per-account hash chains fed in the global order, which is not quite each
     account's version order: an event that arrives early waits in a small
     per-account buffer until the versions before it have been fed."""
@@ -143,7 +143,7 @@ async def verify_archive(
                 text("SELECT account_id, version, balance, hash FROM account_checkpoints")
             )
         }
-    chains = _Chains(report, checkpoints)
+    chains = AccountChains(report, checkpoints)
     prev_digest, prev_last_seq, prev_to = GENESIS_DIGEST, 0, (0, 0)
     for expected_no, seg in enumerate(segments, start=1):
         where = f"segment {seg.segment_no} ({seg.segment_key})"
@@ -156,13 +156,25 @@ async def verify_archive(
             finding("continuity", f"{where} does not start where segment {expected_no - 1} ended")
         prev_last_seq, prev_to = seg.last_seq, (seg.to_tx_id, seg.to_position)
         try:
-            body = await objects.get(seg.segment_key)
-            manifest_body = await objects.get(seg.manifest_key)
-            link_body = await objects.get(seg.digest_key)
+            # The versions recorded when they were written and read back: a
+            # newer version over one of them is reported, never read.
+            body = await objects.get(seg.segment_key, seg.segment_version_id)
+            manifest_body = await objects.get(seg.manifest_key, seg.manifest_version_id)
+            link_body = await objects.get(seg.digest_key, seg.digest_version_id)
         except ObjectMissing as exc:
             finding("object", f"{where}: {exc}")
             prev_digest = seg.digest
             continue
+        for key in (seg.segment_key, seg.manifest_key, seg.digest_key):
+            written = await objects.versions(key)
+            if len(written) > 1:
+                finding(
+                    "rewritten",
+                    f"{where}: {key} was written again after it was archived "
+                    f"({len(written)} versions); the archive reads the one it recorded",
+                )
+            if await objects.head(key) is None:
+                finding("object", f"{where}: {key} was deleted; its recorded version is kept")
         report.bytes_downloaded += len(body) + len(manifest_body) + len(link_body)
         if sha256_hex(body) != seg.segment_sha256:
             finding("checksum", f"{where}: the segment's SHA-256 is not the one recorded")
@@ -205,9 +217,7 @@ async def verify_archive(
                 first_seq=seg.first_seq,
                 after=(seg.from_tx_id, seg.from_position),
                 cutoff=seg.cutoff,
-                keys=segment_keys(
-                    region, seg.segment_no, seg.first_seq, seg.last_seq, seg.first_recorded_at
-                ),
+                keys=SegmentKeys(seg.segment_key, seg.manifest_key, seg.digest_key),
                 segment_sha256=sha256_hex(body),
                 segment_bytes=len(body),
                 events=events,

@@ -30,6 +30,12 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     archive.add_argument("--region", help="one region (default: all; --now needs one)")
     archive.add_argument("--now", action="store_true", help="run the ArchiveWorkflow now")
     archive.add_argument("--prune", action="store_true", help="with --now: prune after archiving")
+    archive.add_argument(
+        "--s3-only",
+        action="store_true",
+        help="verify: from S3 alone, trusting nothing in PostgreSQL (the digest chain, every "
+        "manifest and segment under the keys they name, every version)",
+    )
     schedules = sub.add_parser(
         "schedules",
         parents=[common],
@@ -84,8 +90,13 @@ async def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
                 )
             elif args.archive_command == "verify":
                 from ledgerflow.archive.verify import verify_archive
+                from ledgerflow.archive.verify_s3 import verify_archive_from_s3
 
-                report = await verify_archive(engine, objects, region)
+                report = (
+                    await verify_archive_from_s3(objects, region)
+                    if args.s3_only
+                    else await verify_archive(engine, objects, region)
+                )
                 values.append(dataclasses.asdict(report) | {"sound": report.sound})
                 findings += report.findings
                 rows.append(

@@ -118,6 +118,14 @@ class ArchiveUnavailable(LedgerError):
     exit_code = 4
 
 
+class ArchiveMisconfigured(LedgerError):
+    """The archive's object store cannot keep the promise configured for it
+    (object lock asked for, the bucket has none): archiving stops, loudly."""
+
+    type = "ArchiveMisconfigured"
+    exit_code = 2
+
+
 class PruningNotConfigured(LedgerError):
     """Pruning was asked of a process that holds no pruner role credentials."""
 
@@ -140,6 +148,7 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         InsufficientFunds,
         ArchiveIntegrityError,
         ArchiveUnavailable,
+        ArchiveMisconfigured,
         PruningNotConfigured,
     )
 }

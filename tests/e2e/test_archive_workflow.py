@@ -81,6 +81,12 @@ async def test_each_region_has_an_archive_schedule_created_once_and_updated_in_p
         updated = (await handle.describe()).schedule
         assert updated.spec.intervals[0].every == timedelta(hours=2)
         assert updated.state.paused and updated.state.note == "maintenance"
+        # A worker starting with other settings creates what is missing and
+        # reverts nothing (issue 13, finding 11).
+        started = await apply_schedules(workers, migrated, ["eu"], update=False)
+        assert [(a.schedule_id, a.created) for a in started] == [("archive-eu", False)]
+        kept = (await handle.describe()).schedule
+        assert kept.spec.intervals[0].every == timedelta(hours=2) and kept.state.paused
     finally:
         await apply_schedules(workers, migrated, ["eu"])
         await handle.unpause()
@@ -95,6 +101,9 @@ async def test_each_region_has_an_archive_schedule_created_once_and_updated_in_p
         return any(w.status == WorkflowExecutionStatus.COMPLETED for w in runs)
 
     await eventually(completed, within=30)
+    # Not left to fire over the other tests' shared databases either.
+    for region in ("us", "eu", "ap"):
+        await workers.get_schedule_handle(f"archive-{region}").delete()
 
 
 @pytest_asyncio.fixture

@@ -204,18 +204,20 @@ async def test_archive_verify_detects_a_tampered_segment_or_manifest(
     manifest = next(k for k in keys if k.endswith(".manifest.json"))
 
     # A new version of a segment with one amount changed (the locked original
-    # cannot be altered, but a reader of the key now gets the forgery).
+    # cannot be altered, but a reader of the newest version would get the
+    # forgery): reported, and never what the archive reads.
     lines = gzip.decompress(await archive_objects.get(segment)).replace(
         b'"amount":-', b'"amount":-1', 1
     )
     raw_s3.put_object(Bucket=archive_objects.bucket, Key=segment, Body=gzip.compress(lines))
     report = await verify_archive(store.engine, archive_objects, "us")
     assert not report.sound
-    assert any(f.check == "checksum" and segment in f.problem for f in report.findings)
+    assert any(f.check == "rewritten" and segment in f.problem for f in report.findings)
+    assert not any(f.check in ("checksum", "manifest", "hash-chain") for f in report.findings)
 
     raw_s3.put_object(Bucket=archive_objects.bucket, Key=manifest, Body=b"{}")
     report = await verify_archive(store.engine, archive_objects, "us")
-    assert any(f.check == "checksum" and manifest in f.problem for f in report.findings)
+    assert any(f.check == "rewritten" and manifest in f.problem for f in report.findings)
 
 
 async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(

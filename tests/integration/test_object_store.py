@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.process import find_free_port
+from infra.s3 import EmbeddedS3
 from ledgerflow.archive.objectstore import (
     InMemoryObjectStore,
     ObjectExists,
@@ -96,3 +97,53 @@ async def test_an_unreachable_endpoint_is_unavailable_not_an_error_of_the_reques
         await down.put_immutable("k", b"x", sha(b"x"), None)
     with pytest.raises(ObjectStoreUnavailable):
         await down.list_keys("")
+
+
+async def test_the_versions_written_are_listed_and_each_can_be_read(objects: ObjectStore) -> None:
+    key = f"t/{uuid.uuid4().hex}/v"
+    info = await objects.put_immutable(key, b"first", sha(b"first"), None)
+    assert await objects.versions(key) == [info.version_id]
+    assert await objects.get(key, info.version_id) == b"first"
+
+
+async def test_a_version_written_behind_the_archives_back_does_not_replace_the_recorded_one(
+    archive_objects: S3ObjectStore, raw_s3: S3Client
+) -> None:
+    key = f"t/{uuid.uuid4().hex}/v"
+    info = await archive_objects.put_immutable(key, b"first", sha(b"first"), None)
+    raw_s3.put_object(Bucket=archive_objects.bucket, Key=key, Body=b"second")
+    assert await archive_objects.get(key) == b"second"  # the newest
+    assert await archive_objects.get(key, info.version_id) == b"first"  # the recorded one
+    assert len(await archive_objects.versions(key)) == 2
+
+
+async def test_a_bucket_without_object_lock_is_refused_when_a_lock_is_asked_for(
+    s3_server: EmbeddedS3, raw_s3: S3Client
+) -> None:
+    """A configuration decision, never a silent fallback (issue 13, finding 12)."""
+    bucket = f"nolock-{uuid.uuid4().hex[:12]}"
+    raw_s3.create_bucket(Bucket=bucket)
+    unlocked = S3ObjectStore(s3_server.endpoint_url, bucket, "us-east-1")
+    with pytest.raises(ObjectStoreError, match=r"no object lock|object lock off"):
+        await unlocked.put_immutable("k", b"x", sha(b"x"), datetime.now(UTC) + timedelta(days=1))
+    assert await unlocked.head("k") is None
+    # Without a retention (LEDGERFLOW_ARCHIVE_RETENTION_DAYS=0) it writes, unlocked.
+    assert (await unlocked.put_immutable("k", b"x", sha(b"x"), None)).lock_mode is None
+
+
+async def test_a_conditional_write_that_loses_a_race_on_aws_is_an_existing_object() -> None:
+    """AWS answers two racing conditional writes with 409 ConditionalRequestConflict
+    (moto does not): that is the key already written, not an error."""
+    store = S3ObjectStore("http://127.0.0.1:9", "b", "us-east-1")
+    conflict = ClientError(
+        {"Error": {"Code": "ConditionalRequestConflict", "Message": "retry"},
+         "ResponseMetadata": {"HTTPStatusCode": 409}},
+        "PutObject",
+    )  # fmt: skip
+
+    def raise_conflict(**_: object) -> None:
+        raise conflict
+
+    store.client.put_object = raise_conflict  # type: ignore[method-assign]
+    with pytest.raises(ObjectExists):
+        await store.put_immutable("k", b"x", sha(b"x"), None)

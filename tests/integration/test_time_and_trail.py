@@ -27,12 +27,10 @@ from ledgerflow.archive.reader import ArchiveReader
 from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.audit.trail import audit_trail
 from ledgerflow.audit.verify import verify_region
-from ledgerflow.domain.hashing import chain_hash, content_of
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import PostgresEventStore
-from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
-from tests.support import reconciled
+from tests.support import reconciled, shift_recorded_at
 
 Ids = Callable[[str], str]
 Region = tuple[PostgresEventStore, AsyncEngine]
@@ -43,61 +41,6 @@ async def pair(store: PostgresEventStore, uid: Ids) -> tuple[str, str]:
     await store.open_account(OpenAccountRequest(a, "USD", "us", None), datetime.now(UTC))
     await store.open_account(OpenAccountRequest(b, "USD", "us", 0), datetime.now(UTC))
     return a, b
-
-
-async def shift_recorded_at(
-    superuser: AsyncEngine, account_id: str, versions: set[int], shift: timedelta
-) -> None:
-    """Rewrite history as if these versions had been recorded `shift` later
-    (a clock that was ahead), hashes recomputed so the chain still verifies:
-    what a database whose clock then stepped back would hold."""
-    async with superuser.begin() as conn:
-        await conn.execute(text("SET LOCAL session_replication_role = replica"))
-        rows = await conn.execute(
-            text(f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a ORDER BY version"),
-            {"a": account_id},
-        )
-        head = None
-        for row in rows.all():
-            event = event_from_row(row)
-            recorded = event.recorded_at + shift if event.version in versions else event.recorded_at
-            prev = head if head is not None else event.prev_hash
-            content = content_of(event) | {
-                "recorded_at": recorded.isoformat(timespec="microseconds")
-            }
-            head = chain_hash(prev, content)
-            await conn.execute(
-                text(
-                    "UPDATE events SET recorded_at = :r, prev_hash = :p, hash = :h "
-                    "WHERE event_id = CAST(:id AS uuid)"
-                ),
-                {"r": recorded, "p": prev, "h": head, "id": event.event_id},
-            )
-        await conn.execute(
-            text("UPDATE accounts SET head_hash = :h WHERE account_id = :a"),
-            {"h": head, "a": account_id},
-        )
-        if await _has_head_recorded_at(conn):
-            await conn.execute(
-                text(
-                    "UPDATE accounts SET head_recorded_at = (SELECT max(recorded_at) FROM events "
-                    "WHERE account_id = :a) WHERE account_id = :a"
-                ),
-                {"a": account_id},
-            )
-
-
-async def _has_head_recorded_at(conn: Any) -> bool:
-    return bool(
-        (
-            await conn.execute(
-                text(
-                    "SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' "
-                    "AND column_name = 'head_recorded_at'"
-                )
-            )
-        ).first()
-    )
 
 
 async def test_a_clock_that_steps_back_keeps_each_accounts_history_in_order(

@@ -271,6 +271,16 @@ STATEMENTS = [
     $$
     """,
     "REVOKE ALL ON FUNCTION ledger_mark_segment_verified(bigint) FROM PUBLIC",
+    # -- the archive reads the object versions it recorded ---------------------
+    """
+    -- On a versioned bucket a new version can be put over a locked object (the
+    -- lock keeps the old version, not the key): the archive records the
+    -- version it wrote and read back, and reads that one (issue 13, finding 12).
+    ALTER TABLE archive_segments
+        ADD COLUMN segment_version_id text,
+        ADD COLUMN manifest_version_id text,
+        ADD COLUMN digest_version_id text
+    """,
     # -- nothing is pruned that no reconciliation run has checked -------------
     """
     -- Where each reconciliation run's check of this region ended (issue 13,
@@ -375,7 +385,7 @@ BEGIN
                       retain_until)
             ON archive_segments TO {APP_ROLE};
         GRANT UPDATE (status, segment_sha256, manifest_sha256, prev_digest, digest, manifest,
-                      archived_at)
+                      archived_at, segment_version_id, manifest_version_id, digest_version_id)
             ON archive_segments TO {APP_ROLE};
         REVOKE EXECUTE ON FUNCTION ledger_prune_through(bigint) FROM {APP_ROLE};
         GRANT SELECT, INSERT ON reconciled_through TO {APP_ROLE};
