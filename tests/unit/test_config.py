@@ -1,8 +1,39 @@
 """Settings: every endpoint is configurable, and embedded defaults apply only when not given."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from ledgerflow.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Away from any `.ledgerflow` state a `make run` left in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_the_embedded_passwords_come_from_the_state_directory(tmp_path: Path) -> None:
+    secrets = tmp_path / "state" / "postgres" / "secrets.json"
+    secrets.parent.mkdir(parents=True)
+    secrets.write_text(json.dumps({"ledgerflow_app": "p/w@x", "ledgerflow_owner": "o"}))
+    s = Settings.from_env({"LEDGERFLOW_STATE_DIR": str(tmp_path / "state")})
+    # Quoted, so any generated password is a valid URL.
+    assert s.database_url("us") == (
+        "postgresql+asyncpg://ledgerflow_app:p%2Fw%40x@127.0.0.1:55432/ledgerflow_us"
+    )
+    assert s.migration_url("us").startswith("postgresql+asyncpg://ledgerflow_owner:o@")
+    # A URL that is given, or that points elsewhere, is used as it is.
+    given = Settings.from_env(
+        {
+            "LEDGERFLOW_STATE_DIR": str(tmp_path / "state"),
+            "LEDGERFLOW_DATABASE_URL": "postgresql+asyncpg://ledgerflow_app@db/l_{region}",
+        }
+    )
+    assert given.database_url("us") == "postgresql+asyncpg://ledgerflow_app@db/l_us"
+    # Only the app role's URL given: no owner to migrate as, no pruner.
+    assert given.migration_url("us") == "" and given.pruner_url("us") == ""
 
 
 def test_defaults_are_the_embedded_stack() -> None:
