@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -38,6 +39,17 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 REGIONS = ("us", "eu", "ap")
+
+# Hypothesis: the "ci" profile (the default) is derandomised, so every run of
+# the suite tries the same examples and a failure reproduces anywhere, and it
+# prints each failing example's reproduction blob; "dev" explores new
+# examples each run, "deep" many more (HYPOTHESIS_PROFILE=deep make test).
+hypothesis_settings.register_profile(
+    "ci", max_examples=60, derandomize=True, print_blob=True, deadline=None
+)
+hypothesis_settings.register_profile("dev", max_examples=60, print_blob=True, deadline=None)
+hypothesis_settings.register_profile("deep", max_examples=1000, print_blob=True, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
