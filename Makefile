@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e bench faults clean
+.PHONY: install run test lint typecheck unit integration e2e bench faults simulate mutate clean
 
 install: $(STAMP)
 
@@ -57,4 +57,13 @@ bench: install
 ## a stack of its own; prints its counts and fails if anything was lost or
 ## posted twice. (A short form runs in `make test`: tests/e2e/test_faults.py.)
 faults: install
-	$(BIN)/python -m infra.faults --transfers 2000 --clients 16 --kills 3
+	$(BIN)/python -m tests.tools.faults --transfers 2000 --clients 16 --kills 3
+
+## The simulator: seeded runs of every kind of operation and fault against a
+## ledger of its own, checked after every round against an independent model,
+## 10,000 operations over four seeds; then a deliberately wrong model, which
+## must fail and shrink. (A short form runs in `make test`:
+## tests/e2e/test_simulation.py.)
+simulate: install
+	$(BIN)/python -m tests.tools.simulate --seeds 1,2,3,4 --ops 2500
+	! $(BIN)/python -m tests.tools.simulate --seeds 9 --ops 60 --sabotage limit

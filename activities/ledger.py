@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 
+from ledgerflow import failpoints
 from ledgerflow.domain.errors import (
     REJECTION_TYPES,
     InvalidRequest,
@@ -120,14 +121,18 @@ class LedgerActivities:
     async def append_leg(self, data: AppendLegInput) -> TransferResult:
         with domain_errors_as_application_errors():
             posting = Posting.of(data.transfer, data.kind, self.store.region, data.peer_region)
-            return await self.store.append_posting(posting, data.occurred_at)
+            result = await self.store.append_posting(posting, data.occurred_at)
+        failpoints.reached("after-append", data.transfer.transfer_id)
+        return result
 
     @activity.defn(name=APPEND_TRANSFER)
     async def append_transfer(self, data: AppendTransferInput) -> TransferResult:
         with domain_errors_as_application_errors():
-            return await self.store.append_transfer(
+            result = await self.store.append_transfer(
                 data.transfer, self.store.region, data.occurred_at
             )
+        failpoints.reached("after-append", data.transfer.transfer_id)
+        return result
 
     @activity.defn(name=RECORD_REJECTION)
     async def record_rejection(self, data: RecordRejectionInput) -> TransferResult:

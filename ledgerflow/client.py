@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
@@ -56,6 +57,7 @@ from ledgerflow.domain.errors import (
     DuplicateTransferMismatch,
     InvalidRequest,
     LedgerError,
+    StoreUnavailable,
     error_from_type,
 )
 from ledgerflow.domain.model import (
@@ -118,6 +120,32 @@ RETRIED_START_STATUSES = frozenset(
 )
 #: How long `transfer` keeps attaching through such answers without `confirm_within`.
 ATTACH_WINDOW_S = 60.0
+#: How long a read keeps retrying a database it cannot reach (a restart, a
+#: failover) before it raises `StoreUnavailable`.
+READ_RETRY_S = 15.0
+#: Driver errors that mean "the connection or server is gone", not "the query
+#: is wrong": a read that meets one is retried on a fresh connection.
+_UNREACHABLE = (OperationalError, InterfaceError, InternalError)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own words, on one line (not SQLAlchemy's wrapping)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+async def reading(call: Callable[[], Awaitable[T]], *, window: float = READ_RETRY_S) -> T:
+    """Run a read, riding out a database restart for up to `window` seconds."""
+    deadline = time.monotonic() + window
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (*_UNREACHABLE, OSError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
@@ -132,9 +160,13 @@ async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
 
 
 class LedgerClient:
-    def __init__(self, temporal: Client, settings: Settings) -> None:
+    def __init__(
+        self, temporal: Client, settings: Settings, *, read_retry_s: float = READ_RETRY_S
+    ) -> None:
         self.temporal = temporal
         self.settings = settings
+        #: How long a read rides out an unreachable database (0: one attempt).
+        self.read_retry_s = read_retry_s
         self._engines: dict[str, AsyncEngine] = {}
         self._homes: dict[str, str] = {}
         self._archives: dict[str, ArchiveReader] = {}
@@ -142,9 +174,11 @@ class LedgerClient:
         self._confirming: dict[tuple[Any, ...], asyncio.Future[TransferResult]] = {}
 
     @classmethod
-    async def connect(cls, settings: Settings | None = None) -> LedgerClient:
+    async def connect(
+        cls, settings: Settings | None = None, *, read_retry_s: float = READ_RETRY_S
+    ) -> LedgerClient:
         settings = settings or Settings.from_env()
-        return cls(await connect_temporal(settings), settings)
+        return cls(await connect_temporal(settings), settings, read_retry_s=read_retry_s)
 
     async def close(self) -> None:
         for engine in self._engines.values():
@@ -251,9 +285,49 @@ class LedgerClient:
             handle = self._closed_transfer(transfer)
         # The handle may belong to a run that was already there (running or
         # closed): make sure it is this transfer, not another under the same id.
-        if await self._started_with(handle) != transfer.fingerprint():
-            raise DuplicateTransferMismatch.for_transfer(transfer_id)
-        return handle
+        return await self._run_of(transfer, request, region, handle)
+
+    async def _run_of(
+        self,
+        transfer: Transfer,
+        request: TransferRequest,
+        region: str,
+        handle: WorkflowHandle[TransferWorkflow, Any],
+    ) -> WorkflowHandle[TransferWorkflow, Any]:
+        """A run of this id started with this very payload.
+
+        The latest run usually is one. When it is not (a plain client re-ran
+        the closed id with another payload, and that run failed), the id
+        still stands for its *first* payload: if that is ours, the store has
+        our outcome recorded, and a run of our own (which the saga makes
+        answer with the recorded outcome) tells it. A resubmission's answer
+        never depends on someone else's conflicting re-run."""
+        fingerprint = transfer.fingerprint()
+        if await self._started_with(handle) == fingerprint:
+            return handle
+        # The id's first run (a run after a closed one starts a chain of its
+        # own, so only the list of runs says which came first).
+        runs = [
+            run
+            async for run in self.temporal.list_workflows(f'WorkflowId = "{transfer.workflow_id}"')
+        ]
+        if not runs:
+            raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
+        earliest = min(runs, key=lambda run: run.start_time)
+        first = self.temporal.get_workflow_handle_for(
+            TransferWorkflow.run, transfer.workflow_id, run_id=earliest.run_id
+        )
+        if await self._started_with(first) != fingerprint:
+            raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()  # that other run ends (refused) first
+        options = self._start_options(transfer, region) | {
+            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        }
+        ours: WorkflowHandle[TransferWorkflow, Any] = await self.temporal.start_workflow(
+            TransferWorkflow.run, request, **options
+        )
+        return ours
 
     async def _started_with(self, handle: WorkflowHandle[Any, Any]) -> str | None:
         """Fingerprint of the request the workflow run was started with."""
@@ -376,12 +450,23 @@ class LedgerClient:
                     )
                 )
                 return result
-            except WorkflowAlreadyStartedError:
-                # A closed run holds this id: its outcome stands (the caller
-                # compares the fingerprint).
+            except DuplicateTransferMismatch:
+                # The run we met was started with another payload (a plain
+                # client re-running the id): the id may still be ours.
                 _consume(start)
-                closed: TransferResult = await typed_errors(self._closed_transfer(transfer).result)
-                return closed
+                closed = await self._run_of(
+                    transfer, request, region, self._closed_transfer(transfer)
+                )
+                settled: TransferResult = await typed_errors(closed.result)
+                return settled
+            except WorkflowAlreadyStartedError:
+                # A closed run holds this id: its outcome stands, if it is ours.
+                _consume(start)
+                closed = await self._run_of(
+                    transfer, request, region, self._closed_transfer(transfer)
+                )
+                answered: TransferResult = await typed_errors(closed.result)
+                return answered
             except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
                 # The start operation's own future failed along with the call.
                 _consume(start)
@@ -460,7 +545,7 @@ class LedgerClient:
         if region not in self._engines:
             # Reads only (writes go through workflows): the read-only role.
             self._engines[region] = create_engine(
-                self.settings.reader_url(region), self.settings, pool_size=2
+                self.settings.reader_url(region), self.settings, pool_size=2, pre_ping=True
             )
         return self._engines[region]
 
@@ -478,17 +563,16 @@ class LedgerClient:
         if account_id in self._homes:
             return self._homes[account_id]
         for region in self.settings.regions:
-            async with self.engine(region).connect() as conn:
-                row = (
-                    await conn.execute(
-                        text("SELECT region FROM accounts WHERE account_id = :id"),
-                        {"id": account_id},
-                    )
-                ).first()
+            row = await self._read(functools.partial(self._home_in, region, account_id))
             if row is not None:
                 self._homes[account_id] = row.region
                 return str(row.region)
         raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+
+    async def _home_in(self, region: str, account_id: str) -> Any:
+        async with self.engine(region).connect() as conn:
+            query = text("SELECT region FROM accounts WHERE account_id = :id")
+            return (await conn.execute(query, {"id": account_id})).first()
 
     async def _home_or_default(self, account_id: str) -> str:
         """Where a transfer from `account_id` runs; an unknown account is rejected there."""
@@ -507,9 +591,14 @@ class LedgerClient:
             return None
         return home if home != region else None
 
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await reading(call, window=self.read_retry_s)
+
     async def account(self, account_id: str) -> Account:
         region = await self.locate(account_id)
-        account = await PostgresEventStore(self.engine(region), region).get_account(account_id)
+        account = await self._read(
+            lambda: PostgresEventStore(self.engine(region), region).get_account(account_id)
+        )
         if account is None:
             raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
         return account
@@ -517,7 +606,7 @@ class LedgerClient:
     async def balance(self, account_id: str) -> Balance:
         """The account's balance from the read model (it may lag the write by moments)."""
         region = await self.locate(account_id)
-        balance = await get_balance(self.engine(region), account_id)
+        balance = await self._read(lambda: get_balance(self.engine(region), account_id))
         if balance is None:
             raise AccountNotFound(f"account {account_id!r} has no balance yet")
         return balance
@@ -525,12 +614,16 @@ class LedgerClient:
     async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
         """The balance at instant `as_of` (time-zone aware), from the event store."""
         region = await self.locate(account_id)
-        return await balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
+        return await self._read(
+            lambda: balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
+        )
 
     async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
         """Every posting and rejected attempt of the account in [start, end], with proof."""
         region = await self.locate(account_id)
-        return await audit_trail(self.engine(region), account_id, start, end, self.archive(region))
+        return await self._read(
+            lambda: audit_trail(self.engine(region), account_id, start, end, self.archive(region))
+        )
 
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100
@@ -541,4 +634,6 @@ class LedgerClient:
                 f"limit must be 1-{MAX_STATEMENT_PAGE} and after_version non-negative"
             )
         region = await self.locate(account_id)
-        return await get_statement(self.engine(region), account_id, after_version, limit)
+        return await self._read(
+            lambda: get_statement(self.engine(region), account_id, after_version, limit)
+        )

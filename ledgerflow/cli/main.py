@@ -30,7 +30,7 @@ from ledgerflow.cli.read_side import cmd_projections, cmd_verify, print_audit
 from ledgerflow.cli.reconcile import add_parsers as reconcile_parsers
 from ledgerflow.cli.reconcile import cmd_reconcile
 from ledgerflow.config import Settings
-from ledgerflow.domain.errors import LedgerError
+from ledgerflow.domain.errors import LedgerError, StoreUnavailable
 from ledgerflow.domain.money import format_amount
 
 EXIT_UNREACHABLE = 4
@@ -140,7 +140,7 @@ async def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.client import LedgerClient
 
     try:
-        ledger = await LedgerClient.connect(settings)
+        ledger = await LedgerClient.connect(settings, read_retry_s=0)
     except RuntimeError as exc:  # the Temporal client's "failed client connect"
         raise Unreachable(f"cannot reach Temporal at {settings.temporal_address}") from exc
     async with ledger:
@@ -448,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reconcile":
             return asyncio.run(cmd_reconcile(args, settings))
         return asyncio.run(ledger_command(args, settings))
+    except StoreUnavailable as exc:  # (a command fails fast; run it again)
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except LedgerError as exc:
         print(f"error: {exc.type}: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -118,6 +118,15 @@ class ArchiveUnavailable(LedgerError):
     exit_code = 4
 
 
+class StoreUnavailable(LedgerError):
+    """A read could not reach the region's database (down, restarting, or
+    refusing connections) within the client's retry window. Nothing was
+    written; ask again."""
+
+    type = "StoreUnavailable"
+    exit_code = 4
+
+
 class ArchiveMisconfigured(LedgerError):
     """The archive's object store cannot keep the promise configured for it
     (object lock asked for, the bucket has none): archiving stops, loudly."""
@@ -150,12 +159,15 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         ArchiveUnavailable,
         ArchiveMisconfigured,
         PruningNotConfigured,
+        StoreUnavailable,
     )
 }
 
 #: Error types that must never be retried by Temporal (an unreachable archive
-#: is the one error that heals by itself).
-NON_RETRYABLE_TYPES: list[str] = sorted(set(ERROR_TYPES) - {ArchiveUnavailable.type})
+#: or database are the errors that heal by themselves).
+NON_RETRYABLE_TYPES: list[str] = sorted(
+    set(ERROR_TYPES) - {ArchiveUnavailable.type, StoreUnavailable.type}
+)
 
 #: Error types that end a transfer as "rejected" (recorded, posts nothing).
 REJECTION_TYPES: frozenset[str] = frozenset(

@@ -53,12 +53,20 @@ from ledgerflow.store.rows import (
 occurred_at_unknown = datetime.min.replace(tzinfo=UTC)
 
 
-def create_engine(url: str, settings: Settings, pool_size: int | None = None) -> AsyncEngine:
-    """One pool per process and region; timeouts keep a stuck session from stalling others."""
+def create_engine(
+    url: str, settings: Settings, pool_size: int | None = None, *, pre_ping: bool = False
+) -> AsyncEngine:
+    """One pool per process and region; timeouts keep a stuck session from stalling others.
+
+    `pre_ping`: test a pooled connection before handing it out (one round
+    trip). For readers such as the SDK client, whose callers do not retry: a
+    connection left over from before a database restart is replaced, not
+    handed to them broken."""
     return create_async_engine(
         url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=0,
+        pool_pre_ping=pre_ping,
         # Give up waiting for a connection well inside the activity's 10 s
         # timeout, so a starved attempt fails and retries instead of running
         # late as a zombie. No pre-ping: it costs a round trip per transaction

@@ -3,6 +3,7 @@ Schedule, an S3 outage in the middle of a run, and the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +24,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
 )
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from infra.process import find_free_port
@@ -39,6 +41,16 @@ from workers.regional import build_worker
 from workflows.archive import ArchiveWorkflow
 
 BUCKET = "outage-archive"
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def no_schedules_left(workers: Client) -> AsyncIterator[None]:
+    """The schedules these tests create never outlive them (an hourly
+    archive run would otherwise fire over the other tests' databases)."""
+    yield
+    for schedule_id in ("archive-us", "archive-eu", "archive-ap", "reconcile"):
+        with contextlib.suppress(RPCError):  # (not created, or deleted already)
+            await workers.get_schedule_handle(schedule_id).delete()
 
 
 async def test_each_region_has_an_archive_schedule_created_once_and_updated_in_place(

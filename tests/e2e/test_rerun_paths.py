@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from ledgerflow.client import LedgerClient
+from ledgerflow.domain.errors import DuplicateTransferMismatch
 from ledgerflow.domain.model import (
     TransferRequest,
     TransferResult,
@@ -149,3 +150,30 @@ async def test_a_local_outcome_cannot_be_taken_for_a_source_leg_by_a_rerun_with_
     assert await postings(engines["eu"], tid) == 0
     assert await balance_of(engines["eu"], bob) == 0
     assert await balance_of(engines["us"], bob) == 500
+
+
+async def test_a_resubmission_answers_its_outcome_after_a_conflicting_raw_rerun(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    """Found by the simulator (shrunk to these three steps): a plain client
+    re-runs a closed id with another payload (that run fails, typed); the
+    original submitter resubmitting its own payload must still learn its own
+    outcome, not the other run's refusal."""
+    alice, bob = uid("alice"), uid("bob")
+    await ledger.open_account(alice, "USD", region="ap")
+    await ledger.open_account(bob, "USD", region="eu")
+    tid = uid("x")
+    first = await ledger.transfer(tid, alice, bob, 999, "USD", initiated_by="sim",
+                                  raise_on_rejection=False)  # fmt: skip
+    assert (first.status, first.reason_type) == ("rejected", "InsufficientFunds")
+    other = TransferRequest(tid, alice, bob, 1000, "USD", "sim", to_region="eu")
+    with pytest.raises(WorkflowFailureError):
+        await raw_run(workers, ledger, other, region="ap")
+
+    again = await ledger.transfer(tid, alice, bob, 999, "USD", initiated_by="sim",
+                                  raise_on_rejection=False)  # fmt: skip
+    assert again == first
+    handle = await ledger.start_transfer(tid, alice, bob, 999, "USD", initiated_by="sim")
+    assert await handle.result() == first
+    with pytest.raises(DuplicateTransferMismatch):
+        await ledger.transfer(tid, alice, bob, 1000, "USD", initiated_by="sim")

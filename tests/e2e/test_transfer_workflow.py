@@ -277,13 +277,15 @@ async def test_no_confirmation_in_time_is_a_typed_timeout(ledger: LedgerClient, 
     unserved = LedgerClient(
         ledger.temporal, replace(ledger.settings, task_queue_prefix=uid("nobody"))
     )
+    tid = uid("t")
     try:
         with pytest.raises(ConfirmationTimeout, match="resubmit the same id"):
-            await unserved.transfer(
-                uid("t"), a, b, 100, "USD", initiated_by="alice", confirm_within=1.0
-            )
+            await unserved.transfer(tid, a, b, 100, "USD", initiated_by="alice",
+                                    confirm_within=1.0)  # fmt: skip
     finally:
         await unserved.close()
+        # Not left waiting on a queue nobody serves.
+        await ledger.temporal.get_workflow_handle(f"transfer-{tid}").terminate("test over")
     assert (await ledger.account(a)).balance == 10000
 
 

@@ -1,0 +1,104 @@
+"""The simulator's model of the ledger: independent of the code it checks.
+
+It holds every account (home region, currency, overdraft limit, balance)
+and every transfer id's first outcome, and decides each operation's outcome
+from those alone, by the rules the README states: the source account, then
+the target, must exist and hold the currency; the source must be able to
+spend the amount; across regions the destination refusing (another
+currency) pays the amount back; a transfer id's outcome never changes, and
+the same id with another payload is `DuplicateTransferMismatch`. Balances
+are the model's own arithmetic, clearing accounts included.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Account:
+    account_id: str
+    region: str
+    currency: str
+    limit: int | None  # None: unlimited (a bank)
+    balance: int = 0
+
+
+@dataclass(frozen=True)
+class Payload:
+    source: str
+    target: str
+    amount: int
+    currency: str
+
+    def other(self) -> Payload:
+        """Another payload under the same id (an id clash)."""
+        return Payload(self.source, self.target, self.amount + 1, self.currency)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # confirmed | rejected | reversed | DuplicateTransferMismatch
+    reason_type: str | None = None
+
+
+@dataclass
+class Model:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    #: transfer id -> (its payload, its outcome, where it ran, where it went)
+    transfers: dict[str, tuple[Payload, Outcome, str, str | None]] = field(default_factory=dict)
+    #: (home region, peer region, currency) -> clearing balance
+    clearing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: Deliberately wrong (to show the simulator catches and shrinks it).
+    sabotage: str | None = None
+
+    def route(self, payload: Payload, default_region: str, raw_region: str | None = None
+              ) -> tuple[str, str | None]:  # fmt: skip
+        """Where a transfer runs and where it goes, as the SDK (or a raw start
+        on `raw_region`'s queue with no `to_region`) would route it."""
+        source = self.accounts.get(payload.source)
+        target = self.accounts.get(payload.target)
+        region = raw_region or (source.region if source else default_region)
+        if raw_region is not None or target is None or target.region == region:
+            return region, None
+        return region, target.region
+
+    def decide(self, tid: str, payload: Payload, region: str, to_region: str | None) -> Outcome:
+        """The outcome of submitting `payload` under `tid`, by the rules alone."""
+        known = self.transfers.get(tid)
+        if known is not None:
+            first, outcome, _, _ = known
+            return outcome if first == payload else Outcome("DuplicateTransferMismatch")
+        for account_id in (payload.source, payload.target):
+            account = self.accounts.get(account_id)
+            if account is None or (account.region != region and to_region is None):
+                return Outcome("rejected", "AccountNotFound")
+            if account_id == payload.target and to_region is not None:
+                break  # the destination checks its own account, after the money left
+            if account.currency != payload.currency:
+                return Outcome("rejected", "CurrencyMismatch")
+        source = self.accounts[payload.source]
+        limit = source.limit
+        if self.sabotage == "limit" and limit is not None:
+            limit += 1
+        if limit is not None and source.balance - payload.amount < -limit:
+            return Outcome("rejected", "InsufficientFunds")
+        if to_region is not None and self.accounts[payload.target].currency != payload.currency:
+            return Outcome("reversed", "CurrencyMismatch")
+        return Outcome("confirmed")
+
+    def record(
+        self, tid: str, payload: Payload, outcome: Outcome, region: str, to_region: str | None
+    ) -> None:
+        """Apply a new id's outcome to the balances (once)."""
+        if tid in self.transfers or outcome.status == "DuplicateTransferMismatch":
+            return
+        self.transfers[tid] = (payload, outcome, region, to_region)
+        if outcome.status != "confirmed":
+            return  # rejected: nothing moved; reversed: paid out and back
+        self.accounts[payload.source].balance -= payload.amount
+        self.accounts[payload.target].balance += payload.amount
+        if to_region is not None:
+            self.clearing[(region, to_region, payload.currency)] += payload.amount
+            self.clearing[(to_region, region, payload.currency)] -= payload.amount

@@ -1,0 +1,57 @@
+"""The SDK's reads ride out a database restart, then fail typed."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import InternalError, OperationalError, ProgrammingError
+
+from ledgerflow.client import reading
+from ledgerflow.domain.errors import StoreUnavailable
+
+
+def _failing(error: Exception, times: int) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    async def call() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise error
+        return "row"
+
+    return calls, call
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT", {}, ConnectionResetError()),
+        InternalError("SELECT", {}, Exception("another operation is in progress")),
+        ConnectionRefusedError(),
+    ],
+)
+async def test_a_read_retries_through_an_unreachable_database(error: Exception) -> None:
+    calls, call = _failing(error, times=2)
+    assert await reading(call, window=5) == "row"  # type: ignore[arg-type]
+    assert len(calls) == 3
+
+
+async def test_a_read_that_never_reaches_the_database_is_typed() -> None:
+    calls, call = _failing(OperationalError("SELECT", {}, ConnectionRefusedError()), times=99)
+    with pytest.raises(StoreUnavailable, match=r"^cannot reach PostgreSQL: ") as caught:
+        await reading(call, window=0.5)  # type: ignore[arg-type]
+    assert 2 <= len(calls) < 10
+    assert "\n" not in caught.value.message
+
+
+async def test_a_window_of_zero_tries_once() -> None:
+    calls, call = _failing(ConnectionRefusedError("refused"), times=99)
+    with pytest.raises(StoreUnavailable, match="refused"):
+        await reading(call, window=0)  # type: ignore[arg-type]
+    assert len(calls) == 1
+
+
+async def test_a_wrong_query_is_not_retried() -> None:
+    calls, call = _failing(ProgrammingError("SELECT", {}, Exception("no such column")), times=1)
+    with pytest.raises(ProgrammingError):
+        await reading(call, window=5)  # type: ignore[arg-type]
+    assert len(calls) == 1
