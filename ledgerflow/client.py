@@ -22,8 +22,9 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
@@ -103,6 +104,16 @@ def ledger_error_from(exc: BaseException) -> LedgerError | None:
     return None
 
 
+def _fingerprint(started: tuple[TransferRequest, str] | None) -> str | None:
+    """The fingerprint of a run's request (None if it is not a valid one)."""
+    if started is None:
+        return None
+    try:
+        return started[0].validated().fingerprint()
+    except LedgerError:
+        return None
+
+
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as lost
@@ -126,6 +137,29 @@ READ_RETRY_S = 15.0
 #: Driver errors that mean "the connection or server is gone", not "the query
 #: is wrong": a read that meets one is retried on a fresh connection.
 _UNREACHABLE = (OperationalError, InterfaceError, InternalError)
+#: The driver's errors for the same, which SQLAlchemy may wrap in a bare
+#: `DBAPIError` ("connection was closed in the middle of operation" while a
+#: restarting server hangs up during the handshake).
+_DRIVER_UNREACHABLE = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a read failed because the server or the connection is gone
+    (a restart, a failover), not because of the query."""
+    if isinstance(exc, (OSError, *_UNREACHABLE)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:  # asyncpg's own words, under SQLAlchemy's wrapping
+        if isinstance(cause, (OSError, *_DRIVER_UNREACHABLE)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -141,7 +175,9 @@ async def reading(call: Callable[[], Awaitable[T]], *, window: float = READ_RETR
     while True:
         try:
             return await call()
-        except (*_UNREACHABLE, OSError) as exc:
+        except (DBAPIError, OSError) as exc:
+            if not _unreachable(exc):
+                raise
             if time.monotonic() + delay > deadline:
                 raise StoreUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from exc
             await asyncio.sleep(delay)
@@ -285,12 +321,11 @@ class LedgerClient:
             handle = self._closed_transfer(transfer)
         # The handle may belong to a run that was already there (running or
         # closed): make sure it is this transfer, not another under the same id.
-        return await self._run_of(transfer, request, region, handle)
+        return await self._run_of(transfer, region, handle)
 
     async def _run_of(
         self,
         transfer: Transfer,
-        request: TransferRequest,
         region: str,
         handle: WorkflowHandle[TransferWorkflow, Any],
     ) -> WorkflowHandle[TransferWorkflow, Any]:
@@ -299,11 +334,14 @@ class LedgerClient:
         The latest run usually is one. When it is not (a plain client re-ran
         the closed id with another payload, and that run failed), the id
         still stands for its *first* payload: if that is ours, the store has
-        our outcome recorded, and a run of our own (which the saga makes
-        answer with the recorded outcome) tells it. A resubmission's answer
-        never depends on someone else's conflicting re-run."""
+        our outcome recorded, and a run of the first run's very request, on
+        its task queue (which the saga makes answer with the recorded
+        outcome), tells it: the first run's routing, not ours, since the
+        store recorded that posting (a plain start without `to_region` posts
+        locally and is refused where ours would go abroad). A resubmission's
+        answer never depends on someone else's conflicting re-run."""
         fingerprint = transfer.fingerprint()
-        if await self._started_with(handle) == fingerprint:
+        if _fingerprint(await self._started_with(handle)) == fingerprint:
             return handle
         # The id's first run (a run after a closed one starts a chain of its
         # own, so only the list of runs says which came first).
@@ -317,27 +355,30 @@ class LedgerClient:
         first = self.temporal.get_workflow_handle_for(
             TransferWorkflow.run, transfer.workflow_id, run_id=earliest.run_id
         )
-        if await self._started_with(first) != fingerprint:
+        started = await self._started_with(first)
+        if started is None or _fingerprint(started) != fingerprint:
             raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
+        first_request, first_queue = started
         with contextlib.suppress(WorkflowFailureError):
             await handle.result()  # that other run ends (refused) first
         options = self._start_options(transfer, region) | {
-            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            "task_queue": first_queue,
         }
         ours: WorkflowHandle[TransferWorkflow, Any] = await self.temporal.start_workflow(
-            TransferWorkflow.run, request, **options
+            TransferWorkflow.run, first_request, **options
         )
         return ours
 
-    async def _started_with(self, handle: WorkflowHandle[Any, Any]) -> str | None:
-        """Fingerprint of the request the workflow run was started with."""
+    async def _started_with(
+        self, handle: WorkflowHandle[Any, Any]
+    ) -> tuple[TransferRequest, str] | None:
+        """The request a workflow run was started with, and its task queue."""
         async for event in handle.fetch_history_events(page_size=1):
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            attributes = event.workflow_execution_started_event_attributes
+            payloads = attributes.input.payloads
             [request] = await self.temporal.data_converter.decode(payloads, [TransferRequest])
-            try:
-                return str(request.validated().fingerprint())
-            except LedgerError:
-                return None
+            return request, attributes.task_queue.name
         return None
 
     def _closed_transfer(self, transfer: Transfer) -> WorkflowHandle[TransferWorkflow, Any]:
@@ -454,17 +495,13 @@ class LedgerClient:
                 # The run we met was started with another payload (a plain
                 # client re-running the id): the id may still be ours.
                 _consume(start)
-                closed = await self._run_of(
-                    transfer, request, region, self._closed_transfer(transfer)
-                )
+                closed = await self._run_of(transfer, region, self._closed_transfer(transfer))
                 settled: TransferResult = await typed_errors(closed.result)
                 return settled
             except WorkflowAlreadyStartedError:
                 # A closed run holds this id: its outcome stands, if it is ours.
                 _consume(start)
-                closed = await self._run_of(
-                    transfer, request, region, self._closed_transfer(transfer)
-                )
+                closed = await self._run_of(transfer, region, self._closed_transfer(transfer))
                 answered: TransferResult = await typed_errors(closed.result)
                 return answered
             except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:

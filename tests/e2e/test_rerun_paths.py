@@ -177,3 +177,32 @@ async def test_a_resubmission_answers_its_outcome_after_a_conflicting_raw_rerun(
     assert await handle.result() == first
     with pytest.raises(DuplicateTransferMismatch):
         await ledger.transfer(tid, alice, bob, 1000, "USD", initiated_by="sim")
+
+
+async def test_a_resubmission_follows_the_first_runs_routing_after_a_conflicting_rerun(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    """Found by the simulator (seed 1, round 18): a plain start without
+    `to_region` posts locally (the credited account is abroad, so it is
+    refused `AccountNotFound`); a plain re-run with another payload fails;
+    the SDK, resubmitting the first payload, routes it abroad. It must be
+    told the recorded refusal, not `DuplicateTransferMismatch` (a run with
+    its own routing would meet the recorded local posting)."""
+    bank, alice, bob = uid("bank"), uid("alice"), uid("bob")
+    await ledger.open_account(bank, "USD", region="us", overdraft_limit=None)
+    await ledger.open_account(alice, "USD", region="us")
+    await ledger.open_account(bob, "USD", region="ap")
+    await ledger.transfer(uid("f"), bank, alice, 5_000, "USD", initiated_by="sim")
+    tid = uid("x")
+    misrouted = TransferRequest(tid, alice, bob, 50, "USD", "sim")  # no to_region
+    first = await raw_run(workers, ledger, misrouted, region="us")
+    assert (first.status, first.reason_type) == ("rejected", "AccountNotFound")
+    other = TransferRequest(tid, alice, bob, 51, "USD", "sim")
+    with pytest.raises(WorkflowFailureError):
+        await raw_run(workers, ledger, other, region="us")
+
+    again = await ledger.transfer(tid, alice, bob, 50, "USD", initiated_by="sim",
+                                  raise_on_rejection=False)  # fmt: skip
+    assert (again.status, again.reason_type) == ("rejected", "AccountNotFound")
+    assert (await ledger.account(alice)).balance == 5_000
+    assert (await ledger.account(bob)).balance == 0

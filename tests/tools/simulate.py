@@ -44,6 +44,7 @@ import random
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -442,6 +443,10 @@ async def simulate(
         report.planted_found = await final_checks(sim, plant=plant)
     except RoundFailure as exc:
         report.failure = f"round {len(played)}: {exc}"
+    except Exception as exc:  # a path that raised what it never should: a finding too
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        report.failure = f"round {len(played)}: raised {type(exc).__name__}: {detail}"
+        traceback.print_exc()
     report.faults = dict(faults)
     report.seconds = time.monotonic() - began
     return report, played

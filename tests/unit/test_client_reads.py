@@ -55,3 +55,23 @@ async def test_a_wrong_query_is_not_retried() -> None:
     with pytest.raises(ProgrammingError):
         await reading(call, window=5)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+async def test_a_connection_lost_inside_a_bare_driver_error_is_retried() -> None:
+    """Found by the simulator (a PostgreSQL restart): SQLAlchemy wraps
+    asyncpg's "connection was closed in the middle of operation", met during
+    the connection handshake, in a bare `DBAPIError`."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    lost = DBAPIError("connect", {}, Exception("connection was closed in the middle of operation"))
+    lost.__cause__ = asyncpg.exceptions.ConnectionDoesNotExistError("closed")
+    calls, call = _failing(lost, times=2)
+    assert await reading(call, window=5) == "row"  # type: ignore[arg-type]
+    assert len(calls) == 3
+    wrong = DBAPIError("SELECT", {}, Exception("division by zero"))
+    wrong.__cause__ = asyncpg.exceptions.DivisionByZeroError("division by zero")
+    calls, call = _failing(wrong, times=1)
+    with pytest.raises(DBAPIError):
+        await reading(call, window=5)  # type: ignore[arg-type]
+    assert len(calls) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -355,3 +356,51 @@ def test_rows_carry_every_column_and_no_other() -> None:
     with pytest.raises(KeyError):
         _append_row(columns, a=1, b=2, c=3)
     assert columns == {"a": [1], "b": [2]}
+
+
+def test_the_transfer_row_and_the_heads_carry_every_field() -> None:
+    clearing = clearing_account_id("us", "eu", "USD")
+    accounts = ledger(**{clearing: account(clearing, 40, limit=None)})
+    accounts["alice"] = replace(accounts["alice"], metadata={"tier": "gold"})
+    recorded: dict[str, Recorded] = {}
+    batch = PostingBatch(NOW, "us")
+    occurred = NOW - timedelta(hours=1)
+    result = batch.post(Posting.outbound(transfer(amount=300), "us", "eu"), occurred,
+                        accounts, recorded)  # fmt: skip
+    debit_id, credit_id = batch.events["event_id"]
+    row = {name: values[0] for name, values in batch.transfers.items()}
+    assert row == {
+        "transfer_id": "t1", "fingerprint": transfer(amount=300).fingerprint(),
+        "from_account": "alice", "to_account": clearing, "amount": 300, "currency": "USD",
+        "initiated_by": "ops", "description": "rent", "metadata": '{"k":"v"}',
+        "debit_event_id": debit_id, "credit_event_id": credit_id,
+        "from_balance_after": 700, "to_balance_after": 340, "occurred_at": occurred,
+        "recorded_at": NOW, "kind": "outbound", "peer_region": "eu",
+    }  # fmt: skip
+    assert (result.transfer_id, result.from_balance_after, result.to_balance_after) == (
+        "t1", 700, 340)  # fmt: skip
+    assert recorded["t1"] == Recorded(result, "outbound", "eu")
+    alice = accounts["alice"]
+    kept = (alice.region, alice.opened_at, alice.metadata, alice.currency, alice.status)
+    assert kept == ("us", OPENED, {"tier": "gold"}, "USD", "open")
+    assert alice.overdraft_limit == 0
+    assert set(batch.params()) == (
+        {"now", "region"} | {f"e_{k}" for k in batch.events}
+        | {f"t_{k}" for k in batch.transfers}
+        | {"a_account_id", "a_version", "a_balance", "a_head_hash", "a_head_recorded_at"}
+    )  # fmt: skip
+    assert batch.params()["a_head_recorded_at"] == [NOW, NOW]
+
+
+def test_refusals_say_what_and_which_id() -> None:
+    batch = PostingBatch(NOW, "us")
+    recorded: dict[str, Recorded] = {}
+    batch.post(Posting.local(transfer(), "us"), NOW, ledger(), recorded)
+    with pytest.raises(DuplicateTransferMismatch) as mismatch:
+        batch.post(Posting.local(transfer(amount=9), "us"), NOW, ledger(), recorded)
+    assert mismatch.value.message == "transfer id 't1' was already used for a different transfer"
+    with pytest.raises(InvalidRequest) as unstorable:
+        batch.post(Posting.local(transfer("t2", description="\ud800"), "us"), NOW, ledger(), {})
+    assert unstorable.value.message.startswith("the transfer cannot be stored as given: ")
+    with pytest.raises(KeyError, match=r"row columns \['a'\] are not \['a', 'b'\]"):
+        _append_row({"a": [], "b": []}, a=1)

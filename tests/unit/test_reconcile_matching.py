@@ -150,3 +150,130 @@ def test_an_orphan_is_in_transit_only_if_the_source_posted_a_matching_leg() -> N
         ("leg-contradiction", "other-amount"),
     }
     assert all(d.region == "us" for d in wrong)
+
+
+# -- the findings, word for word (what the report and the console show) ---------
+
+US_EU = clearing_account_id("us", "eu", "USD")
+EU_US = clearing_account_id("eu", "us", "USD")
+
+
+def test_settle_names_a_mismatch_and_each_kind_of_overdue_transfer() -> None:
+    from ledgerflow.reconcile.messages import Discrepancy
+
+    items: dict[str, InTransit] = {}
+    match_legs(items, [
+        leg("a-settled", "us", "eu", 500, "outbound"),
+        leg("a-settled", "eu", "us", -500, "inbound"),
+        leg("b-mismatch", "us", "eu", 500, "outbound"),
+        leg("b-mismatch", "eu", "us", -400, "inbound"),
+        leg("c-left", "us", "eu", 70, "outbound"),
+        leg("d-arrived", "eu", "us", -30, "inbound"),
+    ])  # fmt: skip
+    at_sla = settle(dict(items), T0 + SLA, SLA)
+    assert [i.transfer_id for i in at_sla[0]] == ["b-mismatch", "c-left", "d-arrived"]
+    assert at_sla[1] == [
+        Discrepancy("leg-mismatch", "legs (outbound@us, inbound@eu) net to 100 USD, not zero",
+                    transfer_id="b-mismatch"),
+    ]  # fmt: skip
+    late = T0 + SLA + timedelta(microseconds=1)
+    _, wrong = settle(dict(items), late, SLA)
+    assert wrong[1:] == [
+        Discrepancy("in-transit-overdue",
+                    "source leg posted, destination leg missing for 0:10:00.000001 "
+                    "(SLA 0:10:00); legs: outbound@us", transfer_id="c-left"),
+        Discrepancy("in-transit-overdue",
+                    "destination or reversing leg without a source leg for 0:10:00.000001 "
+                    "(SLA 0:10:00); legs: inbound@eu", transfer_id="d-arrived"),
+    ]  # fmt: skip
+    # Not judged while one region of its pair is behind; judged when both are read.
+    assert settle(dict(items), late, SLA, up_to_date={"us"})[1] == at_sla[1]
+    assert len(settle(dict(items), late, SLA, up_to_date={"us", "eu"})[1]) == 3
+
+
+def test_an_orphan_is_judged_against_its_source_regions_record_word_for_word() -> None:
+    from ledgerflow.reconcile.messages import Discrepancy
+
+    items: dict[str, InTransit] = {}
+    match_legs(items, [
+        leg("t-none", "eu", "us", -500, "inbound"),
+        leg("t-wrong", "eu", "us", -500, "inbound"),
+        leg("t-back", "us", "eu", -20, "reversal"),
+        leg("t-whole", "us", "eu", 9, "outbound"), leg("t-whole", "eu", "us", -9, "inbound"),
+    ])  # fmt: skip
+    found = orphans(items)
+    assert {region: [i.transfer_id for i in listed] for region, listed in found.items()} == {
+        "us": ["t-back", "t-none", "t-wrong"]}  # fmt: skip
+    records = {
+        "t-wrong": SourceRecord("t-wrong", "rejected", "local", None, 400, "USD"),
+        # (a reversal of what its source region recorded: consistent)
+        "t-back": SourceRecord("t-back", "confirmed", "outbound", "eu", 20, "USD"),
+    }
+    assert judge_orphans("us", found["us"], records) == [
+        Discrepancy("inbound-without-outbound",
+                    "legs (inbound@eu) moved 500 USD, but region us has no record of the "
+                    "transfer: money from nowhere", region="us", transfer_id="t-none"),
+        Discrepancy("leg-contradiction",
+                    "legs (inbound@eu) contradict region us's record: its source leg is "
+                    "rejected there; the id stands for a local posting there; it recorded 400 "
+                    "USD, the legs moved 500 USD", region="us", transfer_id="t-wrong"),
+    ]  # fmt: skip
+    fine = {"t-none": SourceRecord("t-none", "confirmed", "outbound", "eu", 500, "USD")}
+    assert judge_orphans("us", [items["t-none"]], fine) == []
+
+
+def test_orphans_read_regions_whose_ids_hold_an_at_sign() -> None:
+    items: dict[str, InTransit] = {}
+    match_legs(items, [leg("t1", "eu@2", "us@1", -5, "inbound"),
+                       leg("t2", "us@1", "eu@2", -5, "reversal")])  # fmt: skip
+    found = orphans(items)
+    assert {r: [i.transfer_id for i in v] for r, v in found.items()} == {"us@1": ["t1", "t2"]}
+
+
+def test_pairs_add_up_both_regions_accounts_and_everything_in_transit() -> None:
+    from ledgerflow.reconcile.messages import PairCheck
+
+    clearing = {
+        "us": {"acct-not-clearing": 999, clearing_account_id("eu", "us", "USD"): 5,
+               clearing_account_id("us", "ap", "USD"): 7, US_EU: 300},
+        "eu": {EU_US: -100, clearing_account_id("eu", "us", "EUR"): 4},
+    }  # fmt: skip
+    in_transit = [
+        InTransit("t1", "USD", T0, net=150, pair="eu|us"),
+        InTransit("t2", "USD", T0, net=50, pair="eu|us"),
+        InTransit("t3", "EUR", T0, net=1, pair="ap|us"),
+    ]
+    assert check_pairs(clearing, in_transit) == [
+        PairCheck(["eu", "us"], "EUR", 4, 0),
+        PairCheck(["eu", "us"], "USD", 200, 200),
+    ]
+
+
+def test_a_pair_that_does_not_add_up_names_each_transfer_that_does_not_net_out() -> None:
+    from ledgerflow.reconcile.messages import Discrepancy, PairCheck
+
+    check = PairCheck(["eu", "us"], "USD", 530, 500)
+    legs = [
+        leg("t-open", "us", "eu", 500, "outbound"),
+        leg("t-short", "us", "eu", 40, "outbound"), leg("t-short", "eu", "us", -10, "inbound"),
+        leg("t-done", "us", "eu", 8, "outbound"), leg("t-done/reversal", "us", "eu", -8,
+                                                      "reversal"),
+    ]  # fmt: skip
+    open_ = [InTransit("t-open", "USD", T0, net=500, pair="eu|us")]
+    assert itemise_pair(check, legs, open_) == [
+        Discrepancy("missing-leg",
+                    "clearing legs (outbound@us, inbound@eu) between eu and us net to 30 USD, "
+                    "not zero: a leg is missing or altered", transfer_id="t-short"),
+    ]  # fmt: skip
+    assert itemise_pair(check, legs[:1], []) == [
+        Discrepancy("missing-leg",
+                    "clearing legs (outbound@us) between eu and us net to 500 USD, not zero: a "
+                    "leg is missing or altered", transfer_id="t-open"),
+    ]  # fmt: skip
+    assert itemise_pair(check, legs[:1], open_) == [
+        Discrepancy("clearing-pair",
+                    "clearing accounts between eu and us hold 530 USD but 500 is in transit, "
+                    "and no transfer in the hot store explains it (an archived leg, or a "
+                    "posting without a transfer id)"),
+    ]  # fmt: skip
+    assert global_totals([{"USD": 5, "EUR": 1}, {"USD": -5}, {}]) == {"EUR": 1, "USD": 0}
