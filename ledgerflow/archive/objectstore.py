@@ -18,8 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ledgerflow.config import Settings
@@ -104,6 +102,11 @@ def boto3_s3_client(
     """A boto3 S3 client. For an explicit endpoint (moto, MinIO) any credentials
     do, so dummy ones unless AWS_* are set, which also keeps boto3 from probing
     the EC2 metadata service; for AWS itself, the default credential chain."""
+    # (Imported here: boto3 takes a fifth of a second to import, and a CLI
+    # command or an SDK client that never reads the archive must not pay it.)
+    import boto3
+    from botocore.config import Config
+
     from_env = "AWS_ACCESS_KEY_ID" in os.environ and "AWS_SECRET_ACCESS_KEY" in os.environ
     dummy = endpoint_url is not None and not from_env
     client: S3Client = boto3.client(

@@ -20,6 +20,8 @@ from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount, minor_units,
 #: Account, transfer and principal ids: readable, URL- and workflow-id-safe.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 MAX_METADATA_BYTES = 4096
+#: How deep metadata may nest (the object itself is level 1).
+MAX_METADATA_DEPTH = 32
 MAX_DESCRIPTION_CHARS = 500
 #: Account ids under this prefix belong to the ledger's clearing accounts: no
 #: client may open one or name one in a transfer (they have no overdraft limit).
@@ -128,21 +130,27 @@ def require_text(value: str, what: str) -> None:
         ) from None
 
 
-def _check_metadata_value(value: object) -> None:
+def _check_metadata_value(value: object, depth: int = 1) -> None:
     """Plain JSON that survives PostgreSQL's jsonb unchanged, so hashes verify.
 
     Floats do not (jsonb normalises 1e16 to 10000000000000000), so numbers
     must be integers; put decimals in strings. NUL cannot be stored at all.
+    Nesting is bounded (a structure that contains itself, or nests thousands
+    deep, would otherwise exhaust the stack instead of being refused).
     """
+    if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+        raise InvalidRequest(
+            f"metadata nests deeper than {MAX_METADATA_DEPTH} levels", field="metadata"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidRequest("metadata keys must be strings", field="metadata")
             require_text(key, "metadata")
-            _check_metadata_value(item)
+            _check_metadata_value(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_metadata_value(item)
+            _check_metadata_value(item, depth + 1)
     elif isinstance(value, str):
         require_text(value, "metadata")
     elif isinstance(value, float):

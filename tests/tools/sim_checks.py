@@ -253,6 +253,7 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
         )
     finally:
         await app.dispose()
+    counted = await plant_for_counters(sim, bank, payee, abroad, customer.account_id)
     findings: list[str] = []
     for r in settings.regions:
         reader = create_engine(settings.reader_url(r), settings, pool_size=1)
@@ -274,7 +275,51 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
     found["stray inbound leg"] = ("inbound-without-outbound", stray) in kinds
     if summary.status != "discrepancies_found":
         found["reconciliation saw them"] = False
+    # The fault suite's counters, over the same broken databases.
+    counted |= {stray: Expected("refused", region, there),
+                deleted: Expected("confirmed", region, to_region)}  # fmt: skip
+    counters = judge(await gather(settings, list(counted)), counted)
+    for name in ("lost", "posted_twice", "arrival_and_reversal", "credited_without_debit",
+                 "read_model_diverged", "double_entry", "verify_findings"):  # fmt: skip
+        found[f"counter {name}"] = getattr(counters, name) > 0
     return found
+
+
+async def plant_for_counters(
+    sim: Simulation, bank: str, payee: str, abroad: str, customer: str
+) -> dict[str, Expected]:
+    """What a broken build would leave, for the counters to count: a local
+    id posted again in another region, a transfer that arrived and was then
+    paid back, and a balance view moved off its account."""
+    settings, client = sim.ledger.settings, sim.ledger.client
+    region, there, third = settings.regions[0], settings.regions[1], settings.regions[2]
+    postgres = sim.ledger.stack.postgres
+    assert postgres is not None
+    twice, back = (f"planted-{kind}-{uuid.uuid4().hex[:8]}" for kind in ("twice", "back"))
+    await client.transfer(twice, bank, payee, 1, "USD", initiated_by="sim")
+    await client.transfer(back, bank, abroad, 1, "USD", initiated_by="sim")
+    there_bank = next(a for a in sim.model.accounts if a.startswith(f"bank-{there}-"))
+    now = datetime.now(UTC)
+    for home, posting in (
+        (there, Posting.local(Transfer(twice, there_bank, customer, 1, "USD", "sim"), there)),
+        (region, Posting.reversal(Transfer(back, bank, abroad, 1, "USD", "sim"), region, there)),
+    ):
+        app = create_engine(settings.database_url(home), settings, pool_size=1)
+        try:
+            await PostgresEventStore(app, home).append_posting(posting, now)
+        finally:
+            await app.dispose()
+    untouched = next(a.account_id for a in sim.model.accounts.values() if a.region == third)
+    superuser = create_async_engine(postgres.url("postgres", database_name(third)))
+    try:
+        async with superuser.begin() as conn:
+            await conn.execute(
+                text("UPDATE balance_view SET balance = balance + 1 WHERE account_id = :a"),
+                {"a": untouched},
+            )
+    finally:
+        await superuser.dispose()
+    return {twice: Expected("confirmed", region), back: Expected("confirmed", region, there)}
 
 
 async def _last_report(sim: Simulation) -> dict[str, object]:

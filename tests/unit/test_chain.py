@@ -95,8 +95,9 @@ def test_each_break_is_named_with_its_account_version_and_problem(
     assert (found.account_id, found.version, found.problem, found.check) == (
         "acct", version, problem, "hash-chain")  # fmt: skip
     assert str(found) == f"account 'acct', version {version}: {problem}"
-    with pytest.raises(ChainBroken, match=problem.replace("(", r"\(")):
+    with pytest.raises(ChainBroken, match=problem.replace("(", r"\(")) as whole:
         verify_chain(events)
+    assert (whole.value.account_id, whole.value.version) == ("acct", version)
 
 
 def test_an_event_recorded_before_the_one_it_follows_is_a_recorded_at_finding() -> None:

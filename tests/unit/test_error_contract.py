@@ -30,6 +30,7 @@ from ledgerflow.domain.hashing import GENESIS_HASH
 from ledgerflow.domain.model import (
     MAX_DESCRIPTION_CHARS,
     MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
     Account,
     OpenAccountRequest,
     Posting,
@@ -154,6 +155,27 @@ def test_metadata_that_is_not_plain_json_is_refused(metadata: Any, message: str)
     assert refused.message == message
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """An object nesting `levels` deep (itself level 1)."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
+def test_metadata_nesting_is_bounded_even_when_it_contains_itself() -> None:
+    assert require_metadata(nested(MAX_METADATA_DEPTH)) == nested(MAX_METADATA_DEPTH)
+    looped: dict[str, Any] = {}
+    looped["again"] = [looped]
+    deep_list: list[Any] = []
+    for _ in range(5_000):
+        deep_list = [deep_list]
+    for value in (nested(MAX_METADATA_DEPTH + 1), looped, {"k": deep_list}):
+        refused = refusal(require_metadata, value)
+        assert type(refused) is InvalidRequest and refused.details == {"field": "metadata"}
+        assert refused.message == "metadata nests deeper than 32 levels"
+
+
 def test_metadata_of_plain_json_is_kept_as_given_up_to_its_limit() -> None:
     plain = {"a": None, "b": True, "c": -3, "d": ["x", {"e": []}], "é": "ü"}
     assert require_metadata(plain) == plain and require_metadata(None) == {}
@@ -224,6 +246,11 @@ def test_an_account_request_at_every_limit_is_accepted(limit: int | None) -> Non
     assert request.validated() is request
     clearing = replace(OPEN, account_id=CLEARING, overdraft_limit=None)
     assert clearing.validated(clearing=True) is clearing
+
+
+def test_only_the_ledger_opens_clearing_accounts() -> None:
+    refused = refusal(replace(OPEN, account_id=CLEARING).validated)
+    assert type(refused) is InvalidRequest and refused.details == {"field": "account_id"}
 
 
 def test_clearing_ids_and_posting_ids_parse_back() -> None:
@@ -383,6 +410,8 @@ def test_decimals_at_the_edges_of_the_grammar() -> None:
         parse_amount(Decimal("1" * 41), "USD")
     with pytest.raises(InvalidAmount, match="not an amount the ledger can hold"):
         parse_amount(Decimal("1E-41"), "USD")
+    with pytest.raises(InvalidAmount, match="is longer than any amount the ledger holds"):
+        parse_amount(Decimal("1E-40"), "USD")  # read, then too long as a decimal
     assert format_amount(-5, "USD") == "-0.05 USD" and format_amount(7, "JPY") == "7 JPY"
     assert format_amount(123456, "KWD") == "123.456 KWD" and format_amount(0, "USD") == "0.00 USD"
     assert format_amount(5, "XXX") == "5 XXX"

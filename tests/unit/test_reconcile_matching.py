@@ -218,6 +218,15 @@ def test_an_orphan_is_judged_against_its_source_regions_record_word_for_word() -
                     "rejected there; the id stands for a local posting there; it recorded 400 "
                     "USD, the legs moved 500 USD", region="us", transfer_id="t-wrong"),
     ]  # fmt: skip
+    both: dict[str, InTransit] = {}
+    match_legs(both, [leg("t2", "eu", "us", -5, "inbound"), leg("t2", "us", "eu", -5, "reversal")])
+    [(_, [item])] = orphans(both).items()
+    [contradiction] = judge_orphans("us", [item], {
+        "t2": SourceRecord("t2", "confirmed", "outbound", "eu", 5, "USD")})  # fmt: skip
+    assert contradiction.detail == (
+        "legs (inbound@eu, reversal@us) contradict region us's record: it recorded 5 USD, the "
+        "legs moved 10 USD"
+    )
     fine = {"t-none": SourceRecord("t-none", "confirmed", "outbound", "eu", 500, "USD")}
     assert judge_orphans("us", [items["t-none"]], fine) == []
 
