@@ -391,7 +391,11 @@ class Simulation:
                     )
             if outcome.status != "DuplicateTransferMismatch":
                 self.observed[op.tid] += got
-            if op.kind != "resubmit":  # (the SDK never runs a closed id again)
+            # The latest run of the id: any raw start or reset makes one; the
+            # SDK makes one only when the latest run was started with another
+            # payload (it then re-runs the id's first request, which is this
+            # resubmission's payload), so the latest is this payload either way.
+            if op.kind != "resubmit" or outcome.status != "DuplicateTransferMismatch":
                 self.latest[op.tid] = op.payload
             self.model.record(op.tid, op.payload, outcome, region, to_region)
             if op.kind not in AGAIN:
