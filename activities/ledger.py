@@ -1,7 +1,7 @@
 """The ledger's activities, bound to one region's event store.
 
 One instance per worker process holds the region's connection pool; every
-activity call shares it (DESIGN.md section 5: never a pool per activity).
+activity call shares it (docs/ARCHITECTURE.md section 4: never a pool per activity).
 Domain errors leave as non-retryable `ApplicationError`s with the error's
 stable type; anything else (a dropped connection, a lock timeout) is retried
 by Temporal with backoff.

@@ -11,7 +11,7 @@ retries and crashes post each at most once.
 Store calls in the workflow's own region (validate, append, the source
 legs, rejections) run as local activities: in the workflow task itself, on
 the worker that holds this region's connection pool, without a round trip
-through the server's task queues each (DESIGN.md section 7; the numbers are
+through the server's task queues each (docs/ARCHITECTURE.md section 5; the numbers are
 in docs/PERFORMANCE.md). A local transfer's projection is one too, so the
 whole transfer is a single workflow task, and the caller, answered when it
 completes, reads its own write. Calls to another region, and the

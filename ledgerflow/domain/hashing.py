@@ -4,7 +4,7 @@ Each event's hash is SHA-256 over the previous event's hash (of the same
 account) and the canonical JSON of the event's content. Changing, removing or
 reordering any event breaks every later hash of that account. Chaining per
 account rides on the account row lock the append already holds, so it adds no
-global serialization point (DESIGN.md section 4).
+global serialization point (docs/ARCHITECTURE.md, "Hash chain per account").
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ class Posting:
     and credit another, atomically, under the id `posting_id`.
 
     A local transfer is one posting. A cross-region transfer is a saga of
-    postings through clearing accounts (DESIGN.md section 2): `outbound` in the
+    postings through clearing accounts (docs/ARCHITECTURE.md section 2): `outbound` in the
     source region (customer → clearing account for the destination), `inbound`
     in the destination region (clearing account for the source → customer)
     and, only if the inbound leg fails for good, `reversal` in the source region

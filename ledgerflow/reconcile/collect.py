@@ -2,8 +2,8 @@
 
 A run reads each region's *window*: the events after the previous run's
 cursor, in the global order (tx_id, position), below the transaction
-horizon, so that nothing can later commit behind the new cursor (DESIGN.md
-section 4, first pitfall). Over that window it runs the checks of `verify`
+horizon, so that nothing can later commit behind the new cursor (docs/ARCHITECTURE.md,
+"Global order"). Over that window it runs the checks of `verify`
 (`verify_window`), lists the postings on clearing accounts (each region's
 side of the cross-region transfers) and sums, *as of the cursor*, the
 region's postings per currency and its clearing balances. Because those sums

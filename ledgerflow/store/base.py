@@ -1,4 +1,4 @@
-"""The event store's abstract seam (one per external system, STYLE.md habit 4)."""
+"""The event store's abstract seam."""
 
 from __future__ import annotations
 

@@ -426,7 +426,7 @@ class PostgresEventStore(EventStore):
 async def read_events_below_horizon(
     conn: AsyncConnection, after: TailCursor, limit: int
 ) -> list[Event]:
-    """The global-order tail (DESIGN.md section 4, first pitfall).
+    """The global-order tail (docs/ARCHITECTURE.md, "Global order").
 
     Contract: every event is delivered exactly once, in one total order that
     every reader sees alike. That order is *not* each account's version order

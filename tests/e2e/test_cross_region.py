@@ -1,6 +1,6 @@
 """Cross-region transfers end to end: a saga through clearing accounts, with
 the source leg in the debited account's region and the destination leg run by
-the destination region's worker (DESIGN.md section 2)."""
+the destination region's worker (docs/ARCHITECTURE.md section 2)."""
 
 from __future__ import annotations
 

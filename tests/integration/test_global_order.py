@@ -4,7 +4,7 @@ Positions come from a sequence at insert time, so they commit out of order: a
 transaction that took position 10 may commit after one that took 11. A reader
 that resumes "after position 11" would never see 10. The store's tail orders
 by (tx_id, position) and reads only below the oldest running transaction
-(DESIGN.md section 4, first pitfall); these tests hold transactions open on
+(docs/ARCHITECTURE.md, "Global order"); these tests hold transactions open on
 purpose to prove it.
 """
 
