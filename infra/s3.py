@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import ClientError
 
 from infra.process import (
+    EMBEDDED_EXTRA,
     LOCALHOST,
     DetachedServer,
     PidFile,
@@ -33,8 +34,8 @@ def moto_server_binary() -> Path:
     path = venv_tool("moto_server")
     if path is None:
         raise StackError(
-            f"`moto_server` was found neither in {Path(sys.executable).parent} nor on PATH; "
-            "install the PyPI package moto[server]"
+            f"`moto_server` (moto[server]) was found neither in {Path(sys.executable).parent} "
+            f"nor on PATH: {EMBEDDED_EXTRA}"
         )
     return path
 

