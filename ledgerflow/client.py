@@ -80,15 +80,13 @@ MAX_STATEMENT_PAGE = 1000
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """The Temporal client for these settings (TLS and API key for a secured cluster)."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        api_key=settings.temporal_api_key,
-        tls=settings.temporal_tls,
-        data_converter=data_converter(settings),
-        runtime=runtime,
-    )
+    """The Temporal client for these settings: the connection Temporal's
+    client configuration describes (profile, `TEMPORAL_*`, TLS and mTLS, API
+    key) with the `LEDGERFLOW_TEMPORAL_*` overrides, else the embedded server."""
+    connect = settings.temporal_profile.to_client_connect_config()
+    connect["target_host"] = settings.temporal_address
+    connect["namespace"] = settings.temporal_namespace
+    return await Client.connect(**connect, data_converter=data_converter(settings), runtime=runtime)
 
 
 def ledger_error_from(exc: BaseException) -> LedgerError | None:

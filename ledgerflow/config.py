@@ -1,9 +1,14 @@
-"""Settings: the one declared place for configuration.
+"""Settings: what the ledger runs with, derived from the environment.
 
-Every field is read from an environment variable (documented in the README,
-"Configuration"). When an endpoint variable is not given, the embedded default
-applies and `ledgerflow dev up` starts that server locally; when it is given,
-nothing is started for it and the real endpoint is used.
+The variables themselves, their types, defaults and meanings are declared
+once, in `ledgerflow.environment.Environment` (the README's configuration
+table is generated from it). `Settings.from_env` validates the environment
+against that declaration and derives what the code uses: one URL per region
+and role, which endpoints were given (only endpoints that were *not* given
+get an embedded server from `dev up`), and the Temporal connection, which
+follows Temporal's own conventions (`TEMPORAL_*` variables and the client
+configuration file's profiles, `temporalio.envconfig`) with the
+`LEDGERFLOW_TEMPORAL_*` variables as overrides.
 """
 
 from __future__ import annotations
@@ -11,272 +16,223 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from ledgerflow.environment import Environment
+
+if TYPE_CHECKING:
+    from temporalio.envconfig import ClientConfigProfile
 
 DEFAULT_REGIONS = ("us", "eu", "ap")
 #: The embedded PostgreSQL's passwords, per role, next to its data directory
 #: (`<state dir>/postgres/secrets.json`, mode 0600; written by `dev up`).
 EMBEDDED_SECRETS_FILE = "secrets.json"
-
-
-def _env(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    return value if value not in (None, "") else None
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = _env(env, name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return (_env(env, name) or "").lower() in ("1", "true", "yes", "on")
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _env(env, name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+#: What an append batch carries by default (`LEDGERFLOW_GROUP_COMMIT_MAX`).
+GROUP_COMMIT_MAX = Environment.model_fields["group_commit_max"].default
+GROUP_COMMIT_WRITERS = Environment.model_fields["group_commit_writers"].default
 
 
 def _per_region(env: Mapping[str, str], name: str, regions: tuple[str, ...]) -> dict[str, str]:
     """`<name>_<REGION>` for each region that sets it."""
-    return {r: url for r in regions if (url := _env(env, f"{name}_{r.upper()}"))}
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = _env(env, name)
-    if raw is None:
-        return default
-    if raw not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
+    return {r: url for r in regions if (url := env.get(f"{name}_{r.upper()}"))}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that can be configured, with its embedded default.
+    """What the ledger runs with (built by `from_env`; the defaults and
+    meanings are `Environment`'s).
 
     `*_given` flags record whether an endpoint came from the environment: only
     endpoints that were *not* given get an embedded server from `dev up`.
     """
 
-    state_dir: Path = Path(".ledgerflow")
-    regions: tuple[str, ...] = DEFAULT_REGIONS
-    default_region: str = "us"
-    task_queue_prefix: str = "ledger"
+    state_dir: Path
+    regions: tuple[str, ...]
+    default_region: str
+    task_queue_prefix: str
 
     # Temporal
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_address_given: bool = False
-    temporal_namespace: str = "default"
-    temporal_ui_port: int = 8233
+    temporal_address: str
+    temporal_address_given: bool
+    temporal_namespace: str
+    temporal_ui_port: int
     #: Temporal Cloud or a secured cluster: an API key implies TLS.
-    temporal_api_key: str | None = None
-    temporal_tls: bool = False
+    temporal_api_key: str | None = field(repr=False)
+    temporal_tls: bool
+    #: The whole connection (address, namespace, API key, TLS and mTLS) as
+    #: Temporal's client configuration describes it.
+    temporal_profile: ClientConfigProfile = field(repr=False)
 
     # PostgreSQL: one database per region. `{region}` in a URL template is
     # replaced by the region name; LEDGERFLOW_DATABASE_URL_<REGION> overrides
     # one region entirely.
-    pg_port: int = 55432
-    database_url_template: str = (
-        "postgresql+asyncpg://ledgerflow_app@127.0.0.1:55432/ledgerflow_{region}"
-    )
-    migration_url_template: str = (
-        "postgresql+asyncpg://ledgerflow_owner@127.0.0.1:55432/ledgerflow_{region}"
-    )
-    reader_url_template: str = (
-        "postgresql+asyncpg://ledgerflow_reader@127.0.0.1:55432/ledgerflow_{region}"
-    )
-    pruner_url_template: str = (
-        "postgresql+asyncpg://ledgerflow_pruner@127.0.0.1:55432/ledgerflow_{region}"
-    )
-    database_urls: Mapping[str, str] = field(default_factory=dict)
-    migration_urls: Mapping[str, str] = field(default_factory=dict)
-    reader_urls: Mapping[str, str] = field(default_factory=dict)
-    pruner_urls: Mapping[str, str] = field(default_factory=dict)
-    database_given: bool = False
-    db_pool_size: int = 10
-    db_pool_timeout_s: float = 5.0
-    db_lock_timeout_ms: int = 5_000
-    db_statement_timeout_ms: int = 30_000
-    db_idle_in_transaction_timeout_ms: int = 10_000
+    pg_port: int
+    database_url_template: str
+    migration_url_template: str
+    reader_url_template: str
+    pruner_url_template: str
+    database_urls: Mapping[str, str]
+    migration_urls: Mapping[str, str]
+    reader_urls: Mapping[str, str]
+    pruner_urls: Mapping[str, str]
+    database_given: bool
+    db_pool_size: int
+    db_pool_timeout_s: float
+    db_lock_timeout_ms: int
+    db_statement_timeout_ms: int
+    db_idle_in_transaction_timeout_ms: int
     #: Group commit of appends: up to this many concurrent postings share one
     #: transaction (1: each its own), with at most `db_group_commit_writers`
     #: such transactions in flight per worker and region. One writer measured
     #: best on the 2-core machine, where PostgreSQL and the worker share the
     #: CPUs (docs/PERFORMANCE.md); a database on its own host may want more.
-    db_group_commit_max: int = 64
-    db_group_commit_writers: int = 1
+    db_group_commit_max: int
+    db_group_commit_writers: int
 
     # S3 (the archive). moto[server] by default.
-    s3_endpoint_url: str = "http://127.0.0.1:55000"
-    s3_endpoint_given: bool = False
-    s3_bucket: str = "ledgerflow-archive"
-    s3_region: str = "us-east-1"
+    s3_endpoint_url: str
+    s3_endpoint_given: bool
+    s3_bucket: str
+    s3_region: str
     #: Per request; an S3 that does not answer in time is "unavailable" and
     #: the archive step retries with backoff.
-    s3_connect_timeout_s: float = 2.0
-    s3_read_timeout_s: float = 10.0
+    s3_connect_timeout_s: float
+    s3_read_timeout_s: float
 
     #: Prometheus metrics of the workers: region i serves on this port + i.
-    metrics_port: int | None = None
+    metrics_port: int | None
 
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
-    worker_shutdown_grace: timedelta = timedelta(seconds=10)
+    worker_shutdown_grace: timedelta
     #: The workflow sandbox: `passthrough` or `strict` (workers/regional.py).
-    workflow_sandbox: str = "passthrough"
+    workflow_sandbox: str
 
     # Payload encryption (ledgerflow/codec.py), off unless keys are given.
     #: `id:base64key,...` (32-byte AES-256 keys); every key opens old payloads.
-    codec_keys: str | None = field(default=None, repr=False)
+    codec_keys: str | None = field(repr=False)
     #: The key new payloads are sealed with (default: the first one).
-    codec_key_id: str | None = None
+    codec_key_id: str | None
     #: Bearer token the codec server requires of the Web UI and CLI.
-    codec_server_token: str | None = field(default=None, repr=False)
-    codec_server_port: int = 8081
+    codec_server_token: str | None = field(repr=False)
+    codec_server_port: int
 
     # The S3 archive (ArchiveWorkflow) and its schedule.
     #: How often each region's archive schedule runs.
-    archive_interval: timedelta = timedelta(hours=1)
+    archive_interval: timedelta
     #: Only events at least this old are archived; never less than the
     #: reconciliation window, so reconciliation always reads the hot store.
-    archive_min_age: timedelta = timedelta(hours=1)
+    archive_min_age: timedelta
     #: The window a reconciliation run re-checks (ReconcileWorkflow).
-    reconcile_window: timedelta = timedelta(minutes=15)
+    reconcile_window: timedelta
     #: Target events per segment (a transaction is never split across two).
-    archive_segment_events: int = 10_000
+    archive_segment_events: int
     #: Object lock (compliance mode) on every archive object; 0 days: no lock.
-    archive_retention: timedelta = timedelta(days=2557)
+    archive_retention: timedelta
     #: Prune archived, verified events from the hot store after archiving.
-    archive_prune: bool = False
+    archive_prune: bool
     #: How long one archive step retries an unreachable S3 before the run fails.
-    archive_retry_window: timedelta = timedelta(minutes=10)
+    archive_retry_window: timedelta
     #: Create or update the archive schedules when a worker starts.
-    schedules_on_worker_start: bool = True
+    schedules_on_worker_start: bool
 
     # Reconciliation (ReconcileWorkflow) and its schedule. It runs on the
     # default region's task queue and keeps its reports in that region's database.
     #: How often the `reconcile` schedule runs.
-    reconcile_interval: timedelta = timedelta(minutes=5)
+    reconcile_interval: timedelta
     #: A cross-region transfer may stay in transit this long before
     #: reconciliation reports it.
-    in_transit_sla: timedelta = timedelta(minutes=10)
+    in_transit_sla: timedelta
     #: How long a run waits for one region's worker before reporting it unreachable.
-    reconcile_region_timeout: timedelta = timedelta(minutes=2)
+    reconcile_region_timeout: timedelta
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        regions = tuple(
-            r.strip().lower()
-            for r in (_env(env, "LEDGERFLOW_REGIONS") or ",".join(DEFAULT_REGIONS)).split(",")
-            if r.strip()
-        )
+        e = Environment.read(env)
+        regions = tuple(r.strip().lower() for r in e.regions.split(",") if r.strip())
         if not regions:
             raise ValueError("LEDGERFLOW_REGIONS names no region")
-        default_region = (_env(env, "LEDGERFLOW_DEFAULT_REGION") or regions[0]).lower()
+        default_region = (e.default_region or regions[0]).lower()
         if default_region not in regions:
             raise ValueError(
                 f"LEDGERFLOW_DEFAULT_REGION={default_region!r} is not one of {regions}"
             )
-        pg_port = _int(env, "LEDGERFLOW_PG_PORT", cls.pg_port)
-        db_template = _env(env, "LEDGERFLOW_DATABASE_URL")
-        mig_template = _env(env, "LEDGERFLOW_MIGRATION_DATABASE_URL")
+        if e.archive_min_age_s < e.reconcile_window_s:
+            raise ValueError(
+                f"LEDGERFLOW_ARCHIVE_MIN_AGE_S ({e.archive_min_age_s:g}) must not be less than "
+                f"LEDGERFLOW_RECONCILE_WINDOW_S ({e.reconcile_window_s:g}): events inside the "
+                "reconciliation window stay in the hot store"
+            )
         per_region = _per_region(env, "LEDGERFLOW_DATABASE_URL", regions)
-        per_region_mig = _per_region(env, "LEDGERFLOW_MIGRATION_DATABASE_URL", regions)
-        reader_template = _env(env, "LEDGERFLOW_READER_DATABASE_URL")
-        per_region_reader = _per_region(env, "LEDGERFLOW_READER_DATABASE_URL", regions)
-        temporal = _env(env, "LEDGERFLOW_TEMPORAL_ADDRESS")
-        s3 = _env(env, "LEDGERFLOW_S3_ENDPOINT_URL")
-        s3_port = _int(env, "LEDGERFLOW_S3_PORT", 55000)
+        embedded = f"postgresql+asyncpg://{{role}}@127.0.0.1:{e.pg_port}/ledgerflow_{{{{region}}}}"
+        # A given database has no owner or pruner to assume: only given ones.
+        given_db = e.database_url is not None or bool(per_region)
+        temporal = _temporal(env, e)
         return cls(
-            state_dir=Path(_env(env, "LEDGERFLOW_STATE_DIR") or ".ledgerflow").absolute(),
+            state_dir=e.state_dir.absolute(),
             regions=regions,
             default_region=default_region,
-            task_queue_prefix=_env(env, "LEDGERFLOW_TASK_QUEUE_PREFIX") or "ledger",
-            temporal_address=temporal or f"127.0.0.1:{_int(env, 'LEDGERFLOW_TEMPORAL_PORT', 7233)}",
-            temporal_address_given=temporal is not None,
-            temporal_namespace=_env(env, "LEDGERFLOW_TEMPORAL_NAMESPACE") or "default",
-            temporal_ui_port=_int(env, "LEDGERFLOW_TEMPORAL_UI_PORT", 8233),
-            temporal_api_key=_env(env, "LEDGERFLOW_TEMPORAL_API_KEY"),
-            temporal_tls=_flag(env, "LEDGERFLOW_TEMPORAL_TLS")
-            or _env(env, "LEDGERFLOW_TEMPORAL_API_KEY") is not None,
-            pg_port=pg_port,
-            database_url_template=db_template
-            or f"postgresql+asyncpg://ledgerflow_app@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            task_queue_prefix=e.task_queue_prefix,
+            temporal_address=temporal.address or f"127.0.0.1:{e.temporal_port}",
+            temporal_address_given=temporal.address is not None,
+            temporal_namespace=temporal.namespace or "default",
+            temporal_ui_port=e.temporal_ui_port,
+            temporal_api_key=temporal.api_key,
+            temporal_tls=temporal.tls is not None and not temporal.tls.disabled,
+            temporal_profile=temporal,
+            pg_port=e.pg_port,
+            database_url_template=e.database_url or embedded.format(role="ledgerflow_app"),
             # Never the app role's URL: migrations run as the schema owner, and a
             # given database without a given owner URL has no owner to migrate as.
-            migration_url_template=mig_template
-            or (
-                ""
-                if db_template or per_region
-                else f"postgresql+asyncpg://ledgerflow_owner@127.0.0.1:{pg_port}/ledgerflow_{{region}}"
-            ),
-            pruner_url_template=_env(env, "LEDGERFLOW_PRUNER_DATABASE_URL")
-            or (
-                ""
-                if db_template or per_region
-                else f"postgresql+asyncpg://ledgerflow_pruner@127.0.0.1:{pg_port}/ledgerflow_{{region}}"
-            ),
-            pruner_urls=_per_region(env, "LEDGERFLOW_PRUNER_DATABASE_URL", regions),
-            reader_url_template=reader_template
-            or db_template
-            or f"postgresql+asyncpg://ledgerflow_reader@127.0.0.1:{pg_port}/ledgerflow_{{region}}",
+            migration_url_template=e.migration_database_url
+            or ("" if given_db else embedded.format(role="ledgerflow_owner")),
+            pruner_url_template=e.pruner_database_url
+            or ("" if given_db else embedded.format(role="ledgerflow_pruner")),
+            reader_url_template=e.reader_database_url
+            or e.database_url
+            or embedded.format(role="ledgerflow_reader"),
             database_urls=per_region,
-            migration_urls=per_region_mig,
-            reader_urls=per_region_reader,
+            migration_urls=_per_region(env, "LEDGERFLOW_MIGRATION_DATABASE_URL", regions),
+            reader_urls=_per_region(env, "LEDGERFLOW_READER_DATABASE_URL", regions),
+            pruner_urls=_per_region(env, "LEDGERFLOW_PRUNER_DATABASE_URL", regions),
             # The embedded server is needed unless every region's database is given.
-            database_given=db_template is not None or set(per_region) == set(regions),
-            db_pool_size=_int(env, "LEDGERFLOW_DB_POOL_SIZE", cls.db_pool_size),
-            db_pool_timeout_s=_float(env, "LEDGERFLOW_DB_POOL_TIMEOUT_S", cls.db_pool_timeout_s),
-            db_lock_timeout_ms=_int(env, "LEDGERFLOW_DB_LOCK_TIMEOUT_MS", cls.db_lock_timeout_ms),
-            db_statement_timeout_ms=_int(
-                env, "LEDGERFLOW_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms
-            ),
-            db_idle_in_transaction_timeout_ms=_int(
-                env,
-                "LEDGERFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-                cls.db_idle_in_transaction_timeout_ms,
-            ),
-            db_group_commit_max=_int(env, "LEDGERFLOW_GROUP_COMMIT_MAX", cls.db_group_commit_max),
-            db_group_commit_writers=_int(
-                env, "LEDGERFLOW_GROUP_COMMIT_WRITERS", cls.db_group_commit_writers
-            ),
-            s3_endpoint_url=s3 or f"http://127.0.0.1:{s3_port}",
-            s3_endpoint_given=s3 is not None,
-            s3_bucket=_env(env, "LEDGERFLOW_S3_BUCKET") or cls.s3_bucket,
-            s3_region=_env(env, "LEDGERFLOW_S3_REGION") or cls.s3_region,
-            s3_connect_timeout_s=_float(
-                env, "LEDGERFLOW_S3_CONNECT_TIMEOUT_S", cls.s3_connect_timeout_s
-            ),
-            s3_read_timeout_s=_float(env, "LEDGERFLOW_S3_READ_TIMEOUT_S", cls.s3_read_timeout_s),
-            metrics_port=_int(env, "LEDGERFLOW_METRICS_PORT", 0) or None,
-            codec_keys=_env(env, "LEDGERFLOW_CODEC_KEYS"),
-            codec_key_id=_env(env, "LEDGERFLOW_CODEC_KEY_ID"),
-            codec_server_token=_env(env, "LEDGERFLOW_CODEC_SERVER_TOKEN"),
-            codec_server_port=_int(env, "LEDGERFLOW_CODEC_SERVER_PORT", cls.codec_server_port),
-            workflow_sandbox=_choice(
-                env, "LEDGERFLOW_WORKFLOW_SANDBOX", ("passthrough", "strict"), cls.workflow_sandbox
-            ),
-            worker_shutdown_grace=timedelta(
-                seconds=_float(env, "LEDGERFLOW_WORKER_SHUTDOWN_GRACE_S", 10.0)
-            ),
-            **_archive_settings(env),
+            database_given=e.database_url is not None or set(per_region) == set(regions),
+            db_pool_size=e.db_pool_size,
+            db_pool_timeout_s=e.db_pool_timeout_s,
+            db_lock_timeout_ms=e.db_lock_timeout_ms,
+            db_statement_timeout_ms=e.db_statement_timeout_ms,
+            db_idle_in_transaction_timeout_ms=e.db_idle_in_transaction_timeout_ms,
+            db_group_commit_max=e.group_commit_max,
+            db_group_commit_writers=e.group_commit_writers,
+            s3_endpoint_url=e.s3_endpoint_url or f"http://127.0.0.1:{e.s3_port}",
+            s3_endpoint_given=e.s3_endpoint_url is not None,
+            s3_bucket=e.s3_bucket,
+            s3_region=e.s3_region,
+            s3_connect_timeout_s=e.s3_connect_timeout_s,
+            s3_read_timeout_s=e.s3_read_timeout_s,
+            metrics_port=e.metrics_port or None,
+            worker_shutdown_grace=timedelta(seconds=e.worker_shutdown_grace_s),
+            workflow_sandbox=e.workflow_sandbox,
+            codec_keys=e.codec_keys,
+            codec_key_id=e.codec_key_id,
+            codec_server_token=e.codec_server_token,
+            codec_server_port=e.codec_server_port,
+            archive_interval=timedelta(seconds=e.archive_interval_s),
+            archive_min_age=timedelta(seconds=e.archive_min_age_s),
+            reconcile_window=timedelta(seconds=e.reconcile_window_s),
+            archive_segment_events=e.archive_segment_events,
+            archive_retention=timedelta(days=e.archive_retention_days),
+            archive_prune=e.archive_prune,
+            archive_retry_window=timedelta(seconds=e.archive_retry_window_s),
+            schedules_on_worker_start=e.schedules,
+            reconcile_interval=timedelta(seconds=e.reconcile_interval_s),
+            in_transit_sla=timedelta(seconds=e.in_transit_sla_s),
+            reconcile_region_timeout=timedelta(seconds=e.reconcile_region_timeout_s),
         )
 
     def archive_schedule_id(self, region: str) -> str:
@@ -362,48 +318,35 @@ class Settings:
             raise ValueError(f"unknown region {region!r}; configured regions: {self.regions}")
 
 
-def _archive_settings(env: Mapping[str, str]) -> dict[str, Any]:
-    def seconds(name: str, default: timedelta) -> timedelta:
-        value = _float(env, name, default.total_seconds())
-        if value < 0:
-            raise ValueError(f"{name} must not be negative, got {value}")
-        return timedelta(seconds=value)
+def _temporal(env: Mapping[str, str], e: Environment) -> ClientConfigProfile:
+    """The Temporal connection: Temporal's own profile and `TEMPORAL_*`
+    variables, then the `LEDGERFLOW_TEMPORAL_*` overrides."""
+    from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 
-    min_age = seconds("LEDGERFLOW_ARCHIVE_MIN_AGE_S", Settings.archive_min_age)
-    window = seconds("LEDGERFLOW_RECONCILE_WINDOW_S", Settings.reconcile_window)
-    if min_age < window:
-        raise ValueError(
-            f"LEDGERFLOW_ARCHIVE_MIN_AGE_S ({min_age.total_seconds():g}) must not be less than "
-            f"LEDGERFLOW_RECONCILE_WINDOW_S ({window.total_seconds():g}): events inside the "
-            "reconciliation window stay in the hot store"
+    profile = ClientConfigProfile.load(
+        e.temporal_profile or env.get("TEMPORAL_PROFILE") or None,
+        override_env_vars=dict(env),
+    )
+    changes: dict[str, Any] = {}
+    for name, value in (("address", e.temporal_address), ("namespace", e.temporal_namespace),
+                        ("api_key", e.temporal_api_key)):  # fmt: skip
+        if value is not None:
+            changes[name] = value
+    tls = profile.tls or ClientConfigTLS()
+    tls_changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("client_cert", e.temporal_tls_client_cert),
+            ("client_private_key", e.temporal_tls_client_key),
+            ("server_root_ca_cert", e.temporal_tls_server_ca_cert),
+            ("server_name", e.temporal_tls_server_name),
         )
-
-    def at_least_one(name: str, default: timedelta) -> timedelta:
-        value = seconds(name, default)
-        if value.total_seconds() < 1:
-            raise ValueError(f"{name} must be at least 1")
-        return value
-
-    interval = at_least_one("LEDGERFLOW_ARCHIVE_INTERVAL_S", Settings.archive_interval)
-    segment = _int(env, "LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS", Settings.archive_segment_events)
-    if segment < 1:
-        raise ValueError("LEDGERFLOW_ARCHIVE_SEGMENT_EVENTS must be at least 1")
-    days = _float(env, "LEDGERFLOW_ARCHIVE_RETENTION_DAYS", Settings.archive_retention.days)
-    return {
-        "archive_interval": interval,
-        "archive_min_age": min_age,
-        "reconcile_window": window,
-        "archive_segment_events": segment,
-        "archive_retention": timedelta(days=max(days, 0)),
-        "archive_prune": _flag(env, "LEDGERFLOW_ARCHIVE_PRUNE"),
-        "archive_retry_window": seconds(
-            "LEDGERFLOW_ARCHIVE_RETRY_WINDOW_S", Settings.archive_retry_window
-        ),
-        "schedules_on_worker_start": (_env(env, "LEDGERFLOW_SCHEDULES") or "on").lower()
-        not in ("0", "false", "no", "off"),
-        "reconcile_interval": at_least_one("LEDGERFLOW_RECONCILE_INTERVAL_S",
-                                           Settings.reconcile_interval),
-        "in_transit_sla": seconds("LEDGERFLOW_IN_TRANSIT_SLA_S", Settings.in_transit_sla),
-        "reconcile_region_timeout": at_least_one("LEDGERFLOW_RECONCILE_REGION_TIMEOUT_S",
-                                                 Settings.reconcile_region_timeout),
-    }  # fmt: skip
+        if value is not None
+    }
+    if e.temporal_tls is not None:
+        tls_changes["disabled"] = not e.temporal_tls
+    if tls_changes:
+        changes["tls"] = replace(tls, **tls_changes)
+    elif profile.tls is None and (changes.get("api_key") or profile.api_key):
+        changes["tls"] = ClientConfigTLS()  # an API key implies TLS
+    return replace(profile, **changes) if changes else profile

@@ -35,6 +35,9 @@ from ledgerflow.store.migrate import upgrade, upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from workers.regional import build_worker
 
+#: The defaults, as an unconfigured machine gets them.
+DEFAULTS = Settings.from_env({})
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -229,7 +232,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
     """The moto S3 server, with the default bucket (Object Lock enabled)."""
     server = EmbeddedS3(find_free_port(), tmp_path_factory.mktemp("s3"))
     server.start()
-    server.ensure_bucket(Settings.s3_bucket, Settings.s3_region)
+    server.ensure_bucket(DEFAULTS.s3_bucket, DEFAULTS.s3_region)
     try:
         yield server
     finally:
@@ -239,7 +242,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS3]:
 @pytest.fixture
 def raw_s3(s3_server: EmbeddedS3) -> S3Client:
     """A plain boto3 client on the test S3 server: for tampering and inspection."""
-    return s3_client(s3_server.endpoint_url, Settings.s3_region)
+    return s3_client(s3_server.endpoint_url, DEFAULTS.s3_region)
 
 
 @pytest.fixture
@@ -247,5 +250,5 @@ def archive_objects(s3_server: EmbeddedS3) -> S3ObjectStore:
     """A fresh Object Lock bucket per test: archive keys are per region name, so
     tests that archive a region of their own must not share a bucket."""
     bucket = f"lf-{uuid.uuid4().hex[:16]}"
-    s3_server.ensure_bucket(bucket, Settings.s3_region)
-    return S3ObjectStore(s3_server.endpoint_url, bucket, Settings.s3_region)
+    s3_server.ensure_bucket(bucket, DEFAULTS.s3_region)
+    return S3ObjectStore(s3_server.endpoint_url, bucket, DEFAULTS.s3_region)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ledgerflow.config import Settings
+from ledgerflow.config import GROUP_COMMIT_MAX, GROUP_COMMIT_WRITERS, Settings
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     InvalidRequest,
@@ -104,8 +104,8 @@ class PostgresEventStore(EventStore):
         region: str,
         before_commit: Callable[[Transfer], Awaitable[None]] | None = None,
         *,
-        max_batch: int = Settings.db_group_commit_max,
-        writers: int = Settings.db_group_commit_writers,
+        max_batch: int = GROUP_COMMIT_MAX,
+        writers: int = GROUP_COMMIT_WRITERS,
     ) -> None:
         self.engine = engine
         self.region = region

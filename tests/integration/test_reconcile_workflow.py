@@ -84,7 +84,7 @@ def page(region: str, after: Cursor, upto: Cursor, more: bool) -> RegionWindow:
 async def reconcile(env: WorkflowEnvironment, regions: ScriptedRegions, *names: str) -> Any:
     queue = f"tq-{uuid.uuid4()}"
     config = env.client.config()
-    config["data_converter"] = data_converter(Settings())
+    config["data_converter"] = data_converter(Settings.from_env({}))
     client = Client(**config)
     request = ReconcileRequest(task_queues=dict.fromkeys(names, queue), region_timeout_s=5)
     async with Worker(client, task_queue=queue, workflows=[ReconcileWorkflow],

@@ -126,7 +126,7 @@ async def run_saga(
     src, dst = f"tq-{uuid.uuid4()}", f"tq-{uuid.uuid4()}"
     store = ScriptedStore(dst, dict(answers))
     config = env.client.config()
-    config["data_converter"] = data_converter(Settings())
+    config["data_converter"] = data_converter(Settings.from_env({}))
     client = Client(**config)
     request = TransferRequest(f"t-{uuid.uuid4().hex[:8]}", "alice", "bob", 100, "USD", "test",
                               to_region="eu")  # fmt: skip

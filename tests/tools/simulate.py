@@ -63,7 +63,7 @@ from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError, StoreUnav
 from ledgerflow.domain.model import TransferRequest, TransferResult
 from tests.tools.sim_checks import RoundFailure, check_maintenance, check_round, final_checks
 from tests.tools.sim_model import Account, Model, Outcome, Payload
-from tests.tools.stack import Ledger, own_ledger
+from tests.tools.stack import Ledger, WorkerDied, own_ledger
 from workflows.transfer import TransferWorkflow
 
 TRANSIENT = (ConfirmationTimeout, StoreUnavailable, RPCError,
@@ -381,6 +381,10 @@ class Simulation:
         )  # fmt: skip
         if striking is not None:
             await striking
+        try:
+            self.ledger.workers.require_running()
+        except WorkerDied as exc:
+            raise RoundFailure(str(exc)) from None
         for op, (outcome, region, to_region), got in zip(round_.ops, decided, answers,
                                                          strict=True):  # fmt: skip
             for answer in got:

@@ -51,6 +51,10 @@ def find_free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+class WorkerDied(RuntimeError):
+    """A worker process exited without being told to."""
+
+
 class Workers:
     """One `ledgerflow worker` process per region, killable."""
 
@@ -59,6 +63,8 @@ class Workers:
         self.regions = regions
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: regions stopped or killed on purpose, not (yet) started again
+        self.stopped: set[str] = set()
 
     def start(self, region: str, failpoints: str | None = None) -> None:
         log = (self.logs / f"worker-{region}.log").open("ab")
@@ -67,18 +73,31 @@ class Workers:
             [sys.executable, "-m", "ledgerflow", "worker", "--region", region],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        self.stopped.discard(region)
+
+    def require_running(self) -> None:
+        """Every worker started and not stopped is still alive: one that died
+        by itself (a crash at start, say) is a finding, not a quiet outage."""
+        for region, proc in self.procs.items():
+            if proc.poll() is not None and region not in self.stopped:
+                tail = (self.logs / f"worker-{region}.log").read_text(errors="replace")
+                last = [line for line in tail.splitlines() if line.strip()][-3:]
+                raise WorkerDied(f"worker {region} exited with {proc.returncode}: "
+                                 + " | ".join(last))  # fmt: skip
 
     def running(self, region: str) -> bool:
         proc = self.procs.get(region)
         return proc is not None and proc.poll() is None
 
     def kill(self, region: str) -> None:
+        self.stopped.add(region)
         proc = self.procs[region]
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
     def stop(self, region: str) -> None:
+        self.stopped.add(region)
         proc = self.procs[region]
         if proc.poll() is None:
             proc.terminate()

@@ -47,7 +47,7 @@ class BusyServer:
 
 
 def client_for(server: BusyServer) -> LedgerClient:
-    client = LedgerClient(server, Settings())  # type: ignore[arg-type]
+    client = LedgerClient(server, Settings.from_env({}))  # type: ignore[arg-type]
     client._homes.update({"alice": "us", "bob": "us"})  # no database to ask
     return client
 

@@ -1,6 +1,7 @@
 """Settings: every endpoint is configurable, and embedded defaults apply only when not given."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,102 @@ def test_reads_use_the_reader_role_unless_told_otherwise() -> None:
 def test_an_unknown_region_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown region"):
         Settings.from_env({}).database_url("mars")
+
+
+# -- Temporal's own conventions, then ours -----------------------------------------
+
+
+def test_temporal_follows_its_own_environment_and_profiles(tmp_path: Path) -> None:
+    from temporalio.service import TLSConfig
+
+    config = tmp_path / "temporal.toml"
+    config.write_text(
+        '[profile.prod]\naddress = "prod.tmprl.cloud:7233"\nnamespace = "ledger.prod"\n'
+        'api_key = "k"\n'
+    )
+    plain = Settings.from_env({"TEMPORAL_ADDRESS": "t.internal:7233", "TEMPORAL_NAMESPACE": "n"})
+    assert (plain.temporal_address, plain.temporal_namespace) == ("t.internal:7233", "n")
+    assert plain.temporal_address_given and not plain.temporal_tls
+    prod = Settings.from_env({"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_PROFILE": "prod"})
+    assert (prod.temporal_address, prod.temporal_namespace) == (
+        "prod.tmprl.cloud:7233", "ledger.prod")  # fmt: skip
+    assert prod.temporal_tls, "an API key implies TLS"
+    connect = prod.temporal_profile.to_client_connect_config()
+    assert connect["api_key"] == "k" and isinstance(connect["tls"], TLSConfig)
+    # LEDGERFLOW_TEMPORAL_* override the profile, field by field.
+    ours = Settings.from_env({
+        "TEMPORAL_CONFIG_FILE": str(config), "LEDGERFLOW_TEMPORAL_PROFILE": "prod",
+        "LEDGERFLOW_TEMPORAL_NAMESPACE": "ledger.staging", "LEDGERFLOW_TEMPORAL_TLS": "0",
+    })  # fmt: skip
+    assert (ours.temporal_address, ours.temporal_namespace) == (
+        "prod.tmprl.cloud:7233", "ledger.staging")  # fmt: skip
+    assert not ours.temporal_tls
+    # Nothing given: the embedded dev server, plain.
+    embedded = Settings.from_env({"LEDGERFLOW_TEMPORAL_PORT": "7300"})
+    assert embedded.temporal_address == "127.0.0.1:7300" and not embedded.temporal_address_given
+    assert embedded.temporal_profile.to_client_connect_config() == {}
+
+
+def test_mtls_client_certificates_reach_the_connection(tmp_path: Path) -> None:
+    from temporalio.service import TLSConfig
+
+    cert, key, ca = (tmp_path / name for name in ("client.pem", "client.key", "ca.pem"))
+    for path in (cert, key, ca):
+        path.write_bytes(f"-----{path.name}-----\n".encode())
+    s = Settings.from_env({
+        "LEDGERFLOW_TEMPORAL_ADDRESS": "secure.internal:7233",
+        "LEDGERFLOW_TEMPORAL_TLS_CLIENT_CERT": str(cert),
+        "LEDGERFLOW_TEMPORAL_TLS_CLIENT_KEY": str(key),
+        "LEDGERFLOW_TEMPORAL_TLS_SERVER_CA_CERT": str(ca),
+        "LEDGERFLOW_TEMPORAL_TLS_SERVER_NAME": "temporal.internal",
+    })  # fmt: skip
+    assert s.temporal_tls
+    tls = s.temporal_profile.to_client_connect_config()["tls"]
+    assert isinstance(tls, TLSConfig)
+    assert (tls.client_cert, tls.client_private_key, tls.server_root_ca_cert, tls.domain) == (
+        cert.read_bytes(), key.read_bytes(), ca.read_bytes(), "temporal.internal")  # fmt: skip
+    # The same through Temporal's own variables.
+    theirs = Settings.from_env({
+        "TEMPORAL_ADDRESS": "secure.internal:7233",
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(cert), "TEMPORAL_TLS_CLIENT_KEY_PATH": str(key),
+    })  # fmt: skip
+    assert theirs.temporal_tls
+    assert theirs.temporal_profile.to_client_connect_config()["tls"].client_cert == (  # type: ignore[union-attr]
+        cert.read_bytes())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LEDGERFLOW_DB_POOL_SIZE": "0"}, "LEDGERFLOW_DB_POOL_SIZE must be at least 1, got '0'"),
+        ({"LEDGERFLOW_ARCHIVE_PRUNE": "maybe"}, "LEDGERFLOW_ARCHIVE_PRUNE must be on or off"),
+        ({"LEDGERFLOW_S3_READ_TIMEOUT_S": "soon"}, "LEDGERFLOW_S3_READ_TIMEOUT_S must be a number"),
+        ({"LEDGERFLOW_PG_PORT": "70000"}, "LEDGERFLOW_PG_PORT must be at most 65535"),
+        ({"LEDGERFLOW_ARCHIVE_MIN_AGE_S": "60"}, "must not be less than"),
+        ({"LEDGERFLOW_ARCHIVE_INTERVAL_S": "0.5"}, "must be at least 1"),
+    ],
+)
+def test_each_bad_value_is_named_with_its_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Settings.from_env(env)
+
+
+def test_on_and_off_read_as_people_write_them() -> None:
+    assert not Settings.from_env({"LEDGERFLOW_SCHEDULES": "off"}).schedules_on_worker_start
+    assert Settings.from_env({"LEDGERFLOW_ARCHIVE_PRUNE": "yes"}).archive_prune
+    assert Settings.from_env({"LEDGERFLOW_ARCHIVE_PRUNE": ""}).archive_prune is False
+    assert Settings.from_env({"LEDGERFLOW_METRICS_PORT": "9100"}).metrics_port == 9100
+    assert Settings.from_env({}).metrics_port is None
+
+
+def test_the_readme_configuration_table_is_the_declaration() -> None:
+    from ledgerflow.environment import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    begin, end = "<!-- configuration table: generated -->\n", "<!-- end of table -->"
+    assert begin in readme and end in readme
+    table = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert table == markdown_table(), (
+        "README's configuration table differs from ledgerflow/environment.py: "
+        "regenerate it with `.venv/bin/python -m ledgerflow.environment`"
+    )
