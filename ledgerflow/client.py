@@ -64,6 +64,7 @@ from ledgerflow.domain.errors import (
 from ledgerflow.domain.model import (
     Account,
     OpenAccountRequest,
+    OpenAccountResult,
     Transfer,
     TransferRequest,
     TransferResult,
@@ -72,8 +73,12 @@ from ledgerflow.domain.model import (
 )
 from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
-from workflows.account import OpenAccountWorkflow, account_workflow_id
-from workflows.transfer import TransferWorkflow
+from ledgerflow.workflow_names import (
+    OPEN_ACCOUNT_WORKFLOW,
+    TRANSFER_CONFIRMATION,
+    TRANSFER_WORKFLOW,
+    account_workflow_id,
+)
 
 T = TypeVar("T")
 MAX_STATEMENT_PAGE = 1000
@@ -262,11 +267,13 @@ class LedgerClient:
             metadata=metadata or {},
         ).validated()
         workflow_id = account_workflow_id(account_id)
+        result: OpenAccountResult
         try:
             result = await typed_errors(
                 lambda: self.temporal.execute_workflow(
-                    OpenAccountWorkflow.run,
+                    OPEN_ACCOUNT_WORKFLOW,
                     request,
+                    result_type=OpenAccountResult,
                     id=workflow_id,
                     task_queue=self.settings.task_queue(region),
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -276,7 +283,7 @@ class LedgerClient:
                 )
             )
         except WorkflowAlreadyStartedError:
-            handle = self.temporal.get_workflow_handle_for(OpenAccountWorkflow.run, workflow_id)
+            handle = self.temporal.get_workflow_handle(workflow_id, result_type=OpenAccountResult)
             result = await typed_errors(handle.result)
         account = result.account
         if (account.currency, account.region, account.overdraft_limit) != (
@@ -304,7 +311,7 @@ class LedgerClient:
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         region: str | None = None,
-    ) -> WorkflowHandle[TransferWorkflow, TransferResult]:
+    ) -> WorkflowHandle[Any, TransferResult]:
         """Start a transfer and return its workflow handle (`await handle.result()`)."""
         region = region or await self._home_or_default(from_account)
         request, transfer = self._request(
@@ -313,8 +320,9 @@ class LedgerClient:
         )  # fmt: skip
         try:
             handle = await self.temporal.start_workflow(
-                TransferWorkflow.run, request, **self._start_options(transfer, region)
-            )
+                TRANSFER_WORKFLOW, request, result_type=TransferResult,
+                **self._start_options(transfer, region),
+            )  # fmt: skip
         except WorkflowAlreadyStartedError:
             handle = self._closed_transfer(transfer)
         # The handle may belong to a run that was already there (running or
@@ -325,8 +333,8 @@ class LedgerClient:
         self,
         transfer: Transfer,
         region: str,
-        handle: WorkflowHandle[TransferWorkflow, Any],
-    ) -> WorkflowHandle[TransferWorkflow, Any]:
+        handle: WorkflowHandle[Any, TransferResult],
+    ) -> WorkflowHandle[Any, TransferResult]:
         """A run of this id started with this very payload.
 
         The latest run usually is one. When it is not (a plain client re-ran
@@ -350,8 +358,8 @@ class LedgerClient:
         if not runs:
             raise DuplicateTransferMismatch.for_transfer(transfer.transfer_id)
         earliest = min(runs, key=lambda run: run.start_time)
-        first = self.temporal.get_workflow_handle_for(
-            TransferWorkflow.run, transfer.workflow_id, run_id=earliest.run_id
+        first = self.temporal.get_workflow_handle(
+            transfer.workflow_id, run_id=earliest.run_id, result_type=TransferResult
         )
         started = await self._started_with(first)
         if started is None or _fingerprint(started) != fingerprint:
@@ -363,8 +371,8 @@ class LedgerClient:
             "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             "task_queue": first_queue,
         }
-        ours: WorkflowHandle[TransferWorkflow, Any] = await self.temporal.start_workflow(
-            TransferWorkflow.run, first_request, **options
+        ours: WorkflowHandle[Any, TransferResult] = await self.temporal.start_workflow(
+            TRANSFER_WORKFLOW, first_request, result_type=TransferResult, **options
         )
         return ours
 
@@ -379,8 +387,8 @@ class LedgerClient:
             return request, attributes.task_queue.name
         return None
 
-    def _closed_transfer(self, transfer: Transfer) -> WorkflowHandle[TransferWorkflow, Any]:
-        return self.temporal.get_workflow_handle_for(TransferWorkflow.run, transfer.workflow_id)
+    def _closed_transfer(self, transfer: Transfer) -> WorkflowHandle[Any, TransferResult]:
+        return self.temporal.get_workflow_handle(transfer.workflow_id, result_type=TransferResult)
 
     async def transfer(
         self,
@@ -477,15 +485,17 @@ class LedgerClient:
         """
         delay = 0.05
         while True:
-            start = WithStartWorkflowOperation(
-                TransferWorkflow.run, request, **self._start_options(transfer, region)
-            )
+            start: WithStartWorkflowOperation[Any, TransferResult] = WithStartWorkflowOperation(
+                TRANSFER_WORKFLOW, request, result_type=TransferResult,
+                **self._start_options(transfer, region),
+            )  # fmt: skip
             try:
                 result: TransferResult = await typed_errors(
                     functools.partial(
                         self.temporal.execute_update_with_start_workflow,
-                        TransferWorkflow.confirmation,
+                        TRANSFER_CONFIRMATION,
                         start_workflow_operation=start,
+                        result_type=TransferResult,
                     )
                 )
                 return result

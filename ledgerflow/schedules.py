@@ -40,8 +40,7 @@ from temporalio.client import (
 from ledgerflow.archive.messages import ArchiveRequest
 from ledgerflow.config import Settings
 from ledgerflow.reconcile.messages import ReconcileRequest
-from workflows.archive import ArchiveWorkflow
-from workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflow_names import ARCHIVE_WORKFLOW, RECONCILE_WORKFLOW
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def archive_schedule(settings: Settings, region: str) -> Schedule:
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ArchiveWorkflow.run,
+            ARCHIVE_WORKFLOW,
             request,
             id=settings.archive_schedule_id(region),
             task_queue=settings.task_queue(region),
@@ -84,7 +83,7 @@ def reconcile_request(settings: Settings) -> ReconcileRequest:
 def reconcile_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ReconcileWorkflow.run,
+            RECONCILE_WORKFLOW,
             reconcile_request(settings),
             id=settings.reconcile_schedule_id,
             task_queue=settings.task_queue(settings.reconcile_region),

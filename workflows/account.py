@@ -12,10 +12,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
-def account_workflow_id(account_id: str) -> str:
-    return f"account-{account_id}"
-
-
 @workflow.defn
 class OpenAccountWorkflow:
     @workflow.run

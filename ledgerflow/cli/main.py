@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from infra.process import StackError
 from ledgerflow.cli.archive import add_parsers as archive_parsers
 from ledgerflow.cli.archive import cmd_archive, cmd_bench_archive, cmd_schedules
 from ledgerflow.cli.bench import cmd_bench_e2e, cmd_bench_store
@@ -457,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except (StackError, ValueError) as exc:  # the dev stack, or a bad setting
+    except (ValueError, *_dev_stack_errors()) as exc:  # type: ignore[misc]  # a bad setting, or the dev stack
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (ConnectionError, TimeoutError) as exc:
@@ -476,6 +475,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
         print(f"error: {type(exc).__name__}: {detail}", file=sys.stderr)
         return 1
+
+
+def _dev_stack_errors() -> tuple[type[Exception], ...]:
+    """The dev stack's error type, if a command loaded the dev stack (it can
+    have raised one only then); the CLI does not load it to start."""
+    process = sys.modules.get("infra.process")
+    return (process.StackError,) if process is not None else ()
 
 
 def _unreachable_database(exc: BaseException) -> str | None:

@@ -33,8 +33,8 @@ from ledgerflow.client import LedgerClient
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
+from ledgerflow.workflow_names import account_workflow_id
 from workers.regional import WORKFLOWS
-from workflows.account import account_workflow_id
 from workflows.baseline import BaselineTransferWorkflow
 from workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
 

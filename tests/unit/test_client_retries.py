@@ -28,7 +28,11 @@ class BusyServer:
         self.result: TransferResult | None = None
 
     async def execute_update_with_start_workflow(
-        self, update: Any, *, start_workflow_operation: WithStartWorkflowOperation[Any, Any]
+        self,
+        update: Any,
+        *,
+        start_workflow_operation: WithStartWorkflowOperation[Any, Any],
+        result_type: type | None = None,
     ) -> TransferResult:
         self.attempts += 1
         handle_future = start_workflow_operation._workflow_handle

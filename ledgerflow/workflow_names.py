@@ -1,0 +1,20 @@
+"""The names the ledger's workflows, updates and queries are registered
+under, for the code that starts and talks to them (the SDK client, the
+schedules, the CLI) without importing the workflow code itself: that lives
+above the core, with the workers. A test checks each name against its
+definition."""
+
+from __future__ import annotations
+
+TRANSFER_WORKFLOW = "TransferWorkflow"
+#: Answered once the transfer's outcome is recorded (update-with-start).
+TRANSFER_CONFIRMATION = "confirmation"
+#: The transfer's progress (`TransferProgress`), for the Web UI and `status`.
+TRANSFER_STATUS = "status"
+OPEN_ACCOUNT_WORKFLOW = "OpenAccountWorkflow"
+ARCHIVE_WORKFLOW = "ArchiveWorkflow"
+RECONCILE_WORKFLOW = "ReconcileWorkflow"
+
+
+def account_workflow_id(account_id: str) -> str:
+    return f"account-{account_id}"

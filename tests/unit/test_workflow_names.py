@@ -1,0 +1,24 @@
+"""The names the core starts workflows by are the names they are defined under."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from ledgerflow import workflow_names as names
+from workflows.account import OpenAccountWorkflow
+from workflows.archive import ArchiveWorkflow
+from workflows.reconcile import ReconcileWorkflow
+from workflows.transfer import TransferWorkflow
+
+
+def test_each_name_is_its_definitions() -> None:
+    for cls, name in (
+        (TransferWorkflow, names.TRANSFER_WORKFLOW),
+        (OpenAccountWorkflow, names.OPEN_ACCOUNT_WORKFLOW),
+        (ArchiveWorkflow, names.ARCHIVE_WORKFLOW),
+        (ReconcileWorkflow, names.RECONCILE_WORKFLOW),
+    ):
+        assert workflow._Definition.must_from_class(cls).name == name
+    transfer = workflow._Definition.must_from_class(TransferWorkflow)
+    assert names.TRANSFER_CONFIRMATION in transfer.updates
+    assert names.TRANSFER_STATUS in transfer.queries
