@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from temporalio.worker import Worker
 
-from activities import baseline
+from ledgerflow.bench.baseline import ACTIVITIES as BASELINE_ACTIVITIES
+from ledgerflow.bench.baseline import BaselineTransferWorkflow
 from ledgerflow.bench.latency import percentile
 from ledgerflow.bench.progress import bar
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.model import TransferResult
-from workflows.baseline import BaselineTransferWorkflow
 
 #: A rate is sustained when this share of the offered load completed in time.
 SUSTAINED = 0.95
@@ -181,7 +181,10 @@ async def baseline_load(
     queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     run = uuid.uuid4().hex[:6]
     async with Worker(
-        client, task_queue=queue, workflows=[BaselineTransferWorkflow], activities=baseline.ALL
+        client,
+        task_queue=queue,
+        workflows=[BaselineTransferWorkflow],
+        activities=BASELINE_ACTIVITIES,
     ):
 
         async def submit(i: int) -> None:

@@ -28,14 +28,14 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
-from activities import baseline
+from ledgerflow.bench.baseline import ACTIVITIES as BASELINE_ACTIVITIES
+from ledgerflow.bench.baseline import BaselineTransferWorkflow
 from ledgerflow.client import LedgerClient
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
 from ledgerflow.workflow_names import account_workflow_id
 from workers.regional import WORKFLOWS
-from workflows.baseline import BaselineTransferWorkflow
 from workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -93,7 +93,7 @@ async def record(ledger: LedgerClient, client: Client, uid: Ids) -> dict[str, st
     }
     async with Worker(
         client, task_queue="replay-baseline", workflows=[BaselineTransferWorkflow],
-        activities=baseline.ALL,
+        activities=BASELINE_ACTIVITIES,
     ):  # fmt: skip
         await client.execute_workflow(
             BaselineTransferWorkflow.run, 7, id=uid("baseline"), task_queue="replay-baseline"
