@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.model import (
@@ -12,6 +12,7 @@ from ledgerflow.domain.model import (
     Event,
     OpenAccountRequest,
     OpenAccountResult,
+    Posting,
     Transfer,
     TransferResult,
 )
@@ -30,44 +31,63 @@ class TailCursor:
     position: int = 0
 
 
-class EventStore(ABC):
-    """One region's write model: accounts and their append-only events."""
+class EventStore(Protocol):
+    """One region's write model: accounts, their append-only events and the
+    recorded outcome of every posting id. What the activities, the saga and
+    the tests need of a store, and all of it: `PostgresEventStore` is the
+    ledger's, `InMemoryEventStore` the fast tests'; tests/contract holds both
+    to the same behaviour."""
 
-    @abstractmethod
+    #: The region whose accounts this store holds.
+    region: str
+
     async def open_account(
         self, request: OpenAccountRequest, occurred_at: datetime
-    ) -> OpenAccountResult: ...
+    ) -> OpenAccountResult:
+        """Open the account (its `AccountOpened` event), or return it if it is
+        already open as requested; `AccountAlreadyExists` if otherwise."""
+        ...
 
-    @abstractmethod
     async def get_account(self, account_id: str) -> Account | None: ...
 
-    @abstractmethod
     async def check_transfer(self, transfer: Transfer) -> None:
         """Advisory validation without locks; raises the `LedgerError` the append would."""
+        ...
 
-    @abstractmethod
+    async def check_posting(self, posting: Posting) -> None:
+        """The same for one region's posting of a transfer (a saga's leg)."""
+        ...
+
     async def append_transfer(
         self, transfer: Transfer, region: str, occurred_at: datetime
     ) -> TransferResult:
         """Post both legs atomically, or return the result already recorded for this id."""
+        ...
 
-    @abstractmethod
+    async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
+        """Write one region's posting exactly once per `posting_id`: the
+        recorded outcome if that id was recorded with the same payload and
+        part of the transfer, `DuplicateTransferMismatch` if not."""
+        ...
+
     async def record_rejection(
         self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
     ) -> TransferResult:
         """Record a refused transfer for audit, or return the outcome already recorded."""
+        ...
 
-    @abstractmethod
+    async def record_posting_rejection(
+        self, posting: Posting, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult: ...
+
     async def get_transfer(self, transfer_id: str) -> TransferResult | None: ...
 
-    @abstractmethod
     async def account_events(
         self, account_id: str, after_version: int = 0, limit: int = 1000
     ) -> list[Event]: ...
 
-    @abstractmethod
     async def events_by_id(self, event_ids: list[str]) -> list[Event]: ...
 
-    @abstractmethod
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         """Events after `after` in global order, never skipping one that commits late."""
+        ...

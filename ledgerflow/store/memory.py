@@ -1,0 +1,220 @@
+"""An event store in memory, for fast tests of the domain and the workflows'
+activities: the same contract as `PostgresEventStore` (tests/contract runs
+one suite against both), without a database.
+
+It applies postings with the very code the PostgreSQL store applies them
+with (`PostingBatch`: the policy, the running balances, the hash chain, the
+recorded outcome per id), so what differs between the two is only where the
+rows go. It holds one region, in one process; it has no durability, no
+concurrency beyond one event loop (an `asyncio.Lock` stands in for the
+account locks), and no read models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ledgerflow.domain.errors import AccountAlreadyExists, InvalidRequest, LedgerError
+from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
+from ledgerflow.domain.model import (
+    Account,
+    Event,
+    EventType,
+    OpenAccountRequest,
+    OpenAccountResult,
+    Posting,
+    Transfer,
+    TransferResult,
+    TransferStatus,
+)
+from ledgerflow.domain.policy import check_policy
+from ledgerflow.store.base import TailCursor
+from ledgerflow.store.batch import PostingBatch, event_id_for, same_posting
+from ledgerflow.store.rows import Recorded
+
+
+class InMemoryEventStore:
+    """One region's accounts, events and outcomes, in memory."""
+
+    def __init__(self, region: str, clock: Callable[[], datetime] | None = None) -> None:
+        self.region = region
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._accounts: dict[str, Account] = {}
+        self._events: list[Event] = []
+        self._recorded: dict[str, Recorded] = {}
+        self._tx = 0
+        self._lock = asyncio.Lock()
+
+    # -- accounts ---------------------------------------------------------
+
+    async def open_account(
+        self, request: OpenAccountRequest, occurred_at: datetime
+    ) -> OpenAccountResult:
+        return self._open(request.validated(), occurred_at)
+
+    def _open(self, request: OpenAccountRequest, occurred_at: datetime) -> OpenAccountResult:
+        if request.region != self.region:
+            raise InvalidRequest(
+                f"account {request.account_id!r} is homed in {request.region!r}; "
+                f"this is the {self.region!r} store",
+                field="region",
+            )
+        event_id = event_id_for(f"account/{request.account_id}/opened")
+        existing = self._accounts.get(request.account_id)
+        if existing is not None:
+            if (existing.currency, existing.region, existing.overdraft_limit) != (
+                request.currency, request.region, request.overdraft_limit,
+            ):  # fmt: skip
+                raise AccountAlreadyExists(
+                    f"account {request.account_id!r} already exists with currency "
+                    f"{existing.currency}, region {existing.region}, overdraft limit "
+                    f"{existing.overdraft_limit}",
+                    account_id=request.account_id,
+                )
+            return OpenAccountResult(account=existing, created=False, event_id=event_id)
+        now = self._clock()
+        fields: dict[str, Any] = dict(
+            event_id=event_id, type=EventType.ACCOUNT_OPENED, account_id=request.account_id,
+            version=1, amount=0, currency=request.currency, balance_after=0,
+            occurred_at=occurred_at, recorded_at=now, region=request.region,
+            initiated_by=request.initiated_by, transfer_id=None, leg=None, counterparty=None,
+            description=None, metadata=request.metadata,
+        )  # fmt: skip
+        digest = chain_hash(GENESIS_HASH, event_content(**fields))
+        self._tx += 1
+        self._events.append(
+            Event(
+                **fields,
+                prev_hash=GENESIS_HASH,
+                hash=digest,
+                position=len(self._events) + 1,
+                tx_id=self._tx,
+            )
+        )
+        account = Account(request.account_id, request.currency, request.region,
+                          request.overdraft_limit, "open", 1, 0, now, digest,
+                          dict(request.metadata), now)  # fmt: skip
+        self._accounts[account.account_id] = account
+        return OpenAccountResult(account=account, created=True, event_id=event_id)
+
+    def _ensure_clearing(self, posting: Posting, occurred_at: datetime) -> None:
+        clearing = posting.clearing_account
+        if clearing is None or clearing in self._accounts:
+            return
+        request = OpenAccountRequest(
+            account_id=clearing, currency=posting.transfer.currency, region=self.region,
+            overdraft_limit=None, initiated_by="ledgerflow",
+            metadata={"role": "clearing", "peer_region": posting.peer_region},
+        )  # fmt: skip
+        self._open(request.validated(clearing=True), occurred_at)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return self._accounts.get(account_id)
+
+    # -- transfers --------------------------------------------------------
+
+    async def check_transfer(self, transfer: Transfer) -> None:
+        await self.check_posting(Posting.local(transfer, self.region))
+
+    async def check_posting(self, posting: Posting) -> None:
+        transfer = posting.as_transfer()
+        found = dict(self._accounts)
+        clearing = posting.clearing_account
+        if clearing is not None and clearing not in found:
+            found[clearing] = Account(clearing, transfer.currency, self.region, None, "open",
+                                      1, 0, self._clock(), GENESIS_HASH)  # fmt: skip
+        check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
+
+    async def append_transfer(
+        self, transfer: Transfer, region: str, occurred_at: datetime
+    ) -> TransferResult:
+        return await self.append_posting(Posting.local(transfer, region), occurred_at)
+
+    async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
+        self._require_home(posting)
+        async with self._lock:
+            self._ensure_clearing(posting, occurred_at)
+            batch = PostingBatch(self._clock(), self.region)
+            accounts = dict(self._accounts)
+            result = batch.post(posting, occurred_at, accounts, self._recorded)
+            if batch.postings:
+                self._tx += 1
+                columns = batch.events
+                for i in range(len(columns["event_id"])):
+                    row = {name: values[i] for name, values in columns.items()}
+                    row["metadata"] = json.loads(row["metadata"])
+                    self._events.append(
+                        Event(
+                            region=self.region,
+                            position=len(self._events) + 1,
+                            tx_id=self._tx,
+                            **row,
+                        )
+                    )
+                self._accounts.update(batch.touched)
+            return result
+
+    def _require_home(self, posting: Posting) -> None:
+        if posting.region != self.region:
+            raise InvalidRequest(
+                f"posting {posting.posting_id!r} belongs to region {posting.region!r}; "
+                f"this is the {self.region!r} store",
+                field="region",
+            )
+
+    async def record_rejection(
+        self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        return await self.record_posting_rejection(
+            Posting.local(transfer, region), error, occurred_at
+        )
+
+    async def record_posting_rejection(
+        self, posting: Posting, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        self._require_home(posting)
+        async with self._lock:
+            if posting.posting_id not in self._recorded:
+                rejected = TransferResult(
+                    transfer_id=posting.posting_id, status=TransferStatus.REJECTED,
+                    fingerprint=posting.transfer.fingerprint(), region=posting.region,
+                    reason_type=error.type, reason=error.message,
+                )  # fmt: skip
+                self._recorded[posting.posting_id] = Recorded(
+                    rejected, str(posting.kind), posting.peer_region
+                )
+            return same_posting(self._recorded[posting.posting_id], posting)
+
+    async def get_transfer(self, transfer_id: str) -> TransferResult | None:
+        recorded = self._recorded.get(transfer_id)
+        return recorded.result if recorded is not None else None
+
+    # -- reading events ---------------------------------------------------
+
+    async def account_events(
+        self, account_id: str, after_version: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        mine = [e for e in self._events if e.account_id == account_id and e.version > after_version]
+        return sorted(mine, key=lambda e: e.version)[:limit]
+
+    async def events_by_id(self, event_ids: list[str]) -> list[Event]:
+        wanted = set(event_ids)
+        return [e for e in self._events if e.event_id in wanted]
+
+    async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
+        def place(event: Event) -> TailCursor:
+            return TailCursor(event.tx_id or 0, event.position or 0)
+
+        return [e for e in self._events if place(e) > after][:limit]
+
+
+if TYPE_CHECKING:  # both stores are the seam, checked by mypy
+    from ledgerflow.store.base import EventStore
+    from ledgerflow.store.postgres import PostgresEventStore
+
+    _memory: type[EventStore] = InMemoryEventStore
+    _postgres: type[EventStore] = PostgresEventStore

@@ -1,0 +1,201 @@
+"""One contract, two event stores: every test here runs against the
+PostgreSQL store (a real server) and the in-memory one, so a fast test that
+uses the in-memory store is testing the behaviour the ledger has.
+
+What a store promises (ledgerflow/store/base.py, `EventStore`): accounts open
+once; a posting id is written exactly once and answers its recorded outcome
+ever after, or `DuplicateTransferMismatch` for another payload or another part
+of a transfer; a recorded rejection stands; the policy refuses what it must
+and a refusal writes nothing; every account's events chain from the genesis
+with running balances; the global tail delivers every event once, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from ledgerflow.domain.errors import (
+    AccountAlreadyExists,
+    AccountClosed,
+    AccountNotFound,
+    CurrencyMismatch,
+    DuplicateTransferMismatch,
+    InsufficientFunds,
+    InvalidRequest,
+)
+from ledgerflow.domain.hashing import verify_chain
+from ledgerflow.domain.model import (
+    OpenAccountRequest,
+    Posting,
+    Transfer,
+    TransferStatus,
+    clearing_account_id,
+)
+from ledgerflow.store.base import EventStore, TailCursor
+from ledgerflow.store.memory import InMemoryEventStore
+
+Ids = Callable[[str], str]
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def es(request: pytest.FixtureRequest) -> EventStore:
+    if request.param == "memory":
+        return InMemoryEventStore("us")
+    store: EventStore = request.getfixturevalue("store")
+    return store
+
+
+async def opened(es: EventStore, account_id: str, *, limit: int | None = 0) -> str:
+    await es.open_account(OpenAccountRequest(account_id, "USD", "us", limit), NOW)
+    return account_id
+
+
+async def funded(es: EventStore, uid: Ids, amount: int = 1_000) -> tuple[str, str, str]:
+    bank = await opened(es, uid("bank"), limit=None)
+    alice, bob = await opened(es, uid("alice")), await opened(es, uid("bob"))
+    await es.append_transfer(Transfer(uid("fund"), bank, alice, amount, "USD", "ops"), "us", NOW)
+    return bank, alice, bob
+
+
+async def test_an_account_opens_once_and_answers_as_it_was_opened(es: EventStore, uid: Ids) -> None:
+    request = OpenAccountRequest(uid("a"), "USD", "us", 500, metadata={"k": "v"})
+    first = await es.open_account(request, NOW)
+    again = await es.open_account(request, NOW)
+    assert first.created and not again.created and first.event_id == again.event_id
+    account = first.account
+    assert (account.currency, account.region, account.overdraft_limit, account.status) == (
+        "USD", "us", 500, "open")  # fmt: skip
+    assert (account.version, account.balance, account.metadata) == (1, 0, {"k": "v"})
+    assert await es.get_account(request.account_id) == again.account
+    with pytest.raises(AccountAlreadyExists):
+        await es.open_account(OpenAccountRequest(request.account_id, "EUR", "us", 500), NOW)
+    with pytest.raises(InvalidRequest):
+        await es.open_account(OpenAccountRequest(uid("b"), "USD", "eu"), NOW)
+    assert await es.get_account(uid("nobody")) is None
+    [opening] = await es.account_events(request.account_id)
+    assert (opening.type, opening.version, opening.amount, opening.balance_after) == (
+        "AccountOpened", 1, 0, 0)  # fmt: skip
+    assert verify_chain([opening]) == account.head_hash
+
+
+async def test_a_posting_is_written_once_and_answers_its_outcome_ever_after(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, bob = await funded(es, uid)
+    transfer = Transfer(uid("t"), alice, bob, 300, "USD", "ops", "rent", {"n": 1})
+    first = await es.append_transfer(transfer, "us", NOW)
+    assert first.status == TransferStatus.CONFIRMED and first.confirmed
+    assert (first.from_balance_after, first.to_balance_after) == (700, 300)
+    assert first.fingerprint == transfer.fingerprint()
+    again = await es.append_transfer(transfer, "us", NOW)
+    assert (again.status, again.debit_event_id, again.credit_event_id) == (
+        first.status, first.debit_event_id, first.credit_event_id)  # fmt: skip
+    assert (await es.get_account(alice)).balance == 700  # type: ignore[union-attr]
+    recorded = await es.get_transfer(transfer.transfer_id)
+    assert recorded is not None and recorded.status == TransferStatus.CONFIRMED
+    assert recorded.debit_event_id == first.debit_event_id
+    with pytest.raises(DuplicateTransferMismatch):
+        await es.append_transfer(Transfer(transfer.transfer_id, alice, bob, 301, "USD", "ops",
+                                          "rent", {"n": 1}), "us", NOW)  # fmt: skip
+    # The same payload as another part of a transfer (a saga's source leg).
+    with pytest.raises(DuplicateTransferMismatch):
+        await es.append_posting(Posting.outbound(transfer, "us", "eu"), NOW)
+    debits = await es.events_by_id([first.debit_event_id or ""])
+    assert [(e.account_id, e.amount, e.leg, e.transfer_id) for e in debits] == [
+        (alice, -300, "debit", transfer.transfer_id)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("too much", InsufficientFunds),
+        ("unknown target", AccountNotFound),
+        ("unknown source", AccountNotFound),
+        ("other currency", CurrencyMismatch),
+    ],
+)
+async def test_a_refused_posting_writes_nothing(
+    es: EventStore, uid: Ids, case: str, error: type[Exception]
+) -> None:
+    _, alice, bob = await funded(es, uid, 100)
+    source, target, amount, currency = {
+        "too much": (alice, bob, 101, "USD"),
+        "unknown target": (alice, uid("ghost"), 1, "USD"),
+        "unknown source": (uid("ghost"), bob, 1, "USD"),
+        "other currency": (alice, bob, 1, "EUR"),
+    }[case]
+    transfer = Transfer(uid("t"), source, target, amount, currency, "ops")
+    with pytest.raises(error):
+        await es.check_transfer(transfer)
+    with pytest.raises(error):
+        await es.append_transfer(transfer, "us", NOW)
+    assert (await es.get_account(alice)).version == 2  # type: ignore[union-attr]
+    assert await es.get_transfer(transfer.transfer_id) is None
+
+
+async def test_a_recorded_rejection_is_the_ids_outcome(es: EventStore, uid: Ids) -> None:
+    bank, alice, bob = await funded(es, uid, 100)
+    transfer = Transfer(uid("t"), alice, bob, 500, "USD", "ops")
+    refusal = InsufficientFunds("not enough", account_id=alice)
+    rejected = await es.record_rejection(transfer, "us", refusal, NOW)
+    assert (rejected.status, rejected.reason_type, rejected.reason) == (
+        TransferStatus.REJECTED, "InsufficientFunds", "not enough")  # fmt: skip
+    # Money arrives; the id still stands for its rejection.
+    await es.append_transfer(Transfer(uid("more"), bank, alice, 1_000, "USD", "ops"), "us", NOW)
+    again = await es.append_transfer(transfer, "us", NOW)
+    assert (again.status, again.reason_type) == (TransferStatus.REJECTED, "InsufficientFunds")
+    later = await es.record_rejection(transfer, "us", AccountClosed("x"), NOW)
+    assert later.reason_type == "InsufficientFunds"
+    with pytest.raises(DuplicateTransferMismatch):
+        await es.record_rejection(Transfer(transfer.transfer_id, alice, bob, 1, "USD", "ops"),
+                                  "us", refusal, NOW)  # fmt: skip
+    stored = await es.get_transfer(transfer.transfer_id)
+    assert stored is not None and stored.status == TransferStatus.REJECTED
+
+
+async def test_saga_legs_open_their_clearing_account_and_reverse(es: EventStore, uid: Ids) -> None:
+    _, alice, _ = await funded(es, uid, 100)
+    far = Transfer(uid("x"), alice, uid("abroad"), 60, "USD", "ops")
+    await es.check_posting(Posting.outbound(far, "us", "eu"))
+    out = await es.append_posting(Posting.outbound(far, "us", "eu"), NOW)
+    clearing = clearing_account_id("us", "eu", "USD")
+    account = await es.get_account(clearing)
+    assert out.confirmed and account is not None
+    assert (account.balance, account.overdraft_limit) == (60, None)
+    back = await es.append_posting(Posting.reversal(far, "us", "eu"), NOW)
+    assert back.confirmed and (await es.get_account(alice)).balance == 100  # type: ignore[union-attr]
+    again = await es.append_posting(Posting.reversal(far, "us", "eu"), NOW)
+    assert (again.status, again.debit_event_id) == (back.status, back.debit_event_id)
+    assert (await es.get_account(clearing)).balance == 0  # type: ignore[union-attr]
+    with pytest.raises(InvalidRequest):
+        await es.append_posting(Posting.inbound(far, "eu", "us"), NOW)  # another region's
+
+
+async def test_every_accounts_events_chain_and_the_tail_delivers_each_once(
+    es: EventStore, uid: Ids
+) -> None:
+    bank, alice, bob = await funded(es, uid)
+    for i in range(5):
+        await es.append_transfer(Transfer(uid(f"t{i}"), alice, bob, 10 + i, "USD", "ops"),
+                                 "us", NOW)  # fmt: skip
+    for account_id in (bank, alice, bob):
+        events = await es.account_events(account_id)
+        head = (await es.get_account(account_id)).head_hash  # type: ignore[union-attr]
+        assert verify_chain(events) == head
+        assert [e.version for e in events] == list(range(1, len(events) + 1))
+    page = await es.account_events(alice, after_version=2, limit=2)
+    assert [e.version for e in page] == [3, 4]
+    # The tail, in pages: every event of these accounts once, in one order.
+    seen, cursor = [], TailCursor()
+    while batch := await es.read_events(cursor, limit=7):
+        seen += batch
+        last = batch[-1]
+        cursor = TailCursor(last.tx_id or 0, last.position or 0)
+    ours = [e for e in seen if e.account_id in (bank, alice, bob)]
+    assert len(ours) == len({e.event_id for e in ours}) == 3 + 2 + 10
+    places = [(e.tx_id, e.position) for e in seen]
+    assert places == sorted(places)  # type: ignore[type-var]
