@@ -22,9 +22,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, TypeVar
 
-import asyncpg
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
@@ -45,10 +42,9 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from ledgerflow import search_attributes as sa
-from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.reader import ArchiveReader
-from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
-from ledgerflow.audit.trail import AuditTrail, audit_trail
+from ledgerflow.audit.point_in_time import BalanceAsOf
+from ledgerflow.audit.trail import AuditTrail
 from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.domain.errors import (
@@ -58,7 +54,6 @@ from ledgerflow.domain.errors import (
     DuplicateTransferMismatch,
     InvalidRequest,
     LedgerError,
-    StoreUnavailable,
     error_from_type,
 )
 from ledgerflow.domain.model import (
@@ -69,10 +64,9 @@ from ledgerflow.domain.model import (
     TransferRequest,
     TransferResult,
     TransferStatus,
-    require_id,
 )
-from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
-from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from ledgerflow.projections.views import Balance, StatementLine
+from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
     OPEN_ACCOUNT_WORKFLOW,
     TRANSFER_CONFIRMATION,
@@ -81,7 +75,6 @@ from ledgerflow.workflow_names import (
 )
 
 T = TypeVar("T")
-MAX_STATEMENT_PAGE = 1000
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -134,57 +127,6 @@ RETRIED_START_STATUSES = frozenset(
 )
 #: How long `transfer` keeps attaching through such answers without `confirm_within`.
 ATTACH_WINDOW_S = 60.0
-#: How long a read keeps retrying a database it cannot reach (a restart, a
-#: failover) before it raises `StoreUnavailable`.
-READ_RETRY_S = 15.0
-#: Driver errors that mean "the connection or server is gone", not "the query
-#: is wrong": a read that meets one is retried on a fresh connection.
-_UNREACHABLE = (OperationalError, InterfaceError, InternalError)
-#: The driver's errors for the same, which SQLAlchemy may wrap in a bare
-#: `DBAPIError` ("connection was closed in the middle of operation" while a
-#: restarting server hangs up during the handshake).
-_DRIVER_UNREACHABLE = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether a read failed because the server or the connection is gone
-    (a restart, a failover), not because of the query."""
-    if isinstance(exc, (OSError, *_UNREACHABLE)):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None:  # asyncpg's own words, under SQLAlchemy's wrapping
-        if isinstance(cause, (OSError, *_DRIVER_UNREACHABLE)):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own words, on one line (not SQLAlchemy's wrapping)."""
-    cause = getattr(exc, "orig", None) or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-
-
-async def reading(call: Callable[[], Awaitable[T]], *, window: float = READ_RETRY_S) -> T:
-    """Run a read, riding out a database restart for up to `window` seconds."""
-    deadline = time.monotonic() + window
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except (DBAPIError, OSError) as exc:
-            if not _unreachable(exc):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise StoreUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from exc
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
@@ -200,30 +142,36 @@ async def typed_errors(call: Callable[[], Awaitable[T]]) -> T:
 
 class LedgerClient:
     def __init__(
-        self, temporal: Client, settings: Settings, *, read_retry_s: float = READ_RETRY_S
+        self,
+        temporal: Client,
+        settings: Settings,
+        *,
+        reads: ReadSide | None = None,
+        read_retry_s: float = READ_RETRY_S,
     ) -> None:
+        """Writes go through `temporal`; reads through `reads` (by default the
+        regions' databases as the read-only role, riding out an unreachable
+        database for `read_retry_s`)."""
         self.temporal = temporal
         self.settings = settings
-        #: How long a read rides out an unreachable database (0: one attempt).
-        self.read_retry_s = read_retry_s
-        self._engines: dict[str, AsyncEngine] = {}
-        self._homes: dict[str, str] = {}
-        self._archives: dict[str, ArchiveReader] = {}
+        self.reads: ReadSide = reads or DatabaseReads(settings, read_retry_s=read_retry_s)
         #: Confirmations in flight, shared by concurrent calls for one transfer.
         self._confirming: dict[tuple[Any, ...], asyncio.Future[TransferResult]] = {}
 
     @classmethod
     async def connect(
-        cls, settings: Settings | None = None, *, read_retry_s: float = READ_RETRY_S
+        cls,
+        settings: Settings | None = None,
+        *,
+        reads: ReadSide | None = None,
+        read_retry_s: float = READ_RETRY_S,
     ) -> LedgerClient:
         settings = settings or Settings.from_env()
-        return cls(await connect_temporal(settings), settings, read_retry_s=read_retry_s)
+        temporal = await connect_temporal(settings)
+        return cls(temporal, settings, reads=reads, read_retry_s=read_retry_s)
 
     async def close(self) -> None:
-        for engine in self._engines.values():
-            await engine.dispose()
-        self._engines.clear()
-        self._archives.clear()
+        await self.reads.close()
 
     async def __aenter__(self) -> LedgerClient:
         return self
@@ -296,7 +244,8 @@ class LedgerClient:
                 f"region {account.region}, overdraft limit {account.overdraft_limit}",
                 account_id=account_id,
             )
-        self._homes[account_id] = region
+        if isinstance(self.reads, DatabaseReads):
+            self.reads.homes[account_id] = region
         return account
 
     async def start_transfer(
@@ -584,40 +533,26 @@ class LedgerClient:
             "search_attributes": TypedSearchAttributes(attributes),
         }
 
-    # -- reads (read models) ----------------------------------------------
+    # -- reads (through the read side) -------------------------------------
 
-    def engine(self, region: str) -> AsyncEngine:
-        if region not in self._engines:
-            # Reads only (writes go through workflows): the read-only role.
-            self._engines[region] = create_engine(
-                self.settings.reader_url(region), self.settings, pool_size=2, pre_ping=True
-            )
-        return self._engines[region]
+    @property
+    def engine(self) -> Callable[[str], AsyncEngine]:
+        """A region's read-only engine (the database read side only)."""
+        return self._database_reads().engine
 
-    def archive(self, region: str) -> ArchiveReader:
-        """Reads the region's archived (possibly pruned) history back from S3."""
-        if region not in self._archives:
-            self._archives[region] = ArchiveReader(
-                self.engine(region), S3ObjectStore.from_settings(self.settings)
-            )
-        return self._archives[region]
+    @property
+    def archive(self) -> Callable[[str], ArchiveReader]:
+        """A region's archive reader (the database read side only)."""
+        return self._database_reads().archive
+
+    def _database_reads(self) -> DatabaseReads:
+        if not isinstance(self.reads, DatabaseReads):
+            raise TypeError("this client reads through a remote read side, not the databases")
+        return self.reads
 
     async def locate(self, account_id: str) -> str:
         """The account's home region; raises `AccountNotFound`."""
-        require_id(account_id, "account_id")
-        if account_id in self._homes:
-            return self._homes[account_id]
-        for region in self.settings.regions:
-            row = await self._read(functools.partial(self._home_in, region, account_id))
-            if row is not None:
-                self._homes[account_id] = row.region
-                return str(row.region)
-        raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-
-    async def _home_in(self, region: str, account_id: str) -> Any:
-        async with self.engine(region).connect() as conn:
-            query = text("SELECT region FROM accounts WHERE account_id = :id")
-            return (await conn.execute(query, {"id": account_id})).first()
+        return await self.reads.locate(account_id)
 
     async def _home_or_default(self, account_id: str) -> str:
         """Where a transfer from `account_id` runs; an unknown account is rejected there."""
@@ -636,49 +571,23 @@ class LedgerClient:
             return None
         return home if home != region else None
 
-    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
-        return await reading(call, window=self.read_retry_s)
-
     async def account(self, account_id: str) -> Account:
-        region = await self.locate(account_id)
-        account = await self._read(
-            lambda: PostgresEventStore(self.engine(region), region).get_account(account_id)
-        )
-        if account is None:
-            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-        return account
+        return await self.reads.account(account_id)
 
     async def balance(self, account_id: str) -> Balance:
         """The account's balance from the read model (it may lag the write by moments)."""
-        region = await self.locate(account_id)
-        balance = await self._read(lambda: get_balance(self.engine(region), account_id))
-        if balance is None:
-            raise AccountNotFound(f"account {account_id!r} has no balance yet")
-        return balance
+        return await self.reads.balance(account_id)
 
     async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
         """The balance at instant `as_of` (time-zone aware), from the event store."""
-        region = await self.locate(account_id)
-        return await self._read(
-            lambda: balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
-        )
+        return await self.reads.balance_as_of(account_id, as_of)
 
     async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
         """Every posting and rejected attempt of the account in [start, end], with proof."""
-        region = await self.locate(account_id)
-        return await self._read(
-            lambda: audit_trail(self.engine(region), account_id, start, end, self.archive(region))
-        )
+        return await self.reads.audit(account_id, start, end)
 
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100
     ) -> list[StatementLine]:
         """One page of postings; pass the last line's `version` to get the next."""
-        if not 1 <= limit <= MAX_STATEMENT_PAGE or after_version < 0:
-            raise InvalidRequest(
-                f"limit must be 1-{MAX_STATEMENT_PAGE} and after_version non-negative"
-            )
-        region = await self.locate(account_id)
-        return await self._read(
-            lambda: get_statement(self.engine(region), account_id, after_version, limit)
-        )
+        return await self.reads.statement(account_id, after_version=after_version, limit=limit)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import InternalError, OperationalError, ProgrammingError
 
-from ledgerflow.client import reading
 from ledgerflow.domain.errors import StoreUnavailable
+from ledgerflow.reads import reading
 
 
 def _failing(error: Exception, times: int) -> tuple[list[int], object]:

@@ -50,10 +50,19 @@ class BusyServer:
         return self.result
 
 
+class KnownHomes:
+    """A read side that knows where two accounts live, and nothing else (no
+    database to ask: the SDK's read side is an interface)."""
+
+    async def locate(self, account_id: str) -> str:
+        return {"alice": "us", "bob": "us"}[account_id]
+
+    async def close(self) -> None:
+        pass
+
+
 def client_for(server: BusyServer) -> LedgerClient:
-    client = LedgerClient(server, Settings.from_env({}))  # type: ignore[arg-type]
-    client._homes.update({"alice": "us", "bob": "us"})  # no database to ask
-    return client
+    return LedgerClient(server, Settings.from_env({}), reads=KnownHomes())  # type: ignore[arg-type]
 
 
 DEDUPED = RPCError("Workflow was not started: StartDeduped", RPCStatusCode.UNAVAILABLE, b"")

@@ -1,0 +1,212 @@
+"""The read side of the SDK: what `LedgerClient` reads, behind one interface.
+
+`LedgerClient` writes through Temporal only; everything it reads (where an
+account lives, its balance, its past, its trail, its statement) goes through
+a `ReadSide`. `DatabaseReads` reads the regions' databases as the read-only
+role (and the S3 archive for pruned history), which is what an application
+inside the ledger's network uses today; a remote read side (the HTTP API of
+a later issue) implements the same interface, so an application needs no
+more credentials than its role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.archive.reader import ArchiveReader
+from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
+from ledgerflow.audit.trail import AuditTrail, audit_trail
+from ledgerflow.config import Settings
+from ledgerflow.domain.errors import AccountNotFound, InvalidRequest, StoreUnavailable
+from ledgerflow.domain.model import Account, require_id
+from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
+from ledgerflow.store.postgres import PostgresEventStore, create_engine
+
+T = TypeVar("T")
+MAX_STATEMENT_PAGE = 1000
+#: How long a read keeps retrying a database it cannot reach (a restart, a
+#: failover) before it raises `StoreUnavailable`.
+READ_RETRY_S = 15.0
+#: Driver errors that mean "the connection or server is gone", not "the query
+#: is wrong": a read that meets one is retried on a fresh connection.
+_UNREACHABLE = (OperationalError, InterfaceError, InternalError)
+#: The driver's errors for the same, which SQLAlchemy may wrap in a bare
+#: `DBAPIError` ("connection was closed in the middle of operation" while a
+#: restarting server hangs up during the handshake).
+_DRIVER_UNREACHABLE = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+class ReadSide(Protocol):
+    """Everything the SDK reads. Each method raises `AccountNotFound` for an
+    account that does not exist and `StoreUnavailable` when the ledger cannot
+    be read right now."""
+
+    async def locate(self, account_id: str) -> str:
+        """The account's home region."""
+        ...
+
+    async def account(self, account_id: str) -> Account: ...
+
+    async def balance(self, account_id: str) -> Balance:
+        """From the read model (it may lag the write by moments)."""
+        ...
+
+    async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf: ...
+
+    async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail: ...
+
+    async def statement(
+        self, account_id: str, *, after_version: int = 0, limit: int = 100
+    ) -> list[StatementLine]: ...
+
+    async def close(self) -> None: ...
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a read failed because the server or the connection is gone
+    (a restart, a failover), not because of the query."""
+    if isinstance(exc, (OSError, *_UNREACHABLE)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:  # asyncpg's own words, under SQLAlchemy's wrapping
+        if isinstance(cause, (OSError, *_DRIVER_UNREACHABLE)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own words, on one line (not SQLAlchemy's wrapping)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+async def reading(call: Callable[[], Awaitable[T]], *, window: float = READ_RETRY_S) -> T:
+    """Run a read, riding out a database restart for up to `window` seconds."""
+    deadline = time.monotonic() + window
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (DBAPIError, OSError) as exc:
+            if not _unreachable(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class DatabaseReads:
+    """Reads the regions' databases directly, as the read-only role."""
+
+    def __init__(self, settings: Settings, *, read_retry_s: float = READ_RETRY_S) -> None:
+        self.settings = settings
+        #: How long a read rides out an unreachable database (0: one attempt).
+        self.read_retry_s = read_retry_s
+        self._engines: dict[str, AsyncEngine] = {}
+        self._archives: dict[str, ArchiveReader] = {}
+        #: Homes found so far (an account never moves).
+        self.homes: dict[str, str] = {}
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.dispose()
+        self._engines.clear()
+        self._archives.clear()
+
+    def engine(self, region: str) -> AsyncEngine:
+        if region not in self._engines:
+            self._engines[region] = create_engine(
+                self.settings.reader_url(region), self.settings, pool_size=2, pre_ping=True
+            )
+        return self._engines[region]
+
+    def archive(self, region: str) -> ArchiveReader:
+        """Reads the region's archived (possibly pruned) history back from S3."""
+        if region not in self._archives:
+            from ledgerflow.archive.objectstore import S3ObjectStore
+
+            self._archives[region] = ArchiveReader(
+                self.engine(region), S3ObjectStore.from_settings(self.settings)
+            )
+        return self._archives[region]
+
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await reading(call, window=self.read_retry_s)
+
+    async def locate(self, account_id: str) -> str:
+        require_id(account_id, "account_id")
+        if account_id in self.homes:
+            return self.homes[account_id]
+        for region in self.settings.regions:
+            row = await self._read(functools.partial(self._home_in, region, account_id))
+            if row is not None:
+                self.homes[account_id] = row.region
+                return str(row.region)
+        raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+
+    async def _home_in(self, region: str, account_id: str) -> Any:
+        async with self.engine(region).connect() as conn:
+            query = text("SELECT region FROM accounts WHERE account_id = :id")
+            return (await conn.execute(query, {"id": account_id})).first()
+
+    async def account(self, account_id: str) -> Account:
+        region = await self.locate(account_id)
+        account = await self._read(
+            lambda: PostgresEventStore(self.engine(region), region).get_account(account_id)
+        )
+        if account is None:
+            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+        return account
+
+    async def balance(self, account_id: str) -> Balance:
+        region = await self.locate(account_id)
+        balance = await self._read(lambda: get_balance(self.engine(region), account_id))
+        if balance is None:
+            raise AccountNotFound(f"account {account_id!r} has no balance yet")
+        return balance
+
+    async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
+        region = await self.locate(account_id)
+        return await self._read(
+            lambda: balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
+        )
+
+    async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
+        region = await self.locate(account_id)
+        return await self._read(
+            lambda: audit_trail(self.engine(region), account_id, start, end, self.archive(region))
+        )
+
+    async def statement(
+        self, account_id: str, *, after_version: int = 0, limit: int = 100
+    ) -> list[StatementLine]:
+        if not 1 <= limit <= MAX_STATEMENT_PAGE or after_version < 0:
+            raise InvalidRequest(
+                f"limit must be 1-{MAX_STATEMENT_PAGE} and after_version non-negative"
+            )
+        region = await self.locate(account_id)
+        return await self._read(
+            lambda: get_statement(self.engine(region), account_id, after_version, limit)
+        )
+
+
+if TYPE_CHECKING:  # DatabaseReads is a ReadSide, checked by mypy
+    _database: type[ReadSide] = DatabaseReads
