@@ -7,12 +7,12 @@ import argparse
 import dataclasses
 import sys
 
-from ledgerflow.cli.output import Unreachable, emit
+from ledgerflow.cli.output import Commands, Unreachable, emit, run_async
 from ledgerflow.cli.read_side import EXIT_NOT_SOUND
 from ledgerflow.config import Settings
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     archive = sub.add_parser(
         "archive",
         parents=[common],
@@ -36,12 +36,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="verify: from S3 alone, trusting nothing in PostgreSQL (the digest chain, every "
         "manifest and segment under the keys they name, every version)",
     )
+    archive.set_defaults(handler=run_async(cmd_archive))
     schedules = sub.add_parser(
         "schedules",
         parents=[common],
         help="the Temporal Schedules (archive per region, reconcile)",
     )
     schedules.add_argument("schedules_command", choices=["apply"])
+    schedules.set_defaults(handler=run_async(cmd_schedules))
 
 
 async def cmd_archive(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,23 +193,4 @@ async def cmd_schedules(args: argparse.Namespace, settings: Settings) -> int:
         ],
         ["schedule_id", "action", "every"],
     )
-    return 0
-
-
-async def cmd_bench_archive(args: argparse.Namespace, settings: Settings) -> int:
-    from ledgerflow.bench.archive import archive_bench
-
-    def progress(line: str) -> None:
-        print(f"\r{line:<60}", end="", file=sys.stderr, flush=True)
-
-    report = await archive_bench(
-        settings, args.events, args.accounts, args.segment_events, args.prune, progress
-    )
-    print(file=sys.stderr)
-    row = {
-        k: f"{v:,.2f}" if isinstance(v, float) else v
-        for k, v in dataclasses.asdict(report).items()
-        if v is not None
-    }
-    emit(args, report, [row], list(row))
     return 0

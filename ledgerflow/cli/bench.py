@@ -1,17 +1,116 @@
-"""`bench store` (and the other benchmarks that need no ledger client)."""
+"""`ledgerflow bench <mode>`: benchmarks (numbers, not tests), each mode with
+its own flags."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from typing import TYPE_CHECKING, Any
 
-from ledgerflow.cli.output import emit
+from ledgerflow.cli.ledger import with_ledger
+from ledgerflow.cli.output import Commands, emit, run_async
 from ledgerflow.config import Settings
+
+if TYPE_CHECKING:
+    from ledgerflow.client import LedgerClient
 
 
 def progress(line: str) -> None:
     print(f"\r{line:<70}", end="", file=sys.stderr, flush=True)
+
+
+def register(sub: Commands, common: argparse.ArgumentParser) -> None:
+    bench = sub.add_parser("bench", parents=[common], help="benchmarks (numbers, not tests)")
+    modes = bench.add_subparsers(dest="mode", required=True, metavar="MODE")
+
+    def mode(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = modes.add_parser(
+            name, parents=[common], help=help, description=help
+        )
+        return parser
+
+    latency = mode("latency", "sequential confirmations, one transfer at a time")
+    latency.add_argument("--count", type=int, default=100, help="transfers")
+    latency.add_argument("--region", help="the debited accounts' region (default: the default)")
+    latency.add_argument("--to-region", help="credit an account in this region (cross-region)")
+    latency.set_defaults(handler=with_ledger(bench_latency))
+
+    query = mode("query", "point-in-time balance against history size")
+    query.add_argument("--sizes", default="10000,100000,1000000", help="history sizes")
+    query.add_argument("--probes", type=int, default=1000, help="lookups per size")
+    query.add_argument("--region")
+    query.set_defaults(handler=with_ledger(bench_query))
+
+    reconcile = mode("reconcile", "one region's reconciliation checks from its history's start")
+    reconcile.add_argument("--events", type=int, default=1_000_000, help="events to check")
+    reconcile.add_argument("--region")
+    reconcile.set_defaults(handler=with_ledger(bench_reconcile))
+
+    archive = mode("archive", "archive (and verify, prune) throughput in a scratch database")
+    archive.add_argument("--events", type=int, default=1_000_000, help="history size")
+    archive.add_argument("--accounts", type=int, default=1_000)
+    archive.add_argument("--segment-events", type=int, default=10_000, help="events per segment")
+    archive.add_argument("--prune", action="store_true", help="also time the prune")
+    archive.set_defaults(handler=run_async(cmd_bench_archive))
+
+    store = mode("store", "the append path alone, against pgbench")
+    store.add_argument("--clients", type=int, default=16, help="concurrent writers")
+    store.add_argument("--accounts", type=int, default=1_000)
+    store.add_argument("--seconds", type=float, default=20.0, help="how long the run lasts")
+    store.set_defaults(handler=run_async(cmd_bench_store))
+
+    e2e = mode("e2e", "open-loop load through the SDK against a baseline workflow")
+    e2e.add_argument("--rates", default="5,10,20,40", help="offered transfers/s, in ramp order")
+    e2e.add_argument("--seconds", type=float, default=20.0, help="how long each run lasts")
+    e2e.add_argument("--region")
+    e2e.set_defaults(handler=run_async(cmd_bench_e2e))
+
+
+def _report(args: argparse.Namespace, reports: list[Any]) -> int:
+    rows = [
+        {k: f"{v:.2f}" if isinstance(v, float) else v for k, v in dataclasses.asdict(r).items()}
+        for r in reports
+    ]
+    emit(args, reports, rows, list(rows[0]))
+    return 0
+
+
+async def bench_latency(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.latency import sequential_latency
+
+    region = args.region or ledger.settings.default_region
+    latency = await sequential_latency(
+        ledger, args.count, region, to_region=args.to_region, progress=progress
+    )
+    print(file=sys.stderr)
+    return _report(args, [latency])
+
+
+async def bench_reconcile(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.reconcile import reconcile_bench
+
+    region = args.region or ledger.settings.default_region
+    return _report(args, [await reconcile_bench(ledger.engine(region), region, args.events)])
+
+
+async def bench_query(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.history import query_bench
+    from ledgerflow.store.postgres import PostgresEventStore, create_engine
+
+    region = args.region or ledger.settings.default_region
+    sizes = [int(size) for size in args.sizes.split(",")]
+    # Seeding writes: the worker's role, not the client's read-only one.
+    writer = create_engine(ledger.settings.database_url(region), ledger.settings, pool_size=2)
+    store = PostgresEventStore(writer, region)
+    owner = create_engine(ledger.settings.migration_url(region), ledger.settings, pool_size=1)
+    try:
+        reports = await query_bench(store, sizes, args.probes, progress, owner)
+    finally:
+        await owner.dispose()
+        await writer.dispose()
+    print(file=sys.stderr)
+    return _report(args, list(reports))
 
 
 async def cmd_bench_store(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,4 +151,20 @@ async def cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
     print()
     for name, value in totals.items():
         print(f"{name}: {'-' if value is None else f'{value:,.2f}'}")
+    return 0
+
+
+async def cmd_bench_archive(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.bench.archive import archive_bench
+
+    report = await archive_bench(
+        settings, args.events, args.accounts, args.segment_events, args.prune, progress
+    )
+    print(file=sys.stderr)
+    row = {
+        k: f"{v:,.2f}" if isinstance(v, float) else v
+        for k, v in dataclasses.asdict(report).items()
+        if v is not None
+    }
+    emit(args, report, [row], list(row))
     return 0

@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledgerflow.config import Settings
+
+#: What a command runs: its parsed arguments and the settings, to an exit code.
+Handler = Callable[[argparse.Namespace, "Settings"], int]
+#: The subparsers object `register` functions add their commands to.
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Commands = argparse._SubParsersAction
 
 
 class Unreachable(Exception):
     """A server the command needs does not answer (exit code 4)."""
+
+
+def run_async(
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]],
+) -> Handler:
+    """A handler that runs an async command in its own event loop."""
+
+    def handle(args: argparse.Namespace, settings: Settings) -> int:
+        return asyncio.run(command(args, settings))
+
+    return handle
+
+
+def instant(text: str) -> datetime:
+    """An ISO 8601 instant with a time zone, as an argument type."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +00:00)")
+    return value
 
 
 def plain(value: Any) -> Any:

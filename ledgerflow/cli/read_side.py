@@ -10,11 +10,31 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ledgerflow.cli.output import emit, plain, print_table
+from ledgerflow.cli.output import Commands, emit, plain, print_table, run_async
 from ledgerflow.config import Settings
 from ledgerflow.domain.money import format_amount
 
 EXIT_NOT_SOUND = 6
+
+
+def register(sub: Commands, common: argparse.ArgumentParser) -> None:
+    projections = sub.add_parser("projections", parents=[common], help="the read models")
+    projections.add_argument(
+        "projections_command",
+        choices=["status", "rebuild"],
+        help="status: position and lag; rebuild: from the events, swapped in without downtime",
+    )
+    projections.add_argument("--region", help="one region (default: all)")
+    projections.add_argument(
+        "--view", choices=["balance", "statement"], help="rebuild one view (default: both)"
+    )
+    projections.set_defaults(handler=run_async(cmd_projections))
+
+    verify = sub.add_parser(
+        "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"
+    )
+    verify.add_argument("--region", help="one region (default: all)")
+    verify.set_defaults(handler=run_async(cmd_verify))
 
 
 async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,14 +7,14 @@ import json
 import sys
 from typing import Any
 
-from ledgerflow.cli.output import Unreachable, emit, print_table
+from ledgerflow.cli.output import Commands, Unreachable, emit, print_table, run_async
 from ledgerflow.cli.read_side import EXIT_NOT_SOUND
 from ledgerflow.config import Settings
 
 EXIT_INCOMPLETE = 4
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     reconcile = sub.add_parser(
         "reconcile",
         parents=[common],
@@ -27,6 +27,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     reconcile.add_argument("--now", action="store_true", help="run the ReconcileWorkflow now")
     reconcile.add_argument("--last", action="store_true", help="report: the latest (default)")
     reconcile.add_argument("--id", dest="report_id", help="report: this report id")
+    reconcile.set_defaults(handler=run_async(cmd_reconcile))
 
 
 def exit_code(status: str) -> int:
