@@ -23,17 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from infra.postgres import EmbeddedPostgres, database_name
-from infra.process import find_free_port
-from infra.s3 import EmbeddedS3, s3_client
-from infra.temporal import temporal_binary
 from ledgerflow import search_attributes
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
+from ledgerflow.infra.postgres import EmbeddedPostgres, database_name
+from ledgerflow.infra.process import find_free_port
+from ledgerflow.infra.s3 import EmbeddedS3, s3_client
+from ledgerflow.infra.temporal import temporal_binary
 from ledgerflow.store.migrate import upgrade, upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
-from workers.regional import build_worker
+from ledgerflow.workers.regional import build_worker
 
 #: The defaults, as an unconfigured machine gets them.
 DEFAULTS = Settings.from_env({})

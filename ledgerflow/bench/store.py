@@ -27,12 +27,12 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import text
 
-from infra.postgres import pg_install_dir
 from ledgerflow.bench.latency import percentile
 from ledgerflow.bench.progress import bar
 from ledgerflow.bench.scratch import embedded_server, scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.infra.postgres import pg_install_dir
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 
 

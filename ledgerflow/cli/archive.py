@@ -132,7 +132,7 @@ async def _archive_now(args: argparse.Namespace, settings: Settings) -> int:
 
     from ledgerflow.archive.messages import ArchiveRequest
     from ledgerflow.client import connect_temporal, ledger_error_from
-    from workflows.archive import ArchiveWorkflow
+    from ledgerflow.workflows.archive import ArchiveWorkflow
 
     if not args.region:
         raise ValueError("archive --now needs --region")

@@ -44,8 +44,8 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.devrun import run_foreground
-    from infra.stack import DevStack
+    from ledgerflow.infra.devrun import run_foreground
+    from ledgerflow.infra.stack import DevStack
 
     if args.dev_command == "run":
         exit_code: int = run_foreground(settings)
@@ -96,7 +96,7 @@ def cmd_codec_server(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.store.migrate import SchemaNotCurrent
-    from workers.regional import run_worker
+    from ledgerflow.workers.regional import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -122,7 +122,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
             asyncio.run(upgrade_regions(settings))
             note = "install the DDL guard as a superuser: `ledgerflow migrate --guard-sql`"
         else:
-            from infra.stack import DevStack
+            from ledgerflow.infra.stack import DevStack
 
             asyncio.run(DevStack(settings).migrate())
             note = "DDL guard installed"

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dev_stack_errors() -> tuple[type[Exception], ...]:
     """The dev stack's error type, if a command loaded the dev stack (it can
     have raised one only then); the CLI does not load it to start."""
-    process = sys.modules.get("infra.process")
+    process = sys.modules.get("ledgerflow.infra.process")
     return (process.StackError,) if process is not None else ()
 
 

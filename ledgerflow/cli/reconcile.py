@@ -116,7 +116,7 @@ async def _reconcile_now(args: argparse.Namespace, settings: Settings) -> int:
 
     from ledgerflow.client import connect_temporal
     from ledgerflow.schedules import reconcile_request
-    from workflows.reconcile import ReconcileWorkflow
+    from ledgerflow.workflows.reconcile import ReconcileWorkflow
 
     try:
         client = await connect_temporal(settings)

@@ -27,18 +27,18 @@ from temporalio.client import (
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from infra.process import find_free_port
-from infra.s3 import EmbeddedS3, s3_client
 from ledgerflow.archive.messages import ArchiveRequest
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.verify import verify_archive
 from ledgerflow.config import Settings
+from ledgerflow.infra.process import find_free_port
+from ledgerflow.infra.s3 import EmbeddedS3, s3_client
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.postgres import PostgresEventStore
+from ledgerflow.workers.regional import build_worker
+from ledgerflow.workflows.archive import ArchiveWorkflow
 from tests.e2e.test_replay import HISTORIES, replayer
 from tests.support import cli, count_rows, eventually, trade
-from workers.regional import build_worker
-from workflows.archive import ArchiveWorkflow
 
 BUCKET = "outage-archive"
 

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from infra.process import port_free
+from ledgerflow.infra.process import port_free
 from tests.support import distinct_free_ports
 
 

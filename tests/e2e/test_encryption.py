@@ -21,7 +21,7 @@ from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
-from workers.regional import build_worker
+from ledgerflow.workers.regional import build_worker
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -27,21 +27,21 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from infra.postgres import EmbeddedPostgres
 from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import Posting, Transfer, TransferStatus, clearing_account_id
+from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.reconcile.messages import ReconcileStatus, ReconcileSummary
 from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.migrate import upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from ledgerflow.workers.regional import build_worker
+from ledgerflow.workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.conftest import REGIONS
 from tests.support import cli, eventually, repo_root
-from workers.regional import build_worker
-from workflows.reconcile import ReconcileWorkflow
-from workflows.transfer import TransferWorkflow
 
 Ids = Callable[[str], str]
 

@@ -34,9 +34,9 @@ from ledgerflow.client import LedgerClient
 from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
+from ledgerflow.workers.regional import WORKFLOWS
 from ledgerflow.workflow_names import account_workflow_id
-from workers.regional import WORKFLOWS
-from workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
+from ledgerflow.workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 OUTCOMES = ("confirmed", "rejected", "malformed", "cross_region", "reversed")

@@ -25,9 +25,9 @@ from ledgerflow.domain.model import (
     TransferStatus,
     reversal_id,
 )
+from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.e2e.test_cross_region import balance_of
 from tests.support import postings
-from workflows.transfer import TransferWorkflow
 
 Ids = Callable[[str], str]
 

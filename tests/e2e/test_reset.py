@@ -16,8 +16,8 @@ from temporalio.client import Client
 
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.model import TransferResult
+from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.support import postings
-from workflows.transfer import TransferWorkflow
 
 Ids = Callable[[str], str]
 

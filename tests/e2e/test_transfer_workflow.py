@@ -26,8 +26,8 @@ from ledgerflow.domain.errors import (
     LedgerError,
 )
 from ledgerflow.domain.model import TransferRequest, TransferResult
+from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.support import count_rows, eventually, postings
-from workflows.transfer import TransferWorkflow
 
 Ids = Callable[[str], str]
 

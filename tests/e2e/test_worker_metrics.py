@@ -9,11 +9,11 @@ import urllib.request
 
 from temporalio.testing import WorkflowEnvironment
 
-from infra.postgres import EmbeddedPostgres
-from infra.process import find_free_port
 from ledgerflow.config import Settings
+from ledgerflow.infra.postgres import EmbeddedPostgres
+from ledgerflow.infra.process import find_free_port
+from ledgerflow.workers.regional import run_worker
 from tests.support import eventually
-from workers.regional import run_worker
 
 
 async def test_the_worker_exports_projection_lag_and_stops_on_request(

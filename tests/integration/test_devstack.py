@@ -20,11 +20,11 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from infra.process import StackError, find_free_port, pid_alive, port_free
-from infra.s3 import EmbeddedS3, s3_client
-from infra.stack import DevStack, ServiceStatus
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
+from ledgerflow.infra.process import StackError, find_free_port, pid_alive, port_free
+from ledgerflow.infra.s3 import EmbeddedS3, s3_client
+from ledgerflow.infra.stack import DevStack, ServiceStatus
 from tests.support import distinct_free_ports
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from infra.postgres import EmbeddedPostgres
+from ledgerflow.infra.postgres import EmbeddedPostgres
 from tests.support import count_rows
 
 

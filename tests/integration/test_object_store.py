@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.process import find_free_port
-from infra.s3 import EmbeddedS3
 from ledgerflow.archive.objectstore import (
     InMemoryObjectStore,
     ObjectExists,
@@ -22,6 +20,8 @@ from ledgerflow.archive.objectstore import (
     ObjectStoreUnavailable,
     S3ObjectStore,
 )
+from ledgerflow.infra.process import find_free_port
+from ledgerflow.infra.s3 import EmbeddedS3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -15,7 +15,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.postgres import EmbeddedPostgres
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
@@ -23,6 +22,7 @@ from ledgerflow.archive.reader import ArchiveReader
 from ledgerflow.audit.point_in_time import replay_balance
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.projections.views import apply_events, get_balance

@@ -39,7 +39,7 @@ from ledgerflow.reconcile.messages import (
     StoreReportOutput,
 )
 from ledgerflow.reconcile.reports import report_json, state_after
-from workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.reconcile import ReconcileWorkflow
 
 
 @dataclass

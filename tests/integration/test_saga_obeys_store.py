@@ -50,7 +50,7 @@ from ledgerflow.domain.messages import (
 )
 from ledgerflow.domain.model import TransferRequest, TransferResult, TransferStatus
 from ledgerflow.temporal_errors import to_application_error
-from workflows.transfer import TransferWorkflow
+from ledgerflow.workflows.transfer import TransferWorkflow
 
 Answer = TransferResult | LedgerError
 

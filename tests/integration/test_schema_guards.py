@@ -17,12 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from infra.postgres import EmbeddedPostgres
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.verify import verify_region_and_archive
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.migrate import upgrade
 from ledgerflow.store.postgres import PostgresEventStore, create_engine

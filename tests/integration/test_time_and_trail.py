@@ -19,7 +19,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.postgres import EmbeddedPostgres
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
@@ -28,6 +27,7 @@ from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.audit.trail import audit_trail
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import PostgresEventStore
 from tests.support import reconciled, shift_recorded_at

@@ -51,9 +51,9 @@ from temporalio.service import RPCError
 from ledgerflow.archive.messages import UPLOAD_SEGMENT, ArchiveRequest
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError
+from ledgerflow.workflows.archive import ArchiveWorkflow
 from tests.tools.checks import Counters, Expected, gather, judge
 from tests.tools.stack import Ledger, own_ledger
-from workflows.archive import ArchiveWorkflow
 
 #: Outcomes a client can learn; anything else is retried with the same id.
 FINAL = ("confirmed", "rejected", "reversed")

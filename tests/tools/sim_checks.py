@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from infra.postgres import database_name
 from ledgerflow.archive.messages import ArchiveRequest
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.verify import verify_region_and_archive
 from ledgerflow.domain.errors import AccountNotFound
 from ledgerflow.domain.model import Posting, Transfer, clearing_account_id
+from ledgerflow.infra.postgres import database_name
 from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.reconcile.messages import ReconcileSummary
 from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from ledgerflow.workflows.archive import ArchiveWorkflow
+from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from tests.tools.checks import Expected, gather, judge
-from workflows.archive import ArchiveWorkflow
-from workflows.reconcile import ReconcileWorkflow
 
 if TYPE_CHECKING:
     from tests.tools.simulate import Round, Simulation

@@ -61,10 +61,10 @@ from temporalio.service import RPCError
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError, StoreUnavailable
 from ledgerflow.domain.model import TransferRequest, TransferResult
+from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.tools.sim_checks import RoundFailure, check_maintenance, check_round, final_checks
 from tests.tools.sim_model import Account, Model, Outcome, Payload
 from tests.tools.stack import Ledger, WorkerDied, own_ledger
-from workflows.transfer import TransferWorkflow
 
 TRANSIENT = (ConfirmationTimeout, StoreUnavailable, RPCError,
              WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError)  # fmt: skip

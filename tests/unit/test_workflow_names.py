@@ -5,10 +5,10 @@ from __future__ import annotations
 from temporalio import workflow
 
 from ledgerflow import workflow_names as names
-from workflows.account import OpenAccountWorkflow
-from workflows.archive import ArchiveWorkflow
-from workflows.reconcile import ReconcileWorkflow
-from workflows.transfer import TransferWorkflow
+from ledgerflow.workflows.account import OpenAccountWorkflow
+from ledgerflow.workflows.archive import ArchiveWorkflow
+from ledgerflow.workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.transfer import TransferWorkflow
 
 
 def test_each_name_is_its_definitions() -> None:

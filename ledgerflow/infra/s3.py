@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
-from infra.process import (
+from ledgerflow.archive.objectstore import boto3_s3_client
+from ledgerflow.infra.process import (
     EMBEDDED_EXTRA,
     LOCALHOST,
     DetachedServer,
@@ -23,7 +24,6 @@ from infra.process import (
     http_status,
     venv_tool,
 )
-from ledgerflow.archive.objectstore import boto3_s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from infra.postgres import EmbeddedPostgres, database_name, pg_install_dir
-from infra.process import LOCALHOST, StackError, require_free_port
-from infra.s3 import EmbeddedS3, moto_server_binary
-from infra.temporal import EmbeddedTemporal, temporal_binary
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
+from ledgerflow.infra.postgres import EmbeddedPostgres, database_name, pg_install_dir
+from ledgerflow.infra.process import LOCALHOST, StackError, require_free_port
+from ledgerflow.infra.s3 import EmbeddedS3, moto_server_binary
+from ledgerflow.infra.temporal import EmbeddedTemporal, temporal_binary
 from ledgerflow.store.migrate import upgrade_regions
 
 TEMPORAL_START_TIMEOUT_S = 30.0

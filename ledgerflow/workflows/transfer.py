@@ -60,7 +60,7 @@ with workflow.unsafe.imports_passed_through():
         TransferStatus,
     )
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-    from workflows.policies import ACTIVITY_TIMEOUT, PROJECT_WITHIN, RETRY_POLICY
+    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, PROJECT_WITHIN, RETRY_POLICY
 
 
 T = TypeVar("T")

@@ -9,7 +9,7 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.messages import OPEN_ACCOUNT
     from ledgerflow.domain.model import OpenAccountRequest, OpenAccountResult
     from ledgerflow.temporal_errors import to_application_error
-    from workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
 
 
 @workflow.defn

@@ -12,7 +12,7 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from infra.process import (
+from ledgerflow.infra.process import (
     EMBEDDED_EXTRA,
     LOCALHOST,
     DetachedServer,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.ledger import domain_errors_as_application_errors
+from ledgerflow.activities.ledger import domain_errors_as_application_errors
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.messages import (
     PLAN_SEGMENT,

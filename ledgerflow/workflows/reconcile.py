@@ -61,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         SourceRecordsOutput,
         StoreReportOutput,
     )
-    from workflows.policies import RETRY_POLICY
+    from ledgerflow.workflows.policies import RETRY_POLICY
 
 STEP_TIMEOUT = timedelta(minutes=2)
 #: Storing retries an unreachable S3 for this long before the run fails.

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RecordSegmentOutput,
         SegmentUpload,
     )
-    from workflows.policies import RETRY_POLICY
+    from ledgerflow.workflows.policies import RETRY_POLICY
 
 T = TypeVar("T")
 

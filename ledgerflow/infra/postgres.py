@@ -28,7 +28,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from infra.process import (
+from ledgerflow.config import EMBEDDED_SECRETS_FILE
+from ledgerflow.infra.process import (
     EMBEDDED_EXTRA,
     LOCALHOST,
     PidFile,
@@ -38,7 +39,6 @@ from infra.process import (
     process_cmdline,
     require_free_port,
 )
-from ledgerflow.config import EMBEDDED_SECRETS_FILE
 
 SERVER_USER = "ledgerflow-pg"
 SUPERUSER = "postgres"

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from infra.stack import DevStack, ServiceStatus
 from ledgerflow.config import Settings
+from ledgerflow.infra.stack import DevStack, ServiceStatus
 
 WORKER_STOP_TIMEOUT_S = 20.0
 RESTART_BACKOFF_S = 2.0

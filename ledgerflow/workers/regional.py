@@ -24,9 +24,9 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.archive import ArchiveActivities
-from activities.ledger import LedgerActivities
-from activities.reconcile import ReconcileActivities
+from ledgerflow.activities.archive import ArchiveActivities
+from ledgerflow.activities.ledger import LedgerActivities
+from ledgerflow.activities.reconcile import ReconcileActivities
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
@@ -36,10 +36,10 @@ from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
-from workflows.account import OpenAccountWorkflow
-from workflows.archive import ArchiveWorkflow
-from workflows.reconcile import ReconcileWorkflow
-from workflows.transfer import TransferWorkflow
+from ledgerflow.workflows.account import OpenAccountWorkflow
+from ledgerflow.workflows.archive import ArchiveWorkflow
+from ledgerflow.workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.transfer import TransferWorkflow
 
 log = logging.getLogger("ledgerflow.worker")
 
