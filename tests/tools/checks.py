@@ -100,8 +100,10 @@ async def gather(
         try:
             await _caught_up(engine, catch_up_s)
             async with engine.connect() as conn:
-                # A leg no longer hot was pruned to the archive, if its event's
-                # version is covered by its account's prune checkpoint.
+                # A leg no longer hot was pruned to the archive if its account's
+                # prune checkpoint reaches its instant (events are recorded in
+                # order per account); otherwise it is gone (found by the
+                # simulator's deleted leg in an account pruned before).
                 rows = await conn.execute(
                     text(
                         "SELECT t.transfer_id, t.kind, t.status, "
@@ -110,7 +112,8 @@ async def gather(
                         "   (t.to_account, t.credit_event_id)) AS leg (account_id, event_id) "
                         "   WHERE leg.event_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM events e "
                         "   WHERE e.event_id = leg.event_id) AND EXISTS (SELECT 1 FROM "
-                        "   account_checkpoints k WHERE k.account_id = leg.account_id)) AS legs "
+                        "   account_checkpoints k WHERE k.account_id = leg.account_id "
+                        "   AND k.recorded_at >= t.recorded_at)) AS legs "
                         "FROM transfers t "
                         "WHERE t.transfer_id = ANY(:ids) OR t.transfer_id = ANY(:rev)"
                     ),
