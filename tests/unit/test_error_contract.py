@@ -170,7 +170,12 @@ def test_metadata_nesting_is_bounded_even_when_it_contains_itself() -> None:
     deep_list: list[Any] = []
     for _ in range(5_000):
         deep_list = [deep_list]
-    for value in (nested(MAX_METADATA_DEPTH + 1), looped, {"k": deep_list}):
+    # Lists count one level each too: the object, then 31 lists, is the limit.
+    listed: list[Any] = []
+    for _ in range(MAX_METADATA_DEPTH - 2):
+        listed = [listed]
+    assert require_metadata({"k": listed}) == {"k": listed}
+    for value in (nested(MAX_METADATA_DEPTH + 1), looped, {"k": deep_list}, {"k": [listed]}):
         refused = refusal(require_metadata, value)
         assert type(refused) is InvalidRequest and refused.details == {"field": "metadata"}
         assert refused.message == "metadata nests deeper than 32 levels"
