@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -42,9 +41,6 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from ledgerflow import search_attributes as sa
-from ledgerflow.archive.reader import ArchiveReader
-from ledgerflow.audit.point_in_time import BalanceAsOf
-from ledgerflow.audit.trail import AuditTrail
 from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.domain.errors import (
@@ -65,7 +61,6 @@ from ledgerflow.domain.model import (
     TransferResult,
     TransferStatus,
 )
-from ledgerflow.projections.views import Balance, StatementLine
 from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
     OPEN_ACCOUNT_WORKFLOW,
@@ -73,6 +68,14 @@ from ledgerflow.workflow_names import (
     TRANSFER_WORKFLOW,
     account_workflow_id,
 )
+
+if TYPE_CHECKING:  # (types only: the transfer path loads no SQLAlchemy)
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ledgerflow.archive.reader import ArchiveReader
+    from ledgerflow.audit.point_in_time import BalanceAsOf
+    from ledgerflow.audit.trail import AuditTrail
+    from ledgerflow.projections.views import Balance, StatementLine
 
 T = TypeVar("T")
 

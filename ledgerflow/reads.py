@@ -13,33 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.archive.reader import ArchiveReader
-from ledgerflow.audit.point_in_time import BalanceAsOf, balance_as_of
-from ledgerflow.audit.trail import AuditTrail, audit_trail
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import AccountNotFound, InvalidRequest, StoreUnavailable
 from ledgerflow.domain.model import Account, require_id
-from ledgerflow.projections.views import Balance, StatementLine, get_balance, get_statement
-from ledgerflow.store.postgres import PostgresEventStore, create_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ledgerflow.archive.reader import ArchiveReader
+    from ledgerflow.audit.point_in_time import BalanceAsOf
+    from ledgerflow.audit.trail import AuditTrail
+    from ledgerflow.projections.views import Balance, StatementLine
 
 T = TypeVar("T")
 MAX_STATEMENT_PAGE = 1000
 #: How long a read keeps retrying a database it cannot reach (a restart, a
 #: failover) before it raises `StoreUnavailable`.
 READ_RETRY_S = 15.0
-#: Driver errors that mean "the connection or server is gone", not "the query
-#: is wrong": a read that meets one is retried on a fresh connection.
-_UNREACHABLE = (OperationalError, InterfaceError, InternalError)
 #: The driver's errors for the same, which SQLAlchemy may wrap in a bare
 #: `DBAPIError` ("connection was closed in the middle of operation" while a
 #: restarting server hangs up during the handshake).
@@ -78,11 +76,17 @@ class ReadSide(Protocol):
 
 def _unreachable(exc: BaseException) -> bool:
     """Whether a read failed because the server or the connection is gone
-    (a restart, a failover), not because of the query."""
-    if isinstance(exc, (OSError, *_UNREACHABLE)):
+    (a restart, a failover), not because of the query. SQLAlchemy's
+    OperationalError, InterfaceError and InternalError say so, as does a
+    bare DBAPIError whose connection was invalidated or whose cause is the
+    driver's own "connection lost"."""
+    if isinstance(exc, (OSError, *_DRIVER_UNREACHABLE)):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    sqlalchemy = sys.modules.get("sqlalchemy.exc")  # (loaded by whoever raised it)
+    if sqlalchemy is not None and isinstance(exc, sqlalchemy.DBAPIError):
+        gone = (sqlalchemy.OperationalError, sqlalchemy.InterfaceError, sqlalchemy.InternalError)
+        if isinstance(exc, gone) or exc.connection_invalidated:
+            return True
     cause = exc.__cause__ or exc.__context__
     while cause is not None:  # asyncpg's own words, under SQLAlchemy's wrapping
         if isinstance(cause, (OSError, *_DRIVER_UNREACHABLE)):
@@ -104,7 +108,7 @@ async def reading(call: Callable[[], Awaitable[T]], *, window: float = READ_RETR
     while True:
         try:
             return await call()
-        except (DBAPIError, OSError) as exc:
+        except Exception as exc:
             if not _unreachable(exc):
                 raise
             if time.monotonic() + delay > deadline:
@@ -122,16 +126,24 @@ class DatabaseReads:
         self.read_retry_s = read_retry_s
         self._engines: dict[str, AsyncEngine] = {}
         self._archives: dict[str, ArchiveReader] = {}
+        #: One plain driver connection per region for `locate`, which every
+        #: transfer needs: no SQLAlchemy on a command's or a service's hot path.
+        self._locators: dict[str, asyncpg.Connection] = {}
         #: Homes found so far (an account never moves).
         self.homes: dict[str, str] = {}
 
     async def close(self) -> None:
         for engine in self._engines.values():
             await engine.dispose()
+        for conn in self._locators.values():
+            await conn.close()
         self._engines.clear()
         self._archives.clear()
+        self._locators.clear()
 
     def engine(self, region: str) -> AsyncEngine:
+        from ledgerflow.store.postgres import create_engine
+
         if region not in self._engines:
             self._engines[region] = create_engine(
                 self.settings.reader_url(region), self.settings, pool_size=2, pre_ping=True
@@ -142,6 +154,7 @@ class DatabaseReads:
         """Reads the region's archived (possibly pruned) history back from S3."""
         if region not in self._archives:
             from ledgerflow.archive.objectstore import S3ObjectStore
+            from ledgerflow.archive.reader import ArchiveReader
 
             self._archives[region] = ArchiveReader(
                 self.engine(region), S3ObjectStore.from_settings(self.settings)
@@ -158,16 +171,38 @@ class DatabaseReads:
         for region in self.settings.regions:
             row = await self._read(functools.partial(self._home_in, region, account_id))
             if row is not None:
-                self.homes[account_id] = row.region
-                return str(row.region)
+                self.homes[account_id] = home = str(row["region"])
+                return home
         raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
 
     async def _home_in(self, region: str, account_id: str) -> Any:
-        async with self.engine(region).connect() as conn:
-            query = text("SELECT region FROM accounts WHERE account_id = :id")
-            return (await conn.execute(query, {"id": account_id})).first()
+        conn = self._locators.get(region)
+        if conn is None or conn.is_closed():
+            url = self.settings.reader_url(region).replace(
+                "postgresql+asyncpg://", "postgresql://", 1
+            )
+            conn = await asyncpg.connect(
+                url,
+                timeout=self.settings.db_pool_timeout_s,
+                server_settings={
+                    "statement_timeout": str(self.settings.db_statement_timeout_ms),
+                    "application_name": "ledgerflow",
+                },
+            )
+            self._locators[region] = conn
+        try:
+            return await conn.fetchrow(
+                "SELECT region FROM accounts WHERE account_id = $1", account_id
+            )
+        except BaseException:
+            # A connection that failed once (a restart) is not used again.
+            self._locators.pop(region, None)
+            conn.terminate()
+            raise
 
     async def account(self, account_id: str) -> Account:
+        from ledgerflow.store.postgres import PostgresEventStore
+
         region = await self.locate(account_id)
         account = await self._read(
             lambda: PostgresEventStore(self.engine(region), region).get_account(account_id)
@@ -177,6 +212,8 @@ class DatabaseReads:
         return account
 
     async def balance(self, account_id: str) -> Balance:
+        from ledgerflow.projections.views import get_balance
+
         region = await self.locate(account_id)
         balance = await self._read(lambda: get_balance(self.engine(region), account_id))
         if balance is None:
@@ -184,12 +221,16 @@ class DatabaseReads:
         return balance
 
     async def balance_as_of(self, account_id: str, as_of: datetime) -> BalanceAsOf:
+        from ledgerflow.audit.point_in_time import balance_as_of
+
         region = await self.locate(account_id)
         return await self._read(
             lambda: balance_as_of(self.engine(region), account_id, as_of, self.archive(region))
         )
 
     async def audit(self, account_id: str, start: datetime, end: datetime) -> AuditTrail:
+        from ledgerflow.audit.trail import audit_trail
+
         region = await self.locate(account_id)
         return await self._read(
             lambda: audit_trail(self.engine(region), account_id, start, end, self.archive(region))
@@ -202,6 +243,8 @@ class DatabaseReads:
             raise InvalidRequest(
                 f"limit must be 1-{MAX_STATEMENT_PAGE} and after_version non-negative"
             )
+        from ledgerflow.projections.views import get_statement
+
         region = await self.locate(account_id)
         return await self._read(
             lambda: get_statement(self.engine(region), account_id, after_version, limit)

@@ -46,12 +46,13 @@ def test_without_the_extra_dev_names_it(monkeypatch: pytest.MonkeyPatch) -> None
     "module", ["ledgerflow.cli.main", "ledgerflow.client", "ledgerflow.schedules"]
 )
 def test_starting_the_cli_or_the_sdk_loads_no_dev_stack_and_no_boto3(module: str) -> None:
-    """boto3 alone costs a fifth of a second, the dev stack (Alembic, the
-    embedded servers) most of a second: a command pays for neither unless it
-    uses them."""
+    """boto3 and SQLAlchemy each cost a fifth of a second, the dev stack
+    (Alembic, the embedded servers) most of a second: a transfer pays for none
+    of them (its one read, where an account lives, goes over the driver)."""
     probe = (
         f"import sys, {module}; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'alembic', 'moto') "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'alembic', 'moto', 'sqlalchemy') "
         "or m.split('.')[:2] in (['ledgerflow', 'infra'], ['ledgerflow', 'workers'], "
         "['ledgerflow', 'workflows'], ['ledgerflow', 'activities'])))"
     )
