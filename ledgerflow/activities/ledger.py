@@ -46,8 +46,7 @@ from ledgerflow.domain.model import (
     PostingKind,
     TransferResult,
 )
-from ledgerflow.projections.views import apply_events
-from ledgerflow.store.postgres import PostgresEventStore
+from ledgerflow.store.base import EventStore
 from ledgerflow.temporal_errors import to_application_error
 
 #: SQLSTATE classes that say the data itself is refused (22: data exception,
@@ -85,7 +84,7 @@ class LedgerActivities:
     """`task_queues` maps every configured region to its task queue: the
     destination leg of a cross-region transfer runs on the destination's."""
 
-    def __init__(self, store: PostgresEventStore, task_queues: Mapping[str, str]) -> None:
+    def __init__(self, store: EventStore, task_queues: Mapping[str, str]) -> None:
         self.store = store
         self.task_queues = dict(task_queues)
 
@@ -147,10 +146,7 @@ class LedgerActivities:
 
     @activity.defn(name=PROJECT_EVENTS)
     async def project_events(self, data: ProjectEventsInput) -> ProjectEventsOutput:
-        events = await self.store.events_by_id(data.event_ids)
-        async with self.store.engine.begin() as conn:
-            await apply_events(conn, events)
-        return ProjectEventsOutput(applied=len(events))
+        return ProjectEventsOutput(applied=await self.store.project(data.event_ids))
 
     @activity.defn(name=OPEN_ACCOUNT)
     async def open_account(self, request: OpenAccountRequest) -> OpenAccountResult:

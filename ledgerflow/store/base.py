@@ -91,3 +91,7 @@ class EventStore(Protocol):
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         """Events after `after` in global order, never skipping one that commits late."""
         ...
+
+    async def project(self, event_ids: list[str]) -> int:
+        """Apply these events to the read models (idempotent); how many there were."""
+        ...

@@ -48,6 +48,8 @@ class InMemoryEventStore:
         self._recorded: dict[str, Recorded] = {}
         self._tx = 0
         self._lock = asyncio.Lock()
+        #: The balance read model: account -> (balance, version), as projected.
+        self.balances: dict[str, tuple[int, int]] = {}
 
     # -- accounts ---------------------------------------------------------
 
@@ -204,6 +206,13 @@ class InMemoryEventStore:
     async def events_by_id(self, event_ids: list[str]) -> list[Event]:
         wanted = set(event_ids)
         return [e for e in self._events if e.event_id in wanted]
+
+    async def project(self, event_ids: list[str]) -> int:
+        events = await self.events_by_id(event_ids)
+        for event in events:  # never backwards, whatever the order or repetition
+            if self.balances.get(event.account_id, (0, 0))[1] < event.version:
+                self.balances[event.account_id] = (event.balance_after, event.version)
+        return len(events)
 
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         def place(event: Event) -> TailCursor:

@@ -422,6 +422,14 @@ class PostgresEventStore(EventStore):
         async with self.engine.connect() as conn:
             return await read_events_below_horizon(conn, after, limit)
 
+    async def project(self, event_ids: list[str]) -> int:
+        from ledgerflow.projections.views import apply_events
+
+        events = await self.events_by_id(event_ids)
+        async with self.engine.begin() as conn:
+            await apply_events(conn, events)
+        return len(events)
+
 
 async def read_events_below_horizon(
     conn: AsyncConnection, after: TailCursor, limit: int

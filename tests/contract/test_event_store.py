@@ -104,6 +104,9 @@ async def test_a_posting_is_written_once_and_answers_its_outcome_ever_after(
     # The same payload as another part of a transfer (a saga's source leg).
     with pytest.raises(DuplicateTransferMismatch):
         await es.append_posting(Posting.outbound(transfer, "us", "eu"), NOW)
+    # Projecting the posting's events into the read models, once or again.
+    both = [first.debit_event_id or "", first.credit_event_id or ""]
+    assert await es.project(both) == 2 and await es.project(both) == 2
     debits = await es.events_by_id([first.debit_event_id or ""])
     assert [(e.account_id, e.amount, e.leg, e.transfer_id) for e in debits] == [
         (alice, -300, "debit", transfer.transfer_id)]  # fmt: skip
