@@ -323,10 +323,18 @@ def _temporal(env: Mapping[str, str], e: Environment) -> ClientConfigProfile:
     variables, then the `LEDGERFLOW_TEMPORAL_*` overrides."""
     from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 
-    profile = ClientConfigProfile.load(
-        e.temporal_profile or env.get("TEMPORAL_PROFILE") or None,
-        override_env_vars=dict(env),
-    )
+    try:
+        profile = ClientConfigProfile.load(
+            e.temporal_profile or env.get("TEMPORAL_PROFILE") or None,
+            override_env_vars=dict(env),
+        )
+    except Exception as exc:  # the bridge's ConfigError: a bad file, an unknown profile
+        raise ValueError(f"the Temporal client configuration: {exc}") from None
+    if e.temporal_address is None and profile.address is None:
+        # No server named anywhere: the embedded dev server, plain. An API key
+        # or TLS settings lying around for another cluster must not reach it.
+        embedded = ClientConfigProfile(namespace=e.temporal_namespace or profile.namespace)
+        return embedded
     changes: dict[str, Any] = {}
     for name, value in (("address", e.temporal_address), ("namespace", e.temporal_namespace),
                         ("api_key", e.temporal_api_key)):  # fmt: skip
@@ -344,6 +352,11 @@ def _temporal(env: Mapping[str, str], e: Environment) -> ClientConfigProfile:
         if value is not None
     }
     if e.temporal_tls is not None:
+        if not e.temporal_tls and (e.temporal_api_key or profile.api_key):
+            raise ValueError(
+                "LEDGERFLOW_TEMPORAL_TLS is off but an API key is given: an API key is "
+                "never sent without TLS"
+            )
         tls_changes["disabled"] = not e.temporal_tls
     if tls_changes:
         changes["tls"] = replace(tls, **tls_changes)

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from ledgerflow.config import Settings
-from ledgerflow.domain.errors import AccountNotFound, InvalidRequest, StoreUnavailable
+from ledgerflow.domain.errors import (
+    AccountNotFound,
+    InvalidRequest,
+    LedgerError,
+    StoreUnavailable,
+)
 from ledgerflow.domain.model import Account, require_id
 
 if TYPE_CHECKING:
@@ -45,6 +52,9 @@ _DRIVER_UNREACHABLE = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,  # "connection is closed"
 )
 
 
@@ -76,10 +86,14 @@ class ReadSide(Protocol):
 
 def _unreachable(exc: BaseException) -> bool:
     """Whether a read failed because the server or the connection is gone
-    (a restart, a failover), not because of the query. SQLAlchemy's
-    OperationalError, InterfaceError and InternalError say so, as does a
-    bare DBAPIError whose connection was invalidated or whose cause is the
-    driver's own "connection lost"."""
+    (a restart, a failover), not because of the query, the data or a
+    misconfiguration. SQLAlchemy's OperationalError, InterfaceError and
+    InternalError say so, as does a bare DBAPIError whose connection was
+    invalidated or whose cause is the driver's own "connection lost". A
+    ledger error (an archive that cannot be read, say) is never this, and
+    neither is a TLS failure (a certificate does not heal by waiting)."""
+    if isinstance(exc, LedgerError | ssl.SSLError):
+        return False
     if isinstance(exc, (OSError, *_DRIVER_UNREACHABLE)):
         return True
     sqlalchemy = sys.modules.get("sqlalchemy.exc")  # (loaded by whoever raised it)
@@ -89,6 +103,8 @@ def _unreachable(exc: BaseException) -> bool:
             return True
     cause = exc.__cause__ or exc.__context__
     while cause is not None:  # asyncpg's own words, under SQLAlchemy's wrapping
+        if isinstance(cause, LedgerError | ssl.SSLError):
+            return False
         if isinstance(cause, (OSError, *_DRIVER_UNREACHABLE)):
             return True
         cause = cause.__cause__ or cause.__context__
@@ -129,6 +145,7 @@ class DatabaseReads:
         #: One plain driver connection per region for `locate`, which every
         #: transfer needs: no SQLAlchemy on a command's or a service's hot path.
         self._locators: dict[str, asyncpg.Connection] = {}
+        self._locating: dict[str, asyncio.Lock] = {}
         #: Homes found so far (an account never moves).
         self.homes: dict[str, str] = {}
 
@@ -176,29 +193,39 @@ class DatabaseReads:
         raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
 
     async def _home_in(self, region: str, account_id: str) -> Any:
-        conn = self._locators.get(region)
-        if conn is None or conn.is_closed():
-            url = self.settings.reader_url(region).replace(
-                "postgresql+asyncpg://", "postgresql://", 1
-            )
-            conn = await asyncpg.connect(
-                url,
-                timeout=self.settings.db_pool_timeout_s,
-                server_settings={
-                    "statement_timeout": str(self.settings.db_statement_timeout_ms),
-                    "application_name": "ledgerflow",
-                },
-            )
-            self._locators[region] = conn
-        try:
-            return await conn.fetchrow(
-                "SELECT region FROM accounts WHERE account_id = $1", account_id
-            )
-        except BaseException:
-            # A connection that failed once (a restart) is not used again.
-            self._locators.pop(region, None)
-            conn.terminate()
-            raise
+        url = self.settings.reader_url(region)
+        if urlsplit(url).query:
+            # Options in the URL (`?ssl=require`, a pgbouncer's statement
+            # cache size) are SQLAlchemy's to read, not a raw DSN's.
+            return await self._home_in_engine(region, account_id)
+        async with self._locating.setdefault(region, asyncio.Lock()):
+            # One query at a time on a connection (asyncpg refuses more).
+            conn = self._locators.get(region)
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(
+                    url.replace("+asyncpg://", "://", 1),
+                    timeout=self.settings.db_pool_timeout_s,
+                    command_timeout=self.settings.db_statement_timeout_ms / 1000,
+                    server_settings={"application_name": "ledgerflow"},
+                )
+                self._locators[region] = conn
+            try:
+                query = "SELECT region FROM accounts WHERE account_id = $1"
+                row = await conn.fetchrow(query, account_id)
+            except BaseException:
+                # A connection that failed once (a restart) is not used again.
+                self._locators.pop(region, None)
+                conn.terminate()
+                raise
+            return None if row is None else {"region": row["region"]}
+
+    async def _home_in_engine(self, region: str, account_id: str) -> Any:
+        from sqlalchemy import text
+
+        async with self.engine(region).connect() as conn:
+            query = text("SELECT region FROM accounts WHERE account_id = :id")
+            row = (await conn.execute(query, {"id": account_id})).first()
+            return None if row is None else {"region": row.region}
 
     async def account(self, account_id: str) -> Account:
         from ledgerflow.store.postgres import PostgresEventStore

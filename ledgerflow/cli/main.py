@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: still one line (LEDGERFLOW_DEBUG=1 for the trace)
-        if os.environ.get("LEDGERFLOW_DEBUG") == "1":
+        if os.environ.get("LEDGERFLOW_DEBUG", "").lower() in ("1", "true", "yes", "on"):
             raise
         unreachable = _unreachable_database(exc)
         if unreachable:

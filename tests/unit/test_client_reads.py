@@ -75,3 +75,76 @@ async def test_a_connection_lost_inside_a_bare_driver_error_is_retried() -> None
     with pytest.raises(DBAPIError):
         await reading(call, window=5)  # type: ignore[arg-type]
     assert len(calls) == 1
+
+
+class OneQueryAtATime:
+    """A driver connection that, like asyncpg's, refuses a second query in flight."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.closed = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    async def fetchrow(self, query: str, account_id: str) -> dict[str, str] | None:
+        import asyncio
+
+        import asyncpg
+
+        if self.busy:
+            raise asyncpg.exceptions.InterfaceError("another operation is in progress")
+        self.busy = True
+        await asyncio.sleep(0.01)
+        self.busy = False
+        return {"region": "us"} if account_id.startswith("alice") else None
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def terminate(self) -> None:
+        self.closed = True
+
+
+async def test_concurrent_locates_share_one_connection_one_query_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: concurrent `locate` calls on one client opened a
+    connection each (leaking all but one) or ran two queries at once on the
+    cached one."""
+    import asyncio
+
+    from ledgerflow import reads
+    from ledgerflow.config import Settings
+
+    opened: list[OneQueryAtATime] = []
+
+    async def connect(*args: object, **kwargs: object) -> OneQueryAtATime:
+        await asyncio.sleep(0.01)
+        opened.append(OneQueryAtATime())
+        return opened[-1]
+
+    monkeypatch.setattr(reads.asyncpg, "connect", connect)
+    side = reads.DatabaseReads(Settings.from_env({"LEDGERFLOW_REGIONS": "us"}))
+    found = await asyncio.gather(*(side.locate(f"alice{i}") for i in range(6)))
+    assert found == ["us"] * 6 and len(opened) == 1
+    await side.close()
+    assert opened[0].closed
+
+
+async def test_what_is_not_a_lost_connection_is_not_retried() -> None:
+    import ssl
+
+    import asyncpg
+
+    from ledgerflow.domain.errors import ArchiveUnavailable
+
+    archive_down = ArchiveUnavailable("the archive is unreachable")
+    archive_down.__cause__ = ConnectionRefusedError()
+    for error in (archive_down, ssl.SSLCertVerificationError("certificate verify failed")):
+        calls, call = _failing(error, times=1)
+        with pytest.raises(type(error)):
+            await reading(call, window=5)  # type: ignore[arg-type]
+        assert len(calls) == 1
+    calls, call = _failing(asyncpg.exceptions.AdminShutdownError("terminating connection"), 1)
+    assert await reading(call, window=5) == "row"  # type: ignore[arg-type]

@@ -147,15 +147,26 @@ def test_temporal_follows_its_own_environment_and_profiles(tmp_path: Path) -> No
     # LEDGERFLOW_TEMPORAL_* override the profile, field by field.
     ours = Settings.from_env({
         "TEMPORAL_CONFIG_FILE": str(config), "LEDGERFLOW_TEMPORAL_PROFILE": "prod",
-        "LEDGERFLOW_TEMPORAL_NAMESPACE": "ledger.staging", "LEDGERFLOW_TEMPORAL_TLS": "0",
+        "LEDGERFLOW_TEMPORAL_NAMESPACE": "ledger.staging",
     })  # fmt: skip
     assert (ours.temporal_address, ours.temporal_namespace) == (
         "prod.tmprl.cloud:7233", "ledger.staging")  # fmt: skip
-    assert not ours.temporal_tls
+    assert ours.temporal_tls
+    # An API key is never sent in the clear.
+    with pytest.raises(ValueError, match="API key"):
+        Settings.from_env({"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_PROFILE": "prod",
+                           "LEDGERFLOW_TEMPORAL_TLS": "0"})  # fmt: skip
+    # A bad configuration file or an unknown profile is a clear error.
+    with pytest.raises(ValueError, match="Temporal client configuration"):
+        Settings.from_env({"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_PROFILE": "nope"})
     # Nothing given: the embedded dev server, plain.
     embedded = Settings.from_env({"LEDGERFLOW_TEMPORAL_PORT": "7300"})
     assert embedded.temporal_address == "127.0.0.1:7300" and not embedded.temporal_address_given
     assert embedded.temporal_profile.to_client_connect_config() == {}
+    # A key lying around for another cluster does not reach the embedded server.
+    stray = Settings.from_env({"TEMPORAL_API_KEY": "for-prod"})
+    assert not stray.temporal_address_given and not stray.temporal_tls
+    assert stray.temporal_profile.to_client_connect_config() == {}
 
 
 def test_mtls_client_certificates_reach_the_connection(tmp_path: Path) -> None:
