@@ -182,7 +182,7 @@ class InMemoryEventStore:
         async with self._lock:
             if posting.posting_id not in self._recorded:
                 rejected = TransferResult(
-                    transfer_id=posting.posting_id, status=TransferStatus.REJECTED,
+                    transfer_id=posting.transfer.transfer_id, status=TransferStatus.REJECTED,
                     fingerprint=posting.transfer.fingerprint(), region=posting.region,
                     reason_type=error.type, reason=error.message,
                 )  # fmt: skip

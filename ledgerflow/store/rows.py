@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from ledgerflow.domain.model import Account, Event, TransferResult, TransferStatus
+from ledgerflow.domain.model import (
+    Account,
+    Event,
+    TransferResult,
+    TransferStatus,
+    base_transfer_id,
+)
 
 ACCOUNT_COLUMNS = (
     "account_id, currency, region, overdraft_limit, status, version, balance, "
@@ -82,7 +88,9 @@ def event_from_row(row: Row[Any]) -> Event:
 def transfer_result_from_row(row: Row[Any]) -> TransferResult:
     m = row._mapping
     return TransferResult(
-        transfer_id=m["transfer_id"],
+        # The client's transfer id, also for a reversal recorded under
+        # `<id>/reversal`: what a fresh append of the posting answers too.
+        transfer_id=base_transfer_id(m["transfer_id"]),
         status=m["status"],
         fingerprint=m["fingerprint"],
         region=m["region"],
