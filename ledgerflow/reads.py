@@ -153,7 +153,10 @@ class DatabaseReads:
         for engine in self._engines.values():
             await engine.dispose()
         for conn in self._locators.values():
-            await conn.close()
+            try:  # politely, but never waiting on a server that is gone
+                await conn.close(timeout=2)
+            except Exception:
+                conn.terminate()
         self._engines.clear()
         self._archives.clear()
         self._locators.clear()

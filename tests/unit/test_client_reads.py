@@ -99,8 +99,8 @@ class OneQueryAtATime:
         self.busy = False
         return {"region": "us"} if account_id.startswith("alice") else None
 
-    async def close(self) -> None:
-        self.closed = True
+    async def close(self, timeout: float | None = None) -> None:
+        raise ConnectionResetError("the server is gone")  # closing cannot say goodbye
 
     def terminate(self) -> None:
         self.closed = True
@@ -128,7 +128,7 @@ async def test_concurrent_locates_share_one_connection_one_query_at_a_time(
     side = reads.DatabaseReads(Settings.from_env({"LEDGERFLOW_REGIONS": "us"}))
     found = await asyncio.gather(*(side.locate(f"alice{i}") for i in range(6)))
     assert found == ["us"] * 6 and len(opened) == 1
-    await side.close()
+    await side.close()  # (with a server that is gone: terminated, no error)
     assert opened[0].closed
 
 
