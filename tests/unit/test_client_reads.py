@@ -99,7 +99,7 @@ class OneQueryAtATime:
         self.busy = False
         return {"region": "us"} if account_id.startswith("alice") else None
 
-    async def close(self, timeout: float | None = None) -> None:
+    async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - asyncpg's signature
         raise ConnectionResetError("the server is gone")  # closing cannot say goodbye
 
     def terminate(self) -> None:
