@@ -95,3 +95,36 @@ class EventStore(Protocol):
     async def project(self, event_ids: list[str]) -> int:
         """Apply these events to the read models (idempotent); how many there were."""
         ...
+
+
+class LocalShorthands:
+    """A local transfer is one posting: the transfer-level calls of
+    `EventStore`, in terms of its posting-level ones (shared by both stores)."""
+
+    region: str
+
+    async def check_posting(self, posting: Posting) -> None:
+        raise NotImplementedError
+
+    async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
+        raise NotImplementedError
+
+    async def record_posting_rejection(
+        self, posting: Posting, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        raise NotImplementedError
+
+    async def check_transfer(self, transfer: Transfer) -> None:
+        await self.check_posting(Posting.local(transfer, self.region))
+
+    async def append_transfer(
+        self, transfer: Transfer, region: str, occurred_at: datetime
+    ) -> TransferResult:
+        return await self.append_posting(Posting.local(transfer, region), occurred_at)
+
+    async def record_rejection(
+        self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
+    ) -> TransferResult:
+        return await self.record_posting_rejection(
+            Posting.local(transfer, region), error, occurred_at
+        )

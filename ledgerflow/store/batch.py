@@ -11,13 +11,14 @@ events' hashes, and collects the rows that `APPEND_WRITES` inserts.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 
 from ledgerflow.domain.errors import DuplicateTransferMismatch, InvalidRequest
-from ledgerflow.domain.hashing import chain_hash, event_content
+from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
 from ledgerflow.domain.model import (
     Account,
     EventType,
@@ -39,6 +40,31 @@ _EVENT_NAMESPACE = uuid.UUID("6f1b9d1e-3c55-4c1a-9a53-1c2f0e8a7b10")
 
 def event_id_for(key: str) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, key))
+
+
+def require_home(posting: Posting, region: str) -> None:
+    """A store writes only its own region's postings."""
+    if posting.region != region:
+        raise InvalidRequest(
+            f"posting {posting.posting_id!r} belongs to region {posting.region!r}; "
+            f"this is the {region!r} store",
+            field="region",
+        )
+
+
+def check_posting_policy(
+    posting: Posting, found: Mapping[str, Account], region: str, opened_at: datetime
+) -> None:
+    """The advisory check of a posting against the accounts as they stand. A
+    clearing account not opened yet counts as open and without limit: the
+    append opens it so."""
+    transfer = posting.as_transfer()
+    accounts = dict(found)
+    clearing = posting.clearing_account
+    if clearing is not None and clearing not in accounts:
+        accounts[clearing] = Account(clearing, transfer.currency, region, None, "open", 1, 0,
+                                     opened_at, GENESIS_HASH, {}, opened_at)  # fmt: skip
+    check_policy(transfer, accounts.get(transfer.from_account), accounts.get(transfer.to_account))
 
 
 def same_posting(existing: Recorded, posting: Posting) -> TransferResult:

@@ -27,17 +27,21 @@ from ledgerflow.domain.model import (
     OpenAccountRequest,
     OpenAccountResult,
     Posting,
-    Transfer,
     TransferResult,
     TransferStatus,
 )
-from ledgerflow.domain.policy import check_policy
-from ledgerflow.store.base import TailCursor
-from ledgerflow.store.batch import PostingBatch, event_id_for, same_posting
+from ledgerflow.store.base import LocalShorthands, TailCursor
+from ledgerflow.store.batch import (
+    PostingBatch,
+    check_posting_policy,
+    event_id_for,
+    require_home,
+    same_posting,
+)
 from ledgerflow.store.rows import Recorded
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(LocalShorthands):
     """One region's accounts, events and outcomes, in memory."""
 
     def __init__(self, region: str, clock: Callable[[], datetime] | None = None) -> None:
@@ -119,25 +123,11 @@ class InMemoryEventStore:
 
     # -- transfers --------------------------------------------------------
 
-    async def check_transfer(self, transfer: Transfer) -> None:
-        await self.check_posting(Posting.local(transfer, self.region))
-
     async def check_posting(self, posting: Posting) -> None:
-        transfer = posting.as_transfer()
-        found = dict(self._accounts)
-        clearing = posting.clearing_account
-        if clearing is not None and clearing not in found:
-            found[clearing] = Account(clearing, transfer.currency, self.region, None, "open",
-                                      1, 0, self._clock(), GENESIS_HASH)  # fmt: skip
-        check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
-
-    async def append_transfer(
-        self, transfer: Transfer, region: str, occurred_at: datetime
-    ) -> TransferResult:
-        return await self.append_posting(Posting.local(transfer, region), occurred_at)
+        check_posting_policy(posting, self._accounts, self.region, self._clock())
 
     async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
-        self._require_home(posting)
+        require_home(posting, self.region)
         async with self._lock:
             self._ensure_clearing(posting, occurred_at)
             batch = PostingBatch(self._clock(), self.region)
@@ -160,25 +150,10 @@ class InMemoryEventStore:
                 self._accounts.update(batch.touched)
             return result
 
-    def _require_home(self, posting: Posting) -> None:
-        if posting.region != self.region:
-            raise InvalidRequest(
-                f"posting {posting.posting_id!r} belongs to region {posting.region!r}; "
-                f"this is the {self.region!r} store",
-                field="region",
-            )
-
-    async def record_rejection(
-        self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
-    ) -> TransferResult:
-        return await self.record_posting_rejection(
-            Posting.local(transfer, region), error, occurred_at
-        )
-
     async def record_posting_rejection(
         self, posting: Posting, error: LedgerError, occurred_at: datetime
     ) -> TransferResult:
-        self._require_home(posting)
+        require_home(posting, self.region)
         async with self._lock:
             if posting.posting_id not in self._recorded:
                 rejected = TransferResult(

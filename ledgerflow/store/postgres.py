@@ -35,9 +35,15 @@ from ledgerflow.domain.model import (
     TransferResult,
     canonical_json,
 )
-from ledgerflow.domain.policy import check_policy
-from ledgerflow.store.base import EventStore, TailCursor
-from ledgerflow.store.batch import APPEND_WRITES, PostingBatch, event_id_for, same_posting
+from ledgerflow.store.base import EventStore, LocalShorthands, TailCursor
+from ledgerflow.store.batch import (
+    APPEND_WRITES,
+    PostingBatch,
+    check_posting_policy,
+    event_id_for,
+    require_home,
+    same_posting,
+)
 from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
@@ -86,7 +92,7 @@ def create_engine(
     )
 
 
-class PostgresEventStore(EventStore):
+class PostgresEventStore(LocalShorthands, EventStore):
     """`EventStore` on one region's PostgreSQL database.
 
     Appends are group-committed: up to `max_batch` concurrent postings share
@@ -233,9 +239,6 @@ class PostgresEventStore(EventStore):
 
     # -- transfers --------------------------------------------------------
 
-    async def check_transfer(self, transfer: Transfer) -> None:
-        await self.check_posting(Posting.local(transfer, self.region))
-
     async def check_posting(self, posting: Posting) -> None:
         transfer = posting.as_transfer()
         async with self.engine.connect() as conn:
@@ -244,19 +247,7 @@ class PostgresEventStore(EventStore):
                 {"ids": [transfer.from_account, transfer.to_account]},
             )
             found = {a.account_id: a for a in map(account_from_row, rows)}
-        clearing = posting.clearing_account
-        if clearing is not None and clearing not in found:
-            # Not opened yet: the append opens it, open and without limit.
-            found[clearing] = Account(
-                clearing, transfer.currency, self.region, None, "open", 1, 0,
-                occurred_at_unknown, GENESIS_HASH, {}, occurred_at_unknown,
-            )  # fmt: skip
-        check_policy(transfer, found.get(transfer.from_account), found.get(transfer.to_account))
-
-    async def append_transfer(
-        self, transfer: Transfer, region: str, occurred_at: datetime
-    ) -> TransferResult:
-        return await self.append_posting(Posting.local(transfer, region), occurred_at)
+        check_posting_policy(posting, found, self.region, occurred_at_unknown)
 
     async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
         """Write one region's posting of a transfer, exactly once per `posting_id`.
@@ -264,7 +255,7 @@ class PostgresEventStore(EventStore):
         Concurrent calls share transactions (group commit, `max_batch`
         postings each); each call gets its own outcome or its own error.
         """
-        self._require_home(posting)
+        require_home(posting, self.region)
         await self._ensure_clearing(posting, occurred_at)
         return await self._group_commit.submit((posting, occurred_at))
 
@@ -322,25 +313,10 @@ class PostgresEventStore(EventStore):
                         await self._before_commit(transfer)
         return outcomes
 
-    def _require_home(self, posting: Posting) -> None:
-        if posting.region != self.region:
-            raise InvalidRequest(
-                f"posting {posting.posting_id!r} belongs to region {posting.region!r}; "
-                f"this is the {self.region!r} store",
-                field="region",
-            )
-
-    async def record_rejection(
-        self, transfer: Transfer, region: str, error: LedgerError, occurred_at: datetime
-    ) -> TransferResult:
-        return await self.record_posting_rejection(
-            Posting.local(transfer, region), error, occurred_at
-        )
-
     async def record_posting_rejection(
         self, posting: Posting, error: LedgerError, occurred_at: datetime
     ) -> TransferResult:
-        self._require_home(posting)
+        require_home(posting, self.region)
         transfer = posting.transfer
         async with self.engine.begin() as conn:
             # DO NOTHING on conflict: whatever was recorded first for this id
