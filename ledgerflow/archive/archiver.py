@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.archive.messages import (
     RecordSegmentOutput,
@@ -53,9 +53,9 @@ from ledgerflow.archive.segments import (
 )
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import ArchiveIntegrityError, ArchiveMisconfigured
-from ledgerflow.domain.model import Event, canonical_json
+from ledgerflow.domain.model import canonical_json
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.log import events_in_range, index_segment_accounts, places_below_horizon
 
 
 @dataclass(frozen=True)
@@ -77,25 +77,6 @@ class ArchivePolicy:
             segment_events=settings.archive_segment_events,
             retention=retention if retention.total_seconds() > 0 else None,
         )
-
-
-async def events_in_range(
-    conn: AsyncConnection, after: TailCursor, through: TailCursor
-) -> list[Event]:
-    rows = await conn.execute(
-        text(
-            f"SELECT {EVENT_COLUMNS} FROM events "
-            "WHERE (tx_id, position) > (:atx, :apos) AND (tx_id, position) <= (:ttx, :tpos) "
-            "ORDER BY tx_id, position"
-        ),
-        {
-            "atx": after.tx_id,
-            "apos": after.position,
-            "ttx": through.tx_id,
-            "tpos": through.position,
-        },
-    )
-    return [event_from_row(r) for r in rows]
 
 
 def plan_from_row(row: Row[Any]) -> SegmentPlan:
@@ -213,28 +194,9 @@ class Archiver:
             # Below the transaction horizon only (as `read_events_below_horizon`):
             # a planned range can never gain an event that commits later. Only
             # the places are read here; `upload` reads the events.
-            places = list(
-                await conn.execute(
-                    text(
-                        "SELECT tx_id, position, recorded_at FROM events "
-                        "WHERE (tx_id, position) > (:tx, :pos) "
-                        "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
-                        "ORDER BY tx_id, position LIMIT :limit"
-                    ),
-                    {"tx": after.tx_id, "pos": after.position, "limit": self.policy.segment_events},
-                )
-            )
-            if places and len(places) == self.policy.segment_events:
-                # Finish the last transaction: a segment never splits one, so
-                # both legs of a transfer always land in the same segment.
-                tail = places[-1]
-                places += await conn.execute(
-                    text(
-                        "SELECT tx_id, position, recorded_at FROM events "
-                        "WHERE tx_id = :tx AND position > :pos ORDER BY position"
-                    ),
-                    {"tx": tail.tx_id, "pos": tail.position},
-                )
+            # A segment never splits a transaction, so both legs of a
+            # transfer always land in the same segment.
+            places = await places_below_horizon(conn, after, self.policy.segment_events)
             chosen = whole_transactions(places, cutoff, self.policy.segment_events)
             if not chosen:
                 return None
@@ -405,25 +367,11 @@ class Archiver:
                     plan.segment_no, plan.last_seq, plan.event_count, upload.digest
                 )
             # Which accounts the segment holds, for point-in-time reads after pruning.
-            await conn.execute(
-                text(
-                    "INSERT INTO archive_account_index (account_id, segment_no, events, "
-                    "first_version, last_version, first_recorded_at, last_recorded_at, "
-                    "last_balance) "
-                    "SELECT account_id, :no, count(*), min(version), max(version), "
-                    "min(recorded_at), max(recorded_at), "
-                    "(array_agg(balance_after ORDER BY version DESC))[1] FROM events "
-                    "WHERE (tx_id, position) > (:ftx, :fpos) "
-                    "AND (tx_id, position) <= (:ttx, :tpos) "
-                    "GROUP BY account_id ON CONFLICT DO NOTHING"
-                ),
-                {
-                    "no": plan.segment_no,
-                    "ftx": plan.from_tx_id,
-                    "fpos": plan.from_position,
-                    "ttx": plan.to_tx_id,
-                    "tpos": plan.to_position,
-                },
+            await index_segment_accounts(
+                conn,
+                plan.segment_no,
+                TailCursor(plan.from_tx_id, plan.from_position),
+                TailCursor(plan.to_tx_id, plan.to_position),
             )
             await conn.execute(
                 text(

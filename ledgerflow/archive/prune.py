@@ -21,12 +21,12 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.archive.archiver import events_in_range
 from ledgerflow.archive.messages import PruneOutput
 from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import decode_segment, sha256_hex
 from ledgerflow.domain.errors import ArchiveIntegrityError
 from ledgerflow.store.base import TailCursor
+from ledgerflow.store.log import events_in_range
 
 
 async def verify_segment_against_hot(

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledgerflow.store.base import TailCursor
+from ledgerflow.store.log import backlog, hot_events
+
 
 @dataclass(frozen=True)
 class ArchiveStatus:
@@ -54,17 +57,8 @@ async def archive_status(engine: AsyncEngine, region: str, min_age: timedelta) -
             )
         ).first()
         cursor = (last.to_tx_id, last.to_position) if last else (0, 0)
-        backlog = (
-            await conn.execute(
-                text(
-                    "SELECT count(*) AS n, min(recorded_at) AS oldest FROM events "
-                    "WHERE (tx_id, position) > (:tx, :pos) "
-                    "AND recorded_at <= now() - make_interval(secs => :age)"
-                ),
-                {"tx": cursor[0], "pos": cursor[1], "age": min_age.total_seconds()},
-            )
-        ).one()
-        hot = (await conn.execute(text("SELECT count(*) FROM events"))).scalar_one()
+        waiting = await backlog(conn, TailCursor(*cursor), older_than_s=min_age.total_seconds())
+        hot = await hot_events(conn)
         pruned_accounts = (
             await conn.execute(text("SELECT count(*) FROM account_checkpoints"))
         ).scalar_one()
@@ -80,6 +74,6 @@ async def archive_status(engine: AsyncEngine, region: str, min_age: timedelta) -
         pruned_through_segment=s.pruned,
         pruned_accounts=pruned_accounts,
         hot_events=hot,
-        backlog_events=backlog.n,
-        oldest_backlog_at=backlog.oldest,
+        backlog_events=waiting.events,
+        oldest_backlog_at=waiting.oldest,
     )

@@ -31,7 +31,6 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledgerflow.archive.archiver import events_in_range
 from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import (
     GENESIS_DIGEST,
@@ -45,6 +44,7 @@ from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
 from ledgerflow.domain.model import Event
 from ledgerflow.store.base import TailCursor
+from ledgerflow.store.log import events_in_range, is_hot_past
 
 
 @dataclass
@@ -236,16 +236,7 @@ async def verify_archive(
             if account_id in chains.broken:
                 continue
             missing = chains.chains[account_id].version + 1
-            hot = (
-                await conn.execute(
-                    text(
-                        "SELECT 1 FROM events WHERE account_id = :a AND version = :v "
-                        "AND (tx_id, position) > (:tx, :pos)"
-                    ),
-                    {"a": account_id, "v": missing, "tx": prev_to[0], "pos": prev_to[1]},
-                )
-            ).first()
-            if hot is None:
+            if not await is_hot_past(conn, account_id, missing, TailCursor(*prev_to)):
                 finding(
                     "hash-chain",
                     f"version {missing} is in no segment (later versions up to {max(waiting)} are)",

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.archive.reader import (
@@ -35,7 +34,7 @@ from ledgerflow.domain.errors import (
     InvalidRequest,
 )
 from ledgerflow.domain.model import Event
-from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.log import account_events, account_with_last_event, last_event_at
 
 
 @dataclass(frozen=True)
@@ -71,25 +70,11 @@ async def last_balance(
     if conn is None:
         async with snapshot(engine) as own:
             return await last_balance(engine, account_id, instant, archive, strict=strict, conn=own)
-    before = "<" if strict else "<="
-    # Per account, recorded_at grows with version (both are set under the
-    # account's row lock, and never go back: see PostingBatch.post), so the
-    # newest (recorded_at, version) at or before T is the last event at T: a
-    # single backward index probe.
-    row = (
-        await conn.execute(
-            text(
-                "SELECT balance_after, version FROM events "
-                f"WHERE account_id = :a AND recorded_at {before} :t "
-                "ORDER BY recorded_at DESC, version DESC LIMIT 1"
-            ),
-            {"a": account_id, "t": instant},
-        )
-    ).first()
-    if row is not None:
+    found = await last_event_at(conn, account_id, instant, strict=strict)
+    if found is not None:
         # Pruning removes a prefix of each account's versions, so a hot event
         # at or before T is newer than anything pruned.
-        return row.version, row.balance_after
+        return found
     return await _archived_last_balance(
         await read_checkpoint(conn, account_id), account_id, instant, archive, strict=strict
     )
@@ -130,18 +115,7 @@ async def balance_as_of(
     async with engine.connect() as conn:
         # The account and its last hot event at or before T in one round trip
         # (the common case); the archive is consulted only when none is hot.
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT a.currency, e.version, e.balance_after FROM accounts AS a "
-                    "LEFT JOIN LATERAL (SELECT version, balance_after FROM events "
-                    "  WHERE account_id = a.account_id AND recorded_at <= :t "
-                    "  ORDER BY recorded_at DESC, version DESC LIMIT 1) AS e ON true "
-                    "WHERE a.account_id = :a"
-                ),
-                {"a": account_id, "t": as_of},
-            )
-        ).first()
+        row = await account_with_last_event(conn, account_id, as_of)
     if row is None:
         raise _not_yet(account_id, as_of)
     found = (row.version, row.balance_after) if row.version is not None else None
@@ -168,14 +142,7 @@ async def replay_balance(
     # between them would leave a gap of versions (a false integrity error).
     async with snapshot(engine) as conn:
         checkpoint = await read_checkpoint(conn, account_id)
-        rows = await conn.execute(
-            text(
-                f"SELECT {EVENT_COLUMNS} FROM events "
-                "WHERE account_id = :a AND recorded_at <= :t ORDER BY version"
-            ),
-            {"a": account_id, "t": as_of},
-        )
-        hot = [event_from_row(r) for r in rows]
+        hot = await account_events(conn, account_id, until=as_of)
     events: list[Event] = []
     if checkpoint is not None:
         if archive is None:

@@ -23,7 +23,7 @@ from ledgerflow.archive.reader import ArchiveReader, read_checkpoint, snapshot
 from ledgerflow.audit.point_in_time import last_balance
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable, InvalidRequest
 from ledgerflow.domain.model import base_transfer_id, transfer_workflow_id
-from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.log import account_events
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,7 @@ async def audit_trail(
         ).first()
         if account is None:
             raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-        postings = await conn.execute(
-            text(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :a "
-                "AND recorded_at >= :start AND recorded_at <= :end ORDER BY version"
-            ),
-            {"a": account_id, "start": start, "end": end},
-        )
-        events = [event_from_row(row) for row in postings]
+        events = await account_events(conn, account_id, since=start, until=end)
         rejected = await conn.execute(
             text(
                 "SELECT * FROM transfers WHERE status = 'rejected' "

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.projections.views import apply_events
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.postgres import read_events_below_horizon
+from ledgerflow.store.log import backlog, events_below_horizon
 
 CHECKPOINT = "views"
 
@@ -106,7 +106,7 @@ class CatchUpProjector:
                 # Locked: two projectors on one region take turns per batch
                 # instead of applying the same batch side by side.
                 cursor = await lock_checkpoint(conn)
-                events = await read_events_below_horizon(conn, cursor, self.batch_size)
+                events = await events_below_horizon(conn, cursor, self.batch_size)
                 if not events:
                     return 0
                 await apply_events(conn, events)
@@ -161,16 +161,7 @@ class CatchUpProjector:
             if row is None:
                 return None
             # Lag: committed events not yet applied, and the age of the oldest one.
-            lag = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) AS n, "
-                        "coalesce(extract(epoch FROM now() - min(recorded_at)), 0) AS age "
-                        "FROM events WHERE (tx_id, position) > (:tx, :pos)"
-                    ),
-                    {"tx": row.tx_id, "pos": row.position},
-                )
-            ).one()
+            lag = await backlog(conn, TailCursor(row.tx_id, row.position))
             held_for, held_by = await horizon_holder(conn, horizon_stall_s)
         return ProjectionStatus(
             name=row.name,
@@ -178,8 +169,8 @@ class CatchUpProjector:
             events_applied=row.events_applied,
             updated_at=row.updated_at,
             last_error=row.last_error,
-            lag_events=lag.n,
-            lag_seconds=max(0.0, float(lag.age)),
+            lag_events=lag.events,
+            lag_seconds=lag.age_seconds,
             horizon_age_seconds=held_for,
             horizon_held_by=held_by,
         )

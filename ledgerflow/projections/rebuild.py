@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledgerflow.projections.projector import CHECKPOINT, lock_checkpoint
 from ledgerflow.projections.views import VIEW_TABLES, apply_events
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.postgres import read_events_below_horizon
-from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
+from ledgerflow.store.log import events_below_horizon, events_past_heads
 
 SHADOW = "_next"
 BATCH = 5000
@@ -52,7 +51,7 @@ async def _fill(
     views: tuple[str, ...],
 ) -> tuple[TailCursor, int]:
     """Apply one batch to the shadows of `views`; returns the new cursor and total."""
-    events = await read_events_below_horizon(conn, cursor, BATCH)
+    events = await events_below_horizon(conn, cursor, BATCH)
     if not events:
         return cursor, applied
     await apply_events(conn, events, suffix=SHADOW, only=views)
@@ -72,16 +71,7 @@ async def _catch_up_heads(conn: AsyncConnection, views: tuple[str, ...]) -> int:
             f"SELECT account_id, max(version) AS version FROM statement_view{SHADOW} "
             "GROUP BY account_id"
         )
-    rows = await conn.execute(
-        text(
-            f"SELECT {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))} "
-            f"FROM accounts a LEFT JOIN ({held}) h ON h.account_id = a.account_id "
-            "JOIN events e ON e.account_id = a.account_id "
-            "AND e.version > coalesce(h.version, 0) AND e.version <= a.version "
-            "WHERE a.version > coalesce(h.version, 0) ORDER BY e.account_id, e.version"
-        )
-    )
-    events = [event_from_row(row) for row in rows]
+    events = await events_past_heads(conn, held)
     await apply_events(conn, events, suffix=SHADOW, only=views)
     return len(events)
 
@@ -146,7 +136,7 @@ async def rebuild_views(
         while kept and position < cursor:
             events = [
                 e
-                for e in await read_events_below_horizon(conn, position, BATCH)
+                for e in await events_below_horizon(conn, position, BATCH)
                 if TailCursor(e.tx_id or 0, e.position or 0) <= cursor
             ]
             if not events:

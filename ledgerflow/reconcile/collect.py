@@ -32,8 +32,7 @@ from ledgerflow.reconcile.messages import (
     SourceRecordsInput,
     SourceRecordsOutput,
 )
-
-_AS_OF = "(tx_id, position) <= (:t1, :p1)"
+from ledgerflow.store.log import balances_as_of, places_below_horizon, postings_in, totals_as_of
 
 
 def discrepancy_of(finding: Finding) -> Discrepancy:
@@ -67,44 +66,24 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
     async with engine.connect() as conn:
         await _begin_snapshot(conn)
         # The first statement fixes the snapshot; its horizon bounds the window.
-        page = (
-            await conn.execute(
-                text(
-                    "SELECT tx_id, position FROM events "
-                    "WHERE (tx_id, position) > (:t0, :p0) "
-                    "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
-                    "ORDER BY tx_id, position LIMIT :limit"
-                ),
-                {"t0": data.after.tx_id, "p0": data.after.position, "limit": data.page_events},
-            )
-        ).all()
+        # A page never ends inside a transaction, so sums taken where a run
+        # stops always see both legs of a posting (issue 13, finding 3).
+        page = await places_below_horizon(conn, data.after, data.page_events)
         more = len(page) >= data.page_events
-        if more:
-            # Finish the last transaction: a page never ends inside one, so
-            # sums taken where a run stops always see both legs of a posting
-            # (issue 13, finding 3). (Below the horizon, it is complete.)
-            rest = await conn.execute(
-                text(
-                    "SELECT tx_id, position FROM events WHERE tx_id = :tx "
-                    "AND position > :pos ORDER BY position"
-                ),
-                {"tx": page[-1].tx_id, "pos": page[-1].position},
-            )
-            page = [*page, *rest]
         upto = Cursor(page[-1].tx_id, page[-1].position) if page else data.after
         window = Window((data.after.tx_id, data.after.position), (upto.tx_id, upto.position))
         report = VerifyReport(region)
         if page:
             await verify_window(conn, report, window)
         clearing_ids = await _clearing_accounts(conn)
-        legs = await _legs(conn, region, clearing_ids, window) if page else []
+        legs = await _legs(conn, region, clearing_ids, data.after, upto) if page else []
         summed = data.sums or not more
         totals: dict[str, int] = {}
         clearing: dict[str, int] = {}
         if summed:
             # Whole-history sums: once per run, not once per page.
-            totals = await _totals(conn, upto)
-            clearing = await _clearing_balances(conn, clearing_ids, upto)
+            totals = await totals_as_of(conn, upto)
+            clearing = await balances_as_of(conn, clearing_ids, upto)
         if any(totals.values()):
             # The region does not add up: name the transfers that do not.
             await check_transfers(conn, report)
@@ -131,19 +110,11 @@ async def collect_window(engine: AsyncEngine, data: CollectInput) -> RegionWindo
 
 
 async def _legs(
-    conn: AsyncConnection, region: str, clearing_ids: list[str], window: Window
+    conn: AsyncConnection, region: str, clearing_ids: list[str], after: Cursor, upto: Cursor
 ) -> list[ClearingLeg]:
     if not clearing_ids:
         return []
-    rows = await conn.execute(
-        text(
-            "SELECT e.transfer_id, e.account_id, e.amount, e.currency, e.recorded_at, t.kind "
-            "FROM events e LEFT JOIN transfers t ON t.transfer_id = e.transfer_id "
-            f"WHERE e.account_id = ANY(:ids) AND {Window.events_of('e')} "
-            "AND e.transfer_id IS NOT NULL ORDER BY e.tx_id, e.position"
-        ),
-        {"ids": clearing_ids, **window.params()},
-    )
+    rows = await postings_in(conn, clearing_ids, after, upto)
     return [leg for row in rows if (leg := _leg(region, row)) is not None]
 
 
@@ -162,47 +133,13 @@ def _leg(region: str, row: Row[Any]) -> ClearingLeg | None:
     )
 
 
-async def _totals(conn: AsyncConnection, upto: Cursor) -> dict[str, int]:
-    """Postings per currency as of `upto`; pruned ones through their checkpoints."""
-    rows = await conn.execute(
-        text(
-            "SELECT currency, sum(total)::bigint AS total FROM ("
-            f"  SELECT currency, sum(amount) AS total FROM events WHERE {_AS_OF} "
-            "   GROUP BY currency"
-            "  UNION ALL SELECT currency, sum(balance) FROM account_checkpoints GROUP BY currency"
-            ") t GROUP BY currency ORDER BY currency"
-        ),
-        {"t1": upto.tx_id, "p1": upto.position},
-    )
-    return {r.currency: int(r.total) for r in rows}
-
-
-async def _clearing_balances(
-    conn: AsyncConnection, clearing_ids: list[str], upto: Cursor
-) -> dict[str, int]:
-    if not clearing_ids:
-        return {}
-    rows = await conn.execute(
-        text(
-            "SELECT a.account_id, coalesce(k.balance, 0) + coalesce(("
-            "  SELECT sum(e.amount) FROM events e WHERE e.account_id = a.account_id "
-            f"  AND {_AS_OF.replace('(tx_id', '(e.tx_id')}), 0) AS balance "
-            "FROM unnest(CAST(:ids AS text[])) AS a (account_id) "
-            "LEFT JOIN account_checkpoints k ON k.account_id = a.account_id"
-        ),
-        {"ids": clearing_ids, "t1": upto.tx_id, "p1": upto.position},
-    )
-    return {r.account_id: int(r.balance) for r in rows}
-
-
 async def clearing_legs(engine: AsyncEngine, data: ClearingLegsInput) -> ClearingLegsOutput:
     """Every leg still in the hot store on the region's clearing account for
     `peer_region`, up to `upto`: the drill-down when a pair does not add up."""
     account_id = f"{CLEARING_PREFIX}{data.region}:{data.peer_region}:{data.currency}"
-    window = Window((0, 0), (data.upto.tx_id, data.upto.position))
     async with engine.connect() as conn:
         await _begin_snapshot(conn)
-        legs = await _legs(conn, data.region, [account_id], window)
+        legs = await _legs(conn, data.region, [account_id], Cursor(0, 0), data.upto)
         pruned = (
             await conn.execute(
                 text("SELECT balance FROM account_checkpoints WHERE account_id = :a"),

@@ -35,6 +35,7 @@ from ledgerflow.domain.model import (
     TransferResult,
     canonical_json,
 )
+from ledgerflow.store import log
 from ledgerflow.store.base import EventStore, LocalShorthands, TailCursor
 from ledgerflow.store.batch import (
     APPEND_WRITES,
@@ -374,14 +375,9 @@ class PostgresEventStore(LocalShorthands, EventStore):
         self, account_id: str, after_version: int = 0, limit: int = 1000
     ) -> list[Event]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    f"SELECT {EVENT_COLUMNS} FROM events WHERE account_id = :id "
-                    "AND version > :after ORDER BY version LIMIT :limit"
-                ),
-                {"id": account_id, "after": after_version, "limit": limit},
+            return await log.account_events(
+                conn, account_id, after_version=after_version, limit=limit
             )
-            return [event_from_row(r) for r in rows]
 
     async def events_by_id(self, event_ids: list[str]) -> list[Event]:
         async with self.engine.connect() as conn:
@@ -396,7 +392,7 @@ class PostgresEventStore(LocalShorthands, EventStore):
 
     async def read_events(self, after: TailCursor, limit: int = 1000) -> list[Event]:
         async with self.engine.connect() as conn:
-            return await read_events_below_horizon(conn, after, limit)
+            return await log.events_below_horizon(conn, after, limit)
 
     async def project(self, event_ids: list[str]) -> int:
         from ledgerflow.projections.views import apply_events
@@ -405,32 +401,3 @@ class PostgresEventStore(LocalShorthands, EventStore):
         async with self.engine.begin() as conn:
             await apply_events(conn, events)
         return len(events)
-
-
-async def read_events_below_horizon(
-    conn: AsyncConnection, after: TailCursor, limit: int
-) -> list[Event]:
-    """The global-order tail (docs/ARCHITECTURE.md, "Global order").
-
-    Contract: every event is delivered exactly once, in one total order that
-    every reader sees alike. That order is *not* each account's version order
-    (a transaction's id is taken at its first lock, before it waits for the
-    second): a consumer that needs per-account order sorts by (account_id,
-    version) within what it has read.
-
-    Only rows written by transactions older than the oldest one still running
-    (`pg_snapshot_xmin`) are returned. Those transactions are all finished,
-    and any transaction that commits later has an id at or above that horizon,
-    so it sorts after everything returned here: ordering by (tx_id, position)
-    and resuming after the last row read can never skip a late commit.
-    """
-    rows = await conn.execute(
-        text(
-            f"SELECT {EVENT_COLUMNS} FROM events "
-            "WHERE (tx_id, position) > (:tx_id, :position) "
-            "AND tx_id < (pg_snapshot_xmin(pg_current_snapshot())::text)::bigint "
-            "ORDER BY tx_id, position LIMIT :limit"
-        ),
-        {"tx_id": after.tx_id, "position": after.position, "limit": limit},
-    )
-    return [event_from_row(r) for r in rows]

@@ -80,3 +80,16 @@ def test_the_wheel_claims_one_top_level_name_and_nothing_imports_another() -> No
         if generic.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_only_the_store_and_the_deliberate_exceptions_read_the_events_table() -> None:
+    """One owner of the event log's SQL (docs/ARCHITECTURE.md): the store;
+    `verify` keeps its own on purpose, the benchmarks build histories."""
+    allowed = {"ledgerflow/audit/verify.py"}
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "ledgerflow").rglob("*.py")
+        if re.search(r"\b(FROM|JOIN) events\b", path.read_text())
+        and not str(path.relative_to(ROOT)).startswith(("ledgerflow/store/", "ledgerflow/bench/"))
+    )
+    assert set(readers) <= allowed, readers
