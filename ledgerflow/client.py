@@ -16,6 +16,7 @@ import contextlib
 import functools
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +55,8 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.domain.model import (
     Account,
+    AccountChangeRequest,
+    AccountChangeResult,
     OpenAccountRequest,
     OpenAccountResult,
     Transfer,
@@ -63,6 +66,7 @@ from ledgerflow.domain.model import (
 )
 from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
+    ACCOUNT_CHANGE_WORKFLOW,
     OPEN_ACCOUNT_WORKFLOW,
     TRANSFER_CONFIRMATION,
     TRANSFER_WORKFLOW,
@@ -250,6 +254,65 @@ class LedgerClient:
         if isinstance(self.reads, DatabaseReads):
             self.reads.homes[account_id] = region
         return account
+
+    async def change_account(
+        self,
+        account_id: str,
+        action: str,
+        *,
+        reason: str,
+        change_id: str | None = None,
+        initiated_by: str = "sdk",
+        region: str | None = None,
+    ) -> AccountChangeResult:
+        """Freeze, unfreeze or close an account (`action`), with why
+        (`reason`, kept in the audit trail). Idempotent by `change_id` (one
+        is generated when omitted: pass your own to retry safely). A change
+        the account's state does not allow raises its typed error
+        (`AccountStateConflict`, `AccountNotEmpty`, `AccountUnknown`), and is
+        recorded as refused under its id."""
+        request = AccountChangeRequest(
+            change_id=change_id or f"c-{uuid.uuid4().hex[:16]}",
+            account_id=account_id,
+            action=action,
+            initiated_by=initiated_by,
+            reason=reason,
+        ).validated()
+        if region is None:
+            region = await self._home_or_default(account_id)
+        self.settings.require_region(region)
+        result: AccountChangeResult = await typed_errors(
+            lambda: self.temporal.execute_workflow(
+                ACCOUNT_CHANGE_WORKFLOW,
+                request,
+                result_type=AccountChangeResult,
+                id=request.workflow_id,
+                task_queue=self.settings.task_queue(region),
+                # A second start of the id waits for the first; a re-run of a
+                # closed one is answered from the store with the same outcome.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"{action} {account_id}: {reason}"[:200],
+            )
+        )
+        if result.reason_type is not None:
+            raise error_from_type(
+                result.reason_type,
+                result.reason or result.reason_type,
+                account_id=account_id,
+                change_id=request.change_id,
+            )
+        return result
+
+    async def freeze_account(self, account_id: str, **kwargs: Any) -> AccountChangeResult:
+        """A frozen account refuses debits and still accepts credits."""
+        return await self.change_account(account_id, "freeze", **kwargs)
+
+    async def unfreeze_account(self, account_id: str, **kwargs: Any) -> AccountChangeResult:
+        return await self.change_account(account_id, "unfreeze", **kwargs)
+
+    async def close_account(self, account_id: str, **kwargs: Any) -> AccountChangeResult:
+        """Close an empty account, for good."""
+        return await self.change_account(account_id, "close", **kwargs)
 
     async def start_transfer(
         self,

@@ -12,6 +12,7 @@ TRANSFER_CONFIRMATION = "confirmation"
 #: The transfer's progress (`TransferProgress`), for the Web UI and `status`.
 TRANSFER_STATUS = "status"
 OPEN_ACCOUNT_WORKFLOW = "OpenAccountWorkflow"
+ACCOUNT_CHANGE_WORKFLOW = "AccountChangeWorkflow"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 RECONCILE_WORKFLOW = "ReconcileWorkflow"
 

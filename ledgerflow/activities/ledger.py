@@ -27,6 +27,7 @@ from ledgerflow.domain.errors import (
 from ledgerflow.domain.messages import (
     APPEND_LEG,
     APPEND_TRANSFER,
+    CHANGE_ACCOUNT,
     OPEN_ACCOUNT,
     PROJECT_EVENTS,
     RECORD_REJECTION,
@@ -40,6 +41,8 @@ from ledgerflow.domain.messages import (
     ValidateTransferOutput,
 )
 from ledgerflow.domain.model import (
+    AccountChangeRequest,
+    AccountChangeResult,
     OpenAccountRequest,
     OpenAccountResult,
     Posting,
@@ -155,6 +158,14 @@ class LedgerActivities:
         await self.project_events(ProjectEventsInput([result.event_id]))
         return result
 
+    @activity.defn(name=CHANGE_ACCOUNT)
+    async def change_account(self, request: AccountChangeRequest) -> AccountChangeResult:
+        with domain_errors_as_application_errors():
+            result = await self.store.change_account(request, datetime.now(UTC))
+        if result.event_id is not None:
+            await self.project_events(ProjectEventsInput([result.event_id]))
+        return result
+
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.validate_transfer,
@@ -163,4 +174,5 @@ class LedgerActivities:
             self.record_rejection,
             self.project_events,
             self.open_account,
+            self.change_account,
         ]

@@ -12,6 +12,7 @@ Invariant: closing_balance - opening_balance = sum of the postings' amounts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -22,14 +23,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledgerflow.archive.reader import ArchiveReader, read_checkpoint, snapshot
 from ledgerflow.audit.point_in_time import last_balance
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable, InvalidRequest
-from ledgerflow.domain.model import base_transfer_id, transfer_workflow_id
+from ledgerflow.domain.model import (
+    EventType,
+    account_change_workflow_id,
+    base_transfer_id,
+    transfer_workflow_id,
+)
 from ledgerflow.store.log import account_events
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One line of the trail: a posting (`kind="posting"`) or a refused attempt
-    (`kind="rejected"`, no event, with `reason_type` and `reason`)."""
+    """One line of the trail: a posting (`kind="posting"`), a status change
+    (`kind="status"`: frozen, unfrozen, closed, with who and why), a refused
+    transfer (`kind="rejected"`) or a refused status change
+    (`kind="change-refused"`); the refusals have no event, and carry
+    `reason_type` and `reason`."""
 
     kind: str
     recorded_at: datetime
@@ -85,7 +94,8 @@ async def audit_trail(
     async with snapshot(engine) as conn:
         account = (
             await conn.execute(
-                text("SELECT currency FROM accounts WHERE account_id = :a"), {"a": account_id}
+                text("SELECT currency, region FROM accounts WHERE account_id = :a"),
+                {"a": account_id},
             )
         ).first()
         if account is None:
@@ -100,6 +110,17 @@ async def audit_trail(
             {"a": account_id, "start": start, "end": end},
         )
         entries = [_rejection(account_id, row._mapping) for row in rejected]
+        refused_changes = await conn.execute(
+            text(
+                "SELECT * FROM account_changes WHERE account_id = :a AND status = 'refused' "
+                "AND recorded_at >= :start AND recorded_at <= :end"
+            ),
+            {"a": account_id, "start": start, "end": end},
+        )
+        entries += [
+            _refused_change(row._mapping, account.currency, account.region)
+            for row in refused_changes
+        ]
         checkpoint = await read_checkpoint(conn, account_id)
         # Opening balance: right before `start`, wherever that event lives now.
         opening = await last_balance(engine, account_id, start, archive, strict=True, conn=conn)
@@ -122,6 +143,10 @@ async def audit_trail(
 
 
 def _posting(event: Any) -> AuditEntry:
+    return _status(event) if event.type in STATUS_EVENTS else _posting_entry(event)
+
+
+def _posting_entry(event: Any) -> AuditEntry:
     return AuditEntry(
         kind="posting",
         recorded_at=event.recorded_at,
@@ -169,6 +194,48 @@ def _rejection(account_id: str, row: Any) -> AuditEntry:
         initiated_by=row["initiated_by"],
         description=row["description"],
         metadata={"attempted": -row["amount"] if outgoing else row["amount"]},
+        event_id=None,
+        prev_hash=None,
+        hash=None,
+        reason_type=row["reason_type"],
+        reason=row["reason"],
+    )
+
+
+#: Event types that change an account's status, not its balance.
+STATUS_EVENTS = frozenset(
+    {EventType.ACCOUNT_FROZEN, EventType.ACCOUNT_UNFROZEN, EventType.ACCOUNT_CLOSED}
+)
+
+
+def _status(event: Any) -> AuditEntry:
+    change_id = event.metadata.get("change_id")
+    return dataclasses.replace(
+        _posting_entry(event),
+        kind="status",
+        transfer_id=None,
+        workflow_id=account_change_workflow_id(event.account_id, change_id) if change_id else None,
+    )
+
+
+def _refused_change(row: Any, currency: str, region: str) -> AuditEntry:
+    return AuditEntry(
+        kind="change-refused",
+        recorded_at=row["recorded_at"],
+        occurred_at=row["recorded_at"],
+        account_id=row["account_id"],
+        type=None,
+        version=None,
+        transfer_id=None,
+        workflow_id=account_change_workflow_id(row["account_id"], row["change_id"]),
+        counterparty=None,
+        amount=0,
+        currency=currency,
+        balance_after=None,
+        region=region,
+        initiated_by=row["initiated_by"],
+        description=row["note"],
+        metadata={"change_id": row["change_id"], "action": row["action"]},
         event_id=None,
         prev_hash=None,
         hash=None,

@@ -96,7 +96,7 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     heads = {
         row.account_id: row
         for row in await conn.execute(
-            text("SELECT account_id, balance, version, head_hash FROM accounts")
+            text("SELECT account_id, balance, version, head_hash, status FROM accounts")
         )
     }
     # Where a pruned account's hot history resumes (its archived part is
@@ -128,6 +128,11 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
                 Finding(report.region, "write-model", chain.account_id, chain.version,
                         f"accounts row says balance {head.balance} at version {head.version}; "
                         f"the events replay to {chain.balance} at version {chain.version}")
+            )  # fmt: skip
+        elif chain.status is not None and head.status != chain.status:
+            report.findings.append(
+                Finding(report.region, "write-model", chain.account_id, chain.version,
+                        f"accounts row says {head.status}; the events say {chain.status}")
             )  # fmt: skip
 
     result = await conn.stream(

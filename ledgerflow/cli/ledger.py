@@ -59,6 +59,21 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     )
     opener.add_argument("--initiated-by", default="cli")
     opener.set_defaults(handler=with_ledger(open_account))
+    shower = account_sub.add_parser("show", parents=[common], help="an account as it stands")
+    shower.add_argument("account_id")
+    shower.set_defaults(handler=with_ledger(show_account))
+    for action, words in (
+        ("freeze", "refuse debits (credits still land) until unfrozen"),
+        ("unfreeze", "take debits again"),
+        ("close", "close an empty account, for good"),
+    ):
+        changer = account_sub.add_parser(action, parents=[common], help=words)
+        changer.add_argument("account_id")
+        changer.add_argument("--reason", required=True, help="why, for the audit trail")
+        changer.add_argument("--id", help="change id (idempotency key); generated if omitted")
+        changer.add_argument("--initiated-by", default="cli")
+        changer.add_argument("--region", help="override the account's home region")
+        changer.set_defaults(handler=with_ledger(change_account), action=action)
 
     transfer = sub.add_parser("transfer", parents=[common], help="move money")
     transfer.add_argument("--id", help="transfer id (idempotency key); generated if omitted")
@@ -111,6 +126,38 @@ async def open_account(ledger: LedgerClient, args: argparse.Namespace) -> int:
         account,
         [dataclasses.asdict(account)],
         ["account_id", "currency", "region", "overdraft_limit", "status", "opened_at"],
+    )
+    return 0
+
+
+_ACCOUNT_COLUMNS = ["account_id", "currency", "region", "status", "balance", "version"]
+
+
+async def show_account(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    account = await ledger.account(args.account_id)
+    row = dataclasses.asdict(account)
+    row["balance"] = format_amount(account.balance, account.currency)
+    emit(args, account, [row], _ACCOUNT_COLUMNS)
+    return 0
+
+
+async def change_account(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    if not args.id:
+        args.id = f"c-{uuid.uuid4().hex[:16]}"
+        print(f"change id {args.id} (retry with --id {args.id})", file=sys.stderr)
+    result = await ledger.change_account(
+        args.account_id,
+        args.action,
+        reason=args.reason,
+        change_id=args.id,
+        initiated_by=args.initiated_by,
+        region=args.region,
+    )
+    emit(
+        args,
+        result,
+        [dataclasses.asdict(result)],
+        ["change_id", "account_id", "action", "status", "account_status", "recorded_at"],
     )
     return 0
 

@@ -73,6 +73,12 @@ class AccountAlreadyExists(RequestError):
     type = "AccountAlreadyExists"
 
 
+class DuplicateChangeMismatch(RequestError):
+    """An account change id was already used for a different change."""
+
+    type = "DuplicateChangeMismatch"
+
+
 class ConfirmationTimeout(LedgerError):
     """The caller stopped waiting; the transfer's outcome is not known to it yet."""
 
@@ -92,6 +98,38 @@ class AccountNotFound(TransferRejected):
 
 class AccountClosed(TransferRejected):
     type = "AccountClosed"
+
+
+class AccountFrozen(TransferRejected):
+    """A frozen account refuses debits (it still accepts credits)."""
+
+    type = "AccountFrozen"
+
+
+class ChangeRefused(LedgerError):
+    """A well-formed account change the account's state does not allow;
+    recorded for audit under its change id, changes nothing."""
+
+    exit_code = 3
+
+
+class AccountStateConflict(ChangeRefused):
+    """Freezing an account that is not open, unfreezing one that is not
+    frozen, closing one already closed."""
+
+    type = "AccountStateConflict"
+
+
+class AccountNotEmpty(ChangeRefused):
+    """Closing an account whose balance is not zero."""
+
+    type = "AccountNotEmpty"
+
+
+class AccountUnknown(ChangeRefused):
+    """A change of an account that does not exist."""
+
+    type = "AccountUnknown"
 
 
 class CurrencyMismatch(TransferRejected):
@@ -153,6 +191,11 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         AccountAlreadyExists,
         AccountNotFound,
         AccountClosed,
+        AccountFrozen,
+        DuplicateChangeMismatch,
+        AccountStateConflict,
+        AccountNotEmpty,
+        AccountUnknown,
         CurrencyMismatch,
         InsufficientFunds,
         ArchiveIntegrityError,
@@ -172,6 +215,12 @@ NON_RETRYABLE_TYPES: list[str] = sorted(
 #: Error types that end a transfer as "rejected" (recorded, posts nothing).
 REJECTION_TYPES: frozenset[str] = frozenset(
     name for name, cls in ERROR_TYPES.items() if issubclass(cls, TransferRejected)
+)
+
+
+#: Error types that end an account change as "refused" (recorded, changes nothing).
+REFUSAL_TYPES: frozenset[str] = frozenset(
+    name for name, cls in ERROR_TYPES.items() if issubclass(cls, ChangeRefused)
 )
 
 

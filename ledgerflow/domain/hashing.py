@@ -95,7 +95,10 @@ class ChainBroken(Exception):
     """An account's history does not verify; names the first bad event.
 
     `check` says what broke: `hash-chain` (versions, links, balances,
-    hashes) or `recorded-at` (an event recorded before the one it follows)."""
+    hashes), `recorded-at` (an event recorded before the one it follows) or
+    `status` (a debit of an account that was not open, a credit of a closed
+    one, a status change its status did not allow, a close with money in
+    it)."""
 
     def __init__(
         self, account_id: str, version: int, problem: str, check: str = "hash-chain"
@@ -105,6 +108,16 @@ class ChainBroken(Exception):
         self.version = version
         self.problem = problem
         self.check = check
+
+
+#: What each status event leaves the account as, and from which status it may come.
+_STATUS_AFTER = {"AccountFrozen": "frozen", "AccountUnfrozen": "open", "AccountClosed": "closed"}
+_STATUS_ALLOWED = {
+    ("open", "AccountFrozen"),
+    ("frozen", "AccountUnfrozen"),
+    ("open", "AccountClosed"),
+    ("frozen", "AccountClosed"),
+}
 
 
 class AccountChain:
@@ -133,6 +146,9 @@ class AccountChain:
         self.balance = balance
         self.version = version
         self.recorded_at = recorded_at
+        #: The account's status as its events say; unknown (None) when the
+        #: chain starts after a checkpoint, until its next status event.
+        self.status: str | None = None if version else "open"
 
     def feed(self, event: Event) -> None:
         expected = self.version + 1
@@ -156,8 +172,27 @@ class AccountChain:
                 f"({self.recorded_at.isoformat()})",
                 check="recorded-at",
             )
+        self._follow_status(event)
         self.head, self.balance, self.version = event.hash, balance, event.version
         self.recorded_at = event.recorded_at
+
+    def _follow_status(self, event: Event) -> None:
+        """The lifecycle rules the schema enforces (migration 0005), replayed."""
+        status, kind = self.status, event.type
+        problem = None
+        if kind == "Debited" and status not in (None, "open"):
+            problem = f"debited while {status}"
+        elif kind == "Credited" and status == "closed":
+            if not (event.transfer_id or "").endswith("/reversal"):
+                problem = "credited while closed"
+        elif kind in _STATUS_AFTER:
+            if status is not None and (status, kind) not in _STATUS_ALLOWED:
+                problem = f"{kind} while {status}"
+            elif kind == "AccountClosed" and self.balance != 0:
+                problem = f"closed with a balance of {self.balance}"
+            self.status = _STATUS_AFTER[kind]
+        if problem is not None:
+            raise ChainBroken(self.account_id, event.version, problem, check="status")
 
 
 def verify_chain(events: Sequence[Event]) -> str:

@@ -17,6 +17,7 @@ RECORD_REJECTION = "record_rejection"
 APPEND_LEG = "append_leg"
 PROJECT_EVENTS = "project_events"
 OPEN_ACCOUNT = "open_account"
+CHANGE_ACCOUNT = "change_account"
 
 
 @dataclass(frozen=True)

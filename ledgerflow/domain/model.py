@@ -32,6 +32,42 @@ class EventType(StrEnum):
     ACCOUNT_OPENED = "AccountOpened"
     DEBITED = "Debited"
     CREDITED = "Credited"
+    ACCOUNT_FROZEN = "AccountFrozen"
+    ACCOUNT_UNFROZEN = "AccountUnfrozen"
+    ACCOUNT_CLOSED = "AccountClosed"
+
+
+class AccountStatus(StrEnum):
+    """An open account takes debits and credits; a frozen one only credits; a
+    closed one neither, forever."""
+
+    OPEN = "open"
+    FROZEN = "frozen"
+    CLOSED = "closed"
+
+
+class AccountAction(StrEnum):
+    """A change of an account's status, each an event of its chain."""
+
+    FREEZE = "freeze"
+    UNFREEZE = "unfreeze"
+    CLOSE = "close"
+
+    @property
+    def event_type(self) -> EventType:
+        return {
+            AccountAction.FREEZE: EventType.ACCOUNT_FROZEN,
+            AccountAction.UNFREEZE: EventType.ACCOUNT_UNFROZEN,
+            AccountAction.CLOSE: EventType.ACCOUNT_CLOSED,
+        }[self]
+
+    @property
+    def status_after(self) -> AccountStatus:
+        return {
+            AccountAction.FREEZE: AccountStatus.FROZEN,
+            AccountAction.UNFREEZE: AccountStatus.OPEN,
+            AccountAction.CLOSE: AccountStatus.CLOSED,
+        }[self]
 
 
 class Leg(StrEnum):
@@ -457,11 +493,85 @@ class Posting:
 
 
 @dataclass(frozen=True)
+class AccountChangeRequest:
+    """Freeze, unfreeze or close `account_id`, idempotently by `change_id`
+    (the same id with the same request answers what it answered first; with
+    another, `DuplicateChangeMismatch`). `reason` says why, for the audit
+    trail; `initiated_by` who."""
+
+    change_id: str
+    account_id: str
+    action: str
+    initiated_by: str
+    reason: str
+
+    def validated(self) -> AccountChangeRequest:
+        missing = [
+            name
+            for name in ("change_id", "account_id", "action", "initiated_by", "reason")
+            if getattr(self, name, None) in (None, "")
+        ]
+        if missing:
+            raise InvalidRequest(f"missing field(s): {', '.join(missing)}", fields=missing)
+        require_id(self.change_id, "change_id")
+        require_client_account(self.account_id, "account_id")
+        require_id(self.initiated_by, "initiated_by")
+        if self.action not in set(AccountAction):
+            raise InvalidRequest(
+                f"action must be one of {', '.join(AccountAction)}, got {self.action!r}",
+                field="action",
+            )
+        if not isinstance(self.reason, str) or len(self.reason) > MAX_DESCRIPTION_CHARS:
+            raise InvalidRequest(
+                f"reason must be text of at most {MAX_DESCRIPTION_CHARS} characters",
+                field="reason",
+            )
+        require_text(self.reason, "reason")
+        return self
+
+    @property
+    def workflow_id(self) -> str:
+        return account_change_workflow_id(self.account_id, self.change_id)
+
+    def fingerprint(self) -> str:
+        content = {f.name: getattr(self, f.name) for f in fields(self)}
+        return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def account_change_workflow_id(account_id: str, change_id: str) -> str:
+    """`/` is in no account or change id: this never equals `account-<id>`."""
+    return f"account-change/{account_id}/{change_id}"
+
+
+@dataclass(frozen=True)
+class AccountChangeResult:
+    """The outcome of an account change, identical on every resubmission of
+    its id: `applied` (with its event) or `refused` (with the reason)."""
+
+    change_id: str
+    account_id: str
+    action: str
+    status: str
+    fingerprint: str
+    #: The account's status after the change (unchanged when refused).
+    account_status: str
+    event_id: str | None = None
+    reason_type: str | None = None
+    reason: str | None = None
+    recorded_at: datetime | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "applied"
+
+
+@dataclass(frozen=True)
 class Event:
     """One immutable entry of an account's history.
 
     `amount` is signed: negative for `Debited` (money leaves the account),
-    positive for `Credited`, zero for `AccountOpened`. `version` counts the
+    positive for `Credited`, zero for `AccountOpened` and the status events
+    (`AccountFrozen`, `AccountUnfrozen`, `AccountClosed`). `version` counts the
     account's events from 1; `hash` chains each event to the previous one of
     the same account (see `ledgerflow.domain.hashing`).
     """

@@ -9,6 +9,8 @@ from typing import Protocol
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.domain.model import (
     Account,
+    AccountChangeRequest,
+    AccountChangeResult,
     Event,
     OpenAccountRequest,
     OpenAccountResult,
@@ -49,6 +51,15 @@ class EventStore(Protocol):
         ...
 
     async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def change_account(
+        self, request: AccountChangeRequest, occurred_at: datetime
+    ) -> AccountChangeResult:
+        """Freeze, unfreeze or close the account (its status event), once per
+        change id: the recorded outcome, applied or refused (a refusal is
+        recorded, not raised); `DuplicateChangeMismatch` for another request
+        under the same id."""
+        ...
 
     async def check_transfer(self, transfer: Transfer) -> None:
         """Advisory validation without locks; raises the `LedgerError` the append would."""

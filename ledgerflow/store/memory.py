@@ -15,13 +15,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ledgerflow.domain.errors import AccountAlreadyExists, InvalidRequest, LedgerError
+from ledgerflow.domain.errors import (
+    AccountAlreadyExists,
+    ChangeRefused,
+    InvalidRequest,
+    LedgerError,
+)
 from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
 from ledgerflow.domain.model import (
     Account,
+    AccountChangeRequest,
+    AccountChangeResult,
     Event,
     EventType,
     OpenAccountRequest,
@@ -38,6 +46,7 @@ from ledgerflow.store.batch import (
     require_home,
     same_posting,
 )
+from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.store.rows import Recorded
 
 
@@ -50,6 +59,7 @@ class InMemoryEventStore(LocalShorthands):
         self._accounts: dict[str, Account] = {}
         self._events: list[Event] = []
         self._recorded: dict[str, Recorded] = {}
+        self._changes: dict[tuple[str, str], AccountChangeResult] = {}
         self._tx = 0
         self._lock = asyncio.Lock()
         #: The balance read model: account -> (balance, version), as projected.
@@ -120,6 +130,29 @@ class InMemoryEventStore(LocalShorthands):
 
     async def get_account(self, account_id: str) -> Account | None:
         return self._accounts.get(account_id)
+
+    async def change_account(
+        self, request: AccountChangeRequest, occurred_at: datetime
+    ) -> AccountChangeResult:
+        request = request.validated()
+        async with self._lock:
+            key = (request.account_id, request.change_id)
+            if key in self._changes:
+                return same_change(self._changes[key], request)
+            account = self._accounts.get(request.account_id)
+            now = self._clock()
+            try:
+                change = apply_change(request, account, now, occurred_at, self.region)
+            except ChangeRefused as error:
+                self._changes[key] = refused(request, account, error, now)
+                return self._changes[key]
+            self._tx += 1
+            self._events.append(
+                replace(change.event, position=len(self._events) + 1, tx_id=self._tx)
+            )
+            self._accounts[change.head.account_id] = change.head
+            self._changes[key] = change.result
+            return change.result
 
     # -- transfers --------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -20,12 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ledgerflow.config import GROUP_COMMIT_MAX, GROUP_COMMIT_WRITERS, Settings
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
+    ChangeRefused,
     InvalidRequest,
     LedgerError,
 )
 from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
 from ledgerflow.domain.model import (
     Account,
+    AccountChangeRequest,
+    AccountChangeResult,
     Event,
     EventType,
     OpenAccountRequest,
@@ -46,11 +50,14 @@ from ledgerflow.store.batch import (
     same_posting,
 )
 from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
+from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
+    CHANGE_COLUMNS,
     EVENT_COLUMNS,
     TRANSFER_COLUMNS,
     account_from_row,
+    change_from_row,
     event_from_row,
     recorded_from_row,
     transfer_result_from_row,
@@ -238,6 +245,88 @@ class PostgresEventStore(LocalShorthands, EventStore):
         async with self.engine.connect() as conn:
             return await self._account(conn, account_id)
 
+    async def change_account(
+        self, request: AccountChangeRequest, occurred_at: datetime
+    ) -> AccountChangeResult:
+        request = request.validated()
+        async with self.engine.begin() as conn:
+            # The account's lock first: a change and a posting of one account
+            # are decided one after the other, each on what the other left.
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = :id FOR UPDATE"
+                    ),
+                    {"id": request.account_id},
+                )
+            ).first()
+            account = account_from_row(row) if row else None
+            key = {"a": request.account_id, "c": request.change_id}
+            recorded = (
+                await conn.execute(
+                    text(
+                        f"SELECT {CHANGE_COLUMNS} FROM account_changes "
+                        "WHERE account_id = :a AND change_id = :c"
+                    ),
+                    key,
+                )
+            ).first()
+            if recorded is not None:
+                return same_change(change_from_row(recorded), request)
+            now = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+            try:
+                change = apply_change(request, account, now, occurred_at, self.region)
+            except ChangeRefused as error:
+                result = refused(request, account, error, now)
+                await conn.execute(RECORD_CHANGE, change_params(request, result))
+                return result
+            event, head = change.event, change.head
+            await conn.execute(
+                text(
+                    "WITH written AS (INSERT INTO events (event_id, type, account_id, version, "
+                    "amount, currency, balance_after, occurred_at, recorded_at, region, "
+                    "initiated_by, description, metadata, prev_hash, hash) VALUES ("
+                    "CAST(:event_id AS uuid), :type, :account_id, :version, 0, :currency, "
+                    ":balance, :occurred_at, :recorded_at, :region, :initiated_by, "
+                    ":description, CAST(:metadata AS jsonb), :prev_hash, :hash)) "
+                    "UPDATE accounts SET version = :version, head_hash = :hash, "
+                    "head_recorded_at = :recorded_at, status = :status "
+                    "WHERE account_id = :account_id"
+                ),
+                {
+                    "event_id": event.event_id,
+                    "type": str(event.type),
+                    "account_id": event.account_id,
+                    "version": event.version,
+                    "currency": event.currency,
+                    "balance": event.balance_after,
+                    "occurred_at": event.occurred_at,
+                    "recorded_at": event.recorded_at,
+                    "region": event.region,
+                    "initiated_by": event.initiated_by,
+                    "description": event.description,
+                    "metadata": canonical_json(event.metadata).decode(),
+                    "prev_hash": event.prev_hash,
+                    "hash": event.hash,
+                    "status": head.status,
+                },
+            )
+            await conn.execute(RECORD_CHANGE, change_params(request, change.result))
+        return change.result
+
+    async def get_change(self, account_id: str, change_id: str) -> AccountChangeResult | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {CHANGE_COLUMNS} FROM account_changes "
+                        "WHERE account_id = :a AND change_id = :c"
+                    ),
+                    {"a": account_id, "c": change_id},
+                )
+            ).first()
+        return change_from_row(row) if row else None
+
     # -- transfers --------------------------------------------------------
 
     async def check_posting(self, posting: Posting) -> None:
@@ -401,3 +490,30 @@ class PostgresEventStore(LocalShorthands, EventStore):
         async with self.engine.begin() as conn:
             await apply_events(conn, events)
         return len(events)
+
+
+#: One account change's outcome, applied or refused, recorded once.
+RECORD_CHANGE = text(
+    "INSERT INTO account_changes (account_id, change_id, action, fingerprint, status, "
+    "event_id, status_after, reason_type, reason, initiated_by, note, recorded_at) "
+    "VALUES (:account_id, :change_id, :action, :fingerprint, :status, "
+    "CAST(:event_id AS uuid), :status_after, :reason_type, :reason, :initiated_by, :note, "
+    ":recorded_at)"
+)
+
+
+def change_params(request: AccountChangeRequest, result: AccountChangeResult) -> dict[str, Any]:
+    return {
+        "account_id": result.account_id,
+        "change_id": result.change_id,
+        "action": result.action,
+        "fingerprint": result.fingerprint,
+        "status": result.status,
+        "event_id": result.event_id,
+        "status_after": result.account_status,
+        "reason_type": result.reason_type,
+        "reason": result.reason,
+        "initiated_by": request.initiated_by,
+        "note": request.reason,
+        "recorded_at": result.recorded_at,
+    }

@@ -11,6 +11,7 @@ from sqlalchemy import Row
 
 from ledgerflow.domain.model import (
     Account,
+    AccountChangeResult,
     Event,
     TransferResult,
     TransferStatus,
@@ -30,6 +31,12 @@ TRANSFER_COLUMNS = (
     "transfer_id, fingerprint, status, region, reason_type, reason, "
     "debit_event_id::text AS debit_event_id, credit_event_id::text AS credit_event_id, "
     "from_balance_after, to_balance_after, recorded_at, kind, peer_region"
+)
+
+
+CHANGE_COLUMNS = (
+    "change_id, account_id, action, status, fingerprint, status_after, "
+    "event_id::text AS event_id, reason_type, reason, recorded_at"
 )
 
 
@@ -117,3 +124,18 @@ class Recorded:
 def recorded_from_row(row: Row[Any]) -> Recorded:
     m = row._mapping
     return Recorded(transfer_result_from_row(row), m["kind"], m["peer_region"])
+
+
+def change_from_row(row: Row[Any]) -> AccountChangeResult:
+    return AccountChangeResult(
+        change_id=row.change_id,
+        account_id=row.account_id,
+        action=row.action,
+        status=row.status,
+        fingerprint=row.fingerprint,
+        account_status=row.status_after,
+        event_id=row.event_id,
+        reason_type=row.reason_type,
+        reason=row.reason,
+        recorded_at=row.recorded_at,
+    )

@@ -37,6 +37,7 @@ from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from ledgerflow.workflows.account import OpenAccountWorkflow
+from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
@@ -46,6 +47,7 @@ log = logging.getLogger("ledgerflow.worker")
 WORKFLOWS: Sequence[type] = (
     TransferWorkflow,
     OpenAccountWorkflow,
+    AccountChangeWorkflow,
     ArchiveWorkflow,
     ReconcileWorkflow,
 )

@@ -20,14 +20,17 @@ import pytest
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     AccountClosed,
+    AccountFrozen,
     AccountNotFound,
     CurrencyMismatch,
+    DuplicateChangeMismatch,
     DuplicateTransferMismatch,
     InsufficientFunds,
     InvalidRequest,
 )
 from ledgerflow.domain.hashing import verify_chain
 from ledgerflow.domain.model import (
+    AccountChangeRequest,
     OpenAccountRequest,
     Posting,
     Transfer,
@@ -202,3 +205,80 @@ async def test_every_accounts_events_chain_and_the_tail_delivers_each_once(
     assert len(ours) == len({e.event_id for e in ours}) == 3 + 2 + 10
     places = [(e.tx_id, e.position) for e in seen]
     assert places == sorted(places)  # type: ignore[type-var]
+
+
+def change(
+    account_id: str, action: str, change_id: str, reason: str = "kyc"
+) -> AccountChangeRequest:
+    return AccountChangeRequest(change_id, account_id, action, "ops", reason)
+
+
+async def test_a_frozen_account_refuses_debits_takes_credits_and_thaws(
+    es: EventStore, uid: Ids
+) -> None:
+    bank, alice, bob = await funded(es, uid, 100)
+    frozen = await es.change_account(change(alice, "freeze", "c1"), NOW)
+    assert (frozen.status, frozen.account_status, frozen.reason_type) == ("applied", "frozen", None)
+    account = await es.get_account(alice)
+    assert account is not None and (account.status, account.version) == ("frozen", 3)
+    out = Transfer(uid("out"), alice, bob, 10, "USD", "ops")
+    with pytest.raises(AccountFrozen):
+        await es.check_transfer(out)
+    with pytest.raises(AccountFrozen):
+        await es.append_transfer(out, "us", NOW)
+    landed = await es.append_transfer(Transfer(uid("in"), bank, alice, 5, "USD", "ops"), "us", NOW)
+    assert landed.confirmed and landed.to_balance_after == 105
+    thawed = await es.change_account(change(alice, "unfreeze", "c2"), NOW)
+    assert thawed.account_status == "open"
+    assert (await es.append_transfer(out, "us", NOW)).confirmed
+    events = await es.account_events(alice)
+    assert [e.type for e in events] == ["AccountOpened", "Credited", "AccountFrozen",
+                                        "Credited", "AccountUnfrozen", "Debited"]  # fmt: skip
+    assert verify_chain(events) == (await es.get_account(alice)).head_hash  # type: ignore[union-attr]
+    status = events[2]
+    assert (status.amount, status.balance_after, status.initiated_by, status.description) == (
+        0, 100, "ops", "kyc")  # fmt: skip
+    assert status.metadata == {"change_id": "c1"} and frozen.event_id == status.event_id
+
+
+async def test_a_change_id_is_applied_or_refused_once_and_answers_so_ever_after(
+    es: EventStore, uid: Ids
+) -> None:
+    bank, alice, _ = await funded(es, uid, 100)
+    refused = await es.change_account(change(alice, "close", "c1"), NOW)
+    assert (refused.status, refused.reason_type, refused.account_status) == (
+        "refused", "AccountNotEmpty", "open")  # fmt: skip
+    assert refused.event_id is None and (await es.get_account(alice)).version == 2  # type: ignore[union-attr]
+    # The money leaves; the id still stands for its refusal, and a new id closes.
+    await es.append_transfer(Transfer(uid("empty"), alice, bank, 100, "USD", "ops"), "us", NOW)
+    assert await es.change_account(change(alice, "close", "c1"), NOW) == refused
+    with pytest.raises(DuplicateChangeMismatch):
+        await es.change_account(change(alice, "close", "c1", reason="other"), NOW)
+    closed = await es.change_account(change(alice, "close", "c2"), NOW)
+    assert closed.applied and closed.account_status == "closed"
+    assert await es.change_account(change(alice, "close", "c2"), NOW) == closed
+    again = await es.change_account(change(alice, "unfreeze", "c3"), NOW)
+    assert (again.status, again.reason_type) == ("refused", "AccountStateConflict")
+    for source, target in ((alice, bank), (bank, alice)):
+        with pytest.raises(AccountClosed):
+            await es.append_transfer(Transfer(uid("late"), source, target, 1, "USD", "ops"),
+                                     "us", NOW)  # fmt: skip
+    ghost = await es.change_account(change(uid("ghost"), "freeze", "c1"), NOW)
+    assert (ghost.status, ghost.reason_type, ghost.account_status) == (
+        "refused", "AccountUnknown", "unknown")  # fmt: skip
+    with pytest.raises(InvalidRequest):
+        await es.change_account(change(alice, "delete", "c9"), NOW)
+
+
+async def test_a_reversal_returns_money_to_an_account_closed_while_it_was_away(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, _ = await funded(es, uid, 60)
+    far = Transfer(uid("x"), alice, uid("abroad"), 60, "USD", "ops")
+    assert (await es.append_posting(Posting.outbound(far, "us", "eu"), NOW)).confirmed
+    assert (await es.change_account(change(alice, "close", "c1"), NOW)).applied
+    back = await es.append_posting(Posting.reversal(far, "us", "eu"), NOW)
+    account = await es.get_account(alice)
+    assert back.confirmed and account is not None and (account.status, account.balance) == (
+        "closed", 60)  # fmt: skip
+    assert verify_chain(await es.account_events(alice)) == account.head_hash

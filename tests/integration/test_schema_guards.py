@@ -21,7 +21,7 @@ from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.verify import verify_region_and_archive
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.config import Settings
-from ledgerflow.domain.model import OpenAccountRequest, Transfer
+from ledgerflow.domain.model import AccountChangeRequest, OpenAccountRequest, Transfer
 from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.migrate import upgrade
@@ -312,3 +312,50 @@ async def test_no_role_logs_in_without_its_password(pg_server: EmbeddedPostgres)
             await engine.dispose()
     secrets = pg_server.secrets_path
     assert secrets.stat().st_mode & 0o077 == 0
+
+
+async def test_the_app_role_cannot_change_a_status_without_its_event(
+    roles: Roles, uid: Ids
+) -> None:
+    """Migration 0005: the status follows the status events, and the events
+    follow the status (a debit needs an open account, a credit one that is
+    not closed), whatever SQL a compromised worker sends."""
+    _, b = await history(roles.store, uid)
+    await refused(
+        roles.app, "UPDATE accounts SET status = 'closed' WHERE account_id = :b",
+        "status of account .* does not follow", b=b,
+    )  # fmt: skip
+    await roles.store.change_account(AccountChangeRequest("c1", b, "freeze", "ops", "x"),
+                                     datetime.now(UTC))  # fmt: skip
+    await refused(
+        roles.app, "UPDATE accounts SET status = 'open' WHERE account_id = :b",
+        "status of account .* does not follow", b=b,
+    )  # fmt: skip
+    forge = (
+        "WITH head AS (SELECT * FROM accounts WHERE account_id = :b), "
+        "forged AS (INSERT INTO events (event_id, type, account_id, version, amount, currency,"
+        " balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,"
+        " prev_hash, hash) SELECT gen_random_uuid(), {type}, account_id, version + 1, {amount},"
+        " currency, balance + {amount}, now(), clock_timestamp(), 'us', 'x', {transfer}, {leg},"
+        " head_hash, repeat('e', 64) FROM head RETURNING version, balance_after, recorded_at) "
+        "UPDATE accounts SET version = f.version, balance = f.balance_after,"
+        " head_hash = repeat('e', 64), head_recorded_at = f.recorded_at, status = {status}"
+        " FROM forged f WHERE account_id = :b"
+    )
+    cases = [
+        # a debit of the frozen account, chained in every way the balance checks
+        ("'Debited'", -1, ":t", "'debit'", "status"),
+        # unfrozen by a freeze event, closed with money in it, closed and debited at once
+        ("'AccountFrozen'", 0, "NULL", "NULL", "'open'"),
+        ("'AccountClosed'", 0, "NULL", "NULL", "'closed'"),
+    ]
+    for kind, amount, transfer, leg, status in cases:
+        await refused(
+            roles.app,
+            forge.format(type=kind, amount=amount, transfer=transfer, leg=leg, status=status),
+            "status of account .* does not follow",
+            b=b,
+            t=uid("forged"),
+        )
+    assert (await verify_region(roles.reader, "us")).sound
+    assert (await roles.store.get_account(b)).status == "frozen"  # type: ignore[union-attr]

@@ -62,6 +62,10 @@ TAMPERING: dict[str, tuple[str, str, int | None, str]] = {
         "WHERE account_id = 'bob' AND version = 4",
         "bob", 4, "hash does not match content",
     ),
+    "status without its event": (
+        UNGUARDED + "UPDATE accounts SET status = 'frozen' WHERE account_id = 'bob'",
+        "bob", 5, "accounts row says frozen; the events say open",
+    ),
     "edited projection": (
         "UPDATE balance_view SET balance = balance + 1 WHERE account_id = 'bob'",
         "bob", 5, "balance_view says",

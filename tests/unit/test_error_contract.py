@@ -17,6 +17,7 @@ import pytest
 
 from ledgerflow.domain.errors import (
     AccountClosed,
+    AccountFrozen,
     AccountNotFound,
     CurrencyMismatch,
     InsufficientFunds,
@@ -336,8 +337,12 @@ def account(account_id: str, balance: int = 0, limit: int | None = 0, **kw: Any)
         (account("alice", 9), None, 1, AccountNotFound, "bob", "account 'bob' does not exist"),
         (account("alice", 9, status="closed"), account("bob"), 1, AccountClosed, "alice",
          "account 'alice' is closed"),
-        (account("alice", 9), account("bob", status="frozen"), 1, AccountClosed, "bob",
+        (account("alice", 9), account("bob", status="closed"), 1, AccountClosed, "bob",
          "account 'bob' is closed"),
+        (account("alice", 9, status="frozen"), account("bob"), 1, AccountFrozen, "alice",
+         "account 'alice' is frozen: it accepts credits only"),
+        (account("alice", 9), account("bob", status="suspended"), 1, AccountClosed, "bob",
+         "account 'bob' is suspended"),
         (account("alice", 9, currency="EUR"), account("bob"), 1, CurrencyMismatch, "alice",
          "account 'alice' holds EUR, the transfer is in USD"),
         (account("alice", 9), account("bob", currency="JPY"), 1, CurrencyMismatch, "bob",
@@ -420,3 +425,7 @@ def test_decimals_at_the_edges_of_the_grammar() -> None:
     assert format_amount(-5, "USD") == "-0.05 USD" and format_amount(7, "JPY") == "7 JPY"
     assert format_amount(123456, "KWD") == "123.456 KWD" and format_amount(0, "USD") == "0.00 USD"
     assert format_amount(5, "XXX") == "5 XXX"
+
+
+def test_a_frozen_account_still_takes_credits() -> None:
+    check_policy(TRANSFER, account("alice", 1000), account("bob", status="frozen"))

@@ -6,6 +6,7 @@ from temporalio import workflow
 
 from ledgerflow import workflow_names as names
 from ledgerflow.workflows.account import OpenAccountWorkflow
+from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
@@ -15,6 +16,7 @@ def test_each_name_is_its_definitions() -> None:
     for cls, name in (
         (TransferWorkflow, names.TRANSFER_WORKFLOW),
         (OpenAccountWorkflow, names.OPEN_ACCOUNT_WORKFLOW),
+        (AccountChangeWorkflow, names.ACCOUNT_CHANGE_WORKFLOW),
         (ArchiveWorkflow, names.ARCHIVE_WORKFLOW),
         (ReconcileWorkflow, names.RECONCILE_WORKFLOW),
     ):
