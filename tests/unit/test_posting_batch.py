@@ -34,7 +34,14 @@ from ledgerflow.domain.model import (
     TransferStatus,
     clearing_account_id,
 )
-from ledgerflow.store.batch import PostingBatch, _append_row, event_id_for, same_posting
+from ledgerflow.store.batch import (
+    PostingBatch,
+    _append_row,
+    check_posting_policy,
+    event_id_for,
+    require_home,
+    same_posting,
+)
 from ledgerflow.store.rows import Recorded
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -404,3 +411,42 @@ def test_refusals_say_what_and_which_id() -> None:
     assert unstorable.value.message.startswith("the transfer cannot be stored as given: ")
     with pytest.raises(KeyError, match=r"row columns \['a'\] are not \['a', 'b'\]"):
         _append_row({"a": [], "b": []}, a=1)
+
+
+def test_a_store_writes_only_its_own_regions_postings() -> None:
+    require_home(Posting.local(transfer(), "us"), "us")
+    with pytest.raises(InvalidRequest) as caught:
+        require_home(Posting.inbound(transfer(), "eu", "us"), "us")
+    assert caught.value.message == ("posting 't1' belongs to region 'eu'; this is the 'us' store")
+    assert caught.value.details == {"field": "region"}
+
+
+def test_the_advisory_check_stands_in_an_unopened_clearing_account_as_open_and_unlimited() -> None:
+    # The clearing account for eu does not exist yet: the outbound leg passes,
+    # since the append opens it without a limit.
+    check_posting_policy(Posting.outbound(transfer(), "us", "eu"), ledger(), "us", NOW)
+    # An inbound leg debits it: as the stand-in it has no limit either.
+    inbound = Posting.inbound(transfer(amount=10**9), "us", "eu")
+    check_posting_policy(inbound, ledger(), "us", NOW)
+    # Its currency is the transfer's, so a mismatch is the customer's.
+    euro = Posting.outbound(transfer(currency="EUR"), "us", "eu")
+    with pytest.raises(CurrencyMismatch) as caught:
+        check_posting_policy(euro, ledger(), "us", NOW)
+    assert caught.value.details == {"account_id": "alice"}
+    # A local posting gets no stand-in: an unknown account is unknown.
+    with pytest.raises(AccountNotFound):
+        check_posting_policy(Posting.local(transfer(to_account="carol"), "us"), ledger(), "us",
+                             NOW)  # fmt: skip
+    # The policy applies to the customer's side as it stands.
+    with pytest.raises(InsufficientFunds):
+        check_posting_policy(Posting.outbound(transfer(amount=1_001), "us", "eu"), ledger(),
+                             "us", NOW)  # fmt: skip
+    # An existing clearing account is taken as it is, not replaced by the stand-in.
+    clearing = clearing_account_id("us", "eu", "USD")
+    shut = ledger(**{clearing: account(clearing, status="closed", limit=None)})
+    with pytest.raises(AccountClosed):
+        check_posting_policy(Posting.outbound(transfer(), "us", "eu"), shut, "us", NOW)
+    # The caller's accounts are never changed by the stand-in.
+    accounts = ledger()
+    check_posting_policy(Posting.outbound(transfer(), "us", "eu"), accounts, "us", NOW)
+    assert clearing not in accounts
