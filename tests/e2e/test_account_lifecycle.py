@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +103,11 @@ async def test_a_raw_start_a_rerun_and_concurrent_duplicates_answer_the_first_ou
     with pytest.raises(DuplicateChangeMismatch):
         await ledger.change_account(alice, "close", reason="another reason",
                                     change_id=request.change_id, initiated_by="ops")  # fmt: skip
+    # The same through the plain client: the ledger's typed refusal, not
+    # "activity failed" (found by the simulator, seed 11).
+    with pytest.raises(WorkflowFailureError) as mismatch:
+        await raw_change(workers, ledger, replace(request, reason="another reason"))
+    assert getattr(mismatch.value.cause, "type", None) == "DuplicateChangeMismatch"
     # Ten concurrent submissions of a new id: one event, ten equal answers;
     # a raw re-run once it closed answers the same.
     freeze = AccountChangeRequest(uid("f"), alice, "freeze", "risk", "fraud signal")

@@ -46,7 +46,7 @@ def _fail(what: str) -> RoundFailure:
 
 
 async def check_round(sim: Simulation, round_: Round) -> None:
-    ids = {op.tid for op in round_.ops}
+    ids = {op.tid for op in round_.ops if op.change is None}
     expected = {
         tid: Expected(
             outcome.status if outcome.status != "DuplicateTransferMismatch" else "refused",
@@ -71,6 +71,8 @@ async def check_balances(sim: Simulation) -> None:
         if stored.balance != account.balance:
             raise _fail(f"{account.account_id}: write model {stored.balance}, "
                         f"model {account.balance}")  # fmt: skip
+        if stored.status != account.status:
+            raise _fail(f"{account.account_id}: status {stored.status}, model {account.status}")
         view = await client.balance(account.account_id)
         if view.balance != account.balance:
             raise _fail(f"{account.account_id}: read model {view.balance}, "
@@ -187,6 +189,17 @@ async def final_checks(sim: Simulation, *, plant: bool) -> dict[str, bool]:
     return await plant_faults(sim, objects)
 
 
+async def _creditable(sim: Simulation, region: str) -> str:
+    """A USD customer of `region` that takes credits (not closed): one of the
+    run's, or a new one when the run closed them all."""
+    for a in sim.model.accounts.values():
+        if (a.region, a.currency, a.limit, a.status) == (region, "USD", 0, "open"):
+            return a.account_id
+    account_id = f"payee-{region}-{sim.prefix}"
+    await sim.ledger.client.open_account(account_id, "USD", region=region)
+    return account_id
+
+
 async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, bool]:
     settings = sim.ledger.settings
     postgres = sim.ledger.stack.postgres
@@ -195,8 +208,7 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
     region = settings.regions[0]
     # A posting still in the hot store (the final maintenance pruned the rest).
     bank = next(a for a in sim.model.accounts if a.startswith(f"bank-{region}-"))
-    payee = next(a.account_id for a in sim.model.accounts.values()
-                 if a.region == region and a.currency == "USD" and a.limit == 0)  # fmt: skip
+    payee = await _creditable(sim, region)
     await sim.ledger.client.transfer(f"planted-{uuid.uuid4().hex[:8]}", bank, payee, 1, "USD",
                                      initiated_by="sim")  # fmt: skip
     superuser = create_async_engine(postgres.url("postgres", database_name(region)))
@@ -224,8 +236,7 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
         await superuser.dispose()
     # A cross-region transfer still hot, whose destination leg then goes.
     to_region = settings.regions[1]
-    abroad = next(a.account_id for a in sim.model.accounts.values()
-                  if a.region == to_region and a.currency == "USD" and a.limit == 0)  # fmt: skip
+    abroad = await _creditable(sim, to_region)
     deleted = f"planted-x-{uuid.uuid4().hex[:8]}"
     await sim.ledger.client.transfer(deleted, bank, abroad, 1, "USD", initiated_by="sim")
     away = create_async_engine(postgres.url("postgres", database_name(to_region)))

@@ -1,11 +1,13 @@
 """The simulator's model of the ledger: independent of the code it checks.
 
-It holds every account (home region, currency, overdraft limit, balance)
-and every transfer id's first outcome, and decides each operation's outcome
-from those alone, by the rules the README states: the source account, then
-the target, must exist and hold the currency; the source must be able to
-spend the amount; across regions the destination refusing (another
-currency) pays the amount back; a transfer id's outcome never changes, and
+It holds every account (home region, currency, overdraft limit, balance,
+status) and every transfer id's and change id's first outcome, and decides
+each operation's outcome from those alone, by the rules the README states:
+the source account, then the target, must exist, not be closed (the source
+not frozen either) and hold the currency; the source must be able to spend
+the amount; across regions the destination refusing (closed, another
+currency) pays the amount back; a freeze needs an open account, an unfreeze
+a frozen one, a close an empty one that is not closed; a transfer id's outcome never changes, and
 the same id with another payload is `DuplicateTransferMismatch`. Balances
 are the model's own arithmetic, clearing accounts included.
 """
@@ -23,6 +25,7 @@ class Account:
     currency: str
     limit: int | None  # None: unlimited (a bank)
     balance: int = 0
+    status: str = "open"  # open | frozen | closed
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,20 @@ class Payload:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A status change of an account: freeze, unfreeze or close."""
+
+    account_id: str
+    action: str
+    reason: str
+
+
+#: (status before, action) -> status after; anything else is refused.
+TRANSITIONS = {("open", "freeze"): "frozen", ("frozen", "unfreeze"): "open",
+               ("open", "close"): "closed", ("frozen", "close"): "closed"}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: str  # confirmed | rejected | reversed | DuplicateTransferMismatch
     reason_type: str | None = None
@@ -48,6 +65,8 @@ class Model:
     accounts: dict[str, Account] = field(default_factory=dict)
     #: transfer id -> (its payload, its outcome, where it ran, where it went)
     transfers: dict[str, tuple[Payload, Outcome, str, str | None]] = field(default_factory=dict)
+    #: (account, change id) -> (its change, its answer: applied or the refusal's type)
+    changes: dict[tuple[str, str], tuple[Change, str]] = field(default_factory=dict)
     #: (home region, peer region, currency) -> clearing balance
     clearing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: Deliberately wrong (to show the simulator catches and shrinks it).
@@ -76,6 +95,10 @@ class Model:
                 return Outcome("rejected", "AccountNotFound")
             if account_id == payload.target and to_region is not None:
                 break  # the destination checks its own account, after the money left
+            if account.status == "closed":
+                return Outcome("rejected", "AccountClosed")
+            if account.status == "frozen" and account_id == payload.source:
+                return Outcome("rejected", "AccountFrozen")
             if account.currency != payload.currency:
                 return Outcome("rejected", "CurrencyMismatch")
         source = self.accounts[payload.source]
@@ -84,9 +107,35 @@ class Model:
             limit += 1
         if limit is not None and source.balance - payload.amount < -limit:
             return Outcome("rejected", "InsufficientFunds")
+        if to_region is not None and self.accounts[payload.target].status == "closed":
+            return Outcome("reversed", "AccountClosed")
         if to_region is not None and self.accounts[payload.target].currency != payload.currency:
             return Outcome("reversed", "CurrencyMismatch")
         return Outcome("confirmed")
+
+    def decide_change(self, change_id: str, change: Change) -> str:
+        """`applied`, or the refusal's type, by the rules alone."""
+        known = self.changes.get((change.account_id, change_id))
+        if known is not None:
+            first, answer = known
+            return answer if first == change else "DuplicateChangeMismatch"
+        account = self.accounts.get(change.account_id)
+        if account is None:
+            return "AccountUnknown"
+        if (account.status, change.action) not in TRANSITIONS:
+            return "AccountStateConflict"
+        if change.action == "close" and account.balance != 0:
+            return "AccountNotEmpty"
+        return "applied"
+
+    def record_change(self, change_id: str, change: Change, answer: str) -> None:
+        key = (change.account_id, change_id)
+        if key in self.changes or answer == "DuplicateChangeMismatch":
+            return
+        self.changes[key] = (change, answer)
+        if answer == "applied":
+            account = self.accounts[change.account_id]
+            account.status = TRANSITIONS[(account.status, change.action)]
 
     def record(
         self, tid: str, payload: Payload, outcome: Outcome, region: str, to_region: str | None

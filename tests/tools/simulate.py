@@ -8,7 +8,9 @@ Each run brings up a ledger of its own (`tests.tools.stack`), opens accounts
 in every region (banks, customers with and without credit, a EUR customer),
 and plays rounds of operations chosen by the seed, concurrently within a
 round: local and cross-region transfers through the SDK; raw starts through
-the plain Temporal client (also misrouted ones); resubmissions of closed ids
+the plain Temporal client (also misrouted ones); account freezes, unfreezes
+and closes, and re-sent change ids (the same change, or another under its
+id), through the SDK and raw starts; resubmissions of closed ids
 through the SDK; raw re-runs of closed ids, with the same payload and with
 another; concurrent duplicate submissions of a new id from separate clients
 (local and cross-region); workflow resets of closed transfers. Faults land
@@ -60,16 +62,20 @@ from temporalio.service import RPCError
 
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError, StoreUnavailable
-from ledgerflow.domain.model import TransferRequest, TransferResult
+from ledgerflow.domain.model import AccountChangeRequest, TransferRequest, TransferResult
+from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.tools.sim_checks import RoundFailure, check_maintenance, check_round, final_checks
-from tests.tools.sim_model import Account, Model, Outcome, Payload
+from tests.tools.sim_model import Account, Change, Model, Outcome, Payload
 from tests.tools.stack import Ledger, WorkerDied, own_ledger
 
 TRANSIENT = (ConfirmationTimeout, StoreUnavailable, RPCError,
              WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError)  # fmt: skip
 KINDS = ("sdk", "sdk", "sdk", "cross", "cross", "raw", "raw-misrouted", "resubmit", "rerun",
-         "rerun-other", "dups", "dups-cross", "reset", "fund")  # fmt: skip
+         "rerun-other", "dups", "dups-cross", "reset", "fund", "freeze", "unfreeze", "close",
+         "change-again")  # fmt: skip
+#: Account changes: each touches its account alone in its round.
+CHANGES = ("freeze", "unfreeze", "close", "change-again")
 FAULTS = ("kill", "failpoint", "stop-region", "postgres")
 #: Operations on an id submitted earlier: they move no money.
 AGAIN = ("resubmit", "rerun", "rerun-other", "reset")
@@ -82,6 +88,9 @@ class Op:
     kind: str
     tid: str
     payload: Payload
+    #: An account change (its id is `tid`), and how it is sent: `sdk` or `raw`.
+    change: Change | None = None
+    via: str = "sdk"
 
 
 @dataclass
@@ -98,6 +107,8 @@ class RunReport:
     operations: int = 0
     rounds: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    #: operations played, by kind
+    kinds: dict[str, int] = field(default_factory=dict)
     maintenance: int = 0
     planted_found: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
@@ -160,6 +171,16 @@ class Simulation:
             op = self._choose(kind, regions)
             if op is None or any(other.tid == op.tid for other in ops):
                 continue  # one operation per id a round (a raw start of a running id fails)
+            if op.change is not None:
+                # A change and a transfer of one account in one round would
+                # race: its account is the change's alone that round.
+                account_id = op.change.account_id
+                if account_id in debited | credited:
+                    continue
+                debited.add(account_id)
+                credited.add(account_id)
+                ops.append(op)
+                continue
             if kind in AGAIN:
                 ops.append(op)  # moves no money (the outcome is recorded)
                 continue
@@ -184,8 +205,11 @@ class Simulation:
     def _choose(self, kind: str, regions: list[str]) -> Op | None:
         rng = self.rng
         tid = f"{kind[:3]}-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}-{self.prefix}"
+        if kind in CHANGES:
+            return self._choose_change(kind, tid, regions)
         if kind in AGAIN:
-            closed = [op for op in self.done if op.kind not in ("dups", "dups-cross")]
+            closed = [op for op in self.done
+                      if op.kind not in ("dups", "dups-cross") and op.change is None]  # fmt: skip
             if not closed:
                 return None
             old = rng.choice(closed)
@@ -214,10 +238,68 @@ class Simulation:
         return Op(kind, tid, Payload(source.account_id, target.account_id, max(1, amount),
                                      currency))  # fmt: skip
 
+    def _choose_change(self, kind: str, tid: str, regions: list[str]) -> Op | None:
+        rng = self.rng
+        via = rng.choice(["sdk", "raw"])
+        nothing = Payload("", "", 0, "")
+        if kind == "change-again":  # a change id sent before: the same, or another change
+            earlier = [op for op in self.done if op.change is not None]
+            if not earlier:
+                return None
+            old = rng.choice(earlier)
+            assert old.change is not None
+            change = old.change
+            if rng.random() < 0.3:
+                change = replace(change, reason=change.reason + " (again)")
+            return Op(kind, old.tid, nothing, change, via)
+        account = rng.choice(self.customers(rng.choice(regions)))
+        account_id = account.account_id
+        if rng.random() < 0.05:  # an account that does not exist
+            account_id = f"ghost-{self.prefix}"
+        reason = rng.choice(["kyc review", "fraud signal", "customer request"])
+        return Op(kind, tid, nothing, Change(account_id, kind, reason), via)
+
+    def change_region(self, change: Change) -> str:
+        account = self.model.accounts.get(change.account_id)
+        return account.region if account else self.ledger.settings.default_region
+
+    async def run_change(self, op: Op) -> str:
+        """`applied`, or the refusal's type."""
+        change = op.change
+        assert change is not None
+        for _ in range(60):
+            try:
+                if op.via == "sdk":
+                    await self.ledger.client.change_account(
+                        change.account_id, change.action, reason=change.reason,
+                        change_id=op.tid, initiated_by="sim",
+                    )  # fmt: skip
+                    return "applied"
+                request = AccountChangeRequest(op.tid, change.account_id, change.action, "sim",
+                                               change.reason)  # fmt: skip
+                result = await self.ledger.client.temporal.execute_workflow(
+                    AccountChangeWorkflow.run, request, id=request.workflow_id,
+                    task_queue=self.ledger.settings.task_queue(self.change_region(change)),
+                )  # fmt: skip
+                return "applied" if result.applied else str(result.reason_type)
+            except TRANSIENT:
+                await asyncio.sleep(1)
+            except LedgerError as exc:
+                return exc.type
+            except WorkflowFailureError as exc:
+                cause = exc.cause
+                return (
+                    cause.type if isinstance(cause, ApplicationError) and cause.type else "failed"
+                )
+        return "unknown"
+
     # -- running operations ------------------------------------------------
 
     def expected(self, op: Op) -> tuple[Outcome, str, str | None]:
         settings = self.ledger.settings
+        if op.change is not None:
+            answer = self.model.decide_change(op.tid, op.change)
+            return Outcome(answer), self.change_region(op.change), None
         if op.kind in AGAIN:
             _, _, region, to_region = self.model.transfers[op.tid]
         else:
@@ -228,6 +310,8 @@ class Simulation:
 
     async def run_op(self, op: Op, region: str, to_region: str | None) -> list[str]:
         """Every answer the operation got (several for concurrent duplicates)."""
+        if op.change is not None:
+            return [await self.run_change(op)]
         if op.kind in ("dups", "dups-cross"):
             clients = [LedgerClient(self.ledger.client.temporal, self.ledger.settings)
                        for _ in range(6)]  # fmt: skip
@@ -369,8 +453,11 @@ class Simulation:
 
     async def play(self, round_: Round) -> None:
         # (A replayed subset may have lost the first submission of an id.)
-        round_.ops = [op for op in round_.ops
-                      if op.kind not in AGAIN or op.tid in self.model.transfers]  # fmt: skip
+        round_.ops = [
+            op for op in round_.ops
+            if (op.kind not in AGAIN or op.tid in self.model.transfers)
+            and (op.kind != "change-again" or any(op.tid == c for _, c in self.model.changes))
+        ]  # fmt: skip
         decided = [self.expected(op) for op in round_.ops]
         if round_.fault:
             await self.arm(round_)
@@ -387,6 +474,16 @@ class Simulation:
             raise RoundFailure(str(exc)) from None
         for op, (outcome, region, to_region), got in zip(round_.ops, decided, answers,
                                                          strict=True):  # fmt: skip
+            if op.change is not None:
+                if got != [outcome.status]:
+                    raise RoundFailure(
+                        f"{op.kind} {op.tid} {op.change} via {op.via}: answered {got}, "
+                        f"the model says {outcome.status}"
+                    )
+                self.model.record_change(op.tid, op.change, outcome.status)
+                if op.kind != "change-again":
+                    self.done.append(op)
+                continue
             for answer in got:
                 if answer != outcome.status:
                     raise RoundFailure(
@@ -445,6 +542,8 @@ async def simulate(
                 await sim.play(round_)
             finally:  # (a failing round's operations were played too)
                 report.operations += len(round_.ops)
+                for op in round_.ops:
+                    report.kinds[op.kind] = report.kinds.get(op.kind, 0) + 1
                 report.maintenance += round_.maintenance
                 if round_.fault:
                     faults[round_.fault] += 1
@@ -465,7 +564,10 @@ def _renamed(round_: Round, sim: Simulation) -> Round:
     ops = [
         Op(op.kind, _swap_prefix(op.tid, sim.prefix),
            replace(op.payload, source=_swap_prefix(op.payload.source, sim.prefix),
-                   target=_swap_prefix(op.payload.target, sim.prefix)))
+                   target=_swap_prefix(op.payload.target, sim.prefix)) if op.change is None
+           else op.payload,
+           replace(op.change, account_id=_swap_prefix(op.change.account_id, sim.prefix))
+           if op.change is not None else None, op.via)
         for op in round_.ops
     ]  # fmt: skip
     return replace(round_, ops=ops)
@@ -526,7 +628,9 @@ async def shrink(
 def describe(rounds: list[Round]) -> list[dict[str, Any]]:
     return [
         {"fault": r.fault, "fault_region": r.fault_region, "maintenance": r.maintenance,
-         "ops": [{"kind": o.kind, "tid": o.tid} | asdict(o.payload) for o in r.ops]}
+         "ops": [{"kind": o.kind, "tid": o.tid}
+                 | (asdict(o.payload) if o.change is None else asdict(o.change) | {"via": o.via})
+                 for o in r.ops]}
         for r in rounds
     ]  # fmt: skip
 

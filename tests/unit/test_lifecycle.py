@@ -24,16 +24,19 @@ from ledgerflow.domain.hashing import (
     ChainBroken,
     chain_hash,
     content_of,
+    event_content,
     verify_chain,
 )
 from ledgerflow.domain.model import (
     Account,
     AccountAction,
     AccountChangeRequest,
+    AccountChangeResult,
     Event,
     account_change_workflow_id,
 )
 from ledgerflow.domain.policy import check_change
+from ledgerflow.store.batch import event_id_for
 from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.workflow_names import account_workflow_id
 
@@ -176,7 +179,7 @@ def chain_problem(events: list[Event]) -> tuple[int, str]:
     with pytest.raises(ChainBroken) as caught:
         for event in events:
             chain.feed(event)
-    assert caught.value.check == "status"
+    assert (caught.value.check, caught.value.account_id) == ("status", "acct")
     return caught.value.version, caught.value.problem
 
 
@@ -230,3 +233,68 @@ def test_every_lifecycle_error_is_typed_and_refuses_or_rejects() -> None:
     for name in ("AccountFrozen", "DuplicateChangeMismatch", *REFUSAL_TYPES):
         rebuilt = error_from_type(name, "m")
         assert type(rebuilt) is ERROR_TYPES[name] and isinstance(rebuilt, LedgerError)
+
+
+def test_an_applied_change_writes_exactly_this_event_head_and_outcome() -> None:
+    """Whole-value equality: every field of what a change writes is pinned
+    (mutation testing found single fields unchecked)."""
+    before = Account("acct", "EUR", "eu", 500, "open", 7, 40, T0, "cd" * 32, {"k": "v"}, T0)
+    now, occurred = T0 + timedelta(minutes=1), T0 - timedelta(minutes=1)
+    applied = apply_change(change("freeze", change_id="c9", reason="why"), before, now,
+                           occurred, "eu")  # fmt: skip
+    fields: dict[str, Any] = dict(
+        event_id=applied.event.event_id, type="AccountFrozen", account_id="acct", version=8,
+        amount=0, currency="EUR", balance_after=40, occurred_at=occurred, recorded_at=now,
+        region="eu", initiated_by="ops", transfer_id=None, leg=None, counterparty=None,
+        description="why", metadata={"change_id": "c9"},
+    )  # fmt: skip
+    digest = chain_hash("cd" * 32, event_content(**fields))
+    assert applied.event == Event(**fields, prev_hash="cd" * 32, hash=digest)
+    assert applied.event.event_id == event_id_for("account/acct/change/c9")
+    assert applied.head == Account("acct", "EUR", "eu", 500, "frozen", 8, 40, T0, digest,
+                                   {"k": "v"}, now)  # fmt: skip
+    request = change("freeze", change_id="c9", reason="why")
+    assert applied.result == AccountChangeResult(
+        change_id="c9", account_id="acct", action="freeze", status="applied",
+        fingerprint=request.fingerprint(), account_status="frozen",
+        event_id=applied.event.event_id, reason_type=None, reason=None, recorded_at=now,
+    )  # fmt: skip
+
+
+def test_a_refusal_records_exactly_why_and_the_status_it_left() -> None:
+    request = change("close", change_id="c5")
+    result = refused(request, account("frozen", 9), AccountNotEmpty("it holds money"), T0)
+    assert result == AccountChangeResult(
+        change_id="c5", account_id="acct", action="close", status="refused",
+        fingerprint=request.fingerprint(), account_status="frozen", event_id=None,
+        reason_type="AccountNotEmpty", reason="it holds money", recorded_at=T0,
+    )  # fmt: skip
+    with pytest.raises(DuplicateChangeMismatch) as caught:
+        same_change(result, change("freeze", change_id="c5"))
+    assert caught.value.message == (
+        "change id 'c5' of account 'acct' was already used for a different change"
+    )
+
+
+def test_a_well_formed_change_request_validates_to_itself_and_the_refusals_say_why() -> None:
+    request = change("close", reason="x" * 500)
+    assert request.validated() is request
+    for changes, message in [
+        ({"change_id": "", "reason": ""}, "missing field(s): change_id, reason"),
+        ({"action": "delete"}, "action must be one of freeze, unfreeze, close, got 'delete'"),
+        ({"reason": "x" * 501}, "reason must be text of at most 500 characters"),
+        ({"reason": 7}, "reason must be text of at most 500 characters"),
+    ]:
+        fields: dict[str, Any] = {"action": "freeze", **changes}
+        with pytest.raises(InvalidRequest) as caught:
+            change(**fields).validated()
+        assert caught.value.message == message
+
+
+def test_the_refusals_name_the_account() -> None:
+    with pytest.raises(AccountUnknown) as unknown:
+        check_change(change("freeze", account_id="nobody"), None)
+    assert unknown.value.message == "account 'nobody' does not exist"
+    with pytest.raises(AccountNotEmpty) as full:
+        check_change(change("close"), account(balance=1))
+    assert full.value.details == {"account_id": "acct"}
