@@ -115,6 +115,7 @@ def decode_segment(body: bytes) -> list[tuple[int, Event]]:
                     hash=r["hash"],
                     position=r["position"],
                     tx_id=r["tx_id"],
+                    pending_after=r.get("pending_after", 0),
                 ),
             )
         )

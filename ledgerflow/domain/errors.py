@@ -73,6 +73,24 @@ class AccountAlreadyExists(RequestError):
     type = "AccountAlreadyExists"
 
 
+class DuplicateHoldMismatch(RequestError):
+    """A hold id was already used for a different hold."""
+
+    type = "DuplicateHoldMismatch"
+
+
+class DuplicateCaptureMismatch(RequestError):
+    """A capture id of a hold was already used with another amount."""
+
+    type = "DuplicateCaptureMismatch"
+
+
+class HoldNotFound(RequestError):
+    """No hold was placed under this id."""
+
+    type = "HoldNotFound"
+
+
 class DuplicateChangeMismatch(RequestError):
     """An account change id was already used for a different change."""
 
@@ -106,6 +124,26 @@ class AccountFrozen(TransferRejected):
     type = "AccountFrozen"
 
 
+class HoldNotOpen(TransferRejected):
+    """The hold already ended (captured in full, voided, expired) or was
+    refused when placed: nothing more can be captured, voided or moved."""
+
+    type = "HoldNotOpen"
+
+
+class HoldExpired(TransferRejected):
+    """The hold's deadline has passed: it expired (now, if nobody had
+    written the expiry yet)."""
+
+    type = "HoldExpired"
+
+
+class CaptureExceedsHold(TransferRejected):
+    """The captures would take more than the hold holds (plus its over-capture tolerance)."""
+
+    type = "CaptureExceedsHold"
+
+
 class ChangeRefused(LedgerError):
     """A well-formed account change the account's state does not allow;
     recorded for audit under its change id, changes nothing."""
@@ -130,6 +168,12 @@ class AccountUnknown(ChangeRefused):
     """A change of an account that does not exist."""
 
     type = "AccountUnknown"
+
+
+class AccountHasOpenHolds(ChangeRefused):
+    """Closing an account while a hold still reserves part of it."""
+
+    type = "AccountHasOpenHolds"
 
 
 class CurrencyMismatch(TransferRejected):
@@ -193,6 +237,13 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         AccountClosed,
         AccountFrozen,
         DuplicateChangeMismatch,
+        DuplicateHoldMismatch,
+        DuplicateCaptureMismatch,
+        HoldNotFound,
+        HoldNotOpen,
+        HoldExpired,
+        CaptureExceedsHold,
+        AccountHasOpenHolds,
         AccountStateConflict,
         AccountNotEmpty,
         AccountUnknown,

@@ -50,9 +50,15 @@ def event_content(
     counterparty: str | None,
     description: str | None,
     metadata: dict[str, Any],
+    pending_after: int = 0,
 ) -> dict[str, Any]:
-    """The fields an event's hash covers, in their canonical representation."""
-    return {
+    """The fields an event's hash covers, in their canonical representation.
+
+    `pending_after` (what the account's open holds reserve after the event,
+    migration 0006) is covered when it is not zero: absent means zero, so
+    every event written before holds existed hashes as it always did, and
+    changing a pending amount either way changes the hash."""
+    content = {
         "event_id": event_id,
         "type": type,
         "account_id": account_id,
@@ -70,6 +76,9 @@ def event_content(
         "description": description,
         "metadata": metadata,
     }
+    if pending_after:
+        content["pending_after"] = pending_after
+    return content
 
 
 def content_of(event: Event) -> dict[str, Any]:
@@ -80,7 +89,7 @@ def content_of(event: Event) -> dict[str, Any]:
         recorded_at=event.recorded_at, region=event.region,
         initiated_by=event.initiated_by, transfer_id=event.transfer_id, leg=event.leg,
         counterparty=event.counterparty, description=event.description,
-        metadata=event.metadata,
+        metadata=event.metadata, pending_after=event.pending_after,
     )  # fmt: skip
 
 

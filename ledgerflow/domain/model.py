@@ -35,6 +35,10 @@ class EventType(StrEnum):
     ACCOUNT_FROZEN = "AccountFrozen"
     ACCOUNT_UNFROZEN = "AccountUnfrozen"
     ACCOUNT_CLOSED = "AccountClosed"
+    HOLD_PLACED = "HoldPlaced"
+    #: The debit leg of a capture's posting (amount < 0).
+    HOLD_CAPTURED = "HoldCaptured"
+    HOLD_RELEASED = "HoldReleased"
 
 
 class AccountStatus(StrEnum):
@@ -96,6 +100,9 @@ class PostingKind(StrEnum):
     OUTBOUND = "outbound"
     INBOUND = "inbound"
     REVERSAL = "reversal"
+    #: A hold's capture: from the held account to the hold's target, in the
+    #: hold's region, under `<hold id>/capture/<capture id>`.
+    CAPTURE = "capture"
 
 
 def require_id(value: object, what: str) -> str:
@@ -278,6 +285,13 @@ class Account:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: When the latest event was recorded: the next one is never earlier.
     head_recorded_at: datetime | None = None
+    #: What the account's open holds reserve: it may spend `available`.
+    pending_out: int = 0
+
+    @property
+    def available(self) -> int:
+        """Posted balance minus what open holds reserve."""
+        return self.balance - self.pending_out
 
 
 @dataclass(frozen=True)
@@ -428,6 +442,9 @@ class Posting:
     #: for the customer's event, the local customer for the clearing event.
     debit_counterparty: str
     credit_counterparty: str
+    #: A capture: how much of the debited account's pending amount the
+    #: posting consumes (its hold's reservation), and so its debit's type.
+    pending_release: int = 0
 
     @classmethod
     def local(cls, transfer: Transfer, region: str) -> Posting:
@@ -596,6 +613,8 @@ class Event:
     hash: str
     position: int | None = None
     tx_id: int | None = None
+    #: What the account's open holds reserve right after this event.
+    pending_after: int = 0
 
 
 @dataclass(frozen=True)

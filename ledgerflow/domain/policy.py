@@ -9,14 +9,18 @@ from __future__ import annotations
 from ledgerflow.domain.errors import (
     AccountClosed,
     AccountFrozen,
+    AccountHasOpenHolds,
     AccountNotEmpty,
     AccountNotFound,
     AccountStateConflict,
     AccountUnknown,
+    CaptureExceedsHold,
     CurrencyMismatch,
+    HoldNotOpen,
     InsufficientFunds,
     InvalidAmount,
 )
+from ledgerflow.domain.holds import Hold, HoldState, HoldStatus
 from ledgerflow.domain.model import (
     Account,
     AccountAction,
@@ -27,8 +31,12 @@ from ledgerflow.domain.model import (
 from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount
 
 
-def check_policy(transfer: Transfer, source: Account | None, target: Account | None) -> None:
-    """The business rules of a transfer, given the two accounts as they stand."""
+def check_policy(
+    transfer: Transfer, source: Account | None, target: Account | None, *, released: int = 0
+) -> None:
+    """The business rules of a transfer, given the two accounts as they stand
+    (`released`: how much of the amount comes out of the source's own
+    reservation, for a hold's capture)."""
     sides = ((transfer.from_account, source, True), (transfer.to_account, target, False))
     for account_id, account, debited in sides:
         if account is None:
@@ -51,17 +59,30 @@ def check_policy(transfer: Transfer, source: Account | None, target: Account | N
                 account_id=account_id,
             )
     assert source is not None and target is not None
+    check_funds(source, transfer.amount, released=released)
     remaining = source.balance - transfer.amount
-    if source.overdraft_limit is not None and remaining < -source.overdraft_limit:
-        raise InsufficientFunds(
-            f"account {source.account_id!r} has a balance of "
-            f"{format_amount(source.balance, source.currency)} and an overdraft limit of "
-            f"{format_amount(source.overdraft_limit, source.currency)}; "
-            f"{format_amount(transfer.amount, transfer.currency)} exceeds what it may spend",
-            account_id=source.account_id,
-        )
     if target.balance + transfer.amount > MAX_MINOR_UNITS or remaining < -MAX_MINOR_UNITS:
         raise InvalidAmount("the transfer would overflow an account balance")
+
+
+def check_funds(source: Account, amount: int, *, released: int) -> None:
+    """Whether `source` may spend `amount`, of which `released` comes out of
+    its own reservation (a capture): what is left available must not go
+    below the overdraft limit. Available is posted minus pending out."""
+    available_after = source.balance - amount - (source.pending_out - released)
+    if source.overdraft_limit is not None and available_after < -source.overdraft_limit:
+        held = (
+            f" ({format_amount(source.pending_out, source.currency)} of it held)"
+            if source.pending_out
+            else ""
+        )
+        raise InsufficientFunds(
+            f"account {source.account_id!r} has a balance of "
+            f"{format_amount(source.balance, source.currency)}{held} and an overdraft limit of "
+            f"{format_amount(source.overdraft_limit, source.currency)}; "
+            f"{format_amount(amount, source.currency)} exceeds what it may spend",
+            account_id=source.account_id,
+        )
 
 
 #: (status before, action) → allowed. Nothing leaves `closed`.
@@ -86,9 +107,45 @@ def check_change(change: AccountChangeRequest, account: Account | None) -> None:
             account_id=account.account_id,
             status=account.status,
         )
+    if action == AccountAction.CLOSE and account.pending_out != 0:
+        raise AccountHasOpenHolds(
+            f"account {account.account_id!r} has "
+            f"{format_amount(account.pending_out, account.currency)} held by open holds; "
+            "void them or let them expire first",
+            account_id=account.account_id,
+        )
     if action == AccountAction.CLOSE and account.balance != 0:
         raise AccountNotEmpty(
             f"account {account.account_id!r} has a balance of "
             f"{format_amount(account.balance, account.currency)}; only an empty account closes",
             account_id=account.account_id,
+        )
+
+
+def check_hold(hold: Hold, source: Account | None, target: Account | None) -> None:
+    """A hold is placed as a transfer of its amount would be, against what the
+    source has available: both accounts exist here, the source is open, the
+    target not closed, both in the hold's currency."""
+    check_policy(
+        Transfer(hold.hold_id, hold.from_account, hold.to_account, hold.amount, hold.currency,
+                 hold.initiated_by),
+        source,
+        target,
+    )  # fmt: skip
+
+
+def check_capture(state: HoldState, amount: int) -> None:
+    """Whether an open hold takes a capture of `amount` (the accounts' own
+    rules are the posting's)."""
+    if state.status != HoldStatus.OPEN:
+        raise HoldNotOpen(
+            f"hold {state.hold_id!r} is {state.status}: nothing more can be captured",
+            hold_id=state.hold_id,
+            status=state.status,
+        )
+    if amount > state.capturable:
+        raise CaptureExceedsHold(
+            f"hold {state.hold_id!r} can take {format_amount(state.capturable, state.currency)} "
+            f"more; {format_amount(amount, state.currency)} exceeds it",
+            hold_id=state.hold_id,
         )

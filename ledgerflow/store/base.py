@@ -7,6 +7,15 @@ from datetime import datetime
 from typing import Protocol
 
 from ledgerflow.domain.errors import LedgerError
+from ledgerflow.domain.holds import (
+    CaptureRequest,
+    CaptureResult,
+    DeadlineChange,
+    HoldRequest,
+    HoldResult,
+    HoldState,
+    ReleaseResult,
+)
 from ledgerflow.domain.model import (
     Account,
     AccountChangeRequest,
@@ -60,6 +69,30 @@ class EventStore(Protocol):
         recorded, not raised); `DuplicateChangeMismatch` for another request
         under the same id."""
         ...
+
+    async def place_hold(self, request: HoldRequest, occurred_at: datetime) -> HoldResult:
+        """Reserve the amount (its `HoldPlaced` event), or record the hold id
+        refused; the recorded outcome for the id ever after
+        (`DuplicateHoldMismatch` for another hold under it)."""
+        ...
+
+    async def capture_hold(self, request: CaptureRequest, occurred_at: datetime) -> CaptureResult:
+        """Post one capture of an open hold, or record it refused; once per capture id."""
+        ...
+
+    async def release_hold(
+        self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime
+    ) -> ReleaseResult | None:
+        """Void (`voided`) or expire (`expired`) an open hold: its one release.
+        Voiding a hold that ended is `HoldNotOpen` (`HoldExpired` if it
+        expired); an expiry of a hold that ended otherwise is None."""
+        ...
+
+    async def extend_hold(self, change: DeadlineChange, occurred_at: datetime) -> HoldState:
+        """Move an open hold's deadline, once per change id."""
+        ...
+
+    async def get_hold(self, hold_id: str) -> HoldState | None: ...
 
     async def check_transfer(self, transfer: Transfer) -> None:
         """Advisory validation without locks; raises the `LedgerError` the append would."""

@@ -87,12 +87,12 @@ APPEND_WRITES = text(
     WITH posted AS (
         INSERT INTO events (event_id, type, account_id, version, amount, currency,
             balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,
-            counterparty, description, metadata, prev_hash, hash)
+            counterparty, description, metadata, prev_hash, hash, pending_after)
         SELECT e.event_id, e.type, e.account_id, e.version, e.amount, e.currency,
                e.balance_after, e.occurred_at, e.recorded_at, :region, e.initiated_by,
                e.transfer_id,
                e.leg, e.counterparty, e.description, CAST(e.metadata AS jsonb), e.prev_hash,
-               e.hash
+               e.hash, e.pending_after
           FROM unnest(CAST(:e_event_id AS uuid[]), CAST(:e_type AS text[]),
                       CAST(:e_account_id AS text[]), CAST(:e_version AS bigint[]),
                       CAST(:e_amount AS bigint[]), CAST(:e_currency AS text[]),
@@ -102,10 +102,11 @@ APPEND_WRITES = text(
                       CAST(:e_initiated_by AS text[]), CAST(:e_transfer_id AS text[]),
                       CAST(:e_leg AS text[]), CAST(:e_counterparty AS text[]),
                       CAST(:e_description AS text[]), CAST(:e_metadata AS text[]),
-                      CAST(:e_prev_hash AS text[]), CAST(:e_hash AS text[]))
+                      CAST(:e_prev_hash AS text[]), CAST(:e_hash AS text[]),
+                      CAST(:e_pending_after AS bigint[]))
             AS e (event_id, type, account_id, version, amount, currency, balance_after,
                   occurred_at, recorded_at, initiated_by, transfer_id, leg, counterparty,
-                  description, metadata, prev_hash, hash)
+                  description, metadata, prev_hash, hash, pending_after)
     ), recorded AS (
         INSERT INTO transfers (transfer_id, fingerprint, status, region, from_account,
             to_account, amount, currency, initiated_by, description, metadata,
@@ -134,11 +135,12 @@ APPEND_WRITES = text(
     )
     UPDATE accounts AS a
        SET version = v.version, balance = v.balance, head_hash = v.head_hash,
-           head_recorded_at = v.head_recorded_at
+           head_recorded_at = v.head_recorded_at, pending_out = v.pending_out
       FROM unnest(CAST(:a_account_id AS text[]), CAST(:a_version AS bigint[]),
                   CAST(:a_balance AS bigint[]), CAST(:a_head_hash AS text[]),
-                  CAST(:a_head_recorded_at AS timestamptz[]))
-           AS v (account_id, version, balance, head_hash, head_recorded_at)
+                  CAST(:a_head_recorded_at AS timestamptz[]),
+                  CAST(:a_pending_out AS bigint[]))
+           AS v (account_id, version, balance, head_hash, head_recorded_at, pending_out)
      WHERE a.account_id = v.account_id
     """
 )
@@ -178,7 +180,7 @@ class PostingBatch:
         # (the clearing account has no limit, the customer only gains), so
         # only the accounts' existence is checked.
         if posting.kind != PostingKind.REVERSAL or source is None or target is None:
-            check_policy(posting.as_transfer(), source, target)
+            check_policy(posting.as_transfer(), source, target, released=posting.pending_release)
         assert source is not None and target is not None
         # Monotonic per account: never before either account's last event,
         # whatever the database clock says (a clock that steps back must not
@@ -196,14 +198,17 @@ class PostingBatch:
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             # Text no encoder accepts: refuse this posting alone, never retry it.
             raise InvalidRequest(f"the transfer cannot be stored as given: {exc}") from None
+        capture = posting.kind == PostingKind.CAPTURE
+        debit = EventType.HOLD_CAPTURED if capture else EventType.DEBITED
         legs = (
-            (source, -transfer.amount, Leg.DEBIT, EventType.DEBITED, posting.debit_counterparty),
+            (source, -transfer.amount, Leg.DEBIT, debit, posting.debit_counterparty,
+             source.pending_out - posting.pending_release),
             (target, transfer.amount, Leg.CREDIT, EventType.CREDITED,
-             posting.credit_counterparty),
+             posting.credit_counterparty, target.pending_out),
         )  # fmt: skip
         heads: list[Account] = []
         rows: list[dict[str, Any]] = []
-        for account, amount, leg, kind, counterparty in legs:
+        for account, amount, leg, kind, counterparty, pending in legs:
             event_id = event_id_for(f"transfer/{key}/{leg}")
             version, balance = account.version + 1, account.balance + amount
             content = event_content(
@@ -223,6 +228,7 @@ class PostingBatch:
                 counterparty=counterparty,
                 description=transfer.description,
                 metadata=transfer.metadata,
+                pending_after=pending,
             )
             try:
                 digest = chain_hash(account.head_hash, content)
@@ -235,12 +241,13 @@ class PostingBatch:
                 initiated_by=transfer.initiated_by, transfer_id=posting.posting_id,
                 leg=str(leg), counterparty=counterparty, description=transfer.description,
                 metadata=metadata, prev_hash=account.head_hash, hash=digest,
+                pending_after=pending,
             ))  # fmt: skip
             # (Positional, not dataclasses.replace: this runs twice per transfer.)
             head = Account(account.account_id, account.currency, account.region,
                            account.overdraft_limit, account.status, version, balance,
                            account.opened_at, digest, account.metadata,
-                           recorded_at)  # fmt: skip
+                           recorded_at, pending)  # fmt: skip
             heads.append(head)
         # Nothing is kept until both legs were built: a posting refused while
         # hashing leaves the batch exactly as it was.
@@ -286,6 +293,7 @@ class PostingBatch:
                 "a_balance": [a.balance for a in heads],
                 "a_head_hash": [a.head_hash for a in heads],
                 "a_head_recorded_at": [a.head_recorded_at for a in heads],
+                "a_pending_out": [a.pending_out for a in heads],
             }
         )
 
@@ -306,7 +314,8 @@ def _append_row(columns: dict[str, list[Any]], **row: Any) -> None:
 _EVENT_FIELDS = ("event_id", "type", "account_id", "version", "amount", "currency",
                  "balance_after", "occurred_at", "recorded_at", "initiated_by", "transfer_id",
                  "leg",
-                 "counterparty", "description", "metadata", "prev_hash", "hash")  # fmt: skip
+                 "counterparty", "description", "metadata", "prev_hash", "hash",
+                 "pending_after")  # fmt: skip
 _TRANSFER_FIELDS = ("transfer_id", "fingerprint", "from_account", "to_account", "amount",
                     "currency", "initiated_by", "description", "metadata", "debit_event_id",
                     "credit_event_id", "from_balance_after", "to_balance_after", "occurred_at",

@@ -85,13 +85,14 @@ def apply_change(
         occurred_at=occurred_at, recorded_at=recorded_at, region=region,
         initiated_by=request.initiated_by, transfer_id=None, leg=None, counterparty=None,
         description=request.reason, metadata={"change_id": request.change_id},
+        pending_after=account.pending_out,
     )  # fmt: skip
     digest = chain_hash(account.head_hash, event_content(**fields))
     event = Event(**fields, prev_hash=account.head_hash, hash=digest)
     head = Account(account.account_id, account.currency, account.region,
                    account.overdraft_limit, action.status_after, event.version,
                    account.balance, account.opened_at, digest, account.metadata,
-                   recorded_at)  # fmt: skip
+                   recorded_at, account.pending_out)  # fmt: skip
     result = AccountChangeResult(
         change_id=request.change_id,
         account_id=account.account_id,

@@ -66,6 +66,7 @@ EVENTS = Table(
     Column("metadata", JSONB),
     Column("prev_hash", Text),
     Column("hash", Text),
+    Column("pending_after", BigInteger),
 )
 
 

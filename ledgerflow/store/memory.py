@@ -22,10 +22,21 @@ from typing import TYPE_CHECKING, Any
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     ChangeRefused,
+    HoldNotFound,
     InvalidRequest,
     LedgerError,
 )
 from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
+from ledgerflow.domain.holds import (
+    CaptureRequest,
+    CaptureResult,
+    DeadlineChange,
+    HoldRequest,
+    HoldResult,
+    HoldState,
+    HoldStatus,
+    ReleaseResult,
+)
 from ledgerflow.domain.model import (
     Account,
     AccountChangeRequest,
@@ -46,6 +57,17 @@ from ledgerflow.store.batch import (
     require_home,
     same_posting,
 )
+from ledgerflow.store.holds import (
+    HoldRecords,
+    Placement,
+    capture_or_refuse,
+    decide_release,
+    expiry_due,
+    move_deadline,
+    place_or_refuse,
+    same_capture,
+    same_hold,
+)
 from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.store.rows import Recorded
 
@@ -60,6 +82,12 @@ class InMemoryEventStore(LocalShorthands):
         self._events: list[Event] = []
         self._recorded: dict[str, Recorded] = {}
         self._changes: dict[tuple[str, str], AccountChangeResult] = {}
+        self._holds: dict[str, Placement] = {}
+        self._captures: dict[str, dict[str, CaptureResult]] = {}
+        self._releases: dict[str, ReleaseResult] = {}
+        #: hold id -> change id -> the deadline it set (deadlines only move
+        #: by `expires_in_s` from the store's clock, so the latest is the max)
+        self._deadlines: dict[str, dict[str, datetime]] = {}
         self._tx = 0
         self._lock = asyncio.Lock()
         #: The balance read model: account -> (balance, version), as projected.
@@ -166,22 +194,25 @@ class InMemoryEventStore(LocalShorthands):
             batch = PostingBatch(self._clock(), self.region)
             accounts = dict(self._accounts)
             result = batch.post(posting, occurred_at, accounts, self._recorded)
-            if batch.postings:
-                self._tx += 1
-                columns = batch.events
-                for i in range(len(columns["event_id"])):
-                    row = {name: values[i] for name, values in columns.items()}
-                    row["metadata"] = json.loads(row["metadata"])
-                    self._events.append(
-                        Event(
-                            region=self.region,
-                            position=len(self._events) + 1,
-                            tx_id=self._tx,
-                            **row,
-                        )
-                    )
-                self._accounts.update(batch.touched)
+            self._apply(batch)
             return result
+
+    def _apply(self, batch: PostingBatch, *events: Event) -> None:
+        """One transaction: `events` (single ones: a hold placed or
+        released), then the batch's postings."""
+        if not events and not batch.postings:
+            return
+        self._tx += 1
+        for event in events:
+            self._events.append(replace(event, position=len(self._events) + 1, tx_id=self._tx))
+        columns = batch.events
+        for i in range(len(columns["event_id"])):
+            row = {name: values[i] for name, values in columns.items()}
+            row["metadata"] = json.loads(row["metadata"])
+            self._events.append(
+                Event(region=self.region, position=len(self._events) + 1, tx_id=self._tx, **row)
+            )
+        self._accounts.update(batch.touched)
 
     async def record_posting_rejection(
         self, posting: Posting, error: LedgerError, occurred_at: datetime
@@ -198,6 +229,95 @@ class InMemoryEventStore(LocalShorthands):
                     rejected, str(posting.kind), posting.peer_region
                 )
             return same_posting(self._recorded[posting.posting_id], posting)
+
+    # -- holds ------------------------------------------------------------
+
+    def _records(self, hold_id: str) -> HoldRecords:
+        placement = self._holds.get(hold_id)
+        if placement is None:
+            raise HoldNotFound(f"no hold {hold_id!r} was placed", hold_id=hold_id)
+        deadlines = self._deadlines.get(hold_id, {})
+        return HoldRecords(
+            placement, list(self._captures.get(hold_id, {}).values()),
+            self._releases.get(hold_id), max(deadlines.values(), default=None),
+        )  # fmt: skip
+
+    def _settle(
+        self, records: HoldRecords, now: datetime, occurred_at: datetime
+    ) -> tuple[HoldRecords, list[Event]]:
+        due = expiry_due(records, self._accounts, now, occurred_at, self.region)
+        if due is None:
+            return records, []
+        written, result = due
+        self._accounts[written.head.account_id] = written.head
+        self._releases[result.hold_id] = result
+        return replace(records, release=result), [written.event]
+
+    async def place_hold(self, request: HoldRequest, occurred_at: datetime) -> HoldResult:
+        hold = request.validated()
+        async with self._lock:
+            if hold.hold_id in self._holds:
+                return same_hold(self._holds[hold.hold_id].result, hold)
+            outcome = place_or_refuse(hold, self._accounts, self._clock(), occurred_at,
+                                      self.region)  # fmt: skip
+            if outcome.written is not None:
+                self._apply(PostingBatch(self._clock(), self.region), outcome.written.event)
+            self._holds[hold.hold_id] = Placement(outcome.result, hold.initiated_by,
+                                                  hold.description)  # fmt: skip
+            return outcome.result
+
+    async def capture_hold(self, request: CaptureRequest, occurred_at: datetime) -> CaptureResult:
+        async with self._lock:
+            records = self._records(request.hold_id)
+            capture = request.validated(records.placement.result.currency)
+            if capture.capture_id in records.by_capture:
+                return same_capture(records.by_capture[capture.capture_id], capture)
+            now = self._clock()
+            records, expired = self._settle(records, now, occurred_at)
+            accounts = dict(self._accounts)
+            outcome = capture_or_refuse(records, capture, accounts, now, occurred_at,
+                                        self.region, self._recorded)  # fmt: skip
+            self._apply(outcome.batch or PostingBatch(now, self.region), *expired)
+            self._captures.setdefault(capture.hold_id, {})[capture.capture_id] = outcome.result
+            return outcome.result
+
+    async def release_hold(
+        self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime
+    ) -> ReleaseResult | None:
+        async with self._lock:
+            now = self._clock()
+            records, expired = self._settle(self._records(hold_id), now, occurred_at)
+            decided = decide_release(records, HoldStatus(ending), self._accounts, now,
+                                     occurred_at, self.region, initiated_by)  # fmt: skip
+            written = [decided.written.event] if decided.written else []
+            self._apply(PostingBatch(now, self.region), *expired, *written)
+            if decided.written is not None and decided.result is not None:
+                self._releases[hold_id] = decided.result
+        if decided.refusal is not None:
+            raise decided.refusal
+        return decided.result
+
+    async def extend_hold(self, change: DeadlineChange, occurred_at: datetime) -> HoldState:
+        change = change.validated()
+        async with self._lock:
+            records = self._records(change.hold_id)
+            if change.change_id in self._deadlines.get(change.hold_id, {}):
+                return records.state
+            now = self._clock()
+            records, expired = self._settle(records, now, occurred_at)
+            self._apply(PostingBatch(now, self.region), *expired)
+            moved = move_deadline(records, change, now)
+            if moved.expires_at is not None:
+                self._deadlines.setdefault(change.hold_id, {})[change.change_id] = moved.expires_at
+        if moved.refusal is not None:
+            raise moved.refusal
+        return moved.state
+
+    async def get_hold(self, hold_id: str) -> HoldState | None:
+        try:
+            return self._records(hold_id).state
+        except HoldNotFound:
+            return None
 
     async def get_transfer(self, transfer_id: str) -> TransferResult | None:
         recorded = self._recorded.get(transfer_id)

@@ -12,6 +12,7 @@ order rules out deadlocks between transfers over the same pair.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +23,23 @@ from ledgerflow.config import GROUP_COMMIT_MAX, GROUP_COMMIT_WRITERS, Settings
 from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     ChangeRefused,
+    HoldNotFound,
     InvalidRequest,
     LedgerError,
 )
 from ledgerflow.domain.hashing import GENESIS_HASH, chain_hash, event_content
+from ledgerflow.domain.holds import (
+    Capture,
+    CaptureRequest,
+    CaptureResult,
+    DeadlineChange,
+    Hold,
+    HoldRequest,
+    HoldResult,
+    HoldState,
+    HoldStatus,
+    ReleaseResult,
+)
 from ledgerflow.domain.model import (
     Account,
     AccountChangeRequest,
@@ -50,16 +64,34 @@ from ledgerflow.store.batch import (
     same_posting,
 )
 from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
+from ledgerflow.store.holds import (
+    EXPIRY_PRINCIPAL,
+    HoldRecords,
+    Written,
+    capture_or_refuse,
+    decide_release,
+    expiry_due,
+    move_deadline,
+    place_or_refuse,
+    same_capture,
+    same_hold,
+)
 from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.store.rows import (
     ACCOUNT_COLUMNS,
+    CAPTURE_COLUMNS,
     CHANGE_COLUMNS,
     EVENT_COLUMNS,
+    HOLD_COLUMNS,
+    RELEASE_COLUMNS,
     TRANSFER_COLUMNS,
     account_from_row,
+    capture_from_row,
     change_from_row,
     event_from_row,
+    placement_from_row,
     recorded_from_row,
+    release_from_row,
     transfer_result_from_row,
 )
 
@@ -280,39 +312,195 @@ class PostgresEventStore(LocalShorthands, EventStore):
                 result = refused(request, account, error, now)
                 await conn.execute(RECORD_CHANGE, change_params(request, result))
                 return result
-            event, head = change.event, change.head
-            await conn.execute(
-                text(
-                    "WITH written AS (INSERT INTO events (event_id, type, account_id, version, "
-                    "amount, currency, balance_after, occurred_at, recorded_at, region, "
-                    "initiated_by, description, metadata, prev_hash, hash) VALUES ("
-                    "CAST(:event_id AS uuid), :type, :account_id, :version, 0, :currency, "
-                    ":balance, :occurred_at, :recorded_at, :region, :initiated_by, "
-                    ":description, CAST(:metadata AS jsonb), :prev_hash, :hash)) "
-                    "UPDATE accounts SET version = :version, head_hash = :hash, "
-                    "head_recorded_at = :recorded_at, status = :status "
-                    "WHERE account_id = :account_id"
-                ),
-                {
-                    "event_id": event.event_id,
-                    "type": str(event.type),
-                    "account_id": event.account_id,
-                    "version": event.version,
-                    "currency": event.currency,
-                    "balance": event.balance_after,
-                    "occurred_at": event.occurred_at,
-                    "recorded_at": event.recorded_at,
-                    "region": event.region,
-                    "initiated_by": event.initiated_by,
-                    "description": event.description,
-                    "metadata": canonical_json(event.metadata).decode(),
-                    "prev_hash": event.prev_hash,
-                    "hash": event.hash,
-                    "status": head.status,
-                },
-            )
+            await write_event(conn, change.event, change.head)
             await conn.execute(RECORD_CHANGE, change_params(request, change.result))
         return change.result
+
+    # -- holds ------------------------------------------------------------
+
+    async def _lock(self, conn: AsyncConnection, ids: set[str]) -> dict[str, Account]:
+        """The accounts, locked in id order (as the append locks them)."""
+        rows = await conn.execute(
+            text(
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ANY(:ids) "
+                "ORDER BY account_id FOR UPDATE"
+            ),
+            {"ids": sorted(ids)},
+        )
+        return {r.account_id: account_from_row(r) for r in rows}
+
+    async def _now(self, conn: AsyncConnection) -> datetime:
+        now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        return now
+
+    async def _hold(self, conn: AsyncConnection, hold_id: str) -> HoldRecords:
+        row = (
+            await conn.execute(
+                text(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = :h"),
+                {"h": hold_id, "region": self.region},
+            )
+        ).first()
+        if row is None:
+            raise HoldNotFound(f"no hold {hold_id!r} was placed", hold_id=hold_id)
+        captures = [
+            capture_from_row(r)
+            for r in await conn.execute(
+                text(
+                    f"SELECT {CAPTURE_COLUMNS} FROM hold_captures c "
+                    "LEFT JOIN transfers t ON t.transfer_id = c.posting_id "
+                    "WHERE c.hold_id = :h ORDER BY c.recorded_at, c.capture_id"
+                ),
+                {"h": hold_id},
+            )
+        ]
+        released = (
+            await conn.execute(
+                text(f"SELECT {RELEASE_COLUMNS} FROM hold_releases WHERE hold_id = :h"),
+                {"h": hold_id},
+            )
+        ).first()
+        deadline = (
+            await conn.execute(
+                text(
+                    "SELECT expires_at FROM hold_deadlines WHERE hold_id = :h "
+                    "ORDER BY recorded_at DESC, change_id DESC LIMIT 1"
+                ),
+                {"h": hold_id},
+            )
+        ).scalar()
+        return HoldRecords(
+            placement_from_row(row),
+            captures,
+            release_from_row(released) if released else None,
+            deadline,
+        )
+
+    async def _locked_hold(
+        self, conn: AsyncConnection, hold_id: str
+    ) -> tuple[HoldRecords, dict[str, Account]]:
+        """The hold's records, read again under its accounts' locks."""
+        first = await self._hold(conn, hold_id)
+        result = first.placement.result
+        accounts = await self._lock(conn, {result.from_account, result.to_account})
+        return await self._hold(conn, hold_id), accounts
+
+    async def _apply_release(
+        self, conn: AsyncConnection, written: Written, result: ReleaseResult, by: str
+    ) -> None:
+        await write_event(conn, written.event, written.head)
+        await conn.execute(
+            text(
+                "INSERT INTO hold_releases (hold_id, ending, released, event_id, initiated_by, "
+                "recorded_at) VALUES (:h, :e, :r, CAST(:ev AS uuid), :by, :at)"
+            ),
+            {"h": result.hold_id, "e": result.ending, "r": result.released,
+             "ev": result.event_id, "by": by, "at": result.recorded_at},
+        )  # fmt: skip
+
+    async def _settle(
+        self,
+        conn: AsyncConnection,
+        records: HoldRecords,
+        accounts: dict[str, Account],
+        now: datetime,
+        occurred_at: datetime,
+    ) -> HoldRecords:
+        """The store's clock decides: an open hold at or past its deadline
+        expires now, whoever arrived; the records as they then stand."""
+        due = expiry_due(records, accounts, now, occurred_at, self.region)
+        if due is None:
+            return records
+        written, result = due
+        await self._apply_release(conn, written, result, EXPIRY_PRINCIPAL)
+        accounts[written.head.account_id] = written.head
+        return replace(records, release=result)
+
+    async def place_hold(self, request: HoldRequest, occurred_at: datetime) -> HoldResult:
+        hold = request.validated()
+        async with self.engine.begin() as conn:
+            accounts = await self._lock(conn, {hold.from_account, hold.to_account})
+            row = (
+                await conn.execute(
+                    text(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = :h"),
+                    {"h": hold.hold_id, "region": self.region},
+                )
+            ).first()
+            if row is not None:
+                return same_hold(placement_from_row(row).result, hold)
+            now = await self._now(conn)
+            outcome = place_or_refuse(hold, accounts, now, occurred_at, self.region)
+            if outcome.written is not None:
+                await write_event(conn, outcome.written.event, outcome.written.head)
+            await conn.execute(RECORD_HOLD, hold_params(hold, outcome.result))
+        return outcome.result
+
+    async def capture_hold(self, request: CaptureRequest, occurred_at: datetime) -> CaptureResult:
+        async with self.engine.begin() as conn:
+            records, accounts = await self._locked_hold(conn, request.hold_id)
+            capture = request.validated(records.placement.result.currency)
+            if capture.capture_id in records.by_capture:
+                return same_capture(records.by_capture[capture.capture_id], capture)
+            now = await self._now(conn)
+            settled = await self._settle(conn, records, accounts, now, occurred_at)
+            outcome = capture_or_refuse(
+                settled, capture, accounts, now, occurred_at, self.region
+            )  # fmt: skip
+            if outcome.batch is not None:
+                await conn.execute(APPEND_WRITES, outcome.batch.params())
+            await conn.execute(RECORD_CAPTURE, capture_params(capture, outcome.result))
+        return outcome.result
+
+    async def release_hold(
+        self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime
+    ) -> ReleaseResult | None:
+        async with self.engine.begin() as conn:
+            records, accounts = await self._locked_hold(conn, hold_id)
+            now = await self._now(conn)
+            settled = await self._settle(conn, records, accounts, now, occurred_at)
+            decided = decide_release(
+                settled, HoldStatus(ending), accounts, now, occurred_at, self.region,
+                initiated_by,
+            )  # fmt: skip
+            if decided.written is not None and decided.result is not None:
+                await self._apply_release(conn, decided.written, decided.result, initiated_by)
+        if decided.refusal is not None:
+            raise decided.refusal
+        return decided.result
+
+    async def extend_hold(self, change: DeadlineChange, occurred_at: datetime) -> HoldState:
+        change = change.validated()
+        async with self.engine.begin() as conn:
+            records, accounts = await self._locked_hold(conn, change.hold_id)
+            seen = (
+                await conn.execute(
+                    text("SELECT 1 FROM hold_deadlines WHERE hold_id = :h AND change_id = :c"),
+                    {"h": change.hold_id, "c": change.change_id},
+                )
+            ).first()
+            if seen is not None:
+                return records.state
+            now = await self._now(conn)
+            settled = await self._settle(conn, records, accounts, now, occurred_at)
+            moved = move_deadline(settled, change, now)
+            if moved.expires_at is not None:
+                await conn.execute(
+                    text(
+                        "INSERT INTO hold_deadlines (hold_id, change_id, expires_at, "
+                        "initiated_by, recorded_at) VALUES (:h, :c, :e, :by, :at)"
+                    ),
+                    {"h": change.hold_id, "c": change.change_id, "e": moved.expires_at,
+                     "by": change.initiated_by, "at": now},
+                )  # fmt: skip
+        if moved.refusal is not None:
+            raise moved.refusal
+        return moved.state
+
+    async def get_hold(self, hold_id: str) -> HoldState | None:
+        async with self.engine.connect() as conn:
+            try:
+                return (await self._hold(conn, hold_id)).state
+            except HoldNotFound:
+                return None
 
     async def get_change(self, account_id: str, change_id: str) -> AccountChangeResult | None:
         async with self.engine.connect() as conn:
@@ -492,6 +680,48 @@ class PostgresEventStore(LocalShorthands, EventStore):
         return len(events)
 
 
+#: One amount-0 event of an account's chain (a status change, a hold placed
+#: or released) and the account's head moved onto it, in one statement: the
+#: schema's triggers check the head against its events at its end.
+WRITE_EVENT = text(
+    "WITH written AS (INSERT INTO events (event_id, type, account_id, version, amount, "
+    "currency, balance_after, occurred_at, recorded_at, region, initiated_by, counterparty, "
+    "description, metadata, prev_hash, hash, pending_after) VALUES (CAST(:event_id AS uuid), "
+    ":type, :account_id, :version, :amount, :currency, :balance, :occurred_at, :recorded_at, "
+    ":region, :initiated_by, :counterparty, :description, CAST(:metadata AS jsonb), "
+    ":prev_hash, :hash, :pending)) "
+    "UPDATE accounts SET version = :version, head_hash = :hash, "
+    "head_recorded_at = :recorded_at, status = :status, pending_out = :pending "
+    "WHERE account_id = :account_id"
+)
+
+
+async def write_event(conn: AsyncConnection, event: Event, head: Account) -> None:
+    await conn.execute(
+        WRITE_EVENT,
+        {
+            "event_id": event.event_id,
+            "type": str(event.type),
+            "account_id": event.account_id,
+            "version": event.version,
+            "amount": event.amount,
+            "currency": event.currency,
+            "balance": event.balance_after,
+            "occurred_at": event.occurred_at,
+            "recorded_at": event.recorded_at,
+            "region": event.region,
+            "initiated_by": event.initiated_by,
+            "counterparty": event.counterparty,
+            "description": event.description,
+            "metadata": canonical_json(event.metadata).decode(),
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+            "pending": event.pending_after,
+            "status": str(head.status),
+        },
+    )
+
+
 #: One account change's outcome, applied or refused, recorded once.
 RECORD_CHANGE = text(
     "INSERT INTO account_changes (account_id, change_id, action, fingerprint, status, "
@@ -515,5 +745,58 @@ def change_params(request: AccountChangeRequest, result: AccountChangeResult) ->
         "reason": result.reason,
         "initiated_by": request.initiated_by,
         "note": request.reason,
+        "recorded_at": result.recorded_at,
+    }
+
+
+#: A hold's placement outcome, placed or refused, recorded once.
+RECORD_HOLD = text(
+    "INSERT INTO holds (hold_id, fingerprint, status, from_account, to_account, amount, "
+    "currency, over_capture, expires_at, event_id, reason_type, reason, initiated_by, "
+    "description, recorded_at) VALUES (:hold_id, :fingerprint, :status, :from_account, "
+    ":to_account, :amount, :currency, :over_capture, :expires_at, CAST(:event_id AS uuid), "
+    ":reason_type, :reason, :initiated_by, :description, :recorded_at)"
+)
+
+
+def hold_params(hold: Hold, result: HoldResult) -> dict[str, Any]:
+    return {
+        "hold_id": hold.hold_id,
+        "fingerprint": result.fingerprint,
+        "status": result.status,
+        "from_account": hold.from_account,
+        "to_account": hold.to_account,
+        "amount": hold.amount,
+        "currency": hold.currency,
+        "over_capture": hold.over_capture,
+        "expires_at": result.expires_at,
+        "event_id": result.event_id,
+        "reason_type": result.reason_type,
+        "reason": result.reason,
+        "initiated_by": hold.initiated_by,
+        "description": hold.description,
+        "recorded_at": result.placed_at,
+    }
+
+
+#: One capture's outcome, captured or refused, recorded once.
+RECORD_CAPTURE = text(
+    "INSERT INTO hold_captures (hold_id, capture_id, amount, status, consumed, posting_id, "
+    "reason_type, reason, initiated_by, recorded_at) VALUES (:hold_id, :capture_id, :amount, "
+    ":status, :consumed, :posting_id, :reason_type, :reason, :initiated_by, :recorded_at)"
+)
+
+
+def capture_params(capture: Capture, result: CaptureResult) -> dict[str, Any]:
+    return {
+        "hold_id": result.hold_id,
+        "capture_id": result.capture_id,
+        "amount": result.amount,
+        "status": result.status,
+        "consumed": result.consumed,
+        "posting_id": result.posting_id,
+        "reason_type": result.reason_type,
+        "reason": result.reason,
+        "initiated_by": capture.initiated_by,
         "recorded_at": result.recorded_at,
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row
 
+from ledgerflow.domain.holds import CaptureResult, HoldResult, ReleaseResult
 from ledgerflow.domain.model import (
     Account,
     AccountChangeResult,
@@ -18,14 +19,17 @@ from ledgerflow.domain.model import (
     base_transfer_id,
 )
 
+if TYPE_CHECKING:
+    from ledgerflow.store.holds import Placement
+
 ACCOUNT_COLUMNS = (
     "account_id, currency, region, overdraft_limit, status, version, balance, "
-    "head_hash, opened_at, metadata, head_recorded_at"
+    "head_hash, opened_at, metadata, head_recorded_at, pending_out"
 )
 EVENT_COLUMNS = (
     "position, tx_id, event_id::text AS event_id, type, account_id, version, amount, currency, "
     "balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg, "
-    "counterparty, description, metadata, prev_hash, hash"
+    "counterparty, description, metadata, prev_hash, hash, pending_after"
 )
 TRANSFER_COLUMNS = (
     "transfer_id, fingerprint, status, region, reason_type, reason, "
@@ -63,6 +67,7 @@ def account_from_row(row: Row[Any] | Mapping[str, Any]) -> Account:
         head_hash=m["head_hash"],
         metadata=_json(m["metadata"]),
         head_recorded_at=m.get("head_recorded_at"),
+        pending_out=m.get("pending_out") or 0,
     )
 
 
@@ -89,6 +94,7 @@ def event_from_row(row: Row[Any]) -> Event:
         hash=m["hash"],
         position=m["position"],
         tx_id=m["tx_id"],
+        pending_after=m.get("pending_after") or 0,
     )
 
 
@@ -139,3 +145,48 @@ def change_from_row(row: Row[Any]) -> AccountChangeResult:
         reason=row.reason,
         recorded_at=row.recorded_at,
     )
+
+
+def placement_from_row(row: Row[Any]) -> Placement:
+    from ledgerflow.store.holds import Placement
+
+    m = row._mapping
+    result = HoldResult(
+        hold_id=m["hold_id"], status=m["status"], fingerprint=m["fingerprint"],
+        region=m["region"], from_account=m["from_account"], to_account=m["to_account"],
+        amount=m["amount"], currency=m["currency"], over_capture=m["over_capture"],
+        expires_at=m["expires_at"] if m["status"] == "placed" else None,
+        event_id=m["event_id"], reason_type=m["reason_type"], reason=m["reason"],
+        placed_at=m["recorded_at"],
+    )  # fmt: skip
+    return Placement(result, m["initiated_by"], m["description"])
+
+
+def capture_from_row(row: Row[Any]) -> CaptureResult:
+    m = row._mapping
+    return CaptureResult(
+        hold_id=m["hold_id"], capture_id=m["capture_id"], amount=m["amount"],
+        status=m["status"], consumed=m["consumed"], posting_id=m["posting_id"],
+        from_balance_after=m["from_balance_after"], to_balance_after=m["to_balance_after"],
+        reason_type=m["reason_type"], reason=m["reason"], recorded_at=m["recorded_at"],
+    )  # fmt: skip
+
+
+def release_from_row(row: Row[Any]) -> ReleaseResult:
+    m = row._mapping
+    return ReleaseResult(m["hold_id"], m["ending"], m["released"], m["event_id"],
+                         m["recorded_at"])  # fmt: skip
+
+
+#: A hold's record, with its region (the store's).
+HOLD_COLUMNS = (
+    "hold_id, fingerprint, status, :region AS region, from_account, to_account, amount, "
+    "currency, over_capture, expires_at, event_id::text AS event_id, reason_type, reason, "
+    "initiated_by, description, recorded_at"
+)
+#: A capture's record, with the balances its posting left (from its transfer row).
+CAPTURE_COLUMNS = (
+    "c.hold_id, c.capture_id, c.amount, c.status, c.consumed, c.posting_id, c.reason_type, "
+    "c.reason, c.recorded_at, t.from_balance_after, t.to_balance_after"
+)
+RELEASE_COLUMNS = "hold_id, ending, released, event_id::text AS event_id, recorded_at"

@@ -12,8 +12,10 @@ with running balances; the global tail delivers every event once, in order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -23,12 +25,18 @@ from ledgerflow.domain.errors import (
     AccountFrozen,
     AccountNotFound,
     CurrencyMismatch,
+    DuplicateCaptureMismatch,
     DuplicateChangeMismatch,
+    DuplicateHoldMismatch,
     DuplicateTransferMismatch,
+    HoldExpired,
+    HoldNotFound,
+    HoldNotOpen,
     InsufficientFunds,
     InvalidRequest,
 )
 from ledgerflow.domain.hashing import verify_chain
+from ledgerflow.domain.holds import CaptureRequest, DeadlineChange, HoldRequest
 from ledgerflow.domain.model import (
     AccountChangeRequest,
     OpenAccountRequest,
@@ -38,6 +46,7 @@ from ledgerflow.domain.model import (
     clearing_account_id,
 )
 from ledgerflow.store.base import EventStore, TailCursor
+from ledgerflow.store.holds import NotDue
 from ledgerflow.store.memory import InMemoryEventStore
 
 Ids = Callable[[str], str]
@@ -282,3 +291,148 @@ async def test_a_reversal_returns_money_to_an_account_closed_while_it_was_away(
     assert back.confirmed and account is not None and (account.status, account.balance) == (
         "closed", 60)  # fmt: skip
     assert verify_chain(await es.account_events(alice)) == account.head_hash
+
+
+# -- holds ------------------------------------------------------------------------
+
+
+def hold(hold_id: str, source: str, target: str, amount: int, **kw: Any) -> HoldRequest:
+    fields: dict[str, Any] = dict(expires_in_s=3600)
+    fields.update(kw)
+    return HoldRequest(hold_id, source, target, amount, "USD", "ops", **fields)
+
+
+def capture(hold_id: str, capture_id: str, amount: int) -> CaptureRequest:
+    return CaptureRequest(hold_id, capture_id, amount, "merchant")
+
+
+async def test_a_hold_reserves_what_the_account_may_spend(es: EventStore, uid: Ids) -> None:
+    _, alice, bob = await funded(es, uid, 100)
+    placed = await es.place_hold(hold(uid("h"), alice, bob, 80), NOW)
+    assert placed.placed and placed.expires_at is not None and placed.reason_type is None
+    account = await es.get_account(alice)
+    assert account is not None and (account.balance, account.pending_out, account.available) == (
+        100, 80, 20)  # fmt: skip
+    with pytest.raises(InsufficientFunds):
+        await es.append_transfer(Transfer(uid("t"), alice, bob, 21, "USD", "ops"), "us", NOW)
+    assert (await es.append_transfer(Transfer(uid("t2"), alice, bob, 20, "USD", "ops"), "us",
+                                     NOW)).confirmed  # fmt: skip
+    # A second hold sees what the first reserved; its refusal is its id's outcome.
+    refused = await es.place_hold(hold(uid("h2"), alice, bob, 1), NOW)
+    assert (refused.status, refused.reason_type) == ("refused", "InsufficientFunds")
+    assert await es.place_hold(hold(uid("h2"), alice, bob, 1), NOW) == refused
+    assert await es.place_hold(hold(uid("h"), alice, bob, 80), NOW) == placed
+    with pytest.raises(DuplicateHoldMismatch):
+        await es.place_hold(hold(uid("h"), alice, bob, 81), NOW)
+    for source, target, error in ((alice, uid("ghost"), "AccountNotFound"),
+                                  (uid("ghost"), bob, "AccountNotFound")):  # fmt: skip
+        outcome = await es.place_hold(hold(uid(f"h-{error}-{source}"), source, target, 1), NOW)
+        assert (outcome.status, outcome.reason_type) == ("refused", error)
+    events = await es.account_events(alice)
+    assert [e.type for e in events][-2:] == ["HoldPlaced", "Debited"]
+    assert [e.pending_after for e in events][-2:] == [80, 80]
+    assert events[-2].metadata["hold_id"] == uid("h") and events[-2].amount == 0
+    assert verify_chain(events) == (await es.get_account(alice)).head_hash  # type: ignore[union-attr]
+
+
+async def test_captures_post_in_parts_up_to_the_hold_and_end_it_once(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, bob = await funded(es, uid, 100)
+    hid = uid("h")
+    await es.place_hold(hold(hid, alice, bob, 60, over_capture=5), NOW)
+    first = await es.capture_hold(capture(hid, "c1", 25), NOW)
+    assert (first.status, first.consumed, first.from_balance_after, first.to_balance_after) == (
+        "captured", 25, 75, 25)  # fmt: skip
+    assert await es.capture_hold(capture(hid, "c1", 25), NOW) == first
+    with pytest.raises(DuplicateCaptureMismatch):
+        await es.capture_hold(capture(hid, "c1", 26), NOW)
+    too_much = await es.capture_hold(capture(hid, "c2", 41), NOW)
+    assert (too_much.status, too_much.reason_type) == ("refused", "CaptureExceedsHold")
+    state = await es.get_hold(hid)
+    assert state is not None and (state.status, state.captured, state.remaining) == (
+        "open", 25, 35)  # fmt: skip
+    last = await es.capture_hold(capture(hid, "c3", 40), NOW)  # 35 held + 5 tolerance
+    assert (last.status, last.consumed) == ("captured", 35)
+    state = await es.get_hold(hid)
+    assert state is not None and (state.status, state.captured, state.remaining) == (
+        "captured", 65, 0)  # fmt: skip
+    account = await es.get_account(alice)
+    assert account is not None and (account.balance, account.pending_out) == (35, 0)
+    after = await es.capture_hold(capture(hid, "c4", 1), NOW)
+    assert (after.status, after.reason_type) == ("refused", "HoldNotOpen")
+    assert await es.release_hold(hid, "expired", "ledgerflow", NOW) is None
+    with pytest.raises(HoldNotOpen):
+        await es.release_hold(hid, "voided", "ops", NOW)
+    events = await es.account_events(alice)
+    captured = [e for e in events if e.type == "HoldCaptured"]
+    assert [(e.amount, e.pending_after, e.transfer_id) for e in captured] == [
+        (-25, 35, f"{hid}/capture/c1"), (-40, 0, f"{hid}/capture/c3")]  # fmt: skip
+    assert (await es.get_transfer(f"{hid}/capture/c1")).confirmed  # type: ignore[union-attr]
+    assert verify_chain(events) == account.head_hash
+    with pytest.raises(HoldNotFound):
+        await es.capture_hold(capture(uid("nothing"), "c1", 1), NOW)
+
+
+async def test_a_void_gives_back_the_rest_and_stands(es: EventStore, uid: Ids) -> None:
+    _, alice, bob = await funded(es, uid, 100)
+    hid = uid("h")
+    await es.place_hold(hold(hid, alice, bob, 50), NOW)
+    await es.capture_hold(capture(hid, "c1", 10), NOW)
+    voided = await es.release_hold(hid, "voided", "ops", NOW)
+    assert voided is not None and (voided.ending, voided.released) == ("voided", 40)
+    assert await es.release_hold(hid, "voided", "ops", NOW) == voided
+    assert await es.release_hold(hid, "expired", "ledgerflow", NOW) is None
+    late = await es.capture_hold(capture(hid, "c2", 1), NOW)
+    assert (late.status, late.reason_type) == ("refused", "HoldNotOpen")
+    with pytest.raises(HoldNotOpen):
+        await es.extend_hold(DeadlineChange(hid, "d1", 60, "ops"), NOW)
+    account = await es.get_account(alice)
+    assert account is not None and (account.balance, account.pending_out) == (90, 0)
+    refused = await es.place_hold(hold(uid("r"), alice, bob, 1000), NOW)
+    with pytest.raises(HoldNotOpen):  # a hold refused when placed is never capturable
+        await es.release_hold(refused.hold_id, "voided", "ops", NOW)
+    never = await es.capture_hold(capture(refused.hold_id, "c1", 1), NOW)
+    assert (never.status, never.reason_type) == ("refused", "HoldNotOpen")
+
+
+async def test_at_the_deadline_the_hold_expires_once_whoever_arrives(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, bob = await funded(es, uid, 100)
+    hid, other = uid("h"), uid("h2")
+    await es.place_hold(hold(hid, alice, bob, 30, expires_in_s=1), NOW)
+    await es.place_hold(hold(other, alice, bob, 20, expires_in_s=1), NOW)
+    with pytest.raises(NotDue):
+        await es.release_hold(hid, "expired", "ledgerflow", NOW)
+    moved = await es.extend_hold(DeadlineChange(other, "d1", 3600, "ops"), NOW)
+    assert moved.open and await es.extend_hold(DeadlineChange(other, "d1", 3600, "ops"), NOW)
+    await asyncio.sleep(1.2)
+    # A capture after the deadline finds it expired, and writes the expiry.
+    late = await es.capture_hold(capture(hid, "c1", 5), NOW)
+    assert (late.status, late.reason_type) == ("refused", "HoldExpired")
+    expired = await es.release_hold(hid, "expired", "ledgerflow", NOW)
+    assert expired is not None and (expired.ending, expired.released) == ("expired", 30)
+    assert await es.release_hold(hid, "expired", "ledgerflow", NOW) == expired
+    with pytest.raises(HoldExpired):
+        await es.release_hold(hid, "voided", "ops", NOW)
+    released = [e for e in await es.account_events(alice) if e.type == "HoldReleased"]
+    assert len(released) == 1 and released[0].metadata["ending"] == "expired"
+    # The extended one is still open and capturable.
+    assert (await es.capture_hold(capture(other, "c1", 20), NOW)).captured
+    account = await es.get_account(alice)
+    assert account is not None and (account.balance, account.pending_out) == (80, 0)
+
+
+async def test_an_account_with_an_open_hold_does_not_close(es: EventStore, uid: Ids) -> None:
+    _, alice, _ = await funded(es, uid, 10)
+    carol = await opened(es, uid("carol"), limit=500)  # empty, with credit
+    hid = uid("h")
+    assert (await es.place_hold(hold(hid, carol, alice, 5), NOW)).placed
+    closing = await es.change_account(change(carol, "close", "c1"), NOW)
+    assert (closing.status, closing.reason_type) == ("refused", "AccountHasOpenHolds")
+    assert (await es.change_account(change(carol, "freeze", "c2"), NOW)).applied
+    held = await es.capture_hold(capture(hid, "k1", 5), NOW)
+    assert (held.status, held.reason_type) == ("refused", "AccountFrozen")
+    await es.release_hold(hid, "voided", "ops", NOW)
+    assert (await es.change_account(change(carol, "close", "c3"), NOW)).applied

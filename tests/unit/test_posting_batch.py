@@ -394,7 +394,8 @@ def test_the_transfer_row_and_the_heads_carry_every_field() -> None:
     assert set(batch.params()) == (
         {"now", "region"} | {f"e_{k}" for k in batch.events}
         | {f"t_{k}" for k in batch.transfers}
-        | {"a_account_id", "a_version", "a_balance", "a_head_hash", "a_head_recorded_at"}
+        | {"a_account_id", "a_version", "a_balance", "a_head_hash", "a_head_recorded_at",
+           "a_pending_out"}
     )  # fmt: skip
     assert batch.params()["a_head_recorded_at"] == [NOW, NOW]
 
