@@ -49,9 +49,21 @@ from ledgerflow.domain.errors import (
     AccountNotFound,
     ConfirmationTimeout,
     DuplicateTransferMismatch,
+    HoldNotFound,
+    HoldNotOpen,
     InvalidRequest,
     LedgerError,
     error_from_type,
+)
+from ledgerflow.domain.holds import (
+    CaptureRequest,
+    CaptureResult,
+    DeadlineChange,
+    HoldRequest,
+    HoldResult,
+    HoldState,
+    ReleaseResult,
+    hold_workflow_id,
 )
 from ledgerflow.domain.model import (
     Account,
@@ -64,9 +76,15 @@ from ledgerflow.domain.model import (
     TransferResult,
     TransferStatus,
 )
+from ledgerflow.domain.money import format_amount
 from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
     ACCOUNT_CHANGE_WORKFLOW,
+    HOLD_CAPTURE,
+    HOLD_EXTEND,
+    HOLD_PLACEMENT,
+    HOLD_VOID,
+    HOLD_WORKFLOW,
     OPEN_ACCOUNT_WORKFLOW,
     TRANSFER_CONFIRMATION,
     TRANSFER_WORKFLOW,
@@ -313,6 +331,144 @@ class LedgerClient:
     async def close_account(self, account_id: str, **kwargs: Any) -> AccountChangeResult:
         """Close an empty account, for good."""
         return await self.change_account(account_id, "close", **kwargs)
+
+    # -- holds ------------------------------------------------------------
+
+    async def hold(
+        self,
+        hold_id: str,
+        from_account: str,
+        to_account: str,
+        amount: int | str,
+        currency: str,
+        *,
+        expires_in: int,
+        initiated_by: str = "sdk",
+        over_capture: int = 0,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        region: str | None = None,
+        raise_on_refusal: bool = True,
+    ) -> HoldResult:
+        """Reserve `amount` of `from_account` toward `to_account` for
+        `expires_in` seconds (a `HoldWorkflow`, `hold-<hold_id>`). Returns
+        once the placement is recorded; a refusal (insufficient available
+        funds, a frozen or closed account...) raises its typed error, or is
+        returned with `raise_on_refusal=False`. The hold id is the
+        idempotency key, with the transfer id's rules."""
+        request = HoldRequest(
+            hold_id, from_account, to_account, amount, currency, initiated_by, expires_in,
+            over_capture, description, metadata,
+        )  # fmt: skip
+        held = request.validated()
+        if region is None:
+            region = await self._home_or_default(from_account)
+        self.settings.require_region(region)
+        attributes: list[SearchAttributePair[Any]] = [
+            SearchAttributePair(sa.REGION, region),
+            SearchAttributePair(sa.STATUS, "placing"),
+        ]
+        if not self.settings.codec_keys:
+            attributes += [
+                SearchAttributePair(sa.FROM_ACCOUNT, held.from_account),
+                SearchAttributePair(sa.TO_ACCOUNT, held.to_account),
+                SearchAttributePair(sa.CURRENCY, held.currency),
+                SearchAttributePair(sa.AMOUNT, held.amount),
+            ]
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            HOLD_WORKFLOW, request, id=held.workflow_id,
+            task_queue=self.settings.task_queue(region),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"hold {format_amount(held.amount, held.currency)} "
+            f"{held.from_account} → {held.to_account}",
+            search_attributes=TypedSearchAttributes(attributes),
+        )  # fmt: skip
+        try:
+            result: HoldResult = await typed_errors(
+                functools.partial(
+                    self.temporal.execute_update_with_start_workflow,
+                    HOLD_PLACEMENT,
+                    start_workflow_operation=start,
+                    result_type=HoldResult,
+                )
+            )
+        except BaseException:
+            _consume(start)
+            raise
+        if result.reason_type is not None and raise_on_refusal:
+            raise error_from_type(
+                result.reason_type, result.reason or result.reason_type, hold_id=hold_id
+            )
+        return result
+
+    async def _hold_update(self, hold_id: str, update: str, arg: Any, result_type: type[T]) -> T:
+        """An update of the hold's workflow; once it closed (the hold ended),
+        the store's records answer instead."""
+        handle = self.temporal.get_workflow_handle(hold_workflow_id(hold_id))
+        try:
+            answer: T = await typed_errors(
+                lambda: handle.execute_update(update, arg, result_type=result_type)
+            )
+            return answer
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        state = await self.reads.hold(hold_id)
+        if state is None:
+            raise HoldNotFound(f"no hold {hold_id!r} was placed", hold_id=hold_id)
+        raise HoldNotOpen(
+            f"hold {hold_id!r} is {state.status}", hold_id=hold_id, status=str(state.status)
+        )
+
+    async def capture(
+        self,
+        hold_id: str,
+        amount: int | str,
+        *,
+        capture_id: str | None = None,
+        initiated_by: str = "sdk",
+    ) -> CaptureResult:
+        """Capture `amount` of an open hold: a posting from the held account
+        to the hold's target. Idempotent by `capture_id` (pass your own to
+        retry safely); a refusal (`CaptureExceedsHold`, `HoldNotOpen`,
+        `HoldExpired`...) raises its typed error and stands for that id."""
+        request = CaptureRequest(
+            hold_id, capture_id or f"k-{uuid.uuid4().hex[:16]}", amount, initiated_by
+        )
+        try:
+            return await self._hold_update(hold_id, HOLD_CAPTURE, request, CaptureResult)
+        except HoldNotOpen:
+            recorded = await self.reads.capture(hold_id, request.capture_id)
+            if recorded is None:
+                raise
+        if recorded.reason_type is not None:
+            raise error_from_type(recorded.reason_type, recorded.reason or "", hold_id=hold_id)
+        return recorded
+
+    async def void(self, hold_id: str, *, initiated_by: str = "sdk") -> ReleaseResult:
+        """Release what the hold still reserves; the hold ends voided."""
+        return await self._hold_update(hold_id, HOLD_VOID, initiated_by, ReleaseResult)
+
+    async def extend(
+        self,
+        hold_id: str,
+        expires_in: int,
+        *,
+        change_id: str | None = None,
+        initiated_by: str = "sdk",
+    ) -> HoldState:
+        """Move an open hold's deadline to `expires_in` seconds from now
+        (later or sooner)."""
+        change = DeadlineChange(
+            hold_id, change_id or f"d-{uuid.uuid4().hex[:16]}", expires_in, initiated_by
+        ).validated()
+        return await self._hold_update(hold_id, HOLD_EXTEND, change, HoldState)
+
+    async def hold_state(self, hold_id: str) -> HoldState:
+        state = await self.reads.hold(hold_id)
+        if state is None:
+            raise HoldNotFound(f"no hold {hold_id!r} was placed", hold_id=hold_id)
+        return state
 
     async def start_transfer(
         self,

@@ -30,6 +30,7 @@ from ledgerflow.domain.errors import (
     LedgerError,
     StoreUnavailable,
 )
+from ledgerflow.domain.holds import CaptureResult, HoldState
 from ledgerflow.domain.model import Account, require_id
 
 if TYPE_CHECKING:
@@ -80,6 +81,14 @@ class ReadSide(Protocol):
     async def statement(
         self, account_id: str, *, after_version: int = 0, limit: int = 100
     ) -> list[StatementLine]: ...
+
+    async def hold(self, hold_id: str) -> HoldState | None:
+        """Where a hold stands (None if no hold has that id)."""
+        ...
+
+    async def capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
+        """A capture's recorded outcome (None if it was never recorded)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -279,6 +288,25 @@ class DatabaseReads:
         return await self._read(
             lambda: get_statement(self.engine(region), account_id, after_version, limit)
         )
+
+    async def hold(self, hold_id: str) -> HoldState | None:
+        from ledgerflow.store.postgres import PostgresEventStore
+
+        for region in self.settings.regions:  # a hold lives in its held account's region
+            store = PostgresEventStore(self.engine(region), region)
+            state = await self._read(functools.partial(store.get_hold, hold_id))
+            if state is not None:
+                return state
+        return None
+
+    async def capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
+        from ledgerflow.store.postgres import PostgresEventStore
+
+        state = await self.hold(hold_id)
+        if state is None:
+            return None
+        store = PostgresEventStore(self.engine(state.region), state.region)
+        return await self._read(lambda: store.get_capture(hold_id, capture_id))
 
 
 if TYPE_CHECKING:  # DatabaseReads is a ReadSide, checked by mypy

@@ -15,11 +15,13 @@ REGION = SearchAttributeKey.for_keyword("LedgerRegion")
 CURRENCY = SearchAttributeKey.for_keyword("LedgerCurrency")
 AMOUNT = SearchAttributeKey.for_int("LedgerAmount")
 STATUS = SearchAttributeKey.for_keyword("LedgerStatus")
+#: A hold's deadline: `LedgerDeadline < "2026-12-02T00:00:00Z" AND LedgerStatus = "open"`.
+DEADLINE = SearchAttributeKey.for_datetime("LedgerDeadline")
 
-ALL = (FROM_ACCOUNT, TO_ACCOUNT, REGION, CURRENCY, AMOUNT, STATUS)
+ALL = (FROM_ACCOUNT, TO_ACCOUNT, REGION, CURRENCY, AMOUNT, STATUS, DEADLINE)
 
 
 def server_flags() -> list[str]:
     """`--search-attribute NAME=Type` pairs for `temporal server start-dev`."""
-    kinds = {"KEYWORD": "Keyword", "INT": "Int"}
+    kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
     return [f"{key.name}={kinds[key.indexed_value_type.name]}" for key in ALL]

@@ -13,6 +13,14 @@ TRANSFER_CONFIRMATION = "confirmation"
 TRANSFER_STATUS = "status"
 OPEN_ACCOUNT_WORKFLOW = "OpenAccountWorkflow"
 ACCOUNT_CHANGE_WORKFLOW = "AccountChangeWorkflow"
+HOLD_WORKFLOW = "HoldWorkflow"
+#: Answered once the hold's placement is recorded (update-with-start).
+HOLD_PLACEMENT = "placement"
+HOLD_CAPTURE = "capture"
+HOLD_VOID = "void"
+HOLD_EXTEND = "extend"
+#: Where the hold stands (`HoldState`), for the Web UI and `hold show`.
+HOLD_STATUS = "status"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 RECONCILE_WORKFLOW = "ReconcileWorkflow"
 

@@ -24,19 +24,34 @@ from ledgerflow.domain.errors import (
     LedgerError,
     error_from_type,
 )
+from ledgerflow.domain.holds import (
+    CaptureRequest,
+    CaptureResult,
+    DeadlineChange,
+    HoldRequest,
+    HoldResult,
+    HoldState,
+    ReleaseResult,
+)
 from ledgerflow.domain.messages import (
     APPEND_LEG,
     APPEND_TRANSFER,
+    CAPTURE_HOLD,
     CHANGE_ACCOUNT,
+    EXTEND_HOLD,
+    GET_HOLD,
     OPEN_ACCOUNT,
+    PLACE_HOLD,
     PROJECT_EVENTS,
     RECORD_REJECTION,
+    RELEASE_HOLD,
     VALIDATE_TRANSFER,
     AppendLegInput,
     AppendTransferInput,
     ProjectEventsInput,
     ProjectEventsOutput,
     RecordRejectionInput,
+    ReleaseHoldInput,
     ValidateTransferInput,
     ValidateTransferOutput,
 )
@@ -166,6 +181,49 @@ class LedgerActivities:
             await self.project_events(ProjectEventsInput([result.event_id]))
         return result
 
+    # -- holds ------------------------------------------------------------
+
+    @activity.defn(name=PLACE_HOLD)
+    async def place_hold(self, request: HoldRequest) -> HoldResult:
+        with domain_errors_as_application_errors():
+            result = await self.store.place_hold(request, datetime.now(UTC))
+        if result.event_id is not None:
+            await self.project_events(ProjectEventsInput([result.event_id]))
+        return result
+
+    @activity.defn(name=CAPTURE_HOLD)
+    async def capture_hold(self, request: CaptureRequest) -> CaptureResult:
+        with domain_errors_as_application_errors():
+            result = await self.store.capture_hold(request, datetime.now(UTC))
+        if result.posting_id is not None:
+            posted = await self.store.get_transfer(result.posting_id)
+            if posted is not None and posted.debit_event_id and posted.credit_event_id:
+                await self.project_events(
+                    ProjectEventsInput([posted.debit_event_id, posted.credit_event_id])
+                )
+        return result
+
+    @activity.defn(name=RELEASE_HOLD)
+    async def release_hold(self, data: ReleaseHoldInput) -> ReleaseResult | None:
+        # NotDue (the timer ran ahead of the store's clock) is not a ledger
+        # error: it leaves as a plain failure, and the activity retries.
+        with domain_errors_as_application_errors():
+            result = await self.store.release_hold(
+                data.hold_id, data.ending, data.initiated_by, datetime.now(UTC)
+            )
+        if result is not None:
+            await self.project_events(ProjectEventsInput([result.event_id]))
+        return result
+
+    @activity.defn(name=EXTEND_HOLD)
+    async def extend_hold(self, change: DeadlineChange) -> HoldState:
+        with domain_errors_as_application_errors():
+            return await self.store.extend_hold(change, datetime.now(UTC))
+
+    @activity.defn(name=GET_HOLD)
+    async def get_hold(self, hold_id: str) -> HoldState | None:
+        return await self.store.get_hold(hold_id)
+
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.validate_transfer,
@@ -175,4 +233,9 @@ class LedgerActivities:
             self.project_events,
             self.open_account,
             self.change_account,
+            self.place_hold,
+            self.capture_hold,
+            self.release_hold,
+            self.extend_hold,
+            self.get_hold,
         ]

@@ -33,6 +33,8 @@ class Checkpoint:
     balance: int
     hash: str
     recorded_at: datetime
+    #: What the account's open holds reserved at that version.
+    pending: int = 0
 
 
 async def checkpoint_of(engine: AsyncEngine, account_id: str) -> Checkpoint | None:
@@ -48,7 +50,7 @@ async def read_checkpoint(conn: AsyncConnection, account_id: str) -> Checkpoint 
     row = (
         await conn.execute(
             text(
-                "SELECT account_id, version, balance, hash, recorded_at "
+                "SELECT account_id, version, balance, hash, recorded_at, pending "
                 "FROM account_checkpoints WHERE account_id = :a"
             ),
             {"a": account_id},

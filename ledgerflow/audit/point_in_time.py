@@ -34,6 +34,7 @@ from ledgerflow.domain.errors import (
     InvalidRequest,
 )
 from ledgerflow.domain.model import Event
+from ledgerflow.projections.views import pending_in
 from ledgerflow.store.log import account_events, account_with_last_event, last_event_at
 
 
@@ -44,8 +45,19 @@ class BalanceAsOf:
     account_id: str
     currency: str
     as_of: datetime
+    #: Posted.
     balance: int
     version: int
+    #: What open holds of the account reserved then (None for an instant
+    #: inside history pruned to the archive past its checkpoint: not kept
+    #: by the archive's account index).
+    pending_out: int | None = 0
+    #: What open holds toward the account reserved then.
+    pending_in: int = 0
+
+    @property
+    def available(self) -> int | None:
+        return None if self.pending_out is None else self.balance - self.pending_out
 
 
 def _require_aware(instant: datetime) -> None:
@@ -116,20 +128,23 @@ async def balance_as_of(
         # The account and its last hot event at or before T in one round trip
         # (the common case); the archive is consulted only when none is hot.
         row = await account_with_last_event(conn, account_id, as_of)
-    if row is None:
-        raise _not_yet(account_id, as_of)
+        if row is None:
+            raise _not_yet(account_id, as_of)
+        incoming = await pending_in(conn, account_id, as_of)
     found = (row.version, row.balance_after) if row.version is not None else None
+    pending: int | None = row.pending_after
     if found is None:
         # Nothing hot at or before T: read where pruning cut the account. (A
         # prune after the probe above only moves the checkpoint forward over
         # events that were not hot at or before T either, so this holds.)
-        found = await _archived_last_balance(
-            await checkpoint_of(engine, account_id), account_id, as_of, archive, strict=False
-        )
+        checkpoint = await checkpoint_of(engine, account_id)
+        found = await _archived_last_balance(checkpoint, account_id, as_of, archive, strict=False)
+        at_checkpoint = checkpoint is not None and found == (checkpoint.version, checkpoint.balance)
+        pending = checkpoint.pending if checkpoint is not None and at_checkpoint else None
     if found is None:
         raise _not_yet(account_id, as_of)
     version, balance = found
-    return BalanceAsOf(account_id, row.currency, as_of, balance, version)
+    return BalanceAsOf(account_id, row.currency, as_of, balance, version, pending, incoming)
 
 
 async def replay_balance(

@@ -189,16 +189,23 @@ async def move_money(ledger: LedgerClient, args: argparse.Namespace) -> int:
 
 
 async def show_balance(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    columns = ["account_id", "balance", "pending_out", "pending_in", "available", "version"]
     if args.as_of is not None:
         past = await ledger.balance_as_of(args.account_id, args.as_of)
-        row = dataclasses.asdict(past) | {"balance": format_amount(past.balance, past.currency)}
-        emit(args, past, [row], ["account_id", "balance", "version", "as_of"])
+        value = dataclasses.asdict(past) | {"available": past.available}
+        row = value | {
+            name: _money(value[name], past.currency)
+            for name in ("balance", "pending_out", "pending_in", "available")
+        }
+        emit(args, value, [row], [*columns, "as_of"])
         return 0
     balance = await ledger.balance(args.account_id)
-    row = dataclasses.asdict(balance) | {
-        "balance": format_amount(balance.balance, balance.currency)
+    value = dataclasses.asdict(balance) | {"available": balance.available}
+    row = value | {
+        name: format_amount(value[name], balance.currency)
+        for name in ("balance", "pending_out", "pending_in", "available")
     }
-    emit(args, balance, [row], ["account_id", "balance", "version", "updated_at"])
+    emit(args, value, [row], [*columns, "updated_at"])
     return 0
 
 

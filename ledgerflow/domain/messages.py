@@ -18,6 +18,11 @@ APPEND_LEG = "append_leg"
 PROJECT_EVENTS = "project_events"
 OPEN_ACCOUNT = "open_account"
 CHANGE_ACCOUNT = "change_account"
+PLACE_HOLD = "place_hold"
+CAPTURE_HOLD = "capture_hold"
+RELEASE_HOLD = "release_hold"
+EXTEND_HOLD = "extend_hold"
+GET_HOLD = "get_hold"
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,11 @@ class TransferProgress:
     reason_type: str | None = None
     reason: str | None = None
     result: TransferResult | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseHoldInput:
+    hold_id: str
+    #: `voided` or `expired`
+    ending: str
+    initiated_by: str

@@ -96,8 +96,8 @@ async def rebuild_views(
             await conn.execute(
                 text(
                     f"INSERT INTO balance_view{SHADOW} (account_id, currency, balance, version, "
-                    "updated_at) SELECT account_id, currency, balance, version, recorded_at "
-                    "FROM account_checkpoints"
+                    "updated_at, pending_out) SELECT account_id, currency, balance, version, "
+                    "recorded_at, pending FROM account_checkpoints"
                 )
             )
     cursor, applied = TailCursor(), 0

@@ -24,9 +24,19 @@ class Balance:
 
     account_id: str
     currency: str
+    #: Posted: the sum of the account's postings.
     balance: int
     version: int
     updated_at: datetime
+    #: What the account's open holds reserve (it may not spend it).
+    pending_out: int = 0
+    #: What open holds toward the account reserve elsewhere in its region.
+    pending_in: int = 0
+
+    @property
+    def available(self) -> int:
+        """Posted minus pending out: what the account may spend."""
+        return self.balance - self.pending_out
 
 
 @dataclass(frozen=True)
@@ -108,10 +118,11 @@ async def _apply_balance(conn: AsyncConnection, events: list[Event], suffix: str
     await conn.execute(
         text(
             f"INSERT INTO balance_view{suffix} AS b (account_id, currency, balance, version, "
-            "updated_at) VALUES (:account_id, :currency, :balance, :version, :updated_at) "
+            "updated_at, pending_out) VALUES (:account_id, :currency, :balance, :version, "
+            ":updated_at, :pending_out) "
             "ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance, "
-            "version = excluded.version, updated_at = excluded.updated_at "
-            "WHERE b.version < excluded.version"
+            "version = excluded.version, updated_at = excluded.updated_at, "
+            "pending_out = excluded.pending_out WHERE b.version < excluded.version"
         ),
         [
             {
@@ -120,10 +131,31 @@ async def _apply_balance(conn: AsyncConnection, events: list[Event], suffix: str
                 "balance": e.balance_after,
                 "version": e.version,
                 "updated_at": e.recorded_at,
+                "pending_out": e.pending_after,
             }
             for e in sorted(latest.values(), key=lambda e: e.account_id)
         ],
     )
+
+
+#: What open holds toward an account reserve (as of :t, when given): each
+#: hold placed toward it, less what its captures took, unless it ended.
+PENDING_IN = text(
+    "SELECT coalesce(sum(h.amount - coalesce(("
+    "  SELECT sum(c.consumed) FROM hold_captures c WHERE c.hold_id = h.hold_id "
+    "  AND c.status = 'captured' AND c.recorded_at <= coalesce(:t, c.recorded_at)), 0)), 0) "
+    "FROM holds h WHERE h.to_account = :id AND h.status = 'placed' "
+    "AND h.recorded_at <= coalesce(:t, h.recorded_at) "
+    "AND NOT EXISTS (SELECT 1 FROM hold_releases r WHERE r.hold_id = h.hold_id "
+    "  AND r.recorded_at <= coalesce(:t, r.recorded_at))"
+)
+
+
+async def pending_in(conn: AsyncConnection, account_id: str, at: datetime | None = None) -> int:
+    """What open holds toward the account reserve (at instant `at`, when given).
+    (A hold fully captured reserves nothing more: its captures took it all.)"""
+    value = (await conn.execute(PENDING_IN, {"id": account_id, "t": at})).scalar_one()
+    return max(0, int(value))
 
 
 async def get_balance(engine: AsyncEngine, account_id: str) -> Balance | None:
@@ -131,13 +163,15 @@ async def get_balance(engine: AsyncEngine, account_id: str) -> Balance | None:
         row = (
             await conn.execute(
                 text(
-                    "SELECT account_id, currency, balance, version, updated_at "
+                    "SELECT account_id, currency, balance, version, updated_at, pending_out "
                     "FROM balance_view WHERE account_id = :id"
                 ),
                 {"id": account_id},
             )
         ).first()
-    return Balance(**row._mapping) if row else None
+        if row is None:
+            return None
+        return Balance(**row._mapping, pending_in=await pending_in(conn, account_id))
 
 
 async def get_statement(

@@ -152,8 +152,8 @@ async def account_with_last_event(
     return (
         await conn.execute(
             text(
-                "SELECT a.currency, e.version, e.balance_after FROM accounts AS a "
-                "LEFT JOIN LATERAL (SELECT version, balance_after FROM events "
+                "SELECT a.currency, e.version, e.balance_after, e.pending_after FROM accounts AS a "
+                "LEFT JOIN LATERAL (SELECT version, balance_after, pending_after FROM events "
                 "  WHERE account_id = a.account_id AND recorded_at <= :t "
                 "  ORDER BY recorded_at DESC, version DESC LIMIT 1) AS e ON true "
                 "WHERE a.account_id = :a"

@@ -502,6 +502,13 @@ class PostgresEventStore(LocalShorthands, EventStore):
             except HoldNotFound:
                 return None
 
+    async def get_capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
+        async with self.engine.connect() as conn:
+            try:
+                return (await self._hold(conn, hold_id)).by_capture.get(capture_id)
+            except HoldNotFound:
+                return None
+
     async def get_change(self, account_id: str, change_id: str) -> AccountChangeResult | None:
         async with self.engine.connect() as conn:
             row = (

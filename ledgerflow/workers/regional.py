@@ -39,6 +39,7 @@ from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from ledgerflow.workflows.account import OpenAccountWorkflow
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
+from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 
@@ -48,6 +49,7 @@ WORKFLOWS: Sequence[type] = (
     TransferWorkflow,
     OpenAccountWorkflow,
     AccountChangeWorkflow,
+    HoldWorkflow,
     ArchiveWorkflow,
     ReconcileWorkflow,
 )

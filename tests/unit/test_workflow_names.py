@@ -8,6 +8,7 @@ from ledgerflow import workflow_names as names
 from ledgerflow.workflows.account import OpenAccountWorkflow
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
+from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 
@@ -17,6 +18,7 @@ def test_each_name_is_its_definitions() -> None:
         (TransferWorkflow, names.TRANSFER_WORKFLOW),
         (OpenAccountWorkflow, names.OPEN_ACCOUNT_WORKFLOW),
         (AccountChangeWorkflow, names.ACCOUNT_CHANGE_WORKFLOW),
+        (HoldWorkflow, names.HOLD_WORKFLOW),
         (ArchiveWorkflow, names.ARCHIVE_WORKFLOW),
         (ReconcileWorkflow, names.RECONCILE_WORKFLOW),
     ):
@@ -24,3 +26,8 @@ def test_each_name_is_its_definitions() -> None:
     transfer = workflow._Definition.must_from_class(TransferWorkflow)
     assert names.TRANSFER_CONFIRMATION in transfer.updates
     assert names.TRANSFER_STATUS in transfer.queries
+
+    hold = workflow._Definition.must_from_class(HoldWorkflow)
+    for update in (names.HOLD_PLACEMENT, names.HOLD_CAPTURE, names.HOLD_VOID, names.HOLD_EXTEND):
+        assert update in hold.updates
+    assert names.HOLD_STATUS in hold.queries

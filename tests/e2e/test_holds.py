@@ -1,0 +1,219 @@
+"""Holds end to end on the real servers: placed, captured in parts, voided,
+expired by the workflow's durable timer, the deadline moved, through the SDK
+and through the plain Temporal client; each race rule of the README's
+"Holds" section, and balances (posted, pending, available) at every step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowFailureError
+
+from ledgerflow.client import LedgerClient
+from ledgerflow.domain.errors import (
+    CaptureExceedsHold,
+    DuplicateCaptureMismatch,
+    DuplicateHoldMismatch,
+    HoldExpired,
+    HoldNotOpen,
+    InsufficientFunds,
+)
+from ledgerflow.domain.holds import HoldRequest, HoldState, hold_workflow_id
+from ledgerflow.workflows.hold import HoldWorkflow
+from tests.support import eventually
+
+Ids = Callable[[str], str]
+
+
+async def funded(ledger: LedgerClient, uid: Ids, amount: str = "100.00") -> tuple[str, str, str]:
+    bank, alice, shop = uid("bank"), uid("alice"), uid("shop")
+    await ledger.open_account(bank, "USD", overdraft_limit=None)
+    await ledger.open_account(alice, "USD")
+    await ledger.open_account(shop, "USD")
+    await ledger.transfer(uid("fund"), bank, alice, amount, "USD", initiated_by="ops")
+    return bank, alice, shop
+
+
+async def hold_events(engine: AsyncEngine, account_id: str) -> list[tuple[str, int, int]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT type, amount, pending_after FROM events WHERE account_id = :a "
+                "AND type LIKE 'Hold%' ORDER BY version"
+            ),
+            {"a": account_id},
+        )
+        return [(r.type, r.amount, r.pending_after) for r in rows]
+
+
+async def test_a_hold_captured_in_parts_moves_pending_then_posted(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+    placed = await ledger.hold(hid, alice, shop, "60.00", "USD", expires_in=3600,
+                               initiated_by="pos")  # fmt: skip
+    assert placed.placed and placed.expires_at is not None
+
+    async def pending() -> bool:
+        b = await ledger.balance(alice)
+        return (b.balance, b.pending_out, b.available) == (10000, 6000, 4000)
+
+    await eventually(pending)
+    assert (await ledger.balance(shop)).pending_in == 6000
+    with pytest.raises(InsufficientFunds):  # what is held cannot be spent
+        await ledger.transfer(uid("t"), alice, shop, "40.01", "USD", initiated_by="alice")
+    first = await ledger.capture(hid, "25.00", capture_id="c1", initiated_by="pos")
+    assert (first.amount, first.consumed, first.from_balance_after) == (2500, 2500, 7500)
+    assert await ledger.capture(hid, "25.00", capture_id="c1") == first  # idempotent
+    with pytest.raises(DuplicateCaptureMismatch):
+        await ledger.capture(hid, "26.00", capture_id="c1")
+    with pytest.raises(CaptureExceedsHold):
+        await ledger.capture(hid, "35.01", capture_id="c2")
+    last = await ledger.capture(hid, "35.00", capture_id="c3")
+    assert last.from_balance_after == 4000
+    handle = workers.get_workflow_handle(hold_workflow_id(hid), result_type=HoldState)
+    ended = await handle.result()
+    assert (ended.status, ended.captured, ended.remaining) == ("captured", 6000, 0)
+    with pytest.raises(HoldNotOpen):  # its workflow closed: the store answers
+        await ledger.capture(hid, "1.00", capture_id="c4")
+    assert await ledger.capture(hid, "25.00", capture_id="c1") == first  # still its outcome
+    assert await hold_events(engines["us"], alice) == [
+        ("HoldPlaced", 0, 6000),
+        ("HoldCaptured", -2500, 3500),
+        ("HoldCaptured", -3500, 0),
+    ]
+
+    async def settled() -> bool:
+        b, s = await ledger.balance(alice), await ledger.balance(shop)
+        return (b.balance, b.pending_out, s.balance, s.pending_in) == (4000, 0, 6000, 0)
+
+    await eventually(settled)
+
+
+async def test_a_void_ends_the_hold_once_and_nothing_captures_after_it(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+    await ledger.hold(hid, alice, shop, "30.00", "USD", expires_in=3600)
+    voided = await ledger.void(hid, initiated_by="pos")
+    assert (voided.ending, voided.released) == ("voided", 3000)
+    state = await workers.get_workflow_handle(hold_workflow_id(hid), result_type=HoldState).result()
+    assert state.status == "voided"
+    with pytest.raises(HoldNotOpen):
+        await ledger.capture(hid, "1.00")
+    with pytest.raises(HoldNotOpen):
+        await ledger.void(hid)  # its workflow closed; the store says it ended
+    assert (await ledger.account(alice)).pending_out == 0
+
+
+async def test_the_timer_expires_the_hold_and_a_moved_deadline_holds(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    short, moved, sooner = uid("short"), uid("moved"), uid("sooner")
+    await ledger.hold(short, alice, shop, "10.00", "USD", expires_in=2)
+    await ledger.hold(moved, alice, shop, "10.00", "USD", expires_in=2)
+    await ledger.hold(sooner, alice, shop, "10.00", "USD", expires_in=3600)
+    extended = await ledger.extend(moved, 3600, change_id="d1")
+    assert extended.open and extended.expires_at is not None
+    assert extended.expires_at > datetime.now(UTC) + timedelta(minutes=50)
+    await ledger.extend(sooner, 1, change_id="d1")
+    state = await workers.get_workflow_handle(
+        hold_workflow_id(short), result_type=HoldState
+    ).result()
+    assert (state.status, state.remaining) == ("expired", 0)
+    gone = await workers.get_workflow_handle(
+        hold_workflow_id(sooner), result_type=HoldState
+    ).result()
+    assert gone.status == "expired"
+    with pytest.raises((HoldExpired, HoldNotOpen)):
+        await ledger.capture(short, "1.00")
+    assert (await ledger.hold_state(moved)).open
+    assert (await ledger.capture(moved, "10.00")).captured
+    released = [e for e in await hold_events(engines["us"], alice) if e[0] == "HoldReleased"]
+    assert len(released) == 2  # short and sooner, once each
+    assert (await ledger.account(alice)).pending_out == 0
+
+
+async def test_a_refused_hold_is_never_capturable_and_ids_keep_their_outcome(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid, "5.00")
+    hid = uid("h")
+    with pytest.raises(InsufficientFunds):
+        await ledger.hold(hid, alice, shop, "6.00", "USD", expires_in=60)
+    refused = await ledger.hold(hid, alice, shop, "6.00", "USD", expires_in=60,
+                                raise_on_refusal=False)  # fmt: skip
+    assert (refused.status, refused.reason_type) == ("refused", "InsufficientFunds")
+    with pytest.raises(HoldNotOpen):
+        await ledger.capture(hid, "1.00")
+    with pytest.raises(DuplicateHoldMismatch):
+        await ledger.hold(hid, alice, shop, "5.00", "USD", expires_in=60)
+    # The plain client: a raw start, and a re-run of the closed id.
+    raw = uid("raw")
+    request = HoldRequest(raw, alice, shop, "2.00", "USD", "script", 3600)
+    handle = await workers.start_workflow(
+        HoldWorkflow.run,
+        request,
+        id=hold_workflow_id(raw),
+        task_queue=ledger.settings.task_queue("us"),
+    )
+    await eventually(lambda: _is_open(ledger, raw))
+    await ledger.void(raw)
+    first = await handle.result()
+    rerun = await workers.execute_workflow(
+        HoldWorkflow.run,
+        request,
+        id=hold_workflow_id(raw),
+        task_queue=ledger.settings.task_queue("us"),
+    )
+    assert (first.status, rerun.status, rerun.remaining) == ("voided", "voided", 0)
+    assert (await ledger.account(alice)).pending_out == 0
+    other = HoldRequest(raw, alice, shop, "3.00", "USD", "script", 3600)
+    with pytest.raises(WorkflowFailureError) as caught:
+        await workers.execute_workflow(HoldWorkflow.run, other, id=hold_workflow_id(raw),
+                                       task_queue=ledger.settings.task_queue("us"))  # fmt: skip
+    assert getattr(caught.value.cause, "type", None) == "DuplicateHoldMismatch"
+
+
+async def _is_open(ledger: LedgerClient, hold_id: str) -> bool:
+    try:
+        return (await ledger.hold_state(hold_id)).open
+    except Exception:
+        return False
+
+
+async def test_concurrent_captures_and_a_void_end_the_hold_exactly_once(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+    await ledger.hold(hid, alice, shop, "50.00", "USD", expires_in=3600)
+
+    async def attempt(call: Callable[[], object]) -> str:
+        try:
+            await call()  # type: ignore[misc]
+            return "ok"
+        except Exception as exc:
+            return type(exc).__name__
+
+    answers = await asyncio.gather(
+        *(attempt(lambda i=i: ledger.capture(hid, "20.00", capture_id=f"c{i}")) for i in range(4)),
+        attempt(lambda: ledger.void(hid)),
+        attempt(lambda: ledger.void(hid)),
+    )
+    state = await ledger.hold_state(hid)
+    captured = answers[:4].count("ok")
+    assert state.status in ("voided", "captured") and state.remaining == 0
+    assert state.captured == captured * 2000 <= 5000 + 0
+    account = await ledger.account(alice)
+    assert (account.balance, account.pending_out) == (10000 - state.captured, 0)
+    endings = [e for e in await hold_events(engines["us"], alice) if e[0] == "HoldReleased"]
+    assert len(endings) == (1 if state.status == "voided" else 0)
