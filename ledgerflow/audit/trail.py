@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledgerflow.archive.reader import ArchiveReader, read_checkpoint, snapshot
 from ledgerflow.audit.point_in_time import last_balance
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable, InvalidRequest
+from ledgerflow.domain.holds import hold_workflow_id
 from ledgerflow.domain.model import (
     EventType,
     account_change_workflow_id,
@@ -37,8 +38,11 @@ class AuditEntry:
     """One line of the trail: a posting (`kind="posting"`), a status change
     (`kind="status"`: frozen, unfrozen, closed, with who and why), a refused
     transfer (`kind="rejected"`) or a refused status change
-    (`kind="change-refused"`); the refusals have no event, and carry
-    `reason_type` and `reason`."""
+    (`kind="change-refused"`); a hold placed or released (`kind="hold"`,
+    events with the hold id; each capture is a posting), a hold refused when
+    placed (`kind="hold-refused"`), a capture refused
+    (`kind="capture-refused"`) or a deadline moved (`kind="hold-deadline"`).
+    The refusals have no event, and carry `reason_type` and `reason`."""
 
     kind: str
     recorded_at: datetime
@@ -121,6 +125,7 @@ async def audit_trail(
             _refused_change(row._mapping, account.currency, account.region)
             for row in refused_changes
         ]
+        entries += await _hold_entries(conn, account_id, account.region, start, end)
         checkpoint = await read_checkpoint(conn, account_id)
         # Opening balance: right before `start`, wherever that event lives now.
         opening = await last_balance(engine, account_id, start, archive, strict=True, conn=conn)
@@ -143,7 +148,17 @@ async def audit_trail(
 
 
 def _posting(event: Any) -> AuditEntry:
-    return _status(event) if event.type in STATUS_EVENTS else _posting_entry(event)
+    if event.type in STATUS_EVENTS:
+        return _status(event)
+    hold_id = event.metadata.get("hold_id")
+    if hold_id is None:
+        return _posting_entry(event)
+    # A hold's events: its placement and release (`kind="hold"`), and the
+    # debit leg of each capture (a posting), all pointing at the hold's workflow.
+    kind = "posting" if event.type == EventType.HOLD_CAPTURED else "hold"
+    return dataclasses.replace(
+        _posting_entry(event), kind=kind, workflow_id=hold_workflow_id(hold_id)
+    )
 
 
 def _posting_entry(event: Any) -> AuditEntry:
@@ -242,3 +257,59 @@ def _refused_change(row: Any, currency: str, region: str) -> AuditEntry:
         reason_type=row["reason_type"],
         reason=row["reason"],
     )
+
+
+async def _hold_entries(
+    conn: Any, account_id: str, region: str, start: datetime, end: datetime
+) -> list[AuditEntry]:
+    """What the account's holds did that is not an event: a hold refused
+    when placed, a capture refused, a deadline moved."""
+    rows = await conn.execute(
+        text(
+            "SELECT 'hold-refused' AS kind, h.hold_id, NULL AS step, h.recorded_at, "
+            "h.initiated_by, h.reason_type, h.reason, h.amount, h.currency, h.description, "
+            "NULL::timestamptz AS expires_at FROM holds h "
+            "WHERE h.status = 'refused' AND h.from_account = :a "
+            "AND h.recorded_at BETWEEN :start AND :end "
+            "UNION ALL "
+            "SELECT 'capture-refused', c.hold_id, c.capture_id, c.recorded_at, c.initiated_by, "
+            "c.reason_type, c.reason, c.amount, h.currency, NULL, NULL FROM hold_captures c "
+            "JOIN holds h ON h.hold_id = c.hold_id WHERE c.status = 'refused' "
+            "AND h.from_account = :a AND c.recorded_at BETWEEN :start AND :end "
+            "UNION ALL "
+            "SELECT 'hold-deadline', d.hold_id, d.change_id, d.recorded_at, d.initiated_by, "
+            "NULL, NULL, 0, h.currency, NULL, d.expires_at FROM hold_deadlines d "
+            "JOIN holds h ON h.hold_id = d.hold_id WHERE h.from_account = :a "
+            "AND d.recorded_at BETWEEN :start AND :end"
+        ),
+        {"a": account_id, "start": start, "end": end},
+    )
+    return [
+        AuditEntry(
+            kind=row.kind,
+            recorded_at=row.recorded_at,
+            occurred_at=row.recorded_at,
+            account_id=account_id,
+            type=None,
+            version=None,
+            transfer_id=None,
+            workflow_id=hold_workflow_id(row.hold_id),
+            counterparty=None,
+            amount=0,
+            currency=row.currency,
+            balance_after=None,
+            region=region,
+            initiated_by=row.initiated_by,
+            description=row.description,
+            metadata={"hold_id": row.hold_id}
+            | ({"step": row.step} if row.step else {})
+            | ({"attempted": row.amount} if row.kind != "hold-deadline" else {})
+            | ({"expires_at": row.expires_at.isoformat()} if row.expires_at else {}),
+            event_id=None,
+            prev_hash=None,
+            hash=None,
+            reason_type=row.reason_type,
+            reason=row.reason,
+        )
+        for row in rows
+    ]

@@ -86,6 +86,7 @@ async def verify_region(engine: AsyncEngine, region: str) -> VerifyReport:
         await check_archive_records(conn, report)
         await check_transfers(conn, report)
         await _check_totals(conn, report)
+        await _check_holds(conn, report)
         await _check_projections(conn, report)
         await conn.rollback()
     report.seconds = time.perf_counter() - started
@@ -96,7 +97,10 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     heads = {
         row.account_id: row
         for row in await conn.execute(
-            text("SELECT account_id, balance, version, head_hash, status FROM accounts")
+            text(
+                "SELECT account_id, balance, version, head_hash, status, pending_out, "
+                "overdraft_limit FROM accounts"
+            )
         )
     }
     # Where a pruned account's hot history resumes (its archived part is
@@ -104,7 +108,10 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
     checkpoints = {
         row.account_id: row
         for row in await conn.execute(
-            text("SELECT account_id, version, balance, hash, recorded_at FROM account_checkpoints")
+            text(
+                "SELECT account_id, version, balance, hash, recorded_at, pending "
+                "FROM account_checkpoints"
+            )
         )
     }
     chain: AccountChain | None = None
@@ -129,6 +136,12 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
                         f"accounts row says balance {head.balance} at version {head.version}; "
                         f"the events replay to {chain.balance} at version {chain.version}")
             )  # fmt: skip
+        elif head.pending_out != chain.pending:
+            report.findings.append(
+                Finding(report.region, "write-model", chain.account_id, chain.version,
+                        f"accounts row says {head.pending_out} pending; the events say "
+                        f"{chain.pending}")
+            )  # fmt: skip
         elif chain.status is not None and head.status != chain.status:
             report.findings.append(
                 Finding(report.region, "write-model", chain.account_id, chain.version,
@@ -141,9 +154,12 @@ async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
 
     def start_chain(account_id: str) -> AccountChain:
         cp = checkpoints.pop(account_id, None)
+        head = heads.get(account_id)
+        limit = head.overdraft_limit if head is not None else None
         if cp is None:
-            return AccountChain(account_id)
-        return AccountChain(account_id, cp.version, cp.balance, cp.hash, cp.recorded_at)
+            return AccountChain(account_id, limit=limit)
+        return AccountChain(account_id, cp.version, cp.balance, cp.hash, cp.recorded_at,
+                            cp.pending, limit)  # fmt: skip
 
     async for row in result:
         event = event_from_row(row)
@@ -230,6 +246,48 @@ async def check_transfers(
         report.findings.append(
             Finding(report.region, "double-entry", None, None,
                     f"confirmed transfer {row.transfer_id!r} is missing a posted event")
+        )  # fmt: skip
+
+
+async def _check_holds(conn: AsyncConnection, report: VerifyReport) -> None:
+    """Each hold's captures and release add up to what it held (exactly, once
+    it ended by release), and each account's pending amount is what its open
+    holds still reserve."""
+    holds = (
+        "SELECT h.hold_id, h.from_account, h.amount, "
+        "  coalesce((SELECT sum(c.consumed) FROM hold_captures c WHERE c.hold_id = h.hold_id "
+        "            AND c.status = 'captured'), 0) AS consumed, "
+        "  r.released, r.hold_id IS NOT NULL AS ended "
+        "FROM holds h LEFT JOIN hold_releases r ON r.hold_id = h.hold_id "
+        "WHERE h.status = 'placed'"
+    )
+    unbalanced = await conn.execute(
+        text(
+            f"SELECT hold_id, amount, consumed, released FROM ({holds}) h "
+            "WHERE consumed + coalesce(released, 0) > amount "
+            "OR (ended AND consumed + released <> amount) ORDER BY hold_id"
+        )
+    )
+    for row in unbalanced:
+        report.findings.append(
+            Finding(report.region, "hold", None, None,
+                    f"hold {row.hold_id!r} held {row.amount}; its captures took "
+                    f"{row.consumed} and its release gave back {row.released or 0}")
+        )  # fmt: skip
+    pending = await conn.execute(
+        text(
+            f"SELECT a.account_id, a.pending_out, coalesce(o.open, 0) AS open FROM accounts a "
+            f"LEFT JOIN (SELECT from_account, sum(amount - consumed) AS open FROM ({holds}) h "
+            "  WHERE NOT ended AND consumed < amount GROUP BY from_account) o "
+            "ON o.from_account = a.account_id "
+            "WHERE a.pending_out <> coalesce(o.open, 0) ORDER BY a.account_id"
+        )
+    )
+    for row in pending:
+        report.findings.append(
+            Finding(report.region, "hold", row.account_id, None,
+                    f"accounts row says {row.pending_out} pending; its open holds reserve "
+                    f"{row.open}")
         )  # fmt: skip
 
 
@@ -359,7 +417,7 @@ async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Win
             f"SELECT w.first, {', '.join('e.' + c.strip() for c in EVENT_COLUMNS.split(','))}, "
             "a.version AS head_version, a.balance AS head_balance, a.head_hash, "
             "k.version AS cp_version, k.balance AS cp_balance, k.hash AS cp_hash, "
-            "k.recorded_at AS cp_recorded_at "
+            "k.recorded_at AS cp_recorded_at, k.pending AS cp_pending "
             "FROM w JOIN accounts a ON a.account_id = w.account_id "
             "LEFT JOIN account_checkpoints k ON k.account_id = w.account_id "
             "JOIN events e ON e.account_id = w.account_id "
@@ -397,13 +455,15 @@ async def verify_window(conn: AsyncConnection, report: VerifyReport, window: Win
             if event.version == first - 1:
                 # The event before the window, checked by an earlier run: the anchor.
                 chain = AccountChain(event.account_id, event.version, event.balance_after,
-                                     event.hash, event.recorded_at)  # fmt: skip
+                                     event.hash, event.recorded_at,
+                                     event.pending_after)  # fmt: skip
                 continue
             if first == 1:
                 chain = AccountChain(event.account_id)
             elif row.cp_version == first - 1:
                 chain = AccountChain(event.account_id, row.cp_version, row.cp_balance,
-                                     row.cp_hash, row.cp_recorded_at)  # fmt: skip
+                                     row.cp_hash, row.cp_recorded_at,
+                                     row.cp_pending)  # fmt: skip
             else:
                 chain = AccountChain(event.account_id, first - 1, 0, "")
                 broken = True

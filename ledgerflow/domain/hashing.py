@@ -107,7 +107,8 @@ class ChainBroken(Exception):
     hashes), `recorded-at` (an event recorded before the one it follows) or
     `status` (a debit of an account that was not open, a credit of a closed
     one, a status change its status did not allow, a close with money in
-    it)."""
+    it) or `pending` (a hold's reservation that does not add up, or an
+    available balance below the overdraft limit)."""
 
     def __init__(
         self, account_id: str, version: int, problem: str, check: str = "hash-chain"
@@ -146,10 +147,13 @@ class AccountChain:
         balance: int = 0,
         head: str = GENESIS_HASH,
         recorded_at: datetime | None = None,
+        pending: int = 0,
+        limit: int | None = None,
     ) -> None:
         """Start at the genesis, or after a checkpoint (`version`, `balance`,
-        `head`, `recorded_at`) where an earlier part of the history was pruned
-        to the archive."""
+        `head`, `recorded_at`, `pending`) where an earlier part of the history
+        was pruned to the archive. With the account's overdraft `limit`, the
+        available balance (posted minus pending) is checked too."""
         self.account_id = account_id
         self.head = head
         self.balance = balance
@@ -158,6 +162,9 @@ class AccountChain:
         #: The account's status as its events say; unknown (None) when the
         #: chain starts after a checkpoint, until its next status event.
         self.status: str | None = None if version else "open"
+        #: What the account's open holds reserve, as its events say.
+        self.pending = pending
+        self.limit = limit
 
     def feed(self, event: Event) -> None:
         expected = self.version + 1
@@ -182,8 +189,43 @@ class AccountChain:
                 check="recorded-at",
             )
         self._follow_status(event)
+        self._follow_pending(event)
         self.head, self.balance, self.version = event.hash, balance, event.version
         self.recorded_at = event.recorded_at
+        self.pending = event.pending_after
+
+    def _follow_pending(self, event: Event) -> None:
+        """The holds' reservations (migration 0006), replayed: each event
+        keeps the pending amount, except a placement (up by what it holds),
+        a capture (down by at most what it posts) and a release (down by what
+        it gives back); and nothing leaves available below the limit."""
+        before, after, kind = self.pending, event.pending_after, event.type
+        meta = event.metadata
+        problem = None
+        if after < 0:
+            problem = f"pending {after} is negative"
+        elif kind == "HoldPlaced":
+            if after != before + int(meta.get("held", 0)) or after <= before:
+                problem = f"a placement of {meta.get('held')} moves pending {before} to {after}"
+        elif kind == "HoldCaptured":
+            if not before - after <= -event.amount or after > before:
+                problem = f"a capture of {-event.amount} moves pending {before} to {after}"
+        elif kind == "HoldReleased":
+            if after != before - int(meta.get("released", -1)):
+                problem = f"a release of {meta.get('released')} moves pending {before} to {after}"
+        elif after != before:
+            problem = f"a {kind} event moves pending {before} to {after}"
+        if (
+            problem is None
+            and kind in ("HoldPlaced", "Debited", "HoldCaptured")
+            and self.limit is not None
+            and event.balance_after - after < -self.limit
+        ):
+            problem = (
+                f"available {event.balance_after - after} is below the overdraft limit {self.limit}"
+            )
+        if problem is not None:
+            raise ChainBroken(self.account_id, event.version, problem, check="pending")
 
     def _follow_status(self, event: Event) -> None:
         """The lifecycle rules the schema enforces (migration 0005), replayed."""

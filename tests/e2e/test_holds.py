@@ -66,6 +66,8 @@ async def test_a_hold_captured_in_parts_moves_pending_then_posted(
 
     await eventually(pending)
     assert (await ledger.balance(shop)).pending_in == 6000
+    between = datetime.now(UTC)
+    await asyncio.sleep(0.01)
     with pytest.raises(InsufficientFunds):  # what is held cannot be spent
         await ledger.transfer(uid("t"), alice, shop, "40.01", "USD", initiated_by="alice")
     first = await ledger.capture(hid, "25.00", capture_id="c1", initiated_by="pos")
@@ -94,6 +96,24 @@ async def test_a_hold_captured_in_parts_moves_pending_then_posted(
         return (b.balance, b.pending_out, s.balance, s.pending_in) == (4000, 0, 6000, 0)
 
     await eventually(settled)
+    # As of a moment between placement and capture, the hold was pending.
+    then = await ledger.balance_as_of(alice, between)
+    assert (then.balance, then.pending_out, then.available) == (10000, 6000, 4000)
+    assert (await ledger.balance_as_of(shop, between)).pending_in == 6000
+    now = await ledger.balance_as_of(alice, datetime.now(UTC))
+    assert (now.balance, now.pending_out) == (4000, 0)
+    # The audit trail: each hold event with its hold id and workflow.
+    trail = await ledger.audit(alice, between - timedelta(minutes=1),
+                               datetime.now(UTC) + timedelta(seconds=1))  # fmt: skip
+    lines = [(e.kind, e.type, e.reason_type, e.workflow_id) for e in trail.entries
+             if e.workflow_id == hold_workflow_id(hid)]  # fmt: skip
+    assert lines == [
+        ("hold", "HoldPlaced", None, f"hold-{hid}"),
+        ("posting", "HoldCaptured", None, f"hold-{hid}"),
+        ("capture-refused", None, "CaptureExceedsHold", f"hold-{hid}"),
+        ("posting", "HoldCaptured", None, f"hold-{hid}"),
+    ]
+    assert trail.closing_balance == 4000
 
 
 async def test_a_void_ends_the_hold_once_and_nothing_captures_after_it(

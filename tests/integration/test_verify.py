@@ -66,6 +66,10 @@ TAMPERING: dict[str, tuple[str, str, int | None, str]] = {
         UNGUARDED + "UPDATE accounts SET status = 'frozen' WHERE account_id = 'bob'",
         "bob", 5, "accounts row says frozen; the events say open",
     ),
+    "pending without a hold": (
+        UNGUARDED + "UPDATE accounts SET pending_out = 5 WHERE account_id = 'bob'",
+        "bob", 5, "accounts row says 5 pending; the events say 0",
+    ),
     "edited projection": (
         "UPDATE balance_view SET balance = balance + 1 WHERE account_id = 'bob'",
         "bob", 5, "balance_view says",
