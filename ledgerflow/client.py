@@ -48,7 +48,9 @@ from ledgerflow.domain.errors import (
     AccountAlreadyExists,
     AccountNotFound,
     ConfirmationTimeout,
+    DuplicateCaptureMismatch,
     DuplicateTransferMismatch,
+    HoldExpired,
     HoldNotFound,
     HoldNotOpen,
     InvalidRequest,
@@ -441,13 +443,32 @@ class LedgerClient:
             recorded = await self.reads.capture(hold_id, request.capture_id)
             if recorded is None:
                 raise
+        state = await self.hold_state(hold_id)
+        if request.validated(state.currency).amount != recorded.amount:
+            raise DuplicateCaptureMismatch(
+                f"capture id {request.capture_id!r} of hold {hold_id!r} was already used "
+                "with another amount",
+                hold_id=hold_id,
+                capture_id=request.capture_id,
+            )
         if recorded.reason_type is not None:
             raise error_from_type(recorded.reason_type, recorded.reason or "", hold_id=hold_id)
         return recorded
 
     async def void(self, hold_id: str, *, initiated_by: str = "sdk") -> ReleaseResult:
-        """Release what the hold still reserves; the hold ends voided."""
-        return await self._hold_update(hold_id, HOLD_VOID, initiated_by, ReleaseResult)
+        """Release what the hold still reserves; the hold ends voided. A
+        second void answers the first's release; a void of a hold that ended
+        otherwise is `HoldNotOpen` (`HoldExpired` if it expired)."""
+        try:
+            return await self._hold_update(hold_id, HOLD_VOID, initiated_by, ReleaseResult)
+        except HoldNotOpen:
+            released = await self.reads.release(hold_id)
+            if released is None:
+                raise
+        if released.ending == "voided":
+            return released
+        raise HoldExpired(f"hold {hold_id!r} expired at {released.recorded_at.isoformat()}",
+                          hold_id=hold_id)  # fmt: skip
 
     async def extend(
         self,

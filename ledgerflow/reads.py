@@ -30,7 +30,7 @@ from ledgerflow.domain.errors import (
     LedgerError,
     StoreUnavailable,
 )
-from ledgerflow.domain.holds import CaptureResult, HoldState
+from ledgerflow.domain.holds import CaptureResult, HoldState, ReleaseResult
 from ledgerflow.domain.model import Account, require_id
 
 if TYPE_CHECKING:
@@ -88,6 +88,10 @@ class ReadSide(Protocol):
 
     async def capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
         """A capture's recorded outcome (None if it was never recorded)."""
+        ...
+
+    async def release(self, hold_id: str) -> ReleaseResult | None:
+        """A hold's void or expiry, if it ended so."""
         ...
 
     async def close(self) -> None: ...
@@ -307,6 +311,15 @@ class DatabaseReads:
             return None
         store = PostgresEventStore(self.engine(state.region), state.region)
         return await self._read(lambda: store.get_capture(hold_id, capture_id))
+
+    async def release(self, hold_id: str) -> ReleaseResult | None:
+        from ledgerflow.store.postgres import PostgresEventStore
+
+        state = await self.hold(hold_id)
+        if state is None:
+            return None
+        store = PostgresEventStore(self.engine(state.region), state.region)
+        return await self._read(lambda: store.get_release(hold_id))
 
 
 if TYPE_CHECKING:  # DatabaseReads is a ReadSide, checked by mypy

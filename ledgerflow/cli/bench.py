@@ -36,6 +36,13 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     latency.add_argument("--to-region", help="credit an account in this region (cross-region)")
     latency.set_defaults(handler=with_ledger(bench_latency))
 
+    holds = mode("holds", "hold placement and capture latency, holds/s against transfers/s")
+    holds.add_argument("--count", type=int, default=100, help="sequential rounds")
+    holds.add_argument("--clients", type=int, default=8, help="concurrent callers")
+    holds.add_argument("--seconds", type=float, default=10.0, help="each sustained run")
+    holds.add_argument("--region")
+    holds.set_defaults(handler=with_ledger(bench_holds))
+
     query = mode("query", "point-in-time balance against history size")
     query.add_argument("--sizes", default="10000,100000,1000000", help="history sizes")
     query.add_argument("--probes", type=int, default=1000, help="lookups per size")
@@ -85,6 +92,15 @@ async def bench_latency(ledger: LedgerClient, args: argparse.Namespace) -> int:
     )
     print(file=sys.stderr)
     return _report(args, [latency])
+
+
+async def bench_holds(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.holds import holds_bench
+
+    region = args.region or ledger.settings.default_region
+    report = await holds_bench(ledger, args.count, args.clients, args.seconds, region, progress)
+    print(file=sys.stderr)
+    return _report(args, [report])
 
 
 async def bench_reconcile(ledger: LedgerClient, args: argparse.Namespace) -> int:

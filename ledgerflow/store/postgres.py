@@ -502,6 +502,13 @@ class PostgresEventStore(LocalShorthands, EventStore):
             except HoldNotFound:
                 return None
 
+    async def get_release(self, hold_id: str) -> ReleaseResult | None:
+        async with self.engine.connect() as conn:
+            try:
+                return (await self._hold(conn, hold_id)).release
+            except HoldNotFound:
+                return None
+
     async def get_capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
         async with self.engine.connect() as conn:
             try:

@@ -91,3 +91,14 @@ async def test_e2e_bench_offers_load_to_the_ledger_and_the_baseline(ledger: Ledg
         "ledger at 4/s for 1 s",
         "baseline at 4/s for 1 s",
     ]
+
+
+async def test_holds_bench_runs_and_reports_consistent_numbers(ledger: LedgerClient) -> None:
+    from ledgerflow.bench.holds import holds_bench
+
+    report = await holds_bench(ledger, count=3, clients=2, seconds=1.0, region="us")
+    assert report.count == 3 and report.clients == 2
+    assert 0 < report.place_p50_ms <= report.place_p99_ms
+    assert 0 < report.capture_p50_ms <= report.capture_p99_ms
+    assert report.transfers_per_s > 0 and report.holds_per_s > 0
+    assert report.ratio == report.holds_per_s / report.transfers_per_s

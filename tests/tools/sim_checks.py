@@ -46,7 +46,7 @@ def _fail(what: str) -> RoundFailure:
 
 
 async def check_round(sim: Simulation, round_: Round) -> None:
-    ids = {op.tid for op in round_.ops if op.change is None}
+    ids = {op.tid for op in round_.ops if op.change is None and op.hold is None}
     expected = {
         tid: Expected(
             outcome.status if outcome.status != "DuplicateTransferMismatch" else "refused",
@@ -73,6 +73,9 @@ async def check_balances(sim: Simulation) -> None:
                         f"model {account.balance}")  # fmt: skip
         if stored.status != account.status:
             raise _fail(f"{account.account_id}: status {stored.status}, model {account.status}")
+        if stored.pending_out != account.pending:
+            raise _fail(f"{account.account_id}: pending {stored.pending_out}, "
+                        f"model {account.pending}")  # fmt: skip
         view = await client.balance(account.account_id)
         if view.balance != account.balance:
             raise _fail(f"{account.account_id}: read model {view.balance}, "
@@ -248,15 +251,14 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
         await away.dispose()
     # A stray inbound leg: money arriving from nowhere, posted by the app role.
     there = settings.regions[1]
-    customer = next(a for a in sim.model.accounts.values()
-                    if a.region == there and a.currency == "USD" and a.limit == 0)  # fmt: skip
+    customer_id = await _creditable(sim, there)
     app = create_engine(settings.database_url(there), settings, pool_size=1)
     stray = f"stray-{uuid.uuid4().hex[:8]}"
     try:
         store = PostgresEventStore(app, there)
         await store.append_posting(
             Posting.inbound(
-                Transfer(stray, f"nobody-{region}", customer.account_id, 777, "USD", "mallory"),
+                Transfer(stray, f"nobody-{region}", customer_id, 777, "USD", "mallory"),
                 there,
                 region,
             ),
@@ -264,7 +266,7 @@ async def plant_faults(sim: Simulation, objects: S3ObjectStore) -> dict[str, boo
         )
     finally:
         await app.dispose()
-    counted = await plant_for_counters(sim, bank, payee, abroad, customer.account_id)
+    counted = await plant_for_counters(sim, bank, payee, abroad, customer_id)
     findings: list[str] = []
     for r in settings.regions:
         reader = create_engine(settings.reader_url(r), settings, pool_size=1)

@@ -26,6 +26,8 @@ class Account:
     limit: int | None  # None: unlimited (a bank)
     balance: int = 0
     status: str = "open"  # open | frozen | closed
+    #: what its open holds reserve
+    pending: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,26 @@ TRANSITIONS = {("open", "freeze"): "frozen", ("frozen", "unfreeze"): "open",
                ("open", "close"): "closed", ("frozen", "close"): "closed"}  # fmt: skip
 
 
+@dataclass
+class ModelHold:
+    """A hold as the model sees it."""
+
+    hold_id: str
+    source: str
+    target: str
+    amount: int
+    over: int
+    status: str = "open"  # open | captured | voided | expired | refused
+    captured: int = 0
+    consumed: int = 0
+    #: capture id -> (amount, its answer)
+    captures: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int:
+        return self.amount - self.consumed if self.status == "open" else 0
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: str  # confirmed | rejected | reversed | DuplicateTransferMismatch
@@ -67,6 +89,9 @@ class Model:
     transfers: dict[str, tuple[Payload, Outcome, str, str | None]] = field(default_factory=dict)
     #: (account, change id) -> (its change, its answer: applied or the refusal's type)
     changes: dict[tuple[str, str], tuple[Change, str]] = field(default_factory=dict)
+    #: hold id -> the hold, and its placement's payload and answer
+    holds: dict[str, ModelHold] = field(default_factory=dict)
+    placements: dict[str, tuple[Payload, str]] = field(default_factory=dict)
     #: (home region, peer region, currency) -> clearing balance
     clearing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: Deliberately wrong (to show the simulator catches and shrinks it).
@@ -102,16 +127,105 @@ class Model:
             if account.currency != payload.currency:
                 return Outcome("rejected", "CurrencyMismatch")
         source = self.accounts[payload.source]
-        limit = source.limit
-        if self.sabotage == "limit" and limit is not None:
-            limit += 1
-        if limit is not None and source.balance - payload.amount < -limit:
+        if not self.can_spend(source, payload.amount):
             return Outcome("rejected", "InsufficientFunds")
         if to_region is not None and self.accounts[payload.target].status == "closed":
             return Outcome("reversed", "AccountClosed")
         if to_region is not None and self.accounts[payload.target].currency != payload.currency:
             return Outcome("reversed", "CurrencyMismatch")
         return Outcome("confirmed")
+
+    def can_spend(self, source: Account, amount: int, released: int = 0) -> bool:
+        """Available (posted minus pending) after spending `amount`, of which
+        `released` comes out of its own reservation, stays within the limit."""
+        limit = source.limit
+        if self.sabotage == "limit" and limit is not None:
+            limit += 1
+        available = source.balance - (source.pending - released) - amount
+        return limit is None or available >= -limit
+
+    # -- holds ------------------------------------------------------------
+
+    def decide_hold(self, payload: Payload) -> str:
+        """`placed` or the refusal of a new hold (same region only)."""
+        source, target = self.accounts.get(payload.source), self.accounts.get(payload.target)
+        for account in (source, target):
+            if account is None or account.region != (source.region if source else None):
+                return "AccountNotFound"
+            if account.status == "closed":
+                return "AccountClosed"
+            if account.status == "frozen" and account is source:
+                return "AccountFrozen"
+            if account.currency != payload.currency:
+                return "CurrencyMismatch"
+        assert source is not None
+        return "placed" if self.can_spend(source, payload.amount) else "InsufficientFunds"
+
+    def place(self, hold_id: str, payload: Payload, over: int) -> str:
+        known = self.placements.get(hold_id)
+        if known is not None:
+            return known[1] if known[0] == payload else "DuplicateHoldMismatch"
+        answer = self.decide_hold(payload)
+        self.placements[hold_id] = (payload, answer)
+        hold = ModelHold(hold_id, payload.source, payload.target, payload.amount, over)
+        if answer != "placed":
+            hold.status = "refused"
+        else:
+            self.accounts[payload.source].pending += payload.amount
+        self.holds[hold_id] = hold
+        return answer
+
+    def capture(self, hold_id: str, capture_id: str, amount: int) -> str:
+        hold = self.holds[hold_id]
+        known = hold.captures.get(capture_id)
+        if known is not None:
+            return known[1] if known[0] == amount else "DuplicateCaptureMismatch"
+        if hold.status != "open":
+            # Its workflow has closed: nothing reaches the store, nothing is
+            # recorded; the SDK answers from the store that the hold ended.
+            return "HoldNotOpen"
+        answer = self._capture(hold, amount)
+        hold.captures[capture_id] = (amount, answer)
+        return answer
+
+    def _capture(self, hold: ModelHold, amount: int) -> str:
+        if amount > hold.amount + hold.over - hold.captured:
+            return "CaptureExceedsHold"
+        source, target = self.accounts[hold.source], self.accounts[hold.target]
+        if source.status == "closed":
+            return "AccountClosed"
+        if source.status == "frozen":
+            return "AccountFrozen"
+        if target.status == "closed":
+            return "AccountClosed"
+        consumed = min(amount, hold.remaining)
+        if not self.can_spend(source, amount, consumed):
+            return "InsufficientFunds"
+        source.balance -= amount
+        target.balance += amount
+        source.pending -= consumed
+        hold.captured += amount
+        hold.consumed += consumed
+        if hold.consumed >= hold.amount:
+            hold.status = "captured"
+        return "captured"
+
+    def release(self, hold_id: str, ending: str) -> str:
+        """A void (or an expiry the simulator waited for)."""
+        hold = self.holds[hold_id]
+        if hold.status == ending:
+            return ending  # the same ending, asked again
+        if hold.status == "expired":
+            return "HoldExpired"
+        if hold.status != "open":
+            return "HoldNotOpen"
+        self.accounts[hold.source].pending -= hold.remaining
+        hold.status = ending
+        return ending
+
+    def extend(self, hold_id: str) -> str:
+        # (A hold that ended has a closed workflow: the SDK says HoldNotOpen.)
+        return "extended" if self.holds[hold_id].status == "open" else "HoldNotOpen"
 
     def decide_change(self, change_id: str, change: Change) -> str:
         """`applied`, or the refusal's type, by the rules alone."""
@@ -124,6 +238,8 @@ class Model:
             return "AccountUnknown"
         if (account.status, change.action) not in TRANSITIONS:
             return "AccountStateConflict"
+        if change.action == "close" and account.pending != 0:
+            return "AccountHasOpenHolds"
         if change.action == "close" and account.balance != 0:
             return "AccountNotEmpty"
         return "applied"

@@ -10,15 +10,18 @@ and plays rounds of operations chosen by the seed, concurrently within a
 round: local and cross-region transfers through the SDK; raw starts through
 the plain Temporal client (also misrouted ones); account freezes, unfreezes
 and closes, and re-sent change ids (the same change, or another under its
-id), through the SDK and raw starts; resubmissions of closed ids
-through the SDK; raw re-runs of closed ids, with the same payload and with
-another; concurrent duplicate submissions of a new id from separate clients
-(local and cross-region); workflow resets of closed transfers. Faults land
-in the middle of rounds: a worker SIGKILLed, a worker killed exactly between
-a posting's commit and its answer (a failpoint), a region's worker stopped
-and restarted, PostgreSQL restarted. Between rounds: reconciliation, an
-archive run, a prune (as the pruner role) and a projections rebuild (as the
-owner), with every balance checked before and after.
+id), through the SDK and raw starts; holds placed, captured in parts and
+again under the same capture id (the same amount, or another), voided, their
+deadlines moved, and holds left to expire by their workflow's timer;
+resubmissions of closed ids through the SDK; raw re-runs of closed ids, with
+the same payload and with another; concurrent duplicate submissions of a new
+id from separate clients (local and cross-region); workflow resets of closed
+transfers. Faults land in the middle of rounds: a worker SIGKILLed, a worker
+killed exactly between a posting's commit and its answer (a failpoint), a
+region's worker stopped and restarted, PostgreSQL restarted. Between rounds:
+reconciliation, an archive run, a prune (as the pruner role) and a
+projections rebuild (as the owner), with every balance checked before and
+after.
 
 After every round (`sim_checks`): every operation answered what the model
 decided; every id answered the same through every path, every time; per
@@ -62,6 +65,7 @@ from temporalio.service import RPCError
 
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError, StoreUnavailable
+from ledgerflow.domain.holds import HoldState, hold_workflow_id
 from ledgerflow.domain.model import AccountChangeRequest, TransferRequest, TransferResult
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
@@ -73,9 +77,12 @@ TRANSIENT = (ConfirmationTimeout, StoreUnavailable, RPCError,
              WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError)  # fmt: skip
 KINDS = ("sdk", "sdk", "sdk", "cross", "cross", "raw", "raw-misrouted", "resubmit", "rerun",
          "rerun-other", "dups", "dups-cross", "reset", "fund", "freeze", "unfreeze", "close",
-         "change-again")  # fmt: skip
+         "change-again", "hold", "hold", "capture", "capture", "void", "extend", "hold-expire",
+         "capture-again")  # fmt: skip
 #: Account changes: each touches its account alone in its round.
 CHANGES = ("freeze", "unfreeze", "close", "change-again")
+#: Hold operations: each touches its hold's two accounts alone in its round.
+HOLD_KINDS = ("hold", "capture", "void", "extend", "hold-expire", "capture-again")
 FAULTS = ("kill", "failpoint", "stop-region", "postgres")
 #: Operations on an id submitted earlier: they move no money.
 AGAIN = ("resubmit", "rerun", "rerun-other", "reset")
@@ -91,6 +98,16 @@ class Op:
     #: An account change (its id is `tid`), and how it is sent: `sdk` or `raw`.
     change: Change | None = None
     via: str = "sdk"
+    #: A hold operation on hold `tid` (a placement's payload is `payload`).
+    hold: HoldOp | None = None
+
+
+@dataclass(frozen=True)
+class HoldOp:
+    action: str  # place | expire | capture | void | extend
+    amount: int = 0
+    capture_id: str = ""
+    over: int = 0
 
 
 @dataclass
@@ -171,14 +188,14 @@ class Simulation:
             op = self._choose(kind, regions)
             if op is None or any(other.tid == op.tid for other in ops):
                 continue  # one operation per id a round (a raw start of a running id fails)
-            if op.change is not None:
-                # A change and a transfer of one account in one round would
-                # race: its account is the change's alone that round.
-                account_id = op.change.account_id
-                if account_id in debited | credited:
+            if op.change is not None or op.hold is not None:
+                # A change or a hold step and a transfer of one account in one
+                # round would race: its accounts are the step's alone that round.
+                touched = self.accounts_of(op)
+                if touched & (debited | credited):
                     continue
-                debited.add(account_id)
-                credited.add(account_id)
+                debited.update(touched)
+                credited.update(touched)
                 ops.append(op)
                 continue
             if kind in AGAIN:
@@ -207,9 +224,12 @@ class Simulation:
         tid = f"{kind[:3]}-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}-{self.prefix}"
         if kind in CHANGES:
             return self._choose_change(kind, tid, regions)
+        if kind in HOLD_KINDS:
+            return self._choose_hold(kind, tid, regions)
         if kind in AGAIN:
             closed = [op for op in self.done
-                      if op.kind not in ("dups", "dups-cross") and op.change is None]  # fmt: skip
+                      if op.kind not in ("dups", "dups-cross") and op.change is None
+                      and op.hold is None]  # fmt: skip
             if not closed:
                 return None
             old = rng.choice(closed)
@@ -259,6 +279,95 @@ class Simulation:
         reason = rng.choice(["kyc review", "fraud signal", "customer request"])
         return Op(kind, tid, nothing, Change(account_id, kind, reason), via)
 
+    def accounts_of(self, op: Op) -> set[str]:
+        if op.change is not None:
+            return {op.change.account_id}
+        if op.hold is not None and op.hold.action in ("place", "expire"):
+            return {op.payload.source, op.payload.target}
+        hold = self.model.holds[op.tid]
+        return {hold.source, hold.target}
+
+    def _choose_hold(self, kind: str, tid: str, regions: list[str]) -> Op | None:
+        rng = self.rng
+        if kind in ("hold", "hold-expire"):
+            region = rng.choice(regions)
+            source = rng.choice(self.customers(region))
+            here = rng.choice(regions) if rng.random() < 0.1 else region  # elsewhere: refused
+            targets = [a for a in self.customers(here) if a.account_id != source.account_id]
+            target = rng.choice(targets)
+            available = source.balance - source.pending + (source.limit or 0)
+            amount = max(1, rng.choice([1, 50, max(1, available), available + 1, 999]))
+            action = "place" if kind == "hold" else "expire"
+            over = rng.choice([0, 0, 100])
+            payload = Payload(source.account_id, target.account_id, amount, source.currency)
+            return Op(kind, tid, payload, hold=HoldOp(action, over=over))
+        held = [h for h in self.model.holds.values() if h.status != "refused" or rng.random() < 0.2]
+        if not held:
+            return None
+        hold = rng.choice(held)
+        nothing = Payload("", "", 0, "")
+        if kind == "capture":
+            capturable = hold.amount + hold.over - hold.captured
+            amount = max(1, rng.choice([1, hold.remaining, capturable, capturable + 1]))
+            capture_id = f"k-{uuid.UUID(int=rng.getrandbits(128)).hex[:10]}"
+            return Op(kind, hold.hold_id, nothing, hold=HoldOp("capture", amount, capture_id))
+        if kind == "capture-again":
+            sent = [(cid, amount) for cid, (amount, _) in hold.captures.items()]
+            if not sent:
+                return None
+            cid, amount = rng.choice(sent)
+            if rng.random() < 0.3:
+                amount += 1
+            return Op(kind, hold.hold_id, nothing, hold=HoldOp("capture", amount, cid))
+        return Op(kind, hold.hold_id, nothing, hold=HoldOp(kind))
+
+    def expect_hold(self, op: Op) -> str:
+        """The model's answer, applied to it (the round's operations touch
+        disjoint accounts and holds, so deciding them first is their order)."""
+        step, model = op.hold, self.model
+        assert step is not None
+        if step.action in ("place", "expire"):
+            answer = model.place(op.tid, op.payload, step.over)
+            if step.action == "expire" and answer == "placed":
+                return model.release(op.tid, "expired")
+            return answer
+        if step.action == "capture":
+            return model.capture(op.tid, step.capture_id, step.amount)
+        if step.action == "void":
+            return model.release(op.tid, "voided")
+        return model.extend(op.tid)
+
+    async def run_hold(self, op: Op) -> str:
+        step, client = op.hold, self.ledger.client
+        assert step is not None
+        p = op.payload
+        for _ in range(60):
+            try:
+                if step.action in ("place", "expire"):
+                    await client.hold(
+                        op.tid, p.source, p.target, p.amount, p.currency,
+                        expires_in=3600 if step.action == "place" else 1,
+                        over_capture=step.over, initiated_by="sim",
+                    )  # fmt: skip
+                    if step.action == "place":
+                        return "placed"
+                    handle = client.temporal.get_workflow_handle(hold_workflow_id(op.tid),
+                                                                 result_type=HoldState)  # fmt: skip
+                    return str((await asyncio.wait_for(handle.result(), 120)).status)
+                if step.action == "capture":
+                    await client.capture(op.tid, step.amount, capture_id=step.capture_id,
+                                         initiated_by="sim")  # fmt: skip
+                    return "captured"
+                if step.action == "void":
+                    return (await client.void(op.tid, initiated_by="sim")).ending
+                await client.extend(op.tid, 3600, initiated_by="sim")
+                return "extended"
+            except TRANSIENT:
+                await asyncio.sleep(1)
+            except LedgerError as exc:
+                return exc.type
+        return "unknown"
+
     def change_region(self, change: Change) -> str:
         account = self.model.accounts.get(change.account_id)
         return account.region if account else self.ledger.settings.default_region
@@ -300,6 +409,8 @@ class Simulation:
         if op.change is not None:
             answer = self.model.decide_change(op.tid, op.change)
             return Outcome(answer), self.change_region(op.change), None
+        if op.hold is not None:
+            return Outcome(self.expect_hold(op)), settings.default_region, None
         if op.kind in AGAIN:
             _, _, region, to_region = self.model.transfers[op.tid]
         else:
@@ -312,6 +423,8 @@ class Simulation:
         """Every answer the operation got (several for concurrent duplicates)."""
         if op.change is not None:
             return [await self.run_change(op)]
+        if op.hold is not None:
+            return [await self.run_hold(op)]
         if op.kind in ("dups", "dups-cross"):
             clients = [LedgerClient(self.ledger.client.temporal, self.ledger.settings)
                        for _ in range(6)]  # fmt: skip
@@ -457,6 +570,8 @@ class Simulation:
             op for op in round_.ops
             if (op.kind not in AGAIN or op.tid in self.model.transfers)
             and (op.kind != "change-again" or any(op.tid == c for _, c in self.model.changes))
+            and (op.hold is None or op.hold.action in ("place", "expire")
+                 or op.tid in self.model.holds)
         ]  # fmt: skip
         decided = [self.expected(op) for op in round_.ops]
         if round_.fault:
@@ -474,6 +589,14 @@ class Simulation:
             raise RoundFailure(str(exc)) from None
         for op, (outcome, region, to_region), got in zip(round_.ops, decided, answers,
                                                          strict=True):  # fmt: skip
+            if op.hold is not None:
+                if got != [outcome.status]:
+                    raise RoundFailure(
+                        f"{op.kind} {op.tid} {op.hold} {op.payload}: answered {got}, "
+                        f"the model says {outcome.status}"
+                    )
+                self.done.append(op)
+                continue
             if op.change is not None:
                 if got != [outcome.status]:
                     raise RoundFailure(
@@ -567,7 +690,7 @@ def _renamed(round_: Round, sim: Simulation) -> Round:
                    target=_swap_prefix(op.payload.target, sim.prefix)) if op.change is None
            else op.payload,
            replace(op.change, account_id=_swap_prefix(op.change.account_id, sim.prefix))
-           if op.change is not None else None, op.via)
+           if op.change is not None else None, op.via, op.hold)
         for op in round_.ops
     ]  # fmt: skip
     return replace(round_, ops=ops)
@@ -630,6 +753,7 @@ def describe(rounds: list[Round]) -> list[dict[str, Any]]:
         {"fault": r.fault, "fault_region": r.fault_region, "maintenance": r.maintenance,
          "ops": [{"kind": o.kind, "tid": o.tid}
                  | (asdict(o.payload) if o.change is None else asdict(o.change) | {"via": o.via})
+                 | (asdict(o.hold) if o.hold is not None else {})
                  for o in r.ops]}
         for r in rounds
     ]  # fmt: skip
