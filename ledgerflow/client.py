@@ -79,6 +79,7 @@ from ledgerflow.domain.model import (
     TransferStatus,
 )
 from ledgerflow.domain.money import format_amount
+from ledgerflow.domain.transactions import LegRequest, TransactionRequest, TransactionResult
 from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
     ACCOUNT_CHANGE_WORKFLOW,
@@ -88,6 +89,7 @@ from ledgerflow.workflow_names import (
     HOLD_VOID,
     HOLD_WORKFLOW,
     OPEN_ACCOUNT_WORKFLOW,
+    TRANSACTION_WORKFLOW,
     TRANSFER_CONFIRMATION,
     TRANSFER_WORKFLOW,
     account_workflow_id,
@@ -333,6 +335,49 @@ class LedgerClient:
     async def close_account(self, account_id: str, **kwargs: Any) -> AccountChangeResult:
         """Close an empty account, for good."""
         return await self.change_account(account_id, "close", **kwargs)
+
+    # -- multi-leg transactions ------------------------------------------------
+
+    async def transaction(
+        self,
+        transaction_id: str,
+        legs: list[LegRequest],
+        *,
+        initiated_by: str = "sdk",
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        region: str | None = None,
+        raise_on_rejection: bool = True,
+    ) -> TransactionResult:
+        """Post every leg at once, or none (`TransactionWorkflow`,
+        `transaction-<id>`): each currency's legs must sum to zero, every
+        account in one region, each once. A rejection (any leg's account
+        refusing) raises its typed error, or is returned with
+        `raise_on_rejection=False`. The transaction id is the idempotency key."""
+        request = TransactionRequest(transaction_id, legs, initiated_by, description, metadata)
+        transaction = request.validated()
+        if region is None:
+            region = await self._home_or_default(transaction.legs[0].account_id)
+        self.settings.require_region(region)
+        result: TransactionResult = await typed_errors(
+            lambda: self.temporal.execute_workflow(
+                TRANSACTION_WORKFLOW,
+                request,
+                result_type=TransactionResult,
+                id=transaction.workflow_id,
+                task_queue=self.settings.task_queue(region),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"transaction of {len(transaction.legs)} legs",
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(sa.REGION, region),
+                     SearchAttributePair(sa.STATUS, "pending")]
+                ),
+            )
+        )  # fmt: skip
+        if result.reason_type is not None and raise_on_rejection:
+            raise error_from_type(result.reason_type, result.reason or result.reason_type,
+                                  transaction_id=transaction_id)  # fmt: skip
+        return result
 
     # -- holds ------------------------------------------------------------
 

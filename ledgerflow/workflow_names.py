@@ -14,6 +14,7 @@ TRANSFER_STATUS = "status"
 OPEN_ACCOUNT_WORKFLOW = "OpenAccountWorkflow"
 ACCOUNT_CHANGE_WORKFLOW = "AccountChangeWorkflow"
 HOLD_WORKFLOW = "HoldWorkflow"
+TRANSACTION_WORKFLOW = "TransactionWorkflow"
 #: Answered once the hold's placement is recorded (update-with-start).
 HOLD_PLACEMENT = "placement"
 HOLD_CAPTURE = "capture"

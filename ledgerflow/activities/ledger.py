@@ -35,6 +35,7 @@ from ledgerflow.domain.holds import (
 )
 from ledgerflow.domain.messages import (
     APPEND_LEG,
+    APPEND_TRANSACTION,
     APPEND_TRANSFER,
     CAPTURE_HOLD,
     CHANGE_ACCOUNT,
@@ -64,6 +65,7 @@ from ledgerflow.domain.model import (
     PostingKind,
     TransferResult,
 )
+from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store.base import EventStore
 from ledgerflow.temporal_errors import to_application_error
 
@@ -224,6 +226,14 @@ class LedgerActivities:
     async def get_hold(self, hold_id: str) -> HoldState | None:
         return await self.store.get_hold(hold_id)
 
+    @activity.defn(name=APPEND_TRANSACTION)
+    async def append_transaction(self, request: TransactionRequest) -> TransactionResult:
+        with domain_errors_as_application_errors():
+            result = await self.store.append_transaction(request, datetime.now(UTC))
+        if result.event_ids:
+            await self.project_events(ProjectEventsInput(list(result.event_ids)))
+        return result
+
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.validate_transfer,
@@ -238,4 +248,5 @@ class LedgerActivities:
             self.release_hold,
             self.extend_hold,
             self.get_hold,
+            self.append_transaction,
         ]

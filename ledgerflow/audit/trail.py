@@ -30,6 +30,7 @@ from ledgerflow.domain.model import (
     base_transfer_id,
     transfer_workflow_id,
 )
+from ledgerflow.domain.transactions import transaction_of, transaction_workflow_id
 from ledgerflow.store.log import account_events
 
 
@@ -170,10 +171,7 @@ def _posting_entry(event: Any) -> AuditEntry:
         type=event.type,
         version=event.version,
         transfer_id=event.transfer_id,
-        # A reversal's posting id is `<id>/reversal`; its workflow is the transfer's.
-        workflow_id=(
-            transfer_workflow_id(base_transfer_id(event.transfer_id)) if event.transfer_id else None
-        ),
+        workflow_id=_workflow_of(event.transfer_id),
         counterparty=event.counterparty,
         amount=event.amount,
         currency=event.currency,
@@ -313,3 +311,14 @@ async def _hold_entries(
         )
         for row in rows
     ]
+
+
+def _workflow_of(posting_id: str | None) -> str | None:
+    """The workflow behind a posting: a transaction's (`<id>/tx`), or the
+    transfer's (a reversal's posting id is `<id>/reversal`)."""
+    if posting_id is None:
+        return None
+    transaction = transaction_of(posting_id)
+    if transaction is not None:
+        return transaction_workflow_id(transaction)
+    return transfer_workflow_id(base_transfer_id(posting_id))

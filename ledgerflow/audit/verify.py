@@ -221,7 +221,9 @@ async def check_transfers(
             "SELECT transfer_id, currency, sum(amount) AS total, count(*) AS legs "
             f"FROM events WHERE transfer_id IS NOT NULL AND {where_events} "
             "GROUP BY transfer_id, currency "
-            "HAVING (sum(amount) <> 0 OR count(*) <> 2) "
+            # A transfer's posting has two legs; a transaction's (`<id>/tx`) two or more.
+            "HAVING (sum(amount) <> 0 OR count(*) < 2 "
+            "        OR (count(*) > 2 AND transfer_id NOT LIKE '%/tx')) "
             "AND NOT (count(*) = 1 AND max(tx_id) <= :pruned) ORDER BY transfer_id"
         ),
         {"pruned": pruned_tx, **params},
@@ -230,7 +232,8 @@ async def check_transfers(
         report.findings.append(
             Finding(report.region, "double-entry", None, None,
                     f"transfer {row.transfer_id!r} has {row.legs} posting(s) in "
-                    f"{row.currency} summing to {row.total}, not two summing to zero")
+                    f"{row.currency} summing to {row.total}, not two (a transaction: two "
+                    "or more) summing to zero")
         )  # fmt: skip
     missing = await conn.execute(
         text(
@@ -246,6 +249,21 @@ async def check_transfers(
         report.findings.append(
             Finding(report.region, "double-entry", None, None,
                     f"confirmed transfer {row.transfer_id!r} is missing a posted event")
+        )  # fmt: skip
+    where_tx = "t.tx_id > :t0 AND t.tx_id <= :t1" if window is not None else "true"
+    legless = await conn.execute(
+        text(
+            "SELECT t.transaction_id FROM transactions t WHERE t.status = 'confirmed' "
+            f"AND t.tx_id > :pruned AND {where_tx} AND EXISTS (SELECT 1 FROM unnest(t.event_ids) "
+            "AS x (id) WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = x.id)) "
+            "ORDER BY t.transaction_id"
+        ),
+        {"pruned": pruned_tx, **params},
+    )
+    for row in legless:
+        report.findings.append(
+            Finding(report.region, "double-entry", None, None,
+                    f"confirmed transaction {row.transaction_id!r} is missing a posted event")
         )  # fmt: skip
 
 

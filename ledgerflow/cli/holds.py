@@ -1,16 +1,20 @@
-"""`ledgerflow hold place|capture|void|extend|show`: holds through the SDK client."""
+"""`ledgerflow hold place|capture|void|extend|show` and `ledgerflow
+transaction`: holds and multi-leg transactions through the SDK client."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow.cli.ledger import with_ledger
 from ledgerflow.cli.output import Commands, emit
+from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.domain.money import format_amount
+from ledgerflow.domain.transactions import LegRequest
 
 if TYPE_CHECKING:
     from ledgerflow.client import LedgerClient
@@ -59,6 +63,23 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     show = holds.add_parser("show", parents=[common], help="where a hold stands")
     show.add_argument("hold_id")
     show.set_defaults(handler=with_ledger(show_hold))
+
+    tx = sub.add_parser(
+        "transaction", parents=[common], help="post several legs at once (all or none)"
+    )
+    tx.add_argument("--id", help="transaction id (idempotency key); generated if omitted")
+    tx.add_argument(
+        "--leg", action="append", default=[], metavar="SIDE:ACCOUNT:AMOUNT:CURRENCY",
+        help="e.g. debit:alice:12.50:USD (repeat; each currency must sum to zero)",
+    )  # fmt: skip
+    tx.add_argument(
+        "--file", type=argparse.FileType("r"),
+        help='legs as JSON: [{"side": "debit", "account_id": "alice", "amount": "12.50", '
+        '"currency": "USD"}, ...]',
+    )  # fmt: skip
+    tx.add_argument("--initiated-by", default="cli")
+    tx.add_argument("--description")
+    tx.set_defaults(handler=with_ledger(post_transaction))
 
 
 def _generated(args: argparse.Namespace, prefix: str, what: str) -> str:
@@ -120,4 +141,34 @@ async def extend_hold(ledger: LedgerClient, args: argparse.Namespace) -> int:
 async def show_hold(ledger: LedgerClient, args: argparse.Namespace) -> int:
     state = await ledger.hold_state(args.hold_id)
     emit(args, state, [_state_row(state)], _STATE_COLUMNS)
+    return 0
+
+
+def _legs(args: argparse.Namespace) -> list[LegRequest]:
+    legs = [LegRequest.parse(text) for text in args.leg]
+    if args.file is not None:
+        try:
+            loaded = json.load(args.file)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"the legs file is not JSON: {exc}", field="legs") from None
+        if not isinstance(loaded, list) or not all(isinstance(x, dict) for x in loaded):
+            raise InvalidRequest("the legs file must hold a list of legs", field="legs")
+        try:
+            legs += [LegRequest(x["account_id"], x["side"], x["amount"], x["currency"])
+                     for x in loaded]  # fmt: skip
+        except KeyError as missing:
+            raise InvalidRequest(f"a leg in the file has no {missing}", field="legs") from None
+    return legs
+
+
+async def post_transaction(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    transaction_id = _generated(args, "x", "transaction")
+    result = await ledger.transaction(
+        transaction_id, _legs(args), initiated_by=args.initiated_by,
+        description=args.description,
+    )  # fmt: skip
+    rows = [{"transaction_id": result.transaction_id, "status": result.status,
+             "account_id": account, "balance_after": balance}
+            for account, balance in sorted(result.balances_after.items())]  # fmt: skip
+    emit(args, result, rows, ["transaction_id", "status", "account_id", "balance_after"])
     return 0

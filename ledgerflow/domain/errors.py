@@ -73,6 +73,12 @@ class AccountAlreadyExists(RequestError):
     type = "AccountAlreadyExists"
 
 
+class DuplicateTransactionMismatch(RequestError):
+    """A transaction id was already used for a different transaction."""
+
+    type = "DuplicateTransactionMismatch"
+
+
 class DuplicateHoldMismatch(RequestError):
     """A hold id was already used for a different hold."""
 
@@ -238,6 +244,7 @@ ERROR_TYPES: dict[str, type[LedgerError]] = {
         AccountFrozen,
         DuplicateChangeMismatch,
         DuplicateHoldMismatch,
+        DuplicateTransactionMismatch,
         DuplicateCaptureMismatch,
         HoldNotFound,
         HoldNotOpen,

@@ -23,6 +23,7 @@ CAPTURE_HOLD = "capture_hold"
 RELEASE_HOLD = "release_hold"
 EXTEND_HOLD = "extend_hold"
 GET_HOLD = "get_hold"
+APPEND_TRANSACTION = "append_transaction"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ authoritative check) and without them (the advisory validation).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ledgerflow.domain.errors import (
     AccountClosed,
     AccountFrozen,
@@ -29,6 +31,7 @@ from ledgerflow.domain.model import (
     Transfer,
 )
 from ledgerflow.domain.money import MAX_MINOR_UNITS, format_amount
+from ledgerflow.domain.transactions import Transaction
 
 
 def check_policy(
@@ -39,30 +42,49 @@ def check_policy(
     reservation, for a hold's capture)."""
     sides = ((transfer.from_account, source, True), (transfer.to_account, target, False))
     for account_id, account, debited in sides:
-        if account is None:
-            raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
-        if account.status == AccountStatus.CLOSED:
-            raise AccountClosed(f"account {account_id!r} is closed", account_id=account_id)
-        if account.status == AccountStatus.FROZEN and debited:
-            raise AccountFrozen(
-                f"account {account_id!r} is frozen: it accepts credits only",
-                account_id=account_id,
-            )
-        if account.status not in (AccountStatus.OPEN, AccountStatus.FROZEN):
-            raise AccountClosed(
-                f"account {account_id!r} is {account.status}", account_id=account_id
-            )
-        if account.currency != transfer.currency:
-            raise CurrencyMismatch(
-                f"account {account_id!r} holds {account.currency}, "
-                f"the transfer is in {transfer.currency}",
-                account_id=account_id,
-            )
+        _check_account(account_id, account, debited, transfer.currency, "transfer")
     assert source is not None and target is not None
     check_funds(source, transfer.amount, released=released)
     remaining = source.balance - transfer.amount
     if target.balance + transfer.amount > MAX_MINOR_UNITS or remaining < -MAX_MINOR_UNITS:
         raise InvalidAmount("the transfer would overflow an account balance")
+
+
+def _check_account(
+    account_id: str, account: Account | None, debited: bool, currency: str, what: str
+) -> None:
+    """One side of a posting: the account exists, may take it, holds its currency."""
+    if account is None:
+        raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
+    if account.status == AccountStatus.CLOSED:
+        raise AccountClosed(f"account {account_id!r} is closed", account_id=account_id)
+    if account.status == AccountStatus.FROZEN and debited:
+        raise AccountFrozen(
+            f"account {account_id!r} is frozen: it accepts credits only",
+            account_id=account_id,
+        )
+    if account.status not in (AccountStatus.OPEN, AccountStatus.FROZEN):
+        raise AccountClosed(f"account {account_id!r} is {account.status}", account_id=account_id)
+    if account.currency != currency:
+        raise CurrencyMismatch(
+            f"account {account_id!r} holds {account.currency}, the {what} is in {currency}",
+            account_id=account_id,
+        )
+
+
+def check_transaction(transaction: Transaction, accounts: Mapping[str, Account]) -> None:
+    """A transaction's rules, on the whole of it, in the order a transfer's
+    are checked: every leg's account, then every debited account's funds,
+    then the ledger's limits."""
+    for leg in transaction.legs:
+        _check_account(leg.account_id, accounts.get(leg.account_id), leg.side == "debit",
+                       leg.currency, "leg")  # fmt: skip
+    for leg in transaction.legs:
+        if leg.side == "debit":
+            check_funds(accounts[leg.account_id], leg.amount, released=0)
+    for leg in transaction.legs:
+        if abs(accounts[leg.account_id].balance + leg.signed) > MAX_MINOR_UNITS:
+            raise InvalidAmount("the transaction would overflow an account balance")
 
 
 def check_funds(source: Account, amount: int, *, released: int) -> None:

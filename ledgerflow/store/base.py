@@ -27,6 +27,7 @@ from ledgerflow.domain.model import (
     Transfer,
     TransferResult,
 )
+from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 
 
 @dataclass(frozen=True, order=True)
@@ -93,6 +94,16 @@ class EventStore(Protocol):
         ...
 
     async def get_hold(self, hold_id: str) -> HoldState | None: ...
+
+    async def append_transaction(
+        self, request: TransactionRequest, occurred_at: datetime
+    ) -> TransactionResult:
+        """Post every leg atomically, or record the id rejected; the recorded
+        outcome ever after (`DuplicateTransactionMismatch` for another
+        transaction under the id)."""
+        ...
+
+    async def get_transaction(self, transaction_id: str) -> TransactionResult | None: ...
 
     async def check_transfer(self, transfer: Transfer) -> None:
         """Advisory validation without locks; raises the `LedgerError` the append would."""

@@ -30,7 +30,8 @@ from ledgerflow.domain.model import (
     TransferStatus,
     canonical_json,
 )
-from ledgerflow.domain.policy import check_policy
+from ledgerflow.domain.policy import check_policy, check_transaction
+from ledgerflow.domain.transactions import Transaction, TransactionResult
 from ledgerflow.store.rows import Recorded
 
 #: Event ids are derived from business keys, so a retried append that lost its
@@ -280,6 +281,57 @@ class PostingBatch:
         recorded[posting.posting_id] = Recorded(result, str(posting.kind), posting.peer_region)
         self.postings.append(transfer)
         return result
+
+    def post_legs(
+        self, transaction: Transaction, occurred_at: datetime, accounts: dict[str, Account]
+    ) -> TransactionResult:
+        """A multi-leg transaction's events, all or none: every rule checked
+        on the whole transaction first (`check_transaction`), then one event
+        per leg under the posting id `<transaction id>/tx`."""
+        check_transaction(transaction, accounts)
+        try:
+            metadata = canonical_json(transaction.metadata).decode()
+            fingerprint = transaction.fingerprint()
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"the transaction cannot be stored as given: {exc}") from None
+        recorded_at = max([self.now, *(_head_time(accounts[leg.account_id])
+                                       for leg in transaction.legs)])  # fmt: skip
+        posting_id = transaction.posting_id
+        rows, heads = [], []
+        for leg in transaction.legs:
+            account = accounts[leg.account_id]
+            kind = EventType.DEBITED if leg.side == "debit" else EventType.CREDITED
+            event_id = event_id_for(f"transaction/{transaction.transaction_id}/{leg.account_id}")
+            version, balance = account.version + 1, account.balance + leg.signed
+            fields: dict[str, Any] = dict(
+                event_id=event_id, type=kind, account_id=account.account_id, version=version,
+                amount=leg.signed, currency=leg.currency, balance_after=balance,
+                occurred_at=occurred_at, recorded_at=recorded_at, region=self.region,
+                initiated_by=transaction.initiated_by, transfer_id=posting_id, leg=leg.side,
+                counterparty=None, description=transaction.description,
+                metadata=transaction.metadata, pending_after=account.pending_out,
+            )  # fmt: skip
+            try:
+                digest = chain_hash(account.head_hash, event_content(**fields))
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequest(f"the transaction cannot be hashed as given: {exc}") from None
+            rows.append(fields | {"type": str(kind), "metadata": metadata,
+                                  "prev_hash": account.head_hash, "hash": digest})  # fmt: skip
+            heads.append(Account(account.account_id, account.currency, account.region,
+                                 account.overdraft_limit, account.status, version, balance,
+                                 account.opened_at, digest, account.metadata, recorded_at,
+                                 account.pending_out))  # fmt: skip
+        for row, head in zip(rows, heads, strict=True):
+            row.pop("region")
+            _append_row(self.events, **row)
+            accounts[head.account_id] = self.touched[head.account_id] = head
+        return TransactionResult(
+            transaction_id=transaction.transaction_id, status="confirmed",
+            fingerprint=fingerprint, region=self.region,
+            event_ids=[row["event_id"] for row in rows],
+            balances_after={head.account_id: head.balance for head in heads},
+            confirmed_at=recorded_at,
+        )  # fmt: skip
 
     def params(self) -> dict[str, Any]:
         heads = list(self.touched.values())

@@ -49,6 +49,7 @@ from ledgerflow.domain.model import (
     TransferResult,
     TransferStatus,
 )
+from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store.base import LocalShorthands, TailCursor
 from ledgerflow.store.batch import (
     PostingBatch,
@@ -70,6 +71,7 @@ from ledgerflow.store.holds import (
 )
 from ledgerflow.store.lifecycle import apply_change, refused, same_change
 from ledgerflow.store.rows import Recorded
+from ledgerflow.store.transactions import post_or_reject, same_transaction
 
 
 class InMemoryEventStore(LocalShorthands):
@@ -82,6 +84,7 @@ class InMemoryEventStore(LocalShorthands):
         self._events: list[Event] = []
         self._recorded: dict[str, Recorded] = {}
         self._changes: dict[tuple[str, str], AccountChangeResult] = {}
+        self._transactions: dict[str, TransactionResult] = {}
         self._holds: dict[str, Placement] = {}
         self._captures: dict[str, dict[str, CaptureResult]] = {}
         self._releases: dict[str, ReleaseResult] = {}
@@ -200,7 +203,7 @@ class InMemoryEventStore(LocalShorthands):
     def _apply(self, batch: PostingBatch, *events: Event) -> None:
         """One transaction: `events` (single ones: a hold placed or
         released), then the batch's postings."""
-        if not events and not batch.postings:
+        if not events and not batch.events["event_id"]:
             return
         self._tx += 1
         for event in events:
@@ -318,6 +321,27 @@ class InMemoryEventStore(LocalShorthands):
             return self._records(hold_id).state
         except HoldNotFound:
             return None
+
+    # -- multi-leg transactions ------------------------------------------------
+
+    async def append_transaction(
+        self, request: TransactionRequest, occurred_at: datetime
+    ) -> TransactionResult:
+        transaction = request.validated()
+        async with self._lock:
+            known = self._transactions.get(transaction.transaction_id)
+            if known is not None:
+                return same_transaction(known, transaction)
+            now = self._clock()
+            accounts = dict(self._accounts)
+            batch, result = post_or_reject(transaction, accounts, now, occurred_at, self.region)
+            if batch is not None:
+                self._apply(batch)
+            self._transactions[transaction.transaction_id] = result
+            return result
+
+    async def get_transaction(self, transaction_id: str) -> TransactionResult | None:
+        return self._transactions.get(transaction_id)
 
     async def get_transfer(self, transfer_id: str) -> TransferResult | None:
         recorded = self._recorded.get(transfer_id)

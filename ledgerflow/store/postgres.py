@@ -53,6 +53,7 @@ from ledgerflow.domain.model import (
     TransferResult,
     canonical_json,
 )
+from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store import log
 from ledgerflow.store.base import EventStore, LocalShorthands, TailCursor
 from ledgerflow.store.batch import (
@@ -93,6 +94,12 @@ from ledgerflow.store.rows import (
     recorded_from_row,
     release_from_row,
     transfer_result_from_row,
+)
+from ledgerflow.store.transactions import (
+    legs_record,
+    post_or_reject,
+    result_from_record,
+    same_transaction,
 )
 
 #: `opened_at` of a clearing account the advisory check imagines before it exists.
@@ -515,6 +522,51 @@ class PostgresEventStore(LocalShorthands, EventStore):
                 return (await self._hold(conn, hold_id)).by_capture.get(capture_id)
             except HoldNotFound:
                 return None
+
+    # -- multi-leg transactions ------------------------------------------------
+
+    async def append_transaction(
+        self, request: TransactionRequest, occurred_at: datetime
+    ) -> TransactionResult:
+        transaction = request.validated()
+        async with self.engine.begin() as conn:
+            accounts = await self._lock(conn, {leg.account_id for leg in transaction.legs})
+            known = await self._transaction(conn, transaction.transaction_id)
+            if known is not None:
+                return same_transaction(known, transaction)
+            now = await self._now(conn)
+            batch, result = post_or_reject(transaction, accounts, now, occurred_at, self.region)
+            if batch is not None:
+                await conn.execute(APPEND_WRITES, batch.params())
+            await conn.execute(
+                text(
+                    "INSERT INTO transactions (transaction_id, fingerprint, status, legs, "
+                    "event_ids, reason_type, reason, initiated_by, description, recorded_at) "
+                    "VALUES (:id, :fp, :status, CAST(:legs AS jsonb), CAST(:events AS uuid[]), "
+                    ":rt, :r, :by, :d, :at)"
+                ),
+                {"id": transaction.transaction_id, "fp": result.fingerprint,
+                 "status": result.status, "legs": legs_record(transaction, result),
+                 "events": result.event_ids, "rt": result.reason_type, "r": result.reason,
+                 "by": transaction.initiated_by, "d": transaction.description,
+                 "at": result.confirmed_at},
+            )  # fmt: skip
+        return result
+
+    async def _transaction(
+        self, conn: AsyncConnection, transaction_id: str
+    ) -> TransactionResult | None:
+        row = (
+            await conn.execute(
+                text("SELECT * FROM transactions WHERE transaction_id = :id"),
+                {"id": transaction_id},
+            )
+        ).first()
+        return result_from_record(row, self.region) if row is not None else None
+
+    async def get_transaction(self, transaction_id: str) -> TransactionResult | None:
+        async with self.engine.connect() as conn:
+            return await self._transaction(conn, transaction_id)
 
     async def get_change(self, account_id: str, change_id: str) -> AccountChangeResult | None:
         async with self.engine.connect() as conn:

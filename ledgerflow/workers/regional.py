@@ -41,6 +41,7 @@ from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.transaction import TransactionWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 
 log = logging.getLogger("ledgerflow.worker")
@@ -50,6 +51,7 @@ WORKFLOWS: Sequence[type] = (
     OpenAccountWorkflow,
     AccountChangeWorkflow,
     HoldWorkflow,
+    TransactionWorkflow,
     ArchiveWorkflow,
     ReconcileWorkflow,
 )

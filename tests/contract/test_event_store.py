@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,11 +29,13 @@ from ledgerflow.domain.errors import (
     DuplicateCaptureMismatch,
     DuplicateChangeMismatch,
     DuplicateHoldMismatch,
+    DuplicateTransactionMismatch,
     DuplicateTransferMismatch,
     HoldExpired,
     HoldNotFound,
     HoldNotOpen,
     InsufficientFunds,
+    InvalidAmount,
     InvalidRequest,
 )
 from ledgerflow.domain.hashing import verify_chain
@@ -45,6 +48,7 @@ from ledgerflow.domain.model import (
     TransferStatus,
     clearing_account_id,
 )
+from ledgerflow.domain.transactions import LegRequest, TransactionRequest
 from ledgerflow.store.base import EventStore, TailCursor
 from ledgerflow.store.holds import NotDue
 from ledgerflow.store.memory import InMemoryEventStore
@@ -436,3 +440,65 @@ async def test_an_account_with_an_open_hold_does_not_close(es: EventStore, uid: 
     assert (held.status, held.reason_type) == ("refused", "AccountFrozen")
     await es.release_hold(hid, "voided", "ops", NOW)
     assert (await es.change_account(change(carol, "close", "c3"), NOW)).applied
+
+
+# -- multi-leg transactions --------------------------------------------------------
+
+
+def legs(*specs: tuple[str, str, int, str]) -> list[LegRequest]:
+    return [
+        LegRequest(account, side, amount, currency) for side, account, amount, currency in specs
+    ]
+
+
+async def test_an_fx_trade_posts_four_legs_at_once_and_answers_so_ever_after(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, _ = await funded(es, uid, 10_000)
+    usd_desk = await opened(es, uid("usd-desk"), limit=None)
+    await es.open_account(OpenAccountRequest(uid("eur-desk"), "EUR", "us", None), NOW)
+    await es.open_account(OpenAccountRequest(uid("alice-eur"), "EUR", "us", 0), NOW)
+    trade = TransactionRequest(uid("fx"), legs(
+        ("debit", alice, 10_000, "USD"), ("credit", usd_desk, 10_000, "USD"),
+        ("debit", uid("eur-desk"), 9_200, "EUR"), ("credit", uid("alice-eur"), 9_200, "EUR"),
+    ), "fx-desk", "USD 100.00 to EUR 92.00")  # fmt: skip
+    result = await es.append_transaction(trade, NOW)
+    assert result.confirmed and len(result.event_ids) == 4
+    assert result.balances_after == {alice: 0, usd_desk: 10_000, uid("eur-desk"): -9_200,
+                                     uid("alice-eur"): 9_200}  # fmt: skip
+    assert await es.append_transaction(trade, NOW) == result
+    assert await es.get_transaction(trade.transaction_id) == result
+    with pytest.raises(DuplicateTransactionMismatch):
+        await es.append_transaction(replace(trade, description="other"), NOW)
+    [leg] = [e for e in await es.account_events(uid("alice-eur")) if e.type == "Credited"]
+    assert (leg.transfer_id, leg.leg, leg.amount) == (f"{trade.transaction_id}/tx", "credit", 9_200)
+    for account_id in (alice, usd_desk, uid("eur-desk"), uid("alice-eur")):
+        assert verify_chain(await es.account_events(account_id)) == (
+            await es.get_account(account_id)).head_hash  # type: ignore[union-attr]  # fmt: skip
+
+
+async def test_one_refused_leg_rejects_the_whole_transaction_and_writes_nothing(
+    es: EventStore, uid: Ids
+) -> None:
+    bank, alice, bob = await funded(es, uid, 100)
+    carol = await opened(es, uid("carol"))
+    poor = TransactionRequest(uid("t1"), legs(
+        ("debit", alice, 60, "USD"), ("debit", bob, 40, "USD"), ("credit", carol, 100, "USD"),
+    ), "ops")  # fmt: skip
+    rejected = await es.append_transaction(poor, NOW)
+    assert (rejected.status, rejected.reason_type, rejected.event_ids) == (
+        "rejected", "InsufficientFunds", [])  # fmt: skip
+    assert [(await es.get_account(a)).version for a in (alice, bob, carol)] == [2, 1, 1]  # type: ignore[union-attr]
+    await es.append_transfer(Transfer(uid("more"), bank, bob, 40, "USD", "ops"), "us", NOW)
+    assert await es.append_transaction(poor, NOW) == rejected  # its outcome stands
+    ghost_legs = legs(("debit", alice, 1, "USD"), ("credit", uid("ghost"), 1, "USD"))
+    ghost = TransactionRequest(uid("t2"), ghost_legs, "ops")
+    assert (await es.append_transaction(ghost, NOW)).reason_type == "AccountNotFound"
+    for bad in (
+        legs(("debit", alice, 1, "USD"), ("credit", bob, 2, "USD")),  # does not sum to zero
+        legs(("debit", alice, 1, "USD")),  # one leg
+        legs(("debit", alice, 1, "USD"), ("credit", alice, 1, "USD")),  # one account twice
+    ):
+        with pytest.raises((InvalidRequest, InvalidAmount)):
+            await es.append_transaction(TransactionRequest(uid("bad"), bad, "ops"), NOW)
+    assert await es.get_transaction(uid("bad")) is None

@@ -10,6 +10,7 @@ from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
+from ledgerflow.workflows.transaction import TransactionWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 
 
@@ -19,6 +20,7 @@ def test_each_name_is_its_definitions() -> None:
         (OpenAccountWorkflow, names.OPEN_ACCOUNT_WORKFLOW),
         (AccountChangeWorkflow, names.ACCOUNT_CHANGE_WORKFLOW),
         (HoldWorkflow, names.HOLD_WORKFLOW),
+        (TransactionWorkflow, names.TRANSACTION_WORKFLOW),
         (ArchiveWorkflow, names.ARCHIVE_WORKFLOW),
         (ReconcileWorkflow, names.RECONCILE_WORKFLOW),
     ):
