@@ -240,3 +240,29 @@ async def test_concurrent_captures_and_a_void_end_the_hold_exactly_once(
     assert (account.balance, account.pending_out) == (10000 - state.captured, 0)
     endings = [e for e in await hold_events(engines["us"], alice) if e[0] == "HoldReleased"]
     assert len(endings) == (1 if state.status == "voided" else 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"expires_in_s": 0}, "expires_in_s"), ({"amount": "12.5.0"}, None),
+     ({"over_capture": -5}, "over_capture"), ({"to_account": "clearing:us:eu:USD"}, "to_account")],
+)  # fmt: skip
+async def test_a_malformed_raw_start_fails_typed_and_writes_nothing(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids,
+    changes: dict[str, object], field: str | None,
+) -> None:  # fmt: skip
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("bad")
+    fields: dict[str, object] = dict(hold_id=hid, from_account=alice, to_account=shop,
+                                     amount="1.00", currency="USD", initiated_by="x",
+                                     expires_in_s=60) | changes  # fmt: skip
+    with pytest.raises(WorkflowFailureError) as caught:
+        await workers.execute_workflow(
+            HoldWorkflow.run, HoldRequest(**fields), id=hold_workflow_id(hid),  # type: ignore[arg-type]
+            task_queue=ledger.settings.task_queue("us"),
+        )  # fmt: skip
+    assert getattr(caught.value.cause, "type", None) in ("InvalidRequest", "InvalidAmount")
+    async with engines["us"].connect() as conn:
+        written = (await conn.execute(text("SELECT count(*) FROM holds WHERE hold_id = :h"),
+                                      {"h": hid})).scalar_one()  # fmt: skip
+    assert written == 0 and (await ledger.account(alice)).version == 2

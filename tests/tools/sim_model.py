@@ -92,6 +92,8 @@ class Model:
     #: hold id -> the hold, and its placement's payload and answer
     holds: dict[str, ModelHold] = field(default_factory=dict)
     placements: dict[str, tuple[Payload, str]] = field(default_factory=dict)
+    #: transaction id -> its legs (account, side, amount, currency) and its answer
+    txs: dict[str, tuple[tuple[tuple[str, str, int, str], ...], str]] = field(default_factory=dict)
     #: (home region, peer region, currency) -> clearing balance
     clearing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: Deliberately wrong (to show the simulator catches and shrinks it).
@@ -226,6 +228,41 @@ class Model:
     def extend(self, hold_id: str) -> str:
         # (A hold that ended has a closed workflow: the SDK says HoldNotOpen.)
         return "extended" if self.holds[hold_id].status == "open" else "HoldNotOpen"
+
+    # -- multi-leg transactions --------------------------------------------------
+
+    def transact(self, tid: str, legs: tuple[tuple[str, str, int, str], ...], region: str) -> str:
+        """`confirmed` or the refusal, applied (a malformed one is refused
+        before anything and records nothing)."""
+        sums: Counter[str] = Counter()
+        for _, side, amount, currency in legs:
+            sums[currency] += -amount if side == "debit" else amount
+        if any(sums.values()):
+            return "InvalidAmount"
+        known = self.txs.get(tid)
+        if known is not None:
+            return known[1] if known[0] == legs else "DuplicateTransactionMismatch"
+        answer = self._transact(legs, region)
+        self.txs[tid] = (legs, answer)
+        return answer
+
+    def _transact(self, legs: tuple[tuple[str, str, int, str], ...], region: str) -> str:
+        for account_id, side, _, currency in legs:
+            account = self.accounts.get(account_id)
+            if account is None or account.region != region:
+                return "AccountNotFound"
+            if account.status == "closed":
+                return "AccountClosed"
+            if account.status == "frozen" and side == "debit":
+                return "AccountFrozen"
+            if account.currency != currency:
+                return "CurrencyMismatch"
+        for account_id, side, amount, _ in legs:
+            if side == "debit" and not self.can_spend(self.accounts[account_id], amount):
+                return "InsufficientFunds"
+        for account_id, side, amount, _ in legs:
+            self.accounts[account_id].balance += -amount if side == "debit" else amount
+        return "confirmed"
 
     def decide_change(self, change_id: str, change: Change) -> str:
         """`applied`, or the refusal's type, by the rules alone."""

@@ -67,6 +67,7 @@ from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError, StoreUnavailable
 from ledgerflow.domain.holds import HoldState, hold_workflow_id
 from ledgerflow.domain.model import AccountChangeRequest, TransferRequest, TransferResult
+from ledgerflow.domain.transactions import LegRequest
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.tools.sim_checks import RoundFailure, check_maintenance, check_round, final_checks
@@ -78,7 +79,7 @@ TRANSIENT = (ConfirmationTimeout, StoreUnavailable, RPCError,
 KINDS = ("sdk", "sdk", "sdk", "cross", "cross", "raw", "raw-misrouted", "resubmit", "rerun",
          "rerun-other", "dups", "dups-cross", "reset", "fund", "freeze", "unfreeze", "close",
          "change-again", "hold", "hold", "capture", "capture", "void", "extend", "hold-expire",
-         "capture-again")  # fmt: skip
+         "capture-again", "transaction", "transaction", "transaction-again")  # fmt: skip
 #: Account changes: each touches its account alone in its round.
 CHANGES = ("freeze", "unfreeze", "close", "change-again")
 #: Hold operations: each touches its hold's two accounts alone in its round.
@@ -100,6 +101,8 @@ class Op:
     via: str = "sdk"
     #: A hold operation on hold `tid` (a placement's payload is `payload`).
     hold: HoldOp | None = None
+    #: A multi-leg transaction `tid`: (account, side, amount, currency) legs.
+    legs: tuple[tuple[str, str, int, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class Simulation:
             op = self._choose(kind, regions)
             if op is None or any(other.tid == op.tid for other in ops):
                 continue  # one operation per id a round (a raw start of a running id fails)
-            if op.change is not None or op.hold is not None:
+            if op.change is not None or op.hold is not None or op.legs is not None:
                 # A change or a hold step and a transfer of one account in one
                 # round would race: its accounts are the step's alone that round.
                 touched = self.accounts_of(op)
@@ -226,10 +229,12 @@ class Simulation:
             return self._choose_change(kind, tid, regions)
         if kind in HOLD_KINDS:
             return self._choose_hold(kind, tid, regions)
+        if kind in ("transaction", "transaction-again"):
+            return self._choose_transaction(kind, tid, regions)
         if kind in AGAIN:
             closed = [op for op in self.done
                       if op.kind not in ("dups", "dups-cross") and op.change is None
-                      and op.hold is None]  # fmt: skip
+                      and op.hold is None and op.legs is None]  # fmt: skip
             if not closed:
                 return None
             old = rng.choice(closed)
@@ -282,6 +287,8 @@ class Simulation:
     def accounts_of(self, op: Op) -> set[str]:
         if op.change is not None:
             return {op.change.account_id}
+        if op.legs is not None:
+            return {leg[0] for leg in op.legs}
         if op.hold is not None and op.hold.action in ("place", "expire"):
             return {op.payload.source, op.payload.target}
         hold = self.model.holds[op.tid]
@@ -320,6 +327,47 @@ class Simulation:
                 amount += 1
             return Op(kind, hold.hold_id, nothing, hold=HoldOp("capture", amount, cid))
         return Op(kind, hold.hold_id, nothing, hold=HoldOp(kind))
+
+    def _choose_transaction(self, kind: str, tid: str, regions: list[str]) -> Op | None:
+        rng, nothing = self.rng, Payload("", "", 0, "")
+        if kind == "transaction-again":
+            sent = [op for op in self.done if op.legs is not None]
+            if not sent:
+                return None
+            old = rng.choice(sent)
+            assert old.legs is not None
+            legs = old.legs
+            if rng.random() < 0.3:  # another transaction under the id
+                first = legs[0]
+                legs = ((first[0], first[1], first[2] + 1, first[3]), *legs[1:])
+            return Op(kind, old.tid, nothing, legs=legs)
+        region = rng.choice(regions)
+        usd = [a for a in self.model.accounts.values()
+               if a.region == region and a.currency == "USD"]  # fmt: skip
+        chosen = rng.sample(usd, rng.choice([2, 3, 4]))
+        if rng.random() < 0.05:
+            chosen[-1] = Account(f"ghost-{self.prefix}", region, "USD", 0)
+        amount = rng.choice([1, 50, 999, 5_000])
+        payers = chosen[: max(1, len(chosen) // 2)]
+        payees = chosen[len(payers) :]
+        legs = [(a.account_id, "debit", amount * len(payees), "USD") for a in payers]
+        legs += [(a.account_id, "credit", amount * len(payers), "USD") for a in payees]
+        if rng.random() < 0.05:  # does not sum to zero: refused before anything
+            legs[-1] = (legs[-1][0], legs[-1][1], legs[-1][2] + 1, legs[-1][3])
+        return Op(kind, tid, nothing, legs=tuple(legs))
+
+    async def run_transaction(self, op: Op) -> str:
+        assert op.legs is not None
+        legs = [LegRequest(a, side, amount, currency) for a, side, amount, currency in op.legs]
+        for _ in range(60):
+            try:
+                await self.ledger.client.transaction(op.tid, legs, initiated_by="sim")
+                return "confirmed"
+            except TRANSIENT:
+                await asyncio.sleep(1)
+            except LedgerError as exc:
+                return exc.type
+        return "unknown"
 
     def expect_hold(self, op: Op) -> str:
         """The model's answer, applied to it (the round's operations touch
@@ -411,6 +459,10 @@ class Simulation:
             return Outcome(answer), self.change_region(op.change), None
         if op.hold is not None:
             return Outcome(self.expect_hold(op)), settings.default_region, None
+        if op.legs is not None:
+            first = self.model.accounts.get(op.legs[0][0])
+            region = first.region if first else settings.default_region
+            return Outcome(self.model.transact(op.tid, op.legs, region)), region, None
         if op.kind in AGAIN:
             _, _, region, to_region = self.model.transfers[op.tid]
         else:
@@ -425,6 +477,8 @@ class Simulation:
             return [await self.run_change(op)]
         if op.hold is not None:
             return [await self.run_hold(op)]
+        if op.legs is not None:
+            return [await self.run_transaction(op)]
         if op.kind in ("dups", "dups-cross"):
             clients = [LedgerClient(self.ledger.client.temporal, self.ledger.settings)
                        for _ in range(6)]  # fmt: skip
@@ -572,6 +626,7 @@ class Simulation:
             and (op.kind != "change-again" or any(op.tid == c for _, c in self.model.changes))
             and (op.hold is None or op.hold.action in ("place", "expire")
                  or op.tid in self.model.holds)
+            and (op.kind != "transaction-again" or op.tid in self.model.txs)
         ]  # fmt: skip
         decided = [self.expected(op) for op in round_.ops]
         if round_.fault:
@@ -589,13 +644,14 @@ class Simulation:
             raise RoundFailure(str(exc)) from None
         for op, (outcome, region, to_region), got in zip(round_.ops, decided, answers,
                                                          strict=True):  # fmt: skip
-            if op.hold is not None:
+            if op.hold is not None or op.legs is not None:
                 if got != [outcome.status]:
                     raise RoundFailure(
-                        f"{op.kind} {op.tid} {op.hold} {op.payload}: answered {got}, "
+                        f"{op.kind} {op.tid} {op.hold or op.legs} {op.payload}: answered {got}, "
                         f"the model says {outcome.status}"
                     )
-                self.done.append(op)
+                if op.kind != "transaction-again":
+                    self.done.append(op)
                 continue
             if op.change is not None:
                 if got != [outcome.status]:
@@ -690,7 +746,9 @@ def _renamed(round_: Round, sim: Simulation) -> Round:
                    target=_swap_prefix(op.payload.target, sim.prefix)) if op.change is None
            else op.payload,
            replace(op.change, account_id=_swap_prefix(op.change.account_id, sim.prefix))
-           if op.change is not None else None, op.via, op.hold)
+           if op.change is not None else None, op.via, op.hold,
+           tuple((_swap_prefix(a, sim.prefix), *rest) for a, *rest in op.legs)
+           if op.legs is not None else None)
         for op in round_.ops
     ]  # fmt: skip
     return replace(round_, ops=ops)
@@ -754,6 +812,7 @@ def describe(rounds: list[Round]) -> list[dict[str, Any]]:
          "ops": [{"kind": o.kind, "tid": o.tid}
                  | (asdict(o.payload) if o.change is None else asdict(o.change) | {"via": o.via})
                  | (asdict(o.hold) if o.hold is not None else {})
+                 | ({"legs": o.legs} if o.legs is not None else {})
                  for o in r.ops]}
         for r in rounds
     ]  # fmt: skip
