@@ -266,3 +266,22 @@ async def test_a_malformed_raw_start_fails_typed_and_writes_nothing(
         written = (await conn.execute(text("SELECT count(*) FROM holds WHERE hold_id = :h"),
                                       {"h": hid})).scalar_one()  # fmt: skip
     assert written == 0 and (await ledger.account(alice)).version == 2
+
+
+async def test_concurrent_submissions_of_one_hold_id_place_it_once(
+    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+    clients = [LedgerClient(workers, ledger.settings) for _ in range(5)]
+    try:
+        results = await asyncio.gather(
+            *(c.hold(hid, alice, shop, "10.00", "USD", expires_in=3600) for c in clients)
+        )
+    finally:
+        for c in clients:
+            await c.close()
+    assert len(set(results)) == 1 and results[0].placed
+    assert [e[0] for e in await hold_events(engines["us"], alice)] == ["HoldPlaced"]
+    assert (await ledger.account(alice)).pending_out == 1000
+    await ledger.void(hid)

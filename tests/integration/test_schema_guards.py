@@ -21,6 +21,7 @@ from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.verify import verify_region_and_archive
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.config import Settings
+from ledgerflow.domain.holds import HoldRequest
 from ledgerflow.domain.model import AccountChangeRequest, OpenAccountRequest, Transfer
 from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.projections.projector import CatchUpProjector
@@ -359,3 +360,40 @@ async def test_the_app_role_cannot_change_a_status_without_its_event(
         )
     assert (await verify_region(roles.reader, "us")).sound
     assert (await roles.store.get_account(b)).status == "frozen"  # type: ignore[union-attr]
+
+
+async def test_the_app_role_cannot_move_a_pending_amount_without_its_event(
+    roles: Roles, uid: Ids
+) -> None:
+    """Migration 0006: what holds reserve follows the events, whatever SQL a
+    compromised worker sends (a reservation dropped would free money a hold
+    promised to someone)."""
+    a, b = await history(roles.store, uid)
+    placed = await roles.store.place_hold(
+        HoldRequest(uid("h"), b, a, 100, "USD", "pos", 3600), datetime.now(UTC)
+    )
+    assert placed.placed
+    await refused(
+        roles.app, "UPDATE accounts SET pending_out = 0 WHERE account_id = :b",
+        "pending amount of account .* does not follow", b=b,
+    )  # fmt: skip
+    # A release forged as an event that links, with the head moved onto it.
+    forge = (
+        "WITH head AS (SELECT * FROM accounts WHERE account_id = :b), "
+        "forged AS (INSERT INTO events (event_id, type, account_id, version, amount, currency,"
+        " balance_after, occurred_at, recorded_at, region, initiated_by, transfer_id, leg,"
+        " prev_hash, hash, pending_after) SELECT gen_random_uuid(), 'Debited', account_id,"
+        " version + 1, -250, currency, balance - 250, now(), clock_timestamp(), 'us', 'x', :t,"
+        " 'debit', head_hash, repeat('e', 64), pending_out FROM head RETURNING version,"
+        " balance_after,"
+        " recorded_at, pending_after) "
+        "UPDATE accounts SET version = f.version, balance = f.balance_after,"
+        " head_hash = repeat('e', 64), head_recorded_at = f.recorded_at"
+        " FROM forged f WHERE account_id = :b"
+    )
+    # b holds 300 with 100 reserved: a debit of 250 would eat the reservation.
+    await refused(roles.app, forge, "pending amount of account .* does not follow", b=b,
+                  t=uid("forged"))  # fmt: skip
+    assert (await verify_region(roles.reader, "us")).sound
+    account = await roles.store.get_account(b)
+    assert account is not None and (account.balance, account.pending_out) == (300, 100)
