@@ -111,12 +111,20 @@ class ArchiveReader:
     ) -> tuple[int, int] | None:
         """(version, balance_after) of the account's last archived event at or
         before `instant` (strictly before when `strict`), or None."""
+        state = await self.last_state(account_id, instant, strict=strict)
+        return None if state is None else (state[0], state[1])
+
+    async def last_state(
+        self, account_id: str, instant: datetime, *, strict: bool
+    ) -> tuple[int, int, int] | None:
+        """`last_balance` with the pending amount after that event."""
         before = "<" if strict else "<="
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     text(
                         "SELECT segment_no, last_version, last_balance, "
+                        "coalesce(last_pending, 0) AS last_pending, "
                         f"last_recorded_at {before} :t AS whole "
                         "FROM archive_account_index "
                         f"WHERE account_id = :a AND first_recorded_at {before} :t"
@@ -124,17 +132,17 @@ class ArchiveReader:
                     {"a": account_id, "t": instant},
                 )
             ).all()
-        best: tuple[int, int] | None = None
+        best: tuple[int, int, int] | None = None
         for row in rows:
             if row.whole:  # the whole segment is before the instant: no download
-                candidate = (row.last_version, row.last_balance)
+                candidate = (row.last_version, row.last_balance, row.last_pending)
                 best = candidate if best is None or candidate > best else best
                 continue
             for e in await self.segment(row.segment_no):
                 if e.account_id == account_id and (
                     e.recorded_at < instant if strict else e.recorded_at <= instant
                 ):
-                    candidate = (e.version, e.balance_after)
+                    candidate = (e.version, e.balance_after, e.pending_after)
                     best = candidate if best is None or candidate > best else best
         return best
 

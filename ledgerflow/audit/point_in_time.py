@@ -48,16 +48,14 @@ class BalanceAsOf:
     #: Posted.
     balance: int
     version: int
-    #: What open holds of the account reserved then (None for an instant
-    #: inside history pruned to the archive past its checkpoint: not kept
-    #: by the archive's account index).
-    pending_out: int | None = 0
+    #: What open holds of the account reserved then.
+    pending_out: int = 0
     #: What open holds toward the account reserved then.
     pending_in: int = 0
 
     @property
-    def available(self) -> int | None:
-        return None if self.pending_out is None else self.balance - self.pending_out
+    def available(self) -> int:
+        return self.balance - self.pending_out
 
 
 def _require_aware(instant: datetime) -> None:
@@ -87,31 +85,32 @@ async def last_balance(
         # Pruning removes a prefix of each account's versions, so a hot event
         # at or before T is newer than anything pruned.
         return found
-    return await _archived_last_balance(
+    state = await _archived_last_state(
         await read_checkpoint(conn, account_id), account_id, instant, archive, strict=strict
     )
+    return None if state is None else (state[0], state[1])
 
 
-async def _archived_last_balance(
+async def _archived_last_state(
     checkpoint: Checkpoint | None,
     account_id: str,
     instant: datetime,
     archive: ArchiveReader | None,
     *,
     strict: bool,
-) -> tuple[int, int] | None:
-    """`last_balance` when no hot event is at or before `instant`: the
-    account's prune checkpoint, or its archived segments."""
+) -> tuple[int, int, int] | None:
+    """(version, balance_after, pending_after) when no hot event is at or
+    before `instant`: the account's prune checkpoint, or its archived segments."""
     if checkpoint is None:
         return None
     if checkpoint.recorded_at < instant or (not strict and checkpoint.recorded_at == instant):
-        return checkpoint.version, checkpoint.balance
+        return checkpoint.version, checkpoint.balance, checkpoint.pending
     if archive is None:
         raise ArchiveUnavailable(
             f"account {account_id!r} before {instant.isoformat()} is in the archive, "
             "and no archive reader was given"
         )
-    return await archive.last_balance(account_id, instant, strict=strict)
+    return await archive.last_state(account_id, instant, strict=strict)
 
 
 def _not_yet(account_id: str, as_of: datetime) -> AccountNotFound:
@@ -131,19 +130,17 @@ async def balance_as_of(
         if row is None:
             raise _not_yet(account_id, as_of)
         incoming = await pending_in(conn, account_id, as_of)
-    found = (row.version, row.balance_after) if row.version is not None else None
-    pending: int | None = row.pending_after
+    found = (row.version, row.balance_after, row.pending_after) if row.version is not None else None
     if found is None:
         # Nothing hot at or before T: read where pruning cut the account. (A
         # prune after the probe above only moves the checkpoint forward over
         # events that were not hot at or before T either, so this holds.)
-        checkpoint = await checkpoint_of(engine, account_id)
-        found = await _archived_last_balance(checkpoint, account_id, as_of, archive, strict=False)
-        at_checkpoint = checkpoint is not None and found == (checkpoint.version, checkpoint.balance)
-        pending = checkpoint.pending if checkpoint is not None and at_checkpoint else None
+        found = await _archived_last_state(
+            await checkpoint_of(engine, account_id), account_id, as_of, archive, strict=False
+        )
     if found is None:
         raise _not_yet(account_id, as_of)
-    version, balance = found
+    version, balance, pending = found
     return BalanceAsOf(account_id, row.currency, as_of, balance, version, pending, incoming)
 
 
@@ -158,20 +155,21 @@ async def replay_balance(
     async with snapshot(engine) as conn:
         checkpoint = await read_checkpoint(conn, account_id)
         hot = await account_events(conn, account_id, until=as_of)
+        incoming = await pending_in(conn, account_id, as_of)
     events: list[Event] = []
     if checkpoint is not None:
         if archive is None:
             raise ArchiveUnavailable(f"account {account_id!r} has archived history to replay")
         events += await archive.events(account_id, None, as_of, checkpoint.version)
     events += hot
-    balance, version, currency = 0, 0, None
+    balance, version, currency, pending = 0, 0, None, 0
     for event in events:
         if event.version != version + 1:
             raise ArchiveIntegrityError(
                 f"account {account_id!r}: version {event.version} follows {version}"
             )
         balance += event.amount
-        version, currency = event.version, event.currency
+        version, currency, pending = event.version, event.currency, event.pending_after
     if currency is None:
         raise _not_yet(account_id, as_of)
-    return BalanceAsOf(account_id, currency, as_of, balance, version)
+    return BalanceAsOf(account_id, currency, as_of, balance, version, pending, incoming)

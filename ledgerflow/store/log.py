@@ -310,10 +310,11 @@ async def index_segment_accounts(
         text(
             "INSERT INTO archive_account_index (account_id, segment_no, events, "
             "first_version, last_version, first_recorded_at, last_recorded_at, "
-            "last_balance) "
+            "last_balance, last_pending) "
             "SELECT account_id, :no, count(*), min(version), max(version), "
             "min(recorded_at), max(recorded_at), "
-            "(array_agg(balance_after ORDER BY version DESC))[1] FROM events "
+            "(array_agg(balance_after ORDER BY version DESC))[1], "
+            "(array_agg(pending_after ORDER BY version DESC))[1] FROM events "
             "WHERE (tx_id, position) > (:ftx, :fpos) "
             "AND (tx_id, position) <= (:ttx, :tpos) "
             "GROUP BY account_id ON CONFLICT DO NOTHING"

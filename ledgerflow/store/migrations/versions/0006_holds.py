@@ -47,6 +47,8 @@ STATEMENTS = [
     "ALTER TABLE events ADD COLUMN pending_after bigint NOT NULL DEFAULT 0",
     "ALTER TABLE account_checkpoints ADD COLUMN pending bigint NOT NULL DEFAULT 0",
     "ALTER TABLE balance_view ADD COLUMN pending_out bigint NOT NULL DEFAULT 0",
+    # (NULL for segments indexed before holds existed: then there were none.)
+    "ALTER TABLE archive_account_index ADD COLUMN last_pending bigint",
     "ALTER TABLE events DROP CONSTRAINT events_type_check",
     f"""
     ALTER TABLE events ADD CONSTRAINT events_type_check CHECK (type IN (
