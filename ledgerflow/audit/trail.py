@@ -154,9 +154,9 @@ def _posting(event: Any) -> AuditEntry:
     hold_id = event.metadata.get("hold_id")
     if hold_id is None:
         return _posting_entry(event)
-    # A hold's events: its placement and release (`kind="hold"`), and the
-    # debit leg of each capture (a posting), all pointing at the hold's workflow.
-    kind = "posting" if event.type == EventType.HOLD_CAPTURED else "hold"
+    # A hold's events: its placement and release (`kind="hold"`), and both
+    # legs of each capture (postings), all pointing at the hold's workflow.
+    kind = "hold" if event.type in HOLD_EVENTS else "posting"
     return dataclasses.replace(
         _posting_entry(event), kind=kind, workflow_id=hold_workflow_id(hold_id)
     )
@@ -214,6 +214,9 @@ def _rejection(account_id: str, row: Any) -> AuditEntry:
         reason=row["reason"],
     )
 
+
+#: A hold's own events (amount 0): its placement and its release.
+HOLD_EVENTS = frozenset({EventType.HOLD_PLACED, EventType.HOLD_RELEASED})
 
 #: Event types that change an account's status, not its balance.
 STATUS_EVENTS = frozenset(

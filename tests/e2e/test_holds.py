@@ -116,6 +116,13 @@ async def test_a_hold_captured_in_parts_moves_pending_then_posted(
         ("posting", "HoldCaptured", None, f"hold-{hid}"),
     ]
     assert trail.closing_balance == 4000
+    # The target's trail: each capture's credit is a posting of the hold.
+    received = await ledger.audit(shop, between - timedelta(minutes=1),
+                                  datetime.now(UTC) + timedelta(seconds=1))  # fmt: skip
+    credits = [(e.kind, e.type, e.amount) for e in received.entries
+               if e.workflow_id == hold_workflow_id(hid)]  # fmt: skip
+    assert credits == [("posting", "Credited", 2500), ("posting", "Credited", 3500)]
+    assert received.closing_balance == 6000
 
 
 async def test_a_void_ends_the_hold_once_and_nothing_captures_after_it(
