@@ -6,12 +6,16 @@ and through the plain Temporal client; each race rule of the README's
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 
 from ledgerflow.client import LedgerClient
@@ -292,3 +296,39 @@ async def test_concurrent_submissions_of_one_hold_id_place_it_once(
     assert [e[0] for e in await hold_events(engines["us"], alice)] == ["HoldPlaced"]
     assert (await ledger.account(alice)).pending_out == 1000
     await ledger.void(hid)
+
+
+async def test_a_reset_hold_workflow_answers_from_the_store(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    """Reset to its first workflow task after a capture: the placement and
+    the capture are not run again (the store answers them), and the hold
+    carries on from where the store says it is."""
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+    await ledger.hold(hid, alice, shop, "30.00", "USD", expires_in=3600)
+    await ledger.capture(hid, "10.00", capture_id="c1")
+    handle = workers.get_workflow_handle(hold_workflow_id(hid))
+    history = await handle.fetch_history()
+    first_task = next(
+        e.event_id for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )  # fmt: skip
+    described = await handle.describe()
+    await workers.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=workers.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=described.run_id),
+            reason="test: reset to the first workflow task",
+            workflow_task_finish_event_id=first_task,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    await eventually(lambda: _is_open(ledger, hid))
+    state = await ledger.hold_state(hid)
+    assert (state.captured, state.remaining) == (1000, 2000)
+    assert (await ledger.capture(hid, "10.00", capture_id="c1")).consumed == 1000  # as recorded
+    last = await ledger.capture(hid, "20.00", capture_id="c2")
+    assert last.from_balance_after == 7000
+    account = await ledger.account(alice)
+    assert (account.balance, account.pending_out) == (7000, 0)
