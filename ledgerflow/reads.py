@@ -56,6 +56,10 @@ _DRIVER_UNREACHABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,  # "connection is closed"
+    # "cannot switch to state …; another operation (2) is in progress": the
+    # protocol still consuming an error a restarting server sent on a fresh
+    # connection. The connection is dropped (`_home_in`); a read may retry.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from sqlalchemy.exc import InternalError, OperationalError, ProgrammingError
 
@@ -27,6 +28,12 @@ def _failing(error: Exception, times: int) -> tuple[list[int], object]:
         OperationalError("SELECT", {}, ConnectionResetError()),
         InternalError("SELECT", {}, Exception("another operation is in progress")),
         ConnectionRefusedError(),
+        # A connection a restarting server broke between the connect and the
+        # query: asyncpg's own protocol error, raised by the bare driver
+        # (`locate`'s connection). Found by the simulator, seed 22, round 4.
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        ),
     ],
 )
 async def test_a_read_retries_through_an_unreachable_database(error: Exception) -> None:
