@@ -27,6 +27,7 @@ from ledgerflow.domain.hashing import (
     ChainBroken,
     chain_hash,
     content_of,
+    event_content,
 )
 from ledgerflow.domain.holds import (
     Capture,
@@ -34,16 +35,21 @@ from ledgerflow.domain.holds import (
     CaptureResult,
     DeadlineChange,
     HoldRequest,
+    HoldResult,
+    HoldState,
     HoldStatus,
+    ReleaseResult,
     capture_posting_id,
     hold_workflow_id,
 )
-from ledgerflow.domain.model import Account, Event
+from ledgerflow.domain.model import Account, Event, Posting, PostingKind, Transfer
+from ledgerflow.store.batch import event_id_for
 from ledgerflow.store.holds import (
     HoldRecords,
     NotDue,
     Placement,
     capture_or_refuse,
+    capture_posting,
     decide_release,
     expiry_due,
     move_deadline,
@@ -275,3 +281,251 @@ def test_pending_is_hashed_and_absent_means_zero() -> None:
     assert "pending_after" not in content_of(replace(placed_event, pending_after=0))
     with pytest.raises(ChainBroken):  # a tampered pending amount breaks the hash
         replay([chained()[0], replace(placed_event, pending_after=61)], limit=None)
+
+
+# -- every field of what the steps answer and write (whole-value equality) -------------
+
+
+def test_state_of_answers_every_field_for_each_way_a_hold_stands() -> None:
+    records, _ = placed(60, over_capture=5)
+    result = records.placement.result
+    deadline = T0 + timedelta(seconds=60)
+    common: dict[str, Any] = dict(
+        hold_id="h1", from_account="alice", to_account="shop", amount=60, currency="USD",
+        over_capture=5, expires_at=deadline, region="us",
+    )  # fmt: skip
+    assert records.state == HoldState(status="open", captured=0, remaining=60, ended_at=None,
+                                      **common)  # fmt: skip
+    later = T0 + timedelta(seconds=9)
+    part = CaptureResult("h1", "c1", 20, "captured", 20, "p", recorded_at=T0)
+    rest = CaptureResult("h1", "c2", 45, "captured", 40, "p", recorded_at=later)
+    refused = CaptureResult("h1", "c3", 1, "refused", 0, None, reason_type="X", recorded_at=later)
+    assert replace(records, captures=[part, refused]).state == HoldState(
+        status="open", captured=20, remaining=40, **common)  # fmt: skip
+    assert replace(records, captures=[part, rest, refused]).state == HoldState(
+        status="captured", captured=65, remaining=0, ended_at=later, **common)  # fmt: skip
+    voided = ReleaseResult("h1", "voided", 40, "e", later)
+    assert replace(records, captures=[part], release=voided).state == HoldState(
+        status="voided", captured=20, remaining=0, ended_at=later, **common)  # fmt: skip
+    no = replace(result, status="refused", reason_type="InsufficientFunds", reason="poor",
+                 expires_at=None)  # fmt: skip
+    refused_state = HoldRecords(Placement(no, "pos", None), [], None, None).state
+    assert refused_state == HoldState(
+        status="refused", captured=0, remaining=0, reason_type="InsufficientFunds",
+        reason="poor", **(common | {"expires_at": None}))  # fmt: skip
+    assert records.by_capture == {} and replace(records, captures=[part]).by_capture == {"c1": part}
+
+
+def test_a_placement_writes_exactly_this_event_head_and_outcome() -> None:
+    source = account("alice", pending_out=10, head_recorded_at=None)
+    accounts = {"alice": source, "shop": account("shop", 0)}
+    hold = request(30, over_capture=2, description="pump 4", metadata={"k": 1}).validated()
+    outcome = place_or_refuse(hold, accounts, T0, T0 - timedelta(seconds=1), "us")
+    assert outcome.written is not None
+    expires_at = T0 + timedelta(seconds=60)
+    fields: dict[str, Any] = dict(
+        event_id=event_id_for("hold/h1/placed"), type="HoldPlaced", account_id="alice",
+        version=3, amount=0, currency="USD", balance_after=100,
+        occurred_at=T0 - timedelta(seconds=1), recorded_at=T0, region="us",
+        initiated_by="pos", transfer_id=None, leg=None, counterparty="shop",
+        description="pump 4", pending_after=40,
+        metadata={"k": 1, "hold_id": "h1", "held": 30, "over_capture": 2,
+                  "expires_at": expires_at.isoformat()},
+    )  # fmt: skip
+    digest = chain_hash("ab" * 32, event_content(**fields))
+    assert outcome.written.event == Event(**fields, prev_hash="ab" * 32, hash=digest)
+    assert outcome.written.head == replace(source, version=3, head_hash=digest,
+                                           head_recorded_at=T0, pending_out=40)  # fmt: skip
+    assert outcome.result == HoldResult(
+        hold_id="h1", status="placed", fingerprint=hold.fingerprint(), region="us",
+        from_account="alice", to_account="shop", amount=30, currency="USD", over_capture=2,
+        expires_at=expires_at, event_id=fields["event_id"], placed_at=T0,
+    )  # fmt: skip
+
+
+def test_a_refusal_of_a_hold_or_a_capture_records_exactly_why() -> None:
+    accounts = {"alice": account("alice", 5), "shop": account("shop")}
+    hold = request(30, over_capture=3).validated()
+    refused = place_or_refuse(hold, accounts, T0, T0, "eu").result
+    assert refused == HoldResult(
+        hold_id="h1", status="refused", fingerprint=hold.fingerprint(), region="eu",
+        from_account="alice", to_account="shop", amount=30, currency="USD", over_capture=3,
+        expires_at=None, event_id=None, reason_type="InsufficientFunds",
+        reason=refused.reason, placed_at=T0,
+    )  # fmt: skip
+    assert refused.reason and "exceeds what it may spend" in refused.reason
+    records, accounts = placed(60)
+    later = T0 + timedelta(seconds=2)
+    over = capture_or_refuse(records, Capture("h1", "c9", 61, "pos"), accounts, later, T0, "us")
+    assert over.result == CaptureResult(
+        hold_id="h1", capture_id="c9", amount=61, status="refused", consumed=0, posting_id=None,
+        reason_type="CaptureExceedsHold",
+        reason="hold 'h1' can take 0.60 USD more; 0.61 USD exceeds it", recorded_at=later,
+    )  # fmt: skip
+    with pytest.raises(DuplicateHoldMismatch) as dup:
+        same_hold(records.placement.result, request(61).validated())
+    assert (dup.value.message, dup.value.details) == (
+        "hold id 'h1' was already used for a different hold", {"hold_id": "h1"})  # fmt: skip
+    with pytest.raises(DuplicateCaptureMismatch) as again:
+        same_capture(over.result, Capture("h1", "c9", 60, "pos"))
+    assert (again.value.message, again.value.details) == (
+        "capture id 'c9' of hold 'h1' was already used with another amount",
+        {"hold_id": "h1", "capture_id": "c9"})  # fmt: skip
+
+
+def test_a_capture_is_exactly_this_posting_and_outcome() -> None:
+    records, accounts = placed(60)
+    later = T0 + timedelta(seconds=2)
+    capture = Capture("h1", "c1", 25, "merchant")
+    posting = capture_posting(records.state, capture, "us")
+    transfer = Transfer("h1/capture/c1", "alice", "shop", 25, "USD", "merchant",
+                        metadata={"hold_id": "h1", "capture_id": "c1"})  # fmt: skip
+    assert posting == Posting(transfer, PostingKind.CAPTURE, "us", None, "h1/capture/c1",
+                              "alice", "shop", "shop", "alice", pending_release=25)  # fmt: skip
+    outcome = capture_or_refuse(records, capture, accounts, later, T0, "us")
+    assert outcome.result == CaptureResult(
+        hold_id="h1", capture_id="c1", amount=25, status="captured", consumed=25,
+        posting_id="h1/capture/c1", from_balance_after=75, to_balance_after=25,
+        recorded_at=later,
+    )  # fmt: skip
+    assert outcome.batch is not None and outcome.batch.region == "us"
+    recorded: dict[str, Any] = {}
+    capture_or_refuse(records, Capture("h1", "c2", 5, "m"), dict(accounts), later, T0, "us",
+                      recorded)  # fmt: skip
+    assert list(recorded) == ["h1/capture/c2"]
+
+
+def test_a_release_writes_exactly_this_event_head_and_outcome() -> None:
+    records, accounts = placed(60)
+    later = T0 + timedelta(seconds=3)
+    decided = decide_release(records, HoldStatus.VOIDED, accounts, later, T0, "us", "pos")
+    assert decided.written is not None and decided.refusal is None
+    source = decided.written.head
+    fields: dict[str, Any] = dict(
+        event_id=event_id_for("hold/h1/released"), type="HoldReleased", account_id="alice",
+        version=4, amount=0, currency="USD", balance_after=100, occurred_at=T0,
+        recorded_at=later, region="us", initiated_by="pos", transfer_id=None, leg=None,
+        counterparty="shop", description=None, pending_after=0,
+        metadata={"hold_id": "h1", "ending": "voided", "released": 60},
+    )  # fmt: skip
+    digest = chain_hash(decided.written.event.prev_hash, event_content(**fields))
+    assert decided.written.event == Event(**fields, prev_hash=decided.written.event.prev_hash,
+                                          hash=digest)  # fmt: skip
+    assert (source.version, source.pending_out, source.head_hash) == (4, 0, digest)
+    assert decided.result == ReleaseResult("h1", "voided", 60, fields["event_id"], later)
+    assert accounts["alice"] == source
+
+
+def test_the_refusals_of_an_ended_hold_say_how_it_ended() -> None:
+    records, accounts = placed(60)
+    due = expiry_due(records, accounts, T0 + timedelta(seconds=60), T0, "us")  # at the deadline
+    assert due is not None
+    when = T0 + timedelta(seconds=60)
+    expired = replace(records, release=due[1])
+    void = decide_release(expired, HoldStatus.VOIDED, accounts, when, T0, "us", "pos")
+    assert isinstance(void.refusal, HoldExpired) and (void.written, void.result) == (None, None)
+    assert (void.refusal.message, void.refusal.details) == (
+        f"hold 'h1' expired at {when.isoformat()}", {"hold_id": "h1"})  # fmt: skip
+    done = replace(records, captures=[CaptureResult("h1", "c", 60, "captured", 60, "p")])
+    refused = decide_release(done, HoldStatus.VOIDED, accounts, when, T0, "us", "pos")
+    assert isinstance(refused.refusal, HoldNotOpen)
+    assert (refused.refusal.message, refused.refusal.details) == (
+        "hold 'h1' is captured: there is nothing left to void",
+        {"hold_id": "h1", "status": "captured"})  # fmt: skip
+    moved = move_deadline(done, DeadlineChange("h1", "d", 5, "o"), T0)
+    assert moved.refusal is not None and moved.refusal.message == (
+        "hold 'h1' is captured: its deadline cannot move"
+    )
+    late = move_deadline(expired, DeadlineChange("h1", "d", 5, "o"), T0)
+    assert isinstance(late.refusal, HoldExpired) and late.expires_at is None
+    unknown_end = replace(records.state, status=HoldStatus.EXPIRED, ended_at=None)
+    exp = capture_or_refuse(replace(records, release=due[1]), Capture("h1", "k", 1, "p"),
+                            accounts, when, T0, "us")  # fmt: skip
+    assert exp.result.reason == f"hold 'h1' expired at {when.isoformat()}"
+    assert unknown_end.ended_at is None
+    assert expiry_due(done, accounts, when, T0, "us") is None  # ended: nothing is due
+
+
+def test_the_policy_words_for_holds_and_transactions() -> None:
+    from ledgerflow.domain.errors import AccountHasOpenHolds, CurrencyMismatch
+    from ledgerflow.domain.model import AccountChangeRequest
+    from ledgerflow.domain.policy import check_capture, check_change, check_funds, check_hold
+    from ledgerflow.domain.transactions import LegRequest, TransactionRequest
+
+    held = account("alice", 100, pending_out=60, currency="EUR")
+    with pytest.raises(InsufficientFunds) as funds:
+        check_funds(held, 41, released=0)
+    assert funds.value.message == (
+        "account 'alice' has a balance of 1.00 EUR (0.60 EUR of it held) and an overdraft "
+        "limit of 0.00 EUR; 0.41 EUR exceeds what it may spend"
+    )
+    check_funds(held, 40, released=0)
+    check_funds(held, 100, released=60)
+    close = AccountChangeRequest("c1", "alice", "close", "ops", "why")
+    with pytest.raises(AccountHasOpenHolds) as holds:
+        check_change(close, account("alice", 0, pending_out=250))
+    assert (holds.value.message, holds.value.details) == (
+        "account 'alice' has 2.50 USD held by open holds; void them or let them expire first",
+        {"account_id": "alice"})  # fmt: skip
+    check_change(replace(close, action="freeze"), account("alice", 0, pending_out=250))
+    records, _ = placed(60)
+    with pytest.raises(CaptureExceedsHold) as over:
+        check_capture(records.state, 61)
+    assert (over.value.message, over.value.details) == (
+        "hold 'h1' can take 0.60 USD more; 0.61 USD exceeds it", {"hold_id": "h1"})  # fmt: skip
+    check_capture(records.state, 60)
+    voided = replace(records.state, status=HoldStatus.VOIDED)
+    with pytest.raises(HoldNotOpen) as ended:
+        check_capture(voided, 1)
+    assert (ended.value.message, ended.value.details) == (
+        "hold 'h1' is voided: nothing more can be captured",
+        {"hold_id": "h1", "status": "voided"})  # fmt: skip
+    with pytest.raises(CurrencyMismatch) as other:  # a hold is checked as its transfer would be
+        check_hold(request().validated(), account("alice", 100), account("shop", currency="EUR"))
+    assert other.value.message == "account 'shop' holds EUR, the transfer is in USD"
+    from ledgerflow.domain.policy import check_transaction
+
+    legs = [LegRequest("a", "debit", 1, "USD"), LegRequest("b", "credit", 1, "USD")]
+    tx = TransactionRequest("x", legs, "ops").validated()
+    with pytest.raises(CurrencyMismatch) as leg:
+        check_transaction(tx, {"a": account("a", 5), "b": account("b", currency="EUR")})
+    assert leg.value.message == "account 'b' holds EUR, the leg is in USD"
+    from ledgerflow.domain.errors import InvalidAmount
+    from ledgerflow.domain.money import MAX_MINOR_UNITS
+
+    edge = {"a": account("a", 5), "b": account("b", MAX_MINOR_UNITS - 1)}
+    check_transaction(tx, edge)  # lands exactly on the ledger's limit
+    with pytest.raises(InvalidAmount) as flow:
+        check_transaction(tx, edge | {"b": account("b", MAX_MINOR_UNITS)})
+    assert flow.value.message == "the transaction would overflow an account balance"
+
+
+@pytest.mark.parametrize(
+    ("steps", "limit", "version", "problem"),
+    [((("Credited", 5, -1, {}),), None, 2, "pending -1 is negative"),
+     ((("HoldPlaced", 0, 1, {}),), None, 2, "a placement of None moves pending 0 to 1"),
+     ((("HoldPlaced", 0, 0, {"held": 0}),), None, 2, "a placement of 0 moves pending 0 to 0"),
+     ((("Credited", 100, 0, {}), ("HoldPlaced", 0, 60, {"held": 60}),
+       ("HoldCaptured", -5, 60, {})), None, 4, None),
+     ((("Credited", 100, 0, {}), ("HoldPlaced", 0, 60, {"held": 60}),
+       ("HoldReleased", 0, 0, {})), None, 4, "a release of None moves pending 60 to 0"),
+     ((("Credited", 100, 0, {}), ("HoldPlaced", 0, 61, {"held": 61}),), 40, None, None),
+     ((("Credited", 10, 0, {}), ("HoldPlaced", 0, 51, {"held": 51}),), 40, 3,
+      "available -41 is below the overdraft limit 40"),
+     ((("Credited", 10, 0, {}), ("HoldPlaced", 0, 10, {"held": 10}),
+       ("HoldCaptured", -50, 0, {})), 39, 4, "available -40 is below the overdraft limit 39")],
+)  # fmt: skip
+def test_the_reservation_replay_at_its_edges(
+    steps: tuple[Any, ...], limit: int | None, version: int | None, problem: str | None
+) -> None:
+    events = chained(*steps)
+    if version is None:  # lawful: a capture keeping part of its reservation, a limit met
+        replay(events, limit=limit)
+        return
+    if problem is None:
+        replay(events, limit=limit)  # the capture of 5 that keeps 60 pending is lawful
+        return
+    with pytest.raises(ChainBroken) as caught:
+        replay(events, limit=limit)
+    assert (caught.value.account_id, caught.value.version, caught.value.problem) == (
+        "acct", version, problem)  # fmt: skip

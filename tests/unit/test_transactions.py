@@ -18,7 +18,7 @@ from ledgerflow.domain.errors import (
     InvalidAmount,
     InvalidRequest,
 )
-from ledgerflow.domain.hashing import AccountChain, chain_hash, content_of
+from ledgerflow.domain.hashing import AccountChain, chain_hash, content_of, event_content
 from ledgerflow.domain.model import Account
 from ledgerflow.domain.money import MAX_MINOR_UNITS
 from ledgerflow.domain.policy import check_transaction
@@ -176,3 +176,30 @@ def test_the_legs_become_one_linked_event_each_all_or_none() -> None:
     with pytest.raises(DuplicateTransactionMismatch):
         same_transaction(rejected, fx(initiated_by="other").validated())
     assert PostingBatch(T0, "us").events["event_id"] == []
+
+
+def test_each_leg_writes_exactly_this_row_and_head() -> None:
+    accounts = books() | {"alice": account("alice", 10005, metadata={"tier": "gold"},
+                                           pending_out=5, head_recorded_at=None)}  # fmt: skip
+    before = accounts["alice"]
+    later = T0 + timedelta(seconds=3)
+    tx = fx(description="fx", metadata={"rate": "0.92"}).validated()
+    batch, result = post_or_reject(tx, accounts, later, T0 - timedelta(seconds=1), "us")
+    assert batch is not None and result.fingerprint == tx.fingerprint()
+    row = {name: values[0] for name, values in batch.events.items()}
+    expected: dict[str, Any] = dict(
+        event_id=event_id_for("transaction/x1/alice"), type="Debited", account_id="alice",
+        version=2, amount=-10000, currency="USD", balance_after=5,
+        occurred_at=T0 - timedelta(seconds=1), recorded_at=later, initiated_by="fx",
+        transfer_id="x1/tx", leg="debit", counterparty=None, description="fx",
+        metadata='{"rate":"0.92"}', prev_hash="cd" * 32, pending_after=5,
+    )  # fmt: skip
+    assert {k: v for k, v in row.items() if k != "hash"} == expected
+    content = {k: v for k, v in expected.items() if k not in ("prev_hash", "metadata")}
+    assert row["hash"] == chain_hash("cd" * 32, event_content(
+        **content, region="us", metadata={"rate": "0.92"}))  # fmt: skip
+    assert accounts["alice"] == Account(
+        "alice", "USD", "us", 0, "open", 2, 5, T0, row["hash"], {"tier": "gold"}, later, 5
+    )
+    assert before.version == 1
+    assert result.confirmed_at == later and result.region == "us"
