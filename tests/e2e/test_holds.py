@@ -6,6 +6,7 @@ and through the plain Temporal client; each race rule of the README's
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from ledgerflow.domain.errors import (
 )
 from ledgerflow.domain.holds import HoldRequest, HoldState, hold_workflow_id
 from ledgerflow.workflows.hold import HoldWorkflow
-from tests.support import eventually
+from tests.support import cli, eventually
 
 Ids = Callable[[str], str]
 
@@ -332,3 +333,36 @@ async def test_a_reset_hold_workflow_answers_from_the_store(
     assert last.from_balance_after == 7000
     account = await ledger.account(alice)
     assert (account.balance, account.pending_out) == (7000, 0)
+
+
+async def test_the_cli_places_captures_shows_extends_and_voids_a_hold(
+    ledger: LedgerClient, cli_env: dict[str, str], uid: Ids
+) -> None:
+    _, alice, shop = await funded(ledger, uid)
+    hid = uid("h")
+
+    async def run(*args: str) -> dict[str, object]:
+        code, out, err = await cli(cli_env, "hold", *args, "--json")
+        assert code == 0, err
+        answer: dict[str, object] = json.loads(out)
+        return answer
+
+    placed = await run("place", "--id", hid, "--from", alice, "--to", shop, "--amount", "30.00",
+                       "--currency", "USD", "--expires-in", "3600")  # fmt: skip
+    assert placed["status"] == "placed" and placed["amount"] == 3000
+    captured = await run("capture", hid, "--amount", "10.00", "--id", "c1")
+    assert (captured["status"], captured["from_balance_after"]) == ("captured", 9000)
+    shown = await run("show", hid)
+    assert (shown["status"], shown["captured"], shown["remaining"]) == ("open", 1000, 2000)
+    moved = await run("extend", hid, "--expires-in", "60", "--id", "d1")
+    assert moved["status"] == "open"
+    voided = await run("void", hid)
+    assert (voided["ending"], voided["released"]) == ("voided", 2000)
+    code, _, err = await cli(cli_env, "hold", "capture", hid, "--amount", "1.00", "--id", "c2")
+    assert code == 3 and "HoldNotOpen" in err and err.count("\n") == 1, err
+    bad = ["place", "--id", uid("bad"), "--from", alice, "--to", shop, "--amount", "1.00",
+           "--currency", "USD", "--expires-in", "0"]  # fmt: skip
+    code, _, err = await cli(cli_env, "hold", *bad)
+    assert code == 2 and "expires_in_s must be between 1 and" in err, err
+    code, out, _ = await cli(cli_env, "balance", alice, "--json")
+    assert code == 0 and json.loads(out)["pending_out"] == 0
