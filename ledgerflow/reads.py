@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ledgerflow.audit.point_in_time import BalanceAsOf
     from ledgerflow.audit.trail import AuditTrail
     from ledgerflow.projections.views import Balance, StatementLine
+    from ledgerflow.store.holds import HoldRecords
 
 T = TypeVar("T")
 MAX_STATEMENT_PAGE = 1000
@@ -297,33 +298,29 @@ class DatabaseReads:
             lambda: get_statement(self.engine(region), account_id, after_version, limit)
         )
 
-    async def hold(self, hold_id: str) -> HoldState | None:
+    async def _hold_records(self, hold_id: str) -> HoldRecords | None:
+        """Everything recorded about a hold, from the region that holds it (a
+        hold lives in its held account's region), in one read."""
         from ledgerflow.store.postgres import PostgresEventStore
 
-        for region in self.settings.regions:  # a hold lives in its held account's region
+        for region in self.settings.regions:
             store = PostgresEventStore(self.engine(region), region)
-            state = await self._read(functools.partial(store.get_hold, hold_id))
-            if state is not None:
-                return state
+            records = await self._read(functools.partial(store.hold_records, hold_id))
+            if records is not None:
+                return records
         return None
 
-    async def capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
-        from ledgerflow.store.postgres import PostgresEventStore
+    async def hold(self, hold_id: str) -> HoldState | None:
+        records = await self._hold_records(hold_id)
+        return records.state if records else None
 
-        state = await self.hold(hold_id)
-        if state is None:
-            return None
-        store = PostgresEventStore(self.engine(state.region), state.region)
-        return await self._read(lambda: store.get_capture(hold_id, capture_id))
+    async def capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
+        records = await self._hold_records(hold_id)
+        return records.by_capture.get(capture_id) if records else None
 
     async def release(self, hold_id: str) -> ReleaseResult | None:
-        from ledgerflow.store.postgres import PostgresEventStore
-
-        state = await self.hold(hold_id)
-        if state is None:
-            return None
-        store = PostgresEventStore(self.engine(state.region), state.region)
-        return await self._read(lambda: store.get_release(hold_id))
+        records = await self._hold_records(hold_id)
+        return records.release if records else None
 
 
 if TYPE_CHECKING:  # DatabaseReads is a ReadSide, checked by mypy

@@ -10,20 +10,18 @@ through the sandbox.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from ledgerflow.domain.errors import InvalidRequest, SameAccount
 from ledgerflow.domain.model import (
-    MAX_DESCRIPTION_CHARS,
-    canonical_json,
+    fingerprint_of,
     require_client_account,
     require_id,
     require_metadata,
-    require_text,
+    require_short_text,
 )
 from ledgerflow.domain.money import MAX_MINOR_UNITS, parse_amount
 
@@ -61,11 +59,6 @@ def _seconds(value: object, what: str) -> int:
             field=what,
         )
     return value
-
-
-def _fingerprint(value: object) -> str:
-    content = {f.name: getattr(value, f.name) for f in fields(value)}  # type: ignore[arg-type]
-    return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -112,15 +105,8 @@ class HoldRequest:
         if amount + over > MAX_MINOR_UNITS:
             raise InvalidRequest("amount plus over_capture is too large", field="over_capture")
         _seconds(self.expires_in_s, "expires_in_s")
-        if self.description is not None and (
-            not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_CHARS
-        ):
-            raise InvalidRequest(
-                f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters",
-                field="description",
-            )
         if self.description is not None:
-            require_text(self.description, "description")
+            require_short_text(self.description, "description")
         return Hold(
             hold_id=self.hold_id,
             from_account=self.from_account,
@@ -151,7 +137,7 @@ class Hold:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        return _fingerprint(self)
+        return fingerprint_of(self)
 
     @property
     def workflow_id(self) -> str:

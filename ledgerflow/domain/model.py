@@ -173,6 +173,24 @@ def require_text(value: str, what: str) -> None:
         ) from None
 
 
+def require_short_text(value: object, what: str) -> None:
+    """A description or a reason: text of at most `MAX_DESCRIPTION_CHARS`
+    characters that the ledger can store (`require_text`)."""
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION_CHARS:
+        raise InvalidRequest(
+            f"{what} must be text of at most {MAX_DESCRIPTION_CHARS} characters", field=what
+        )
+    require_text(value, what)
+
+
+def fingerprint_of(value: Any) -> str:
+    """SHA-256 of a request dataclass's fields as they are (not `asdict`'s
+    deep copy: the same JSON, at a fraction of the cost on the append path):
+    resubmitting the same id must match it."""
+    content = {f.name: getattr(value, f.name) for f in fields(value)}
+    return hashlib.sha256(canonical_json(content)).hexdigest()
+
+
 def _check_metadata_value(value: object, depth: int = 1) -> None:
     """Plain JSON that survives PostgreSQL's jsonb unchanged, so hashes verify.
 
@@ -334,15 +352,8 @@ class TransferRequest:
         amount = parse_amount(self.amount, self.currency)
         if self.from_account == self.to_account:
             raise SameAccount(f"from_account and to_account are both {self.from_account!r}")
-        if self.description is not None and (
-            not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_CHARS
-        ):
-            raise InvalidRequest(
-                f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters",
-                field="description",
-            )
         if self.description is not None:
-            require_text(self.description, "description")
+            require_short_text(self.description, "description")
         return Transfer(
             transfer_id=self.transfer_id,
             from_account=self.from_account,
@@ -373,12 +384,8 @@ class Transfer:
         return transfer_workflow_id(self.transfer_id)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the whole request: resubmitting the same id must match it.
-
-        (The fields' values as they are, not `asdict`'s deep copy: the same
-        JSON, at a fraction of the cost on the append path.)"""
-        content = {f.name: getattr(self, f.name) for f in fields(self)}
-        return hashlib.sha256(canonical_json(content)).hexdigest()
+        """SHA-256 of the whole request: resubmitting the same id must match it."""
+        return fingerprint_of(self)
 
     def summary(self) -> str:
         return (
@@ -538,12 +545,7 @@ class AccountChangeRequest:
                 f"action must be one of {', '.join(AccountAction)}, got {self.action!r}",
                 field="action",
             )
-        if not isinstance(self.reason, str) or len(self.reason) > MAX_DESCRIPTION_CHARS:
-            raise InvalidRequest(
-                f"reason must be text of at most {MAX_DESCRIPTION_CHARS} characters",
-                field="reason",
-            )
-        require_text(self.reason, "reason")
+        require_short_text(self.reason, "reason")
         return self
 
     @property
@@ -551,8 +553,7 @@ class AccountChangeRequest:
         return account_change_workflow_id(self.account_id, self.change_id)
 
     def fingerprint(self) -> str:
-        content = {f.name: getattr(self, f.name) for f in fields(self)}
-        return hashlib.sha256(canonical_json(content)).hexdigest()
+        return fingerprint_of(self)
 
 
 def account_change_workflow_id(account_id: str, change_id: str) -> str:

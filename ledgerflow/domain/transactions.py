@@ -18,12 +18,11 @@ from typing import Any
 
 from ledgerflow.domain.errors import InvalidAmount, InvalidRequest
 from ledgerflow.domain.model import (
-    MAX_DESCRIPTION_CHARS,
     canonical_json,
     require_client_account,
     require_id,
     require_metadata,
-    require_text,
+    require_short_text,
 )
 from ledgerflow.domain.money import parse_amount
 
@@ -116,15 +115,8 @@ class TransactionRequest:
                 + ", ".join(f"{c} sums to {t}" for c, t in unbalanced.items()),
                 field="legs",
             )
-        if self.description is not None and (
-            not isinstance(self.description, str) or len(self.description) > MAX_DESCRIPTION_CHARS
-        ):
-            raise InvalidRequest(
-                f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters",
-                field="description",
-            )
         if self.description is not None:
-            require_text(self.description, "description")
+            require_short_text(self.description, "description")
         return Transaction(self.transaction_id, legs, self.initiated_by, self.description,
                            require_metadata(self.metadata))  # fmt: skip
 

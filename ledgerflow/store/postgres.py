@@ -502,26 +502,16 @@ class PostgresEventStore(LocalShorthands, EventStore):
             raise moved.refusal
         return moved.state
 
+    async def hold_records(self, hold_id: str) -> HoldRecords | None:
+        async with self.engine.connect() as conn:
+            try:
+                return await self._hold(conn, hold_id)
+            except HoldNotFound:
+                return None
+
     async def get_hold(self, hold_id: str) -> HoldState | None:
-        async with self.engine.connect() as conn:
-            try:
-                return (await self._hold(conn, hold_id)).state
-            except HoldNotFound:
-                return None
-
-    async def get_release(self, hold_id: str) -> ReleaseResult | None:
-        async with self.engine.connect() as conn:
-            try:
-                return (await self._hold(conn, hold_id)).release
-            except HoldNotFound:
-                return None
-
-    async def get_capture(self, hold_id: str, capture_id: str) -> CaptureResult | None:
-        async with self.engine.connect() as conn:
-            try:
-                return (await self._hold(conn, hold_id)).by_capture.get(capture_id)
-            except HoldNotFound:
-                return None
+        records = await self.hold_records(hold_id)
+        return records.state if records else None
 
     # -- multi-leg transactions ------------------------------------------------
 

@@ -11,14 +11,13 @@ raised, so the workflow completes either way and the Web UI shows why.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.errors import LedgerError
     from ledgerflow.domain.messages import CHANGE_ACCOUNT
     from ledgerflow.domain.model import AccountChangeRequest, AccountChangeResult
-    from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from ledgerflow.temporal_errors import to_application_error
+    from ledgerflow.workflows.policies import store_step
 
 
 @workflow.defn
@@ -29,19 +28,4 @@ class AccountChangeWorkflow:
             request.validated()
         except LedgerError as exc:
             raise to_application_error(exc) from None
-        try:
-            result: AccountChangeResult = await workflow.execute_activity(
-                CHANGE_ACCOUNT,
-                request,
-                result_type=AccountChangeResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-        except ActivityError as err:
-            # Typed for every caller, a raw start's included: the ledger's
-            # refusal itself, not "activity failed".
-            cause = domain_cause(err)
-            if cause is None:
-                raise
-            raise reraised(cause) from None
-        return result
+        return await store_step(CHANGE_ACCOUNT, request, AccountChangeResult)

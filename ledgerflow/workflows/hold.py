@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseHoldInput,
     )
     from ledgerflow.domain.money import format_amount
-    from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
+    from ledgerflow.temporal_errors import to_application_error
     from ledgerflow.workflow_names import (
         HOLD_CAPTURE,
         HOLD_EXTEND,
@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         HOLD_STATUS,
         HOLD_VOID,
     )
-    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from ledgerflow.workflows.policies import store_step
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ class HoldWorkflow:
             )  # fmt: skip
         async with self._steps:
             try:
-                self._placed = await self._call(PLACE_HOLD, request, HoldResult)
+                self._placed = await store_step(PLACE_HOLD, request, HoldResult)
             except ApplicationError as refused:  # another hold under this id, say
                 await self._fail(refused)
             self._state = await self._refresh(hold.hold_id)
@@ -101,7 +101,7 @@ class HoldWorkflow:
                 async with self._steps:
                     state = self._state
                     if state.open and state.expires_at == expires_at:
-                        await self._call(
+                        await store_step(
                             RELEASE_HOLD,
                             ReleaseHoldInput(hold.hold_id, HoldStatus.EXPIRED, "ledgerflow"),
                             ReleaseResult,
@@ -172,26 +172,13 @@ class HoldWorkflow:
             )
         async with self._steps:
             try:
-                return await self._call(name, arg, result_type)
+                return await store_step(name, arg, result_type)
             finally:
                 self._state = await self._refresh(hold_id)
                 self._changed = True
 
-    async def _call(self, name: str, arg: Any, result_type: type[T]) -> T:
-        try:
-            result: T = await workflow.execute_activity(
-                name, arg, result_type=result_type, start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )  # fmt: skip
-        except ActivityError as err:
-            cause = domain_cause(err)
-            if cause is None:
-                raise
-            raise reraised(cause) from None
-        return result
-
     async def _refresh(self, hold_id: str) -> HoldState | None:
-        state = await self._call(GET_HOLD, hold_id, HoldState)
+        state = await store_step(GET_HOLD, hold_id, HoldState)
         if state is not None:
             workflow.upsert_search_attributes(
                 [sa.STATUS.value_set(str(state.status))]

@@ -8,10 +8,16 @@ database may be down for a while); the ledger's domain errors never retry.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, TypeVar
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 from ledgerflow.domain.errors import NON_RETRYABLE_TYPES
+from ledgerflow.temporal_errors import domain_cause, reraised
+
+T = TypeVar("T")
 
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
 RETRY_POLICY = RetryPolicy(
@@ -24,3 +30,20 @@ RETRY_POLICY = RetryPolicy(
 #: How long a transfer's in-line projection may hold up its answer; past it,
 #: the worker's catch-up projector applies the events instead.
 PROJECT_WITHIN = timedelta(seconds=2)
+
+
+async def store_step(name: str, arg: Any, result_type: type[T]) -> T:
+    """One store call as an activity with the ledger's timeout and retries; a
+    ledger error comes back as itself (typed for every caller, a raw start's
+    included), not as "activity failed"."""
+    try:
+        result: T = await workflow.execute_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_POLICY,
+        )  # fmt: skip
+    except ActivityError as err:
+        cause = domain_cause(err)
+        if cause is None:
+            raise
+        raise reraised(cause) from None
+    return result

@@ -11,15 +11,14 @@ writes nothing.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from ledgerflow import search_attributes as sa
     from ledgerflow.domain.errors import InvalidRequest, LedgerError
     from ledgerflow.domain.messages import APPEND_TRANSACTION
     from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
-    from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY
+    from ledgerflow.temporal_errors import to_application_error
+    from ledgerflow.workflows.policies import store_step
 
 
 @workflow.defn
@@ -33,19 +32,7 @@ class TransactionWorkflow:
         except (TypeError, ValueError, AttributeError) as exc:
             raise to_application_error(InvalidRequest(f"malformed request: {exc}")) from None
         workflow.set_current_details(f"{len(transaction.legs)} legs: pending")
-        try:
-            result: TransactionResult = await workflow.execute_activity(
-                APPEND_TRANSACTION,
-                request,
-                result_type=TransactionResult,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-        except ActivityError as err:
-            cause = domain_cause(err)
-            if cause is None:
-                raise
-            raise reraised(cause) from None
+        result = await store_step(APPEND_TRANSACTION, request, TransactionResult)
         workflow.upsert_search_attributes([sa.STATUS.value_set(result.status)])
         workflow.set_current_details(f"{len(transaction.legs)} legs: {result.status}")
         return result
