@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 
 from ledgerflow.client import LedgerClient
@@ -23,6 +27,7 @@ from ledgerflow.domain.errors import (
     DuplicateChangeMismatch,
 )
 from ledgerflow.domain.model import AccountChangeRequest, AccountChangeResult
+from ledgerflow.domain.model import account_change_workflow_id as first_workflow_id
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from tests.support import cli
 
@@ -142,3 +147,31 @@ async def test_the_cli_freezes_shows_and_refuses_with_exit_code_3(
     assert code == 3 and err.count("\n") == 1 and "AccountStateConflict" in err, err
     code, _, err = await cli(cli_env, "account", "close", alice)
     assert code == 2 and "--reason" in err
+
+
+async def test_a_reset_account_change_answers_its_recorded_outcome(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    """Reset to its first workflow task: the change runs again and the store
+    answers what it recorded; no second event."""
+    alice = uid("alice")
+    await ledger.open_account(alice, "USD")
+    first = await ledger.freeze_account(alice, reason="kyc", change_id=uid("c"))
+    handle = workers.get_workflow_handle(first_workflow_id(alice, uid("c")))
+    history = await handle.fetch_history()
+    task = next(e.event_id for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)  # fmt: skip
+    described = await handle.describe()
+    reset = await workers.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=workers.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=described.run_id),
+            reason="test", workflow_task_finish_event_id=task, request_id=str(uuid.uuid4()),
+        )
+    )  # fmt: skip
+    again = await workers.get_workflow_handle(
+        handle.id, run_id=reset.run_id, result_type=AccountChangeResult
+    ).result()
+    assert again == first
+    frozen = [e for e in await ledger.statement(alice) if e.type == "AccountFrozen"]
+    assert len(frozen) == 1

@@ -4,6 +4,7 @@ writes nothing, and the CLI with `--leg` and a JSON file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -95,3 +96,22 @@ async def test_the_cli_posts_legs_from_flags_and_from_a_file(
     assert code == 2 and "2 to 64 legs" in err
     code, _, err = await cli(cli_env, "transaction", "--leg", "nonsense", "--leg", "x")
     assert code == 2 and "side:account:amount:currency" in err
+
+
+async def test_concurrent_submissions_of_one_transaction_id_post_it_once(
+    ledger: LedgerClient, workers: Client, uid: Ids
+) -> None:
+    alice, _, usd, _ = await desks(ledger, uid)
+    legs = [LegRequest(alice, "debit", "1.00", "USD"), LegRequest(usd, "credit", "1.00", "USD")]
+    clients = [LedgerClient(workers, ledger.settings) for _ in range(5)]
+    try:
+        results = await asyncio.gather(
+            *(c.transaction(uid("t"), legs, initiated_by="ops") for c in clients)
+        )
+    finally:
+        for c in clients:
+            await c.close()
+    assert len(set(map(repr, results))) == 1 and results[0].confirmed
+    statement = await ledger.statement(alice)
+    assert [line.transfer_id for line in statement].count(f"{uid('t')}/tx") == 1
+    assert (await ledger.account(alice)).balance == 9900
