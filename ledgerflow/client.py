@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -397,8 +398,9 @@ class LedgerClient:
         region: str | None = None,
         raise_on_refusal: bool = True,
     ) -> HoldResult:
-        """Reserve `amount` of `from_account` toward `to_account` for
-        `expires_in` seconds (a `HoldWorkflow`, `hold-<hold_id>`). Returns
+        """Reserve `amount` of `from_account` toward `to_account` (in any
+        region) for `expires_in` seconds (a `HoldWorkflow`, `hold-<hold_id>`,
+        in the held account's region). Returns
         once the placement is recorded; a refusal (insufficient available
         funds, a frozen or closed account...) raises its typed error, or is
         returned with `raise_on_refusal=False`. The hold id is the
@@ -407,10 +409,13 @@ class LedgerClient:
             hold_id, from_account, to_account, amount, currency, initiated_by, expires_in,
             over_capture, description, metadata,
         )  # fmt: skip
-        held = request.validated()
+        request.validated()  # bad input is refused before any lookup
         if region is None:
             region = await self._home_or_default(from_account)
         self.settings.require_region(region)
+        # A target in another region: its captures travel through the saga.
+        request = replace(request, to_region=await self._destination(to_account, region))
+        held = request.validated()
         attributes: list[SearchAttributePair[Any]] = [
             SearchAttributePair(sa.REGION, region),
             SearchAttributePair(sa.STATUS, "placing"),
@@ -478,7 +483,11 @@ class LedgerClient:
         """Capture `amount` of an open hold: a posting from the held account
         to the hold's target. Idempotent by `capture_id` (pass your own to
         retry safely); a refusal (`CaptureExceedsHold`, `HoldNotOpen`,
-        `HoldExpired`...) raises its typed error and stands for that id."""
+        `HoldExpired`...) raises its typed error and stands for that id.
+        Toward another region, it returns once the amount arrived there
+        (waiting while that region is down); refused there, the amount is
+        back on the held account and the destination's typed error is
+        raised (the capture is `reversed`, and still counts against the hold)."""
         request = CaptureRequest(
             hold_id, capture_id or f"k-{uuid.uuid4().hex[:16]}", amount, initiated_by
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,7 @@ from ledgerflow.domain.messages import (
     PROJECT_EVENTS,
     RECORD_REJECTION,
     RELEASE_HOLD,
+    RETURN_CAPTURE,
     VALIDATE_TRANSFER,
     AppendLegInput,
     AppendTransferInput,
@@ -53,6 +55,7 @@ from ledgerflow.domain.messages import (
     ProjectEventsOutput,
     RecordRejectionInput,
     ReleaseHoldInput,
+    ReturnCaptureInput,
     ValidateTransferInput,
     ValidateTransferOutput,
 )
@@ -64,6 +67,7 @@ from ledgerflow.domain.model import (
     Posting,
     PostingKind,
     TransferResult,
+    reversal_id,
 )
 from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store.base import EventStore
@@ -188,6 +192,14 @@ class LedgerActivities:
     @activity.defn(name=PLACE_HOLD)
     async def place_hold(self, request: HoldRequest) -> HoldResult:
         with domain_errors_as_application_errors():
+            if request.to_region == self.store.region:
+                request = replace(request, to_region=None)  # a hold within its region
+            if request.to_region is not None and request.to_region not in self.task_queues:
+                raise InvalidRequest(
+                    f"to_region {request.to_region!r} is not one of the ledger's regions "
+                    f"{sorted(self.task_queues)}",
+                    field="to_region",
+                )
             result = await self.store.place_hold(request, datetime.now(UTC))
         if result.event_id is not None:
             await self.project_events(ProjectEventsInput([result.event_id]))
@@ -197,13 +209,31 @@ class LedgerActivities:
     async def capture_hold(self, request: CaptureRequest) -> CaptureResult:
         with domain_errors_as_application_errors():
             result = await self.store.capture_hold(request, datetime.now(UTC))
-        if result.posting_id is not None:
-            posted = await self.store.get_transfer(result.posting_id)
-            if posted is not None and posted.debit_event_id and posted.credit_event_id:
-                await self.project_events(
-                    ProjectEventsInput([posted.debit_event_id, posted.credit_event_id])
-                )
+        await self._project_posting(result.posting_id)
+        if result.to_region is not None:
+            # Where the saga's destination leg runs (`capture_hold` only
+            # ever answers with a region the placement accepted).
+            result = replace(result, to_task_queue=self.task_queues[result.to_region])
         return result
+
+    @activity.defn(name=RETURN_CAPTURE)
+    async def return_capture(self, data: ReturnCaptureInput) -> CaptureResult:
+        with domain_errors_as_application_errors():
+            result = await self.store.return_capture(
+                data.hold_id, data.capture_id, data.reason_type, data.reason, datetime.now(UTC)
+            )
+        if result.posting_id is not None:
+            await self._project_posting(reversal_id(result.posting_id))
+        return result
+
+    async def _project_posting(self, posting_id: str | None) -> None:
+        if posting_id is None:
+            return
+        posted = await self.store.get_transfer(posting_id)
+        if posted is not None and posted.debit_event_id and posted.credit_event_id:
+            await self.project_events(
+                ProjectEventsInput([posted.debit_event_id, posted.credit_event_id])
+            )
 
     @activity.defn(name=RELEASE_HOLD)
     async def release_hold(self, data: ReleaseHoldInput) -> ReleaseResult | None:
@@ -248,5 +278,6 @@ class LedgerActivities:
             self.release_hold,
             self.extend_hold,
             self.get_hold,
+            self.return_capture,
             self.append_transaction,
         ]

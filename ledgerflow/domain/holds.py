@@ -17,6 +17,7 @@ from typing import Any
 
 from ledgerflow.domain.errors import InvalidRequest, SameAccount
 from ledgerflow.domain.model import (
+    Transfer,
     fingerprint_of,
     require_client_account,
     require_id,
@@ -49,6 +50,19 @@ def capture_posting_id(hold_id: str, capture_id: str) -> str:
     return f"{hold_id}/capture/{capture_id}"
 
 
+def capture_transfer(
+    hold: HoldResult | HoldState, capture_id: str, amount: int, initiated_by: str
+) -> Transfer:
+    """A capture as the transfer its postings carry: the same in each region
+    (the destination's leg is matched to the source's by its fingerprint)."""
+    return Transfer(
+        transfer_id=capture_posting_id(hold.hold_id, capture_id),
+        from_account=hold.from_account, to_account=hold.to_account, amount=amount,
+        currency=hold.currency, initiated_by=initiated_by,
+        metadata={"hold_id": hold.hold_id, "capture_id": capture_id},
+    )  # fmt: skip
+
+
 def _seconds(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{what} must be a whole number of seconds", field=what)
@@ -66,7 +80,12 @@ class HoldRequest:
     """Reserve `amount` of `from_account` toward `to_account` for
     `expires_in_s` seconds. `over_capture` (minor units, default 0) is how
     far the captures together may exceed the held amount (a tip, a fuel
-    pump's final figure); the hold id is the idempotency key."""
+    pump's final figure); the hold id is the idempotency key.
+
+    `to_region` names the region `to_account` lives in when it is not the
+    held account's (the SDK fills it from the directory, as for transfers):
+    each capture then travels there through the cross-region saga. It is
+    part of the hold: the same id with another destination is another hold."""
 
     hold_id: str
     from_account: str
@@ -78,6 +97,7 @@ class HoldRequest:
     over_capture: int = 0
     description: str | None = None
     metadata: dict[str, Any] | None = None
+    to_region: str | None = None
 
     def validated(self) -> Hold:
         missing = [
@@ -107,6 +127,8 @@ class HoldRequest:
         _seconds(self.expires_in_s, "expires_in_s")
         if self.description is not None:
             require_short_text(self.description, "description")
+        if self.to_region is not None:
+            require_id(self.to_region, "to_region")
         return Hold(
             hold_id=self.hold_id,
             from_account=self.from_account,
@@ -118,6 +140,7 @@ class HoldRequest:
             over_capture=over,
             description=self.description,
             metadata=require_metadata(self.metadata),
+            to_region=self.to_region,
         )
 
 
@@ -135,9 +158,12 @@ class Hold:
     over_capture: int = 0
     description: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The target's region, when it is not the hold's (captures cross over).
+    to_region: str | None = None
 
     def fingerprint(self) -> str:
-        return fingerprint_of(self)
+        # A hold to this region fingerprints as holds did before `to_region`.
+        return fingerprint_of(self, optional=("to_region",))
 
     @property
     def workflow_id(self) -> str:
@@ -162,6 +188,7 @@ class HoldResult:
     reason_type: str | None = None
     reason: str | None = None
     placed_at: datetime | None = None
+    to_region: str | None = None
 
     @property
     def placed(self) -> bool:
@@ -198,10 +225,20 @@ class Capture:
         return capture_posting_id(self.hold_id, self.capture_id)
 
 
+class CaptureStatus(StrEnum):
+    CAPTURED = "captured"
+    REFUSED = "refused"
+    #: A capture toward another region that the destination refused for
+    #: good: its amount went back to the held account (posted, no longer
+    #: reserved), and it still counts against the hold.
+    REVERSED = "reversed"
+
+
 @dataclass(frozen=True)
 class CaptureResult:
     """A capture's outcome, identical on every resubmission of its id:
-    `captured` (a posting, with the balances after it) or `refused`."""
+    `captured` (a posting, with the balances after it), `refused`, or, for
+    a hold toward another region, `reversed`."""
 
     hold_id: str
     capture_id: str
@@ -215,10 +252,17 @@ class CaptureResult:
     reason_type: str | None = None
     reason: str | None = None
     recorded_at: datetime | None = None
+    initiated_by: str | None = None
+    #: The region the capture travels to (the hold's `to_region`), if any.
+    to_region: str | None = None
+    #: Routing, not a record: the destination's task queue, filled in by the
+    #: worker that answers the capture (the saga's next leg runs there).
+    to_task_queue: str | None = None
 
     @property
     def captured(self) -> bool:
-        return self.status == "captured"
+        """Its source posting stands (it may since have been reversed)."""
+        return self.status in (CaptureStatus.CAPTURED, CaptureStatus.REVERSED)
 
 
 @dataclass(frozen=True)
@@ -252,6 +296,9 @@ class HoldState:
     ended_at: datetime | None = None
     reason_type: str | None = None
     reason: str | None = None
+    to_region: str | None = None
+    #: What of `captured` the destination refused and was returned.
+    reversed: int = 0
 
     @property
     def open(self) -> bool:

@@ -23,6 +23,7 @@ CAPTURE_HOLD = "capture_hold"
 RELEASE_HOLD = "release_hold"
 EXTEND_HOLD = "extend_hold"
 GET_HOLD = "get_hold"
+RETURN_CAPTURE = "return_capture"
 APPEND_TRANSACTION = "append_transaction"
 
 
@@ -107,3 +108,13 @@ class ReleaseHoldInput:
     #: `voided` or `expired`
     ending: str
     initiated_by: str
+
+
+@dataclass(frozen=True)
+class ReturnCaptureInput:
+    """A cross-region capture to return: its destination refused it for good."""
+
+    hold_id: str
+    capture_id: str
+    reason_type: str
+    reason: str

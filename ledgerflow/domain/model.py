@@ -146,8 +146,10 @@ def parse_clearing_account(account_id: str) -> tuple[str, str, str] | None:
 
 
 def base_transfer_id(posting_id: str) -> str:
-    """The client's transfer id behind a posting id (`t/reversal` → `t`)."""
-    return posting_id.split("/", 1)[0]
+    """The posting id a reversal compensates (`t/reversal` → `t`); any other
+    posting id is its own (a capture's `h/capture/c` is one transfer, not
+    its hold's: two captures of one hold settle apart)."""
+    return posting_id.removesuffix("/reversal")
 
 
 def reversal_id(transfer_id: str) -> str:
@@ -183,11 +185,16 @@ def require_short_text(value: object, what: str) -> None:
     require_text(value, what)
 
 
-def fingerprint_of(value: Any) -> str:
+def fingerprint_of(value: Any, *, optional: tuple[str, ...] = ()) -> str:
     """SHA-256 of a request dataclass's fields as they are (not `asdict`'s
     deep copy: the same JSON, at a fraction of the cost on the append path):
-    resubmitting the same id must match it."""
-    content = {f.name: getattr(value, f.name) for f in fields(value)}
+    resubmitting the same id must match it. Fields named in `optional` count
+    only when set, so adding one keeps the fingerprints recorded before it."""
+    content = {
+        f.name: v
+        for f in fields(value)
+        if (v := getattr(value, f.name)) is not None or f.name not in optional
+    }
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 

@@ -81,6 +81,20 @@ class EventStore(Protocol):
         """Post one capture of an open hold, or record it refused; once per capture id."""
         ...
 
+    async def return_capture(
+        self,
+        hold_id: str,
+        capture_id: str,
+        reason_type: str,
+        reason: str,
+        occurred_at: datetime,
+    ) -> CaptureResult:
+        """Return a cross-region capture its destination refused for good: the
+        saga's reversing leg to the held account, and the capture `reversed`
+        with that refusal; once per capture id (`InvalidRequest` for a capture
+        that does not travel or did not post)."""
+        ...
+
     async def release_hold(
         self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime
     ) -> ReleaseResult | None:

@@ -23,6 +23,7 @@ from ledgerflow.domain.model import (
     Account,
     EventType,
     Leg,
+    OpenAccountRequest,
     Posting,
     PostingKind,
     Transfer,
@@ -53,6 +54,24 @@ def require_home(posting: Posting, region: str) -> None:
         )
 
 
+def clearing_request(
+    account_id: str, currency: str, region: str, peer_region: str | None
+) -> OpenAccountRequest:
+    """What opening a clearing account asks: no limit, since its balance is
+    what one region owes another and may go either way."""
+    return OpenAccountRequest(
+        account_id=account_id, currency=currency, region=region, overdraft_limit=None,
+        initiated_by="ledgerflow", metadata={"role": "clearing", "peer_region": peer_region},
+    ).validated(clearing=True)  # fmt: skip
+
+
+def clearing_stand_in(account_id: str, currency: str, region: str, opened_at: datetime) -> Account:
+    """A clearing account as the policy sees it before it is opened: open,
+    empty, without limit (what opening it makes it)."""
+    return Account(account_id, currency, region, None, "open", 1, 0, opened_at, GENESIS_HASH,
+                   {}, opened_at)  # fmt: skip
+
+
 def check_posting_policy(
     posting: Posting, found: Mapping[str, Account], region: str, opened_at: datetime
 ) -> None:
@@ -63,8 +82,7 @@ def check_posting_policy(
     accounts = dict(found)
     clearing = posting.clearing_account
     if clearing is not None and clearing not in accounts:
-        accounts[clearing] = Account(clearing, transfer.currency, region, None, "open", 1, 0,
-                                     opened_at, GENESIS_HASH, {}, opened_at)  # fmt: skip
+        accounts[clearing] = clearing_stand_in(clearing, transfer.currency, region, opened_at)
     check_policy(transfer, accounts.get(transfer.from_account), accounts.get(transfer.to_account))
 
 
@@ -199,7 +217,9 @@ class PostingBatch:
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             # Text no encoder accepts: refuse this posting alone, never retry it.
             raise InvalidRequest(f"the transfer cannot be stored as given: {exc}") from None
-        capture = posting.kind == PostingKind.CAPTURE
+        # A capture's debit consumes its hold's reservation (a capture toward
+        # another region is an outbound leg that does).
+        capture = posting.kind == PostingKind.CAPTURE or posting.pending_release > 0
         debit = EventType.HOLD_CAPTURED if capture else EventType.DEBITED
         legs = (
             (source, -transfer.amount, Leg.DEBIT, debit, posting.debit_counterparty,

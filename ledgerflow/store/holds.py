@@ -11,7 +11,8 @@ A hold ends exactly once: captured in full, or by its one release.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,18 +22,21 @@ from ledgerflow.domain.errors import (
     DuplicateHoldMismatch,
     HoldExpired,
     HoldNotOpen,
+    InvalidRequest,
     LedgerError,
 )
 from ledgerflow.domain.hashing import chain_hash, event_content
 from ledgerflow.domain.holds import (
     Capture,
     CaptureResult,
+    CaptureStatus,
     DeadlineChange,
     Hold,
     HoldResult,
     HoldState,
     HoldStatus,
     ReleaseResult,
+    capture_transfer,
 )
 from ledgerflow.domain.model import (
     Account,
@@ -40,10 +44,10 @@ from ledgerflow.domain.model import (
     EventType,
     Posting,
     PostingKind,
-    Transfer,
+    clearing_account_id,
 )
 from ledgerflow.domain.policy import check_capture, check_hold
-from ledgerflow.store.batch import PostingBatch, event_id_for
+from ledgerflow.store.batch import PostingBatch, clearing_stand_in, event_id_for
 from ledgerflow.store.rows import Recorded
 
 
@@ -64,14 +68,29 @@ class Written:
     head: Account
 
 
+@dataclass(frozen=True)
+class Reversal:
+    """A cross-region capture returned: its destination refused it for good."""
+
+    hold_id: str
+    capture_id: str
+    reason_type: str
+    reason: str
+    #: The held account's balance once the amount was back.
+    balance_after: int | None
+    recorded_at: datetime
+
+
 def state_of(
     placement: Placement,
     captures: list[CaptureResult],
     release: ReleaseResult | None,
     expires_at: datetime | None,
 ) -> HoldState:
-    """Where the hold stands, from its records alone."""
+    """Where the hold stands, from its records alone (captures as they stand,
+    reversals applied)."""
     hold = placement.result
+    reversed_ = sum(c.amount for c in captures if c.status == CaptureStatus.REVERSED)
     captured = sum(c.amount for c in captures if c.captured)
     consumed = sum(c.consumed for c in captures if c.captured)
     status, ended_at, remaining = HoldStatus.OPEN, None, hold.amount - consumed
@@ -87,7 +106,8 @@ def state_of(
         to_account=hold.to_account, amount=hold.amount, currency=hold.currency,
         over_capture=hold.over_capture, captured=captured, remaining=remaining,
         expires_at=expires_at, region=hold.region, ended_at=ended_at,
-        reason_type=hold.reason_type, reason=hold.reason,
+        reason_type=hold.reason_type, reason=hold.reason, to_region=hold.to_region,
+        reversed=reversed_,
     )  # fmt: skip
 
 
@@ -116,14 +136,15 @@ def refused_hold(hold: Hold, error: LedgerError, now: datetime, region: str) -> 
         hold_id=hold.hold_id, status="refused", fingerprint=hold.fingerprint(), region=region,
         from_account=hold.from_account, to_account=hold.to_account, amount=hold.amount,
         currency=hold.currency, over_capture=hold.over_capture, reason_type=error.type,
-        reason=error.message, placed_at=now,
+        reason=error.message, placed_at=now, to_region=hold.to_region,
     )  # fmt: skip
 
 
 def refused_capture(capture: Capture, error: LedgerError, now: datetime) -> CaptureResult:
     return CaptureResult(
         hold_id=capture.hold_id, capture_id=capture.capture_id, amount=capture.amount,
-        status="refused", reason_type=error.type, reason=error.message, recorded_at=now,
+        status=CaptureStatus.REFUSED, reason_type=error.type, reason=error.message,
+        recorded_at=now, initiated_by=capture.initiated_by,
     )  # fmt: skip
 
 
@@ -184,6 +205,7 @@ def place(
         from_account=hold.from_account, to_account=hold.to_account, amount=hold.amount,
         currency=hold.currency, over_capture=hold.over_capture, expires_at=expires_at,
         event_id=written.event.event_id, placed_at=written.event.recorded_at,
+        to_region=hold.to_region,
     )  # fmt: skip
     return written, result
 
@@ -213,27 +235,27 @@ def release(
     )
 
 
+def hold_target(hold: HoldResult | HoldState | Hold, region: str) -> str:
+    """The account a hold's captures credit in its own region: the target,
+    or the clearing account for the target's region."""
+    if hold.to_region is None:
+        return hold.to_account
+    return clearing_account_id(region, hold.to_region, hold.currency)
+
+
 def capture_posting(state: HoldState, capture: Capture, region: str) -> Posting:
-    """A capture as a posting of the hold's region: the held account to the
-    hold's target, consuming up to what the hold still reserves."""
-    transfer = Transfer(
-        transfer_id=capture.posting_id, from_account=state.from_account,
-        to_account=state.to_account, amount=capture.amount, currency=state.currency,
-        initiated_by=capture.initiated_by,
-        metadata={"hold_id": capture.hold_id, "capture_id": capture.capture_id},
-    )  # fmt: skip
-    return Posting(
-        transfer,
-        PostingKind.CAPTURE,
-        region,
-        None,
-        capture.posting_id,
-        state.from_account,
-        state.to_account,
-        state.to_account,
-        state.from_account,
-        pending_release=min(capture.amount, state.remaining),
-    )
+    """A capture as a posting of the hold's region, consuming up to what the
+    hold still reserves: the held account to the hold's target, or, for a
+    target in another region, the saga's source leg (to the clearing
+    account for that region, kind `outbound`)."""
+    transfer = capture_transfer(state, capture.capture_id, capture.amount, capture.initiated_by)
+    if state.to_region is None:
+        posting = Posting(transfer, PostingKind.CAPTURE, region, None, capture.posting_id,
+                          state.from_account, state.to_account, state.to_account,
+                          state.from_account)  # fmt: skip
+    else:
+        posting = Posting.outbound(transfer, region, state.to_region)
+    return replace(posting, pending_release=min(capture.amount, state.remaining))
 
 
 #: Who an expiry is attributed to: the ledger, at the deadline.
@@ -255,17 +277,42 @@ class HoldRecords:
     release: ReleaseResult | None
     #: The latest deadline change, if any (else the placement's).
     deadline: datetime | None
+    #: Cross-region captures returned, by capture id.
+    reversals: Mapping[str, Reversal] = field(default_factory=dict)
+
+    @property
+    def outcomes(self) -> list[CaptureResult]:
+        """The captures as they stand: a returned one is `reversed`, with
+        the destination's refusal; one that travels names its region."""
+        to_region = self.placement.result.to_region
+        found = []
+        for c in self.captures:
+            if c.captured and to_region is not None:
+                # The target's balance is its own region's to tell.
+                c = replace(c, to_region=to_region, to_balance_after=None)
+            back = self.reversals.get(c.capture_id)
+            if back is not None:
+                c = replace(c, status=CaptureStatus.REVERSED, reason_type=back.reason_type,
+                            reason=back.reason, from_balance_after=back.balance_after)  # fmt: skip
+            found.append(c)
+        return found
 
     @property
     def state(self) -> HoldState:
         return state_of(
-            self.placement, self.captures, self.release,
+            self.placement, self.outcomes, self.release,
             self.deadline or self.placement.result.expires_at,
         )  # fmt: skip
 
     @property
     def by_capture(self) -> dict[str, CaptureResult]:
-        return {c.capture_id: c for c in self.captures}
+        return {c.capture_id: c for c in self.outcomes}
+
+    @property
+    def accounts(self) -> set[str]:
+        """The accounts an operation on the hold locks, in its region."""
+        hold = self.placement.result
+        return {hold.from_account, hold_target(hold, hold.region)}
 
 
 def expiry_due(
@@ -307,10 +354,15 @@ def place_or_refuse(
 ) -> Placed:
     """A new hold id: placed, or refused (and recorded so) by the policy."""
     expires_at = now + timedelta(seconds=hold.expires_in_s)
+    target = accounts.get(hold.to_account)
+    if hold.to_region is not None:
+        # Checked here as the saga's source leg is: toward the clearing
+        # account (open, without limit); the target's own rules are its
+        # region's, when a capture arrives there.
+        target = clearing_stand_in(hold_target(hold, region), hold.currency, region, now)
     try:
-        written, result = place(hold, accounts.get(hold.from_account),
-                                accounts.get(hold.to_account), now, occurred_at, region,
-                                expires_at)  # fmt: skip
+        written, result = place(hold, accounts.get(hold.from_account), target, now,
+                                occurred_at, region, expires_at)  # fmt: skip
     except LedgerError as error:
         if error.type not in REJECTION_TYPES:
             raise
@@ -354,9 +406,11 @@ def capture_or_refuse(
         batch,
         CaptureResult(
             hold_id=capture.hold_id, capture_id=capture.capture_id, amount=capture.amount,
-            status="captured", consumed=min(capture.amount, state.remaining),
+            status=CaptureStatus.CAPTURED, consumed=min(capture.amount, state.remaining),
             posting_id=capture.posting_id, from_balance_after=posted.from_balance_after,
-            to_balance_after=posted.to_balance_after, recorded_at=posted.confirmed_at,
+            to_balance_after=None if state.to_region else posted.to_balance_after,
+            recorded_at=posted.confirmed_at, initiated_by=capture.initiated_by,
+            to_region=state.to_region,
         ),
     )  # fmt: skip
 
@@ -415,3 +469,47 @@ def move_deadline(records: HoldRecords, change: DeadlineChange, now: datetime) -
         return Moved(state, None, _not_open(state, "its deadline cannot move"))
     expires_at = now + timedelta(seconds=change.expires_in_s)
     return Moved(replace(state, expires_at=expires_at), expires_at)
+
+
+@dataclass(frozen=True)
+class Returned:
+    batch: PostingBatch | None
+    result: CaptureResult
+    reversal: Reversal | None = None
+
+
+def return_capture(
+    records: HoldRecords,
+    capture_id: str,
+    reason_type: str,
+    reason: str,
+    accounts: dict[str, Account],
+    now: datetime,
+    occurred_at: datetime,
+    region: str,
+    recorded: dict[str, Recorded] | None = None,
+) -> Returned:
+    """The reversal of a cross-region capture its destination refused for
+    good (the saga decides that; this writes it): the saga's reversing leg,
+    clearing account → held account, under `<posting id>/reversal`. Once
+    per capture id; a capture that does not travel, or did not post, has
+    nothing to return."""
+    existing = records.by_capture.get(capture_id)
+    hold = records.placement.result
+    if existing is None or hold.to_region is None or not existing.captured:
+        raise InvalidRequest(
+            f"capture {capture_id!r} of hold {hold.hold_id!r} is no posted capture toward "
+            "another region: there is nothing to return",
+            field="capture_id",
+        )
+    if existing.status == CaptureStatus.REVERSED:
+        return Returned(None, existing)
+    transfer = capture_transfer(hold, capture_id, existing.amount, existing.initiated_by or "")
+    batch = PostingBatch(now, region)
+    posted = batch.post(Posting.reversal(transfer, region, hold.to_region), occurred_at,
+                        accounts, {} if recorded is None else recorded)  # fmt: skip
+    reversal = Reversal(hold.hold_id, capture_id, reason_type, reason, posted.to_balance_after,
+                        posted.confirmed_at or now)  # fmt: skip
+    outcome = replace(existing, status=CaptureStatus.REVERSED, reason_type=reason_type,
+                      reason=reason, from_balance_after=posted.to_balance_after)  # fmt: skip
+    return Returned(batch, outcome, reversal)

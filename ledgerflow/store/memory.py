@@ -54,6 +54,7 @@ from ledgerflow.store.base import LocalShorthands, TailCursor
 from ledgerflow.store.batch import (
     PostingBatch,
     check_posting_policy,
+    clearing_request,
     event_id_for,
     require_home,
     same_posting,
@@ -61,11 +62,14 @@ from ledgerflow.store.batch import (
 from ledgerflow.store.holds import (
     HoldRecords,
     Placement,
+    Reversal,
     capture_or_refuse,
     decide_release,
     expiry_due,
+    hold_target,
     move_deadline,
     place_or_refuse,
+    return_capture,
     same_capture,
     same_hold,
 )
@@ -88,6 +92,7 @@ class InMemoryEventStore(LocalShorthands):
         self._holds: dict[str, Placement] = {}
         self._captures: dict[str, dict[str, CaptureResult]] = {}
         self._releases: dict[str, ReleaseResult] = {}
+        self._reversals: dict[str, dict[str, Reversal]] = {}
         #: hold id -> change id -> the deadline it set (deadlines only move
         #: by `expires_in_s` from the store's clock, so the latest is the max)
         self._deadlines: dict[str, dict[str, datetime]] = {}
@@ -148,16 +153,12 @@ class InMemoryEventStore(LocalShorthands):
         self._accounts[account.account_id] = account
         return OpenAccountResult(account=account, created=True, event_id=event_id)
 
-    def _ensure_clearing(self, posting: Posting, occurred_at: datetime) -> None:
-        clearing = posting.clearing_account
+    def _ensure_clearing(
+        self, clearing: str | None, currency: str, peer_region: str | None, occurred_at: datetime
+    ) -> None:
         if clearing is None or clearing in self._accounts:
             return
-        request = OpenAccountRequest(
-            account_id=clearing, currency=posting.transfer.currency, region=self.region,
-            overdraft_limit=None, initiated_by="ledgerflow",
-            metadata={"role": "clearing", "peer_region": posting.peer_region},
-        )  # fmt: skip
-        self._open(request.validated(clearing=True), occurred_at)
+        self._open(clearing_request(clearing, currency, self.region, peer_region), occurred_at)
 
     async def get_account(self, account_id: str) -> Account | None:
         return self._accounts.get(account_id)
@@ -193,7 +194,8 @@ class InMemoryEventStore(LocalShorthands):
     async def append_posting(self, posting: Posting, occurred_at: datetime) -> TransferResult:
         require_home(posting, self.region)
         async with self._lock:
-            self._ensure_clearing(posting, occurred_at)
+            self._ensure_clearing(posting.clearing_account, posting.transfer.currency,
+                                  posting.peer_region, occurred_at)  # fmt: skip
             batch = PostingBatch(self._clock(), self.region)
             accounts = dict(self._accounts)
             result = batch.post(posting, occurred_at, accounts, self._recorded)
@@ -243,6 +245,7 @@ class InMemoryEventStore(LocalShorthands):
         return HoldRecords(
             placement, list(self._captures.get(hold_id, {}).values()),
             self._releases.get(hold_id), max(deadlines.values(), default=None),
+            dict(self._reversals.get(hold_id, {})),
         )  # fmt: skip
 
     def _settle(
@@ -259,6 +262,9 @@ class InMemoryEventStore(LocalShorthands):
     async def place_hold(self, request: HoldRequest, occurred_at: datetime) -> HoldResult:
         hold = request.validated()
         async with self._lock:
+            if hold.to_region is not None:
+                self._ensure_clearing(hold_target(hold, self.region), hold.currency,
+                                      hold.to_region, occurred_at)  # fmt: skip
             if hold.hold_id in self._holds:
                 return same_hold(self._holds[hold.hold_id].result, hold)
             outcome = place_or_refuse(hold, self._accounts, self._clock(), occurred_at,
@@ -283,6 +289,25 @@ class InMemoryEventStore(LocalShorthands):
             self._apply(outcome.batch or PostingBatch(now, self.region), *expired)
             self._captures.setdefault(capture.hold_id, {})[capture.capture_id] = outcome.result
             return outcome.result
+
+    async def return_capture(
+        self,
+        hold_id: str,
+        capture_id: str,
+        reason_type: str,
+        reason: str,
+        occurred_at: datetime,
+    ) -> CaptureResult:
+        async with self._lock:
+            now = self._clock()
+            accounts = dict(self._accounts)
+            returned = return_capture(self._records(hold_id), capture_id, reason_type, reason,
+                                      accounts, now, occurred_at, self.region,
+                                      self._recorded)  # fmt: skip
+            if returned.batch is not None and returned.reversal is not None:
+                self._apply(returned.batch)
+                self._reversals.setdefault(hold_id, {})[capture_id] = returned.reversal
+            return returned.result
 
     async def release_hold(
         self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime

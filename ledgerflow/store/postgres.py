@@ -39,6 +39,7 @@ from ledgerflow.domain.holds import (
     HoldState,
     HoldStatus,
     ReleaseResult,
+    capture_posting_id,
 )
 from ledgerflow.domain.model import (
     Account,
@@ -52,6 +53,7 @@ from ledgerflow.domain.model import (
     Transfer,
     TransferResult,
     canonical_json,
+    reversal_id,
 )
 from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store import log
@@ -60,6 +62,7 @@ from ledgerflow.store.batch import (
     APPEND_WRITES,
     PostingBatch,
     check_posting_policy,
+    clearing_request,
     event_id_for,
     require_home,
     same_posting,
@@ -68,12 +71,15 @@ from ledgerflow.store.group_commit import CallerGone, GroupCommit, Pending
 from ledgerflow.store.holds import (
     EXPIRY_PRINCIPAL,
     HoldRecords,
+    Reversal,
     Written,
     capture_or_refuse,
     decide_release,
     expiry_due,
+    hold_target,
     move_deadline,
     place_or_refuse,
+    return_capture,
     same_capture,
     same_hold,
 )
@@ -85,6 +91,7 @@ from ledgerflow.store.rows import (
     EVENT_COLUMNS,
     HOLD_COLUMNS,
     RELEASE_COLUMNS,
+    REVERSAL_COLUMNS,
     TRANSFER_COLUMNS,
     account_from_row,
     capture_from_row,
@@ -173,22 +180,16 @@ class PostgresEventStore(LocalShorthands, EventStore):
     ) -> OpenAccountResult:
         return await self._open_account(request.validated(), occurred_at)
 
-    async def _ensure_clearing(self, posting: Posting, occurred_at: datetime) -> None:
-        """Open the posting's clearing account on first use (idempotent, its own
+    async def _ensure_clearing(
+        self, clearing: str | None, currency: str, peer_region: str | None, occurred_at: datetime
+    ) -> None:
+        """Open a clearing account on first use (idempotent, its own
         transaction): unlimited overdraft, since its balance is what one region
         owes another and may go either way."""
-        clearing = posting.clearing_account
         if clearing is None or clearing in self._clearing_open:
             return
-        request = OpenAccountRequest(
-            account_id=clearing,
-            currency=posting.transfer.currency,
-            region=self.region,
-            overdraft_limit=None,
-            initiated_by="ledgerflow",
-            metadata={"role": "clearing", "peer_region": posting.peer_region},
-        )
-        await self._open_account(request.validated(clearing=True), occurred_at)
+        await self._open_account(clearing_request(clearing, currency, self.region, peer_region),
+                                 occurred_at)  # fmt: skip
         self._clearing_open.add(clearing)
 
     async def _open_account(
@@ -375,11 +376,28 @@ class PostgresEventStore(LocalShorthands, EventStore):
                 {"h": hold_id},
             )
         ).scalar()
+        placement = placement_from_row(row)
+        reversals: dict[str, Reversal] = {}
+        if placement.result.to_region is not None:
+            reversals = {
+                r.capture_id: Reversal(
+                    r.hold_id, r.capture_id, r.reason_type, r.reason, r.balance_after, r.recorded_at
+                )
+                for r in await conn.execute(
+                    text(
+                        f"SELECT {REVERSAL_COLUMNS} FROM hold_capture_reversals r "
+                        "LEFT JOIN transfers t ON t.transfer_id = r.posting_id "
+                        "WHERE r.hold_id = :h"
+                    ),
+                    {"h": hold_id},
+                )
+            }
         return HoldRecords(
-            placement_from_row(row),
+            placement,
             captures,
             release_from_row(released) if released else None,
             deadline,
+            reversals,
         )
 
     async def _locked_hold(
@@ -387,8 +405,7 @@ class PostgresEventStore(LocalShorthands, EventStore):
     ) -> tuple[HoldRecords, dict[str, Account]]:
         """The hold's records, read again under its accounts' locks."""
         first = await self._hold(conn, hold_id)
-        result = first.placement.result
-        accounts = await self._lock(conn, {result.from_account, result.to_account})
+        accounts = await self._lock(conn, first.accounts)
         return await self._hold(conn, hold_id), accounts
 
     async def _apply_release(
@@ -424,8 +441,12 @@ class PostgresEventStore(LocalShorthands, EventStore):
 
     async def place_hold(self, request: HoldRequest, occurred_at: datetime) -> HoldResult:
         hold = request.validated()
+        target = hold_target(hold, self.region)
+        if hold.to_region is not None:
+            # Its captures' source legs credit it: open before the first.
+            await self._ensure_clearing(target, hold.currency, hold.to_region, occurred_at)
         async with self.engine.begin() as conn:
-            accounts = await self._lock(conn, {hold.from_account, hold.to_account})
+            accounts = await self._lock(conn, {hold.from_account, target})
             row = (
                 await conn.execute(
                     text(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = :h"),
@@ -456,6 +477,32 @@ class PostgresEventStore(LocalShorthands, EventStore):
                 await conn.execute(APPEND_WRITES, outcome.batch.params())
             await conn.execute(RECORD_CAPTURE, capture_params(capture, outcome.result))
         return outcome.result
+
+    async def return_capture(
+        self,
+        hold_id: str,
+        capture_id: str,
+        reason_type: str,
+        reason: str,
+        occurred_at: datetime,
+    ) -> CaptureResult:
+        async with self.engine.begin() as conn:
+            records, accounts = await self._locked_hold(conn, hold_id)
+            now = await self._now(conn)
+            returned = return_capture(records, capture_id, reason_type, reason, accounts, now,
+                                      occurred_at, self.region)  # fmt: skip
+            if returned.batch is not None and returned.reversal is not None:
+                await conn.execute(APPEND_WRITES, returned.batch.params())
+                await conn.execute(
+                    text(
+                        "INSERT INTO hold_capture_reversals (hold_id, capture_id, posting_id, "
+                        "reason_type, reason, recorded_at) VALUES (:h, :c, :p, :t, :r, :at)"
+                    ),
+                    {"h": hold_id, "c": capture_id,
+                     "p": reversal_id(capture_posting_id(hold_id, capture_id)),
+                     "t": reason_type, "r": reason, "at": returned.reversal.recorded_at},
+                )  # fmt: skip
+        return returned.result
 
     async def release_hold(
         self, hold_id: str, ending: str, initiated_by: str, occurred_at: datetime
@@ -590,7 +637,9 @@ class PostgresEventStore(LocalShorthands, EventStore):
         postings each); each call gets its own outcome or its own error.
         """
         require_home(posting, self.region)
-        await self._ensure_clearing(posting, occurred_at)
+        await self._ensure_clearing(
+            posting.clearing_account, posting.transfer.currency, posting.peer_region, occurred_at
+        )
         return await self._group_commit.submit((posting, occurred_at))
 
     async def _append_batch(
@@ -809,9 +858,10 @@ def change_params(request: AccountChangeRequest, result: AccountChangeResult) ->
 RECORD_HOLD = text(
     "INSERT INTO holds (hold_id, fingerprint, status, from_account, to_account, amount, "
     "currency, over_capture, expires_at, event_id, reason_type, reason, initiated_by, "
-    "description, recorded_at) VALUES (:hold_id, :fingerprint, :status, :from_account, "
-    ":to_account, :amount, :currency, :over_capture, :expires_at, CAST(:event_id AS uuid), "
-    ":reason_type, :reason, :initiated_by, :description, :recorded_at)"
+    "description, recorded_at, to_region) VALUES (:hold_id, :fingerprint, :status, "
+    ":from_account, :to_account, :amount, :currency, :over_capture, :expires_at, "
+    "CAST(:event_id AS uuid), :reason_type, :reason, :initiated_by, :description, "
+    ":recorded_at, :to_region)"
 )
 
 
@@ -832,6 +882,7 @@ def hold_params(hold: Hold, result: HoldResult) -> dict[str, Any]:
         "initiated_by": hold.initiated_by,
         "description": hold.description,
         "recorded_at": result.placed_at,
+        "to_region": hold.to_region,
     }
 
 

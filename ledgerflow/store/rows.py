@@ -157,7 +157,7 @@ def placement_from_row(row: Row[Any]) -> Placement:
         amount=m["amount"], currency=m["currency"], over_capture=m["over_capture"],
         expires_at=m["expires_at"] if m["status"] == "placed" else None,
         event_id=m["event_id"], reason_type=m["reason_type"], reason=m["reason"],
-        placed_at=m["recorded_at"],
+        placed_at=m["recorded_at"], to_region=m["to_region"],
     )  # fmt: skip
     return Placement(result, m["initiated_by"], m["description"])
 
@@ -169,6 +169,7 @@ def capture_from_row(row: Row[Any]) -> CaptureResult:
         status=m["status"], consumed=m["consumed"], posting_id=m["posting_id"],
         from_balance_after=m["from_balance_after"], to_balance_after=m["to_balance_after"],
         reason_type=m["reason_type"], reason=m["reason"], recorded_at=m["recorded_at"],
+        initiated_by=m["initiated_by"],
     )  # fmt: skip
 
 
@@ -182,11 +183,16 @@ def release_from_row(row: Row[Any]) -> ReleaseResult:
 HOLD_COLUMNS = (
     "hold_id, fingerprint, status, :region AS region, from_account, to_account, amount, "
     "currency, over_capture, expires_at, event_id::text AS event_id, reason_type, reason, "
-    "initiated_by, description, recorded_at"
+    "initiated_by, description, recorded_at, to_region"
 )
 #: A capture's record, with the balances its posting left (from its transfer row).
 CAPTURE_COLUMNS = (
     "c.hold_id, c.capture_id, c.amount, c.status, c.consumed, c.posting_id, c.reason_type, "
-    "c.reason, c.recorded_at, t.from_balance_after, t.to_balance_after"
+    "c.reason, c.recorded_at, c.initiated_by, t.from_balance_after, t.to_balance_after"
+)
+#: A cross-region capture's return, with the held account's balance after it.
+REVERSAL_COLUMNS = (
+    "r.hold_id, r.capture_id, r.reason_type, r.reason, r.recorded_at, "
+    "t.to_balance_after AS balance_after"
 )
 RELEASE_COLUMNS = "hold_id, ending, released, event_id::text AS event_id, recorded_at"

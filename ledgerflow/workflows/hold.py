@@ -12,12 +12,21 @@ The race rules (README, "Holds"): the store's clock decides the deadline,
 and every step takes the held account's lock, so exactly one ending wins.
 Steps also run one at a time here, in the order the workflow received them.
 
+A hold toward another region's account captures through the cross-region
+saga: the capture posts its source leg here (held account → clearing),
+then its destination leg runs on that region's task queue, and if the
+destination refuses for good the amount comes back (`return_capture`).
+That part of a capture runs outside the one-at-a-time steps (a region down
+for an hour must not hold up a void here); the workflow ends only once
+every capture's saga has.
+
 Deterministic code only; store calls are activities called by name.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -30,21 +39,29 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.holds import (
         CaptureRequest,
         CaptureResult,
+        CaptureStatus,
         DeadlineChange,
         HoldRequest,
         HoldResult,
         HoldState,
         HoldStatus,
         ReleaseResult,
+        capture_transfer,
     )
     from ledgerflow.domain.messages import (
         CAPTURE_HOLD,
         EXTEND_HOLD,
         GET_HOLD,
         PLACE_HOLD,
+        PROJECT_EVENTS,
         RELEASE_HOLD,
+        RETURN_CAPTURE,
+        ProjectEventsInput,
+        ProjectEventsOutput,
         ReleaseHoldInput,
+        ReturnCaptureInput,
     )
+    from ledgerflow.domain.model import TransferResult
     from ledgerflow.domain.money import format_amount
     from ledgerflow.temporal_errors import to_application_error
     from ledgerflow.workflow_names import (
@@ -54,7 +71,8 @@ with workflow.unsafe.imports_passed_through():
         HOLD_STATUS,
         HOLD_VOID,
     )
-    from ledgerflow.workflows.policies import store_step
+    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, RETRY_POLICY, store_step
+    from ledgerflow.workflows.saga import destination_leg
 
 T = TypeVar("T")
 
@@ -67,6 +85,8 @@ class HoldWorkflow:
         self._state: HoldState | None = None
         self._changed = False
         self._steps = asyncio.Lock()
+        #: Projections of captures' destination legs, each in its region.
+        self._projections: list[asyncio.Future[ProjectEventsOutput]] = []
 
     @workflow.run
     async def run(self, request: HoldRequest) -> HoldState:
@@ -108,6 +128,7 @@ class HoldWorkflow:
                         )
                     self._state = await self._refresh(hold.hold_id)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._projections)
         assert self._state is not None
         return self._state
 
@@ -131,9 +152,46 @@ class HoldWorkflow:
     @workflow.update(name=HOLD_CAPTURE)
     async def capture(self, request: CaptureRequest) -> CaptureResult:
         result = await self._step(CAPTURE_HOLD, request, CaptureResult, request.hold_id)
+        if result.status == CaptureStatus.CAPTURED and result.to_task_queue is not None:
+            result = await self._deliver(result, result.to_task_queue)
         if result.reason_type is not None:
             raise _refusal(result.reason_type, result.reason or result.reason_type)
-        return result
+        return replace(result, to_task_queue=None)
+
+    async def _deliver(self, captured: CaptureResult, to_task_queue: str) -> CaptureResult:
+        """A capture toward another region, its source leg posted: the
+        destination's leg, or, refused there for good, the amount returned.
+        Every re-sent capture id drives it again, each step answering what
+        its region recorded (a re-run of a closed hold id included)."""
+        hold = self._placed
+        assert hold is not None and captured.recorded_at is not None
+        transfer = capture_transfer(hold, captured.capture_id, captured.amount,
+                                    captured.initiated_by or "")  # fmt: skip
+        there = await destination_leg(transfer, hold.region, to_task_queue, captured.recorded_at)
+        if isinstance(there, TransferResult):
+            self._projections.append(
+                workflow.start_activity(
+                    PROJECT_EVENTS,
+                    ProjectEventsInput(
+                        [e for e in (there.debit_event_id, there.credit_event_id) if e]
+                    ),
+                    result_type=ProjectEventsOutput,
+                    task_queue=to_task_queue,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY_POLICY,
+                )
+            )
+            return captured
+        reason = (
+            f"region {captured.to_region} refused the capture ({there.message}); "
+            f"the amount was returned to {hold.from_account}"
+        )
+        return await self._step(
+            RETURN_CAPTURE,
+            ReturnCaptureInput(hold.hold_id, captured.capture_id, there.type or "InvalidRequest",
+                               reason),
+            CaptureResult, hold.hold_id,
+        )  # fmt: skip
 
     @workflow.update(name=HOLD_VOID)
     async def void(self, initiated_by: str) -> ReleaseResult:

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
     from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, PROJECT_WITHIN, RETRY_POLICY
+    from ledgerflow.workflows.saga import destination_leg
 
 
 T = TypeVar("T")
@@ -209,30 +210,13 @@ class TransferWorkflow:
         self._status = TransferStatus.IN_TRANSIT
         self._set_attributes(sa.STATUS.value_set(TransferStatus.IN_TRANSIT))
         workflow.set_current_details(f"{transfer.summary()}: in transit {region} → {to_region}")
-        try:
-            # No schedule-to-start limit: while the destination region is down
-            # the task waits in its queue, and the transfer stays in transit.
-            arrived: TransferResult = await workflow.execute_activity(
-                APPEND_LEG,
-                AppendLegInput(transfer, PostingKind.INBOUND, region, occurred_at),
-                result_type=TransferResult,
-                task_queue=to_task_queue,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-        except ActivityError as err:
-            refusal = domain_cause(err)
-            if refusal is None:
-                raise
-            return await self._compensate(transfer, region, to_region, to_task_queue,
-                                          refusal, source, occurred_at)  # fmt: skip
-        if arrived.status != TransferStatus.CONFIRMED and workflow.patched(SAGA_OBEYS_STORE):
-            # The destination's recorded refusal (a re-run of a reversed id):
-            # already recorded there, so only the reversal remains.
-            refused = ApplicationError(arrived.reason or "", type=arrived.reason_type)
-            return await self._compensate(transfer, region, to_region, to_task_queue,
-                                          refused, source, occurred_at, recorded=True)  # fmt: skip
-        return self._arrived(transfer, region, to_region, to_task_queue, source, arrived)
+        there = await destination_leg(
+            transfer, region, to_task_queue, occurred_at,
+            obey=lambda: workflow.patched(SAGA_OBEYS_STORE),
+        )  # fmt: skip
+        if isinstance(there, TransferResult):
+            return self._arrived(transfer, region, to_region, to_task_queue, source, there)
+        return await self._compensate(transfer, region, to_region, there, source, occurred_at)
 
     def _arrived(
         self,
@@ -262,42 +246,12 @@ class TransferWorkflow:
         transfer: Transfer,
         region: str,
         to_region: str,
-        to_task_queue: str,
         refusal: ApplicationError,
         source: TransferResult,
         occurred_at: datetime,
-        *,
-        recorded: bool = False,
     ) -> TransferResult:
-        """The destination refused for good: record its refusal there (for its
-        audit trail), then post the reversing leg here. Never delete anything.
-
-        Recording the refusal returns what the destination recorded first:
-        if that is a confirmation (an earlier attempt of the leg committed
-        late), the money arrived and must not be paid back."""
-        if refusal.type in REJECTION_TYPES and not recorded:
-            there: TransferResult | None = None
-            try:
-                there = await workflow.execute_activity(
-                    RECORD_REJECTION,
-                    RecordRejectionInput(transfer, refusal.type or "", refusal.message,
-                                         occurred_at, PostingKind.INBOUND, region),
-                    result_type=TransferResult,
-                    task_queue=to_task_queue,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=RETRY_POLICY,
-                )  # fmt: skip
-            except ActivityError as err:
-                # The id already stands for another posting there: nothing of
-                # ours was written in that region, so compensating is still right.
-                if domain_cause(err) is None:
-                    raise
-            if (
-                there is not None
-                and there.status == TransferStatus.CONFIRMED
-                and workflow.patched(SAGA_OBEYS_STORE)
-            ):
-                return self._arrived(transfer, region, to_region, to_task_queue, source, there)
+        """The destination refused for good (its refusal recorded there):
+        post the reversing leg here. Never delete anything."""
         try:
             returned = await self._here(
                 APPEND_LEG,

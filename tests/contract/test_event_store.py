@@ -442,6 +442,58 @@ async def test_an_account_with_an_open_hold_does_not_close(es: EventStore, uid: 
     assert (await es.change_account(change(carol, "close", "c3"), NOW)).applied
 
 
+async def test_a_hold_toward_another_region_captures_to_clearing_and_returns_once(
+    es: EventStore, uid: Ids
+) -> None:
+    _, alice, _ = await funded(es, uid, 100)
+    far, hid = uid("abroad"), uid("h")  # an account of region eu: unknown here
+    placed = await es.place_hold(hold(hid, alice, far, 60, to_region="eu"), NOW)
+    assert placed.placed and placed.to_region == "eu"
+    clearing = clearing_account_id("us", "eu", "USD")
+    assert (await es.get_account(clearing)) is not None  # opened for its captures
+    # The destination is part of the hold: another, or none, is another hold.
+    for other in ("ap", None):
+        with pytest.raises(DuplicateHoldMismatch):
+            await es.place_hold(hold(hid, alice, far, 60, to_region=other), NOW)
+    first = await es.capture_hold(capture(hid, "c1", 25), NOW)
+    assert (first.status, first.consumed, first.to_region, first.from_balance_after,
+            first.to_balance_after) == ("captured", 25, "eu", 75, None)  # fmt: skip
+    assert await es.capture_hold(capture(hid, "c1", 25), NOW) == first
+    leg = await es.get_transfer(f"{hid}/capture/c1")
+    assert leg is not None and leg.confirmed
+    assert (await es.get_account(clearing)).balance == 25  # type: ignore[union-attr]
+    back = await es.return_capture(hid, "c1", "AccountClosed", "closed there", NOW)
+    assert (back.status, back.reason_type, back.reason, back.from_balance_after) == (
+        "reversed", "AccountClosed", "closed there", 100)  # fmt: skip
+    # Once: a second return (a re-run of the saga) answers the first.
+    assert await es.return_capture(hid, "c1", "AccountClosed", "again", NOW) == back
+    assert await es.capture_hold(capture(hid, "c1", 25), NOW) == back
+    account = await es.get_account(alice)
+    assert account is not None and (account.balance, account.pending_out) == (100, 35)
+    assert (await es.get_account(clearing)).balance == 0  # type: ignore[union-attr]
+    state = await es.get_hold(hid)
+    assert state is not None and (state.status, state.captured, state.reversed,
+                                  state.remaining) == ("open", 25, 25, 35)  # fmt: skip
+    # Only a posted capture toward another region returns, and nothing is written.
+    refused = await es.capture_hold(capture(hid, "c2", 99), NOW)
+    for capture_id in ("c2", "nothing"):
+        with pytest.raises(InvalidRequest):
+            await es.return_capture(hid, capture_id, "AccountClosed", "x", NOW)
+    assert refused.status == "refused"
+    bob = await opened(es, uid("bob"))
+    local = uid("local")
+    await es.place_hold(hold(local, alice, bob, 5), NOW)
+    await es.capture_hold(capture(local, "c1", 5), NOW)
+    with pytest.raises(InvalidRequest):
+        await es.return_capture(local, "c1", "AccountClosed", "x", NOW)
+    events = await es.account_events(alice)
+    assert [(e.type, e.amount, e.pending_after) for e in events][-5:] == [
+        ("HoldPlaced", 0, 60), ("HoldCaptured", -25, 35), ("Credited", 25, 35),
+        ("HoldPlaced", 0, 40), ("HoldCaptured", -5, 35)]  # fmt: skip
+    assert events[-3].transfer_id == f"{hid}/capture/c1/reversal"
+    assert verify_chain(events) == (await es.get_account(alice)).head_hash  # type: ignore[union-attr]
+
+
 # -- multi-leg transactions --------------------------------------------------------
 
 

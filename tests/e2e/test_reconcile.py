@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,7 +31,7 @@ from temporalio.worker import Worker
 from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
-from ledgerflow.domain.errors import InsufficientFunds
+from ledgerflow.domain.errors import AccountClosed, InsufficientFunds
 from ledgerflow.domain.model import Posting, Transfer, TransferStatus, clearing_account_id
 from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.reconcile.messages import ReconcileStatus, ReconcileSummary
@@ -219,6 +220,54 @@ async def test_transfers_in_every_direction_survive_a_stopped_region_and_reconci
     # Each customer: +1000 funding, paid 2 rounds to two regions, received the same.
     for region in REGIONS:
         assert (await ledger.balance(customers[region])).balance == 100_000
+
+
+async def test_captures_into_a_stopped_region_wait_then_arrive_and_reconcile_clean(
+    regions: Regions,
+) -> None:
+    """A hold in us toward eu: with eu's worker stopped, a capture posts its
+    source leg and waits in transit; a capture toward an account eu closed
+    comes back once eu answers; afterwards every leg is settled."""
+    ledger = LedgerClient(regions.client, regions.settings)
+    tag = uuid.uuid4().hex[:6]
+    customers = await open_customers(ledger, tag)
+    alice, shop = customers["us"], customers["eu"]
+    gone = f"gone-eu-{tag}"
+    await ledger.open_account(gone, "USD", region="eu")
+    await ledger.close_account(gone, reason="left", change_id="close")
+    await ledger.hold(f"h-{tag}", alice, shop, "50.00", "USD", expires_in=3600)
+    await ledger.hold(f"g-{tag}", alice, gone, "20.00", "USD", expires_in=3600)
+    await regions.stop("eu")
+    arriving = asyncio.create_task(ledger.capture(f"h-{tag}", "30.00", capture_id="c1"))
+    returning = asyncio.create_task(ledger.capture(f"g-{tag}", "20.00", capture_id="c1"))
+
+    async def source_legs_posted() -> bool:
+        async with regions.engines["us"].connect() as conn:
+            count = (
+                await conn.execute(
+                    text("SELECT count(*) FROM transfers WHERE transfer_id = ANY(:ids)"),
+                    {"ids": [f"h-{tag}/capture/c1", f"g-{tag}/capture/c1"]},
+                )
+            ).scalar_one()
+        return bool(count == 2)
+
+    await eventually(source_legs_posted, within=20)
+    assert not arriving.done() and not returning.done()  # in transit while eu is down
+    during = await regions.reconcile("holds-during")
+    assert during.status == ReconcileStatus.INCOMPLETE and during.unreachable == ["eu"]
+    await regions.start("eu")
+    assert (await arriving).status == "captured"
+    with pytest.raises(AccountClosed):  # refused there: the amount came back
+        await returning
+    await eventually(lambda: _balance_is(ledger, shop, 100_000 + 3000), within=20)
+    balance = await ledger.balance(alice)
+    assert (balance.balance, balance.pending_out) == (100_000 - 3000, 2000)
+    after = await regions.reconcile("holds-after")
+    assert (after.status, after.discrepancies, after.in_transit) == (ReconcileStatus.CLEAN, 0, 0)
+
+
+async def _balance_is(ledger: LedgerClient, account_id: str, amount: int) -> bool:
+    return (await ledger.balance(account_id)).balance == amount
 
 
 async def test_a_leg_deleted_behind_the_ledgers_back_is_reported_with_its_transfer_id(

@@ -68,6 +68,8 @@ class ModelHold:
     status: str = "open"  # open | captured | voided | expired | refused
     captured: int = 0
     consumed: int = 0
+    #: The target's region when it is not the hold's: captures travel there.
+    to_region: str | None = None
     #: capture id -> (amount, its answer)
     captures: dict[str, tuple[int, str]] = field(default_factory=dict)
 
@@ -148,11 +150,22 @@ class Model:
 
     # -- holds ------------------------------------------------------------
 
-    def decide_hold(self, payload: Payload) -> str:
-        """`placed` or the refusal of a new hold (same region only)."""
+    def hold_route(self, payload: Payload) -> str | None:
+        """The region a hold's captures travel to, as the SDK finds it (the
+        target's home, if that is another region than the source's)."""
         source, target = self.accounts.get(payload.source), self.accounts.get(payload.target)
-        for account in (source, target):
-            if account is None or account.region != (source.region if source else None):
+        if source is None or target is None or target.region == source.region:
+            return None
+        return target.region
+
+    def decide_hold(self, payload: Payload) -> str:
+        """`placed` or the refusal of a new hold. Toward another region only
+        the source is checked: the target is its region's to judge, when a
+        capture arrives there."""
+        source, target = self.accounts.get(payload.source), self.accounts.get(payload.target)
+        checked = [source] if self.hold_route(payload) is not None else [source, target]
+        for account in checked:
+            if account is None or source is None or account.region != source.region:
                 return "AccountNotFound"
             if account.status == "closed":
                 return "AccountClosed"
@@ -169,7 +182,8 @@ class Model:
             return known[1] if known[0] == payload else "DuplicateHoldMismatch"
         answer = self.decide_hold(payload)
         self.placements[hold_id] = (payload, answer)
-        hold = ModelHold(hold_id, payload.source, payload.target, payload.amount, over)
+        hold = ModelHold(hold_id, payload.source, payload.target, payload.amount, over,
+                         to_region=self.hold_route(payload))  # fmt: skip
         if answer != "placed":
             hold.status = "refused"
         else:
@@ -198,18 +212,31 @@ class Model:
             return "AccountClosed"
         if source.status == "frozen":
             return "AccountFrozen"
-        if target.status == "closed":
+        if target.status == "closed" and hold.to_region is None:
             return "AccountClosed"
         consumed = min(amount, hold.remaining)
         if not self.can_spend(source, amount, consumed):
             return "InsufficientFunds"
-        source.balance -= amount
-        target.balance += amount
         source.pending -= consumed
         hold.captured += amount
         hold.consumed += consumed
         if hold.consumed >= hold.amount:
             hold.status = "captured"
+        if hold.to_region is not None:
+            # The destination judges its account when the capture arrives;
+            # refused, the amount comes back (posted, no longer held) and
+            # the capture still counts against the hold.
+            refusal = None
+            if target.status == "closed":
+                refusal = "AccountClosed"
+            elif target.currency != source.currency:
+                refusal = "CurrencyMismatch"
+            if refusal is not None:
+                return refusal
+            self.clearing[(source.region, hold.to_region, source.currency)] += amount
+            self.clearing[(hold.to_region, source.region, source.currency)] -= amount
+        source.balance -= amount
+        target.balance += amount
         return "captured"
 
     def release(self, hold_id: str, ending: str) -> str:

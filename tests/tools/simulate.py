@@ -12,7 +12,9 @@ the plain Temporal client (also misrouted ones); account freezes, unfreezes
 and closes, and re-sent change ids (the same change, or another under its
 id), through the SDK and raw starts; holds placed, captured in parts and
 again under the same capture id (the same amount, or another), voided, their
-deadlines moved, and holds left to expire by their workflow's timer;
+deadlines moved, and holds left to expire by their workflow's timer, some
+toward another region's account (each capture a saga, returned when the
+destination refuses it);
 resubmissions of closed ids through the SDK; raw re-runs of closed ids, with
 the same payload and with another; concurrent duplicate submissions of a new
 id from separate clients (local and cross-region); workflow resets of closed
@@ -299,7 +301,8 @@ class Simulation:
         if kind in ("hold", "hold-expire"):
             region = rng.choice(regions)
             source = rng.choice(self.customers(region))
-            here = rng.choice(regions) if rng.random() < 0.1 else region  # elsewhere: refused
+            # Elsewhere: its captures travel through the saga.
+            here = rng.choice(regions) if rng.random() < 0.3 else region
             targets = [a for a in self.customers(here) if a.account_id != source.account_id]
             target = rng.choice(targets)
             available = source.balance - source.pending + (source.limit or 0)

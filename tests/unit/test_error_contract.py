@@ -266,7 +266,10 @@ def test_clearing_ids_and_posting_ids_parse_back() -> None:
         assert parse_clearing_account(other) is None
     assert reversal_id("t1") == "t1/reversal"
     assert base_transfer_id("t1/reversal") == "t1" and base_transfer_id("t1") == "t1"
-    assert base_transfer_id("a/b/c") == "a"
+    # A capture's posting is its own transfer (two captures of a hold settle
+    # apart in reconciliation), and so is its reversal's compensated leg.
+    assert base_transfer_id("h/capture/c") == "h/capture/c"
+    assert base_transfer_id("h/capture/c/reversal") == "h/capture/c"
 
 
 TRANSFER = REQUEST.validated()

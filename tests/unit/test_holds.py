@@ -361,6 +361,7 @@ def test_a_refusal_of_a_hold_or_a_capture_records_exactly_why() -> None:
         hold_id="h1", capture_id="c9", amount=61, status="refused", consumed=0, posting_id=None,
         reason_type="CaptureExceedsHold",
         reason="hold 'h1' can take 0.60 USD more; 0.61 USD exceeds it", recorded_at=later,
+        initiated_by="pos",
     )  # fmt: skip
     with pytest.raises(DuplicateHoldMismatch) as dup:
         same_hold(records.placement.result, request(61).validated())
@@ -386,7 +387,7 @@ def test_a_capture_is_exactly_this_posting_and_outcome() -> None:
     assert outcome.result == CaptureResult(
         hold_id="h1", capture_id="c1", amount=25, status="captured", consumed=25,
         posting_id="h1/capture/c1", from_balance_after=75, to_balance_after=25,
-        recorded_at=later,
+        recorded_at=later, initiated_by="merchant",
     )  # fmt: skip
     assert outcome.batch is not None and outcome.batch.region == "us"
     recorded: dict[str, Any] = {}
