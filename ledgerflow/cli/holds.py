@@ -91,13 +91,19 @@ def _generated(args: argparse.Namespace, prefix: str, what: str) -> str:
 
 
 _STATE_COLUMNS = ["hold_id", "status", "amount", "captured", "remaining", "expires_at"]
+#: A hold toward another region also shows where, and what came back.
+_ABROAD_COLUMNS = [*_STATE_COLUMNS, "to_region", "reversed"]
 
 
 def _state_row(state: HoldState) -> dict[str, Any]:
     return dataclasses.asdict(state) | {
         name: format_amount(getattr(state, name), state.currency)
-        for name in ("amount", "captured", "remaining")
+        for name in ("amount", "captured", "remaining", "reversed")
     }
+
+
+def _state_columns(state: HoldState) -> list[str]:
+    return _ABROAD_COLUMNS if state.to_region else _STATE_COLUMNS
 
 
 async def place_hold(ledger: LedgerClient, args: argparse.Namespace) -> int:
@@ -134,13 +140,13 @@ async def extend_hold(ledger: LedgerClient, args: argparse.Namespace) -> int:
     state = await ledger.extend(
         args.hold_id, args.expires_in, change_id=change_id, initiated_by=args.initiated_by
     )
-    emit(args, state, [_state_row(state)], _STATE_COLUMNS)
+    emit(args, state, [_state_row(state)], _state_columns(state))
     return 0
 
 
 async def show_hold(ledger: LedgerClient, args: argparse.Namespace) -> int:
     state = await ledger.hold_state(args.hold_id)
-    emit(args, state, [_state_row(state)], _STATE_COLUMNS)
+    emit(args, state, [_state_row(state)], _state_columns(state))
     return 0
 
 

@@ -20,7 +20,7 @@ from ledgerflow.domain.errors import AccountClosed, DuplicateHoldMismatch, HoldN
 from ledgerflow.domain.holds import HoldRequest, hold_workflow_id
 from ledgerflow.domain.model import clearing_account_id, reversal_id
 from ledgerflow.workflows.hold import HoldWorkflow
-from tests.support import eventually, postings
+from tests.support import cli, eventually, postings
 
 Ids = Callable[[str], str]
 
@@ -95,7 +95,11 @@ async def _balance_is(ledger: LedgerClient, account_id: str, amount: int) -> boo
 
 
 async def test_a_capture_the_destination_refuses_comes_back_once_and_stands(
-    ledger: LedgerClient, workers: Client, engines: dict[str, AsyncEngine], uid: Ids
+    ledger: LedgerClient,
+    workers: Client,
+    engines: dict[str, AsyncEngine],
+    uid: Ids,
+    cli_env: dict[str, str],
 ) -> None:
     alice = await funded(ledger, uid)
     carol = uid("carol-eu")
@@ -122,6 +126,14 @@ async def test_a_capture_the_destination_refuses_comes_back_once_and_stands(
     state = await ledger.hold_state(hid)
     assert (state.status, state.captured, state.reversed, state.remaining) == (
         "open", 3000, 3000, 3000)  # fmt: skip
+    code, out, _ = await cli(cli_env, "hold", "show", hid)
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split()[-2:] == ["TO_REGION", "REVERSED"] and row.split()[-3:] == [
+        "eu",
+        "30.00",
+        "USD",
+    ]
     recorded = await ledger.reads.capture(hid, "c1")
     assert recorded is not None and (recorded.status, recorded.reason_type) == (
         "reversed", "AccountClosed")  # fmt: skip

@@ -4,6 +4,7 @@ release, deadline), and the chain check's replay of the reservations."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,20 +41,32 @@ from ledgerflow.domain.holds import (
     HoldStatus,
     ReleaseResult,
     capture_posting_id,
+    capture_transfer,
     hold_workflow_id,
 )
-from ledgerflow.domain.model import Account, Event, Posting, PostingKind, Transfer
+from ledgerflow.domain.model import (
+    Account,
+    Event,
+    Posting,
+    PostingKind,
+    Transfer,
+    canonical_json,
+    clearing_account_id,
+)
 from ledgerflow.store.batch import event_id_for
 from ledgerflow.store.holds import (
     HoldRecords,
     NotDue,
     Placement,
+    Reversal,
     capture_or_refuse,
     capture_posting,
     decide_release,
     expiry_due,
+    hold_target,
     move_deadline,
     place_or_refuse,
+    return_capture,
     same_capture,
     same_hold,
 )
@@ -530,3 +543,103 @@ def test_the_reservation_replay_at_its_edges(
         replay(events, limit=limit)
     assert (caught.value.account_id, caught.value.version, caught.value.problem) == (
         "acct", version, problem)  # fmt: skip
+
+
+# -- holds toward another region ---------------------------------------------------
+
+
+def placed_abroad(amount: int = 60) -> tuple[HoldRecords, dict[str, Account]]:
+    clearing = clearing_account_id("us", "eu", "USD")
+    accounts = {"alice": account("alice"), clearing: account(clearing, 0, overdraft_limit=None)}
+    outcome = place_or_refuse(request(amount, to_region="eu").validated(), accounts, T0, T0, "us")
+    assert outcome.written is not None
+    return HoldRecords(Placement(outcome.result, "pos", None), [], None, None), accounts
+
+
+def test_a_hold_toward_another_region_is_its_own_hold_checked_on_its_source_alone() -> None:
+    local, abroad = request().validated(), request(to_region="eu").validated()
+    # Holds within their region keep the fingerprint they had before `to_region`.
+    assert local.fingerprint() == fingerprint_of_fields(local, without="to_region")
+    assert abroad.fingerprint() not in (
+        local.fingerprint(),
+        request(to_region="ap").validated().fingerprint(),
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        request(to_region="no where").validated()
+    assert caught.value.details == {"field": "to_region"}
+    # The target is no account here: the source and its funds decide.
+    records, accounts = placed_abroad(60)
+    result = records.placement.result
+    assert (result.status, result.to_region) == ("placed", "eu")
+    assert accounts["alice"].pending_out == 60
+    too_much = place_or_refuse(request(101, to_region="eu").validated(),
+                               {"alice": account("alice")}, T0, T0, "us")  # fmt: skip
+    assert (too_much.result.status, too_much.result.reason_type, too_much.result.to_region) == (
+        "refused", "InsufficientFunds", "eu")  # fmt: skip
+    assert hold_target(result, "us") == clearing_account_id("us", "eu", "USD")
+    assert hold_target(replace(result, to_region=None), "us") == "shop"
+    assert records.accounts == {"alice", clearing_account_id("us", "eu", "USD")}
+
+
+def test_a_capture_toward_another_region_is_the_sagas_source_leg() -> None:
+    records, accounts = placed_abroad(60)
+    capture = Capture("h1", "c1", 70, "merchant")
+    posting = capture_posting(records.state, capture, "us")
+    transfer = Transfer("h1/capture/c1", "alice", "shop", 70, "USD", "merchant",
+                        metadata={"hold_id": "h1", "capture_id": "c1"})  # fmt: skip
+    assert posting == replace(Posting.outbound(transfer, "us", "eu"), pending_release=60)
+    assert capture_transfer(records.state, "c1", 70, "merchant") == transfer
+    outcome = capture_or_refuse(replace(records, placement=replace(
+        records.placement, result=replace(records.placement.result, over_capture=10))),
+        capture, accounts, T0, T0, "us")  # fmt: skip
+    assert outcome.result == CaptureResult(
+        hold_id="h1", capture_id="c1", amount=70, status="captured", consumed=60,
+        posting_id="h1/capture/c1", from_balance_after=30, to_balance_after=None,
+        recorded_at=T0, initiated_by="merchant", to_region="eu",
+    )  # fmt: skip
+    assert outcome.batch is not None
+    assert outcome.batch.events["type"] == ["HoldCaptured", "Credited"]
+    assert outcome.batch.transfers["kind"] == ["outbound"]
+
+
+def test_a_returned_capture_is_reversed_once_and_counts_against_the_hold() -> None:
+    records, accounts = placed_abroad(60)
+    captured = capture_or_refuse(records, Capture("h1", "c1", 25, "m"), accounts, T0, T0, "us")
+    records = replace(records, captures=[captured.result])
+    with pytest.raises(InvalidRequest) as caught:
+        return_capture(records, "c9", "AccountClosed", "x", accounts, T0, T0, "us")
+    assert caught.value.message == (
+        "capture 'c9' of hold 'h1' is no posted capture toward another region: there is "
+        "nothing to return"
+    )
+    back = return_capture(records, "c1", "AccountClosed", "closed there", accounts, T0, T0, "us")
+    assert back.batch is not None and back.reversal is not None
+    assert back.batch.transfers["transfer_id"] == ["h1/capture/c1/reversal"]
+    assert back.batch.transfers["kind"] == ["reversal"]
+    assert back.batch.events["account_id"] == [clearing_account_id("us", "eu", "USD"), "alice"]
+    assert back.reversal == Reversal("h1", "c1", "AccountClosed", "closed there", 100, T0)
+    assert (back.result.status, back.result.reason_type, back.result.from_balance_after) == (
+        "reversed", "AccountClosed", 100)  # fmt: skip
+    returned = replace(records, reversals={"c1": back.reversal})
+    assert returned.by_capture["c1"] == replace(back.result, to_balance_after=None)
+    again = return_capture(returned, "c1", "AccountClosed", "later", accounts, T0, T0, "us")
+    assert (again.batch, again.result) == (None, returned.by_capture["c1"])
+    state = returned.state
+    assert (state.status, state.captured, state.reversed, state.remaining, state.to_region) == (
+        "open", 25, 25, 35, "eu")  # fmt: skip
+    refused = capture_or_refuse(records, Capture("h1", "c2", 999, "m"), accounts, T0, T0, "us")
+    with pytest.raises(InvalidRequest):  # a refused capture posted nothing to return
+        return_capture(replace(records, captures=[refused.result]), "c2", "AccountClosed", "x",
+                       accounts, T0, T0, "us")  # fmt: skip
+    local, local_accounts = placed(60)
+    done = capture_or_refuse(local, Capture("h1", "c1", 5, "m"), local_accounts, T0, T0, "us")
+    with pytest.raises(InvalidRequest):  # a capture within its region never travels
+        return_capture(replace(local, captures=[done.result]), "c1", "AccountClosed", "x",
+                       local_accounts, T0, T0, "us")  # fmt: skip
+
+
+def fingerprint_of_fields(hold: Any, *, without: str) -> str:
+    from dataclasses import fields
+
+    content = {f.name: getattr(hold, f.name) for f in fields(hold) if f.name != without}
+    return hashlib.sha256(canonical_json(content)).hexdigest()
