@@ -277,6 +277,16 @@ class ReleaseResult:
 
 
 @dataclass(frozen=True)
+class Traveled:
+    """A capture toward another region whose source leg posted and that did
+    not come back: arrived there, or still on its way."""
+
+    capture_id: str
+    amount: int
+    initiated_by: str
+
+
+@dataclass(frozen=True)
 class HoldState:
     """Where a hold stands: what `hold show`, the workflow's `status` query
     and the SDK answer."""
@@ -299,6 +309,10 @@ class HoldState:
     to_region: str | None = None
     #: What of `captured` the destination refused and was returned.
     reversed: int = 0
+    #: Its captures toward `to_region` that posted and did not come back
+    #: (a workflow run that starts drives each to its end: a reset or a
+    #: re-run must not leave one on its way).
+    traveled: list[Traveled] = field(default_factory=list)
 
     @property
     def open(self) -> bool:

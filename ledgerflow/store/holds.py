@@ -36,6 +36,7 @@ from ledgerflow.domain.holds import (
     HoldState,
     HoldStatus,
     ReleaseResult,
+    Traveled,
     capture_transfer,
 )
 from ledgerflow.domain.model import (
@@ -108,6 +109,8 @@ def state_of(
         expires_at=expires_at, region=hold.region, ended_at=ended_at,
         reason_type=hold.reason_type, reason=hold.reason, to_region=hold.to_region,
         reversed=reversed_,
+        traveled=[Traveled(c.capture_id, c.amount, c.initiated_by or "") for c in captures
+                  if c.status == CaptureStatus.CAPTURED and hold.to_region is not None],
     )  # fmt: skip
 
 

@@ -87,6 +87,8 @@ class HoldWorkflow:
         self._steps = asyncio.Lock()
         #: Projections of captures' destination legs, each in its region.
         self._projections: list[asyncio.Future[ProjectEventsOutput]] = []
+        #: Captures toward another region this run drives to their end.
+        self._driving: list[asyncio.Task[CaptureResult]] = []
 
     @workflow.run
     async def run(self, request: HoldRequest) -> HoldState:
@@ -108,6 +110,13 @@ class HoldWorkflow:
             except ApplicationError as refused:  # another hold under this id, say
                 await self._fail(refused)
             self._state = await self._refresh(hold.hold_id)
+        # A run that finds captures on their way to another region (a reset,
+        # a re-run after a terminated run) carries each on: idempotent, each
+        # step answering what its region recorded. (A fresh hold has none.)
+        for traveled in self._state.traveled if self._state else []:
+            request_ = CaptureRequest(hold.hold_id, traveled.capture_id, traveled.amount,
+                                      traveled.initiated_by)  # fmt: skip
+            self._driving.append(asyncio.create_task(self._capture(request_)))
         while self._state is not None and self._state.open:
             expires_at = self._state.expires_at
             assert expires_at is not None
@@ -128,6 +137,10 @@ class HoldWorkflow:
                         )
                     self._state = await self._refresh(hold.hold_id)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # (By design a drive only ends with the capture's outcome; anything
+        # else fails the run loudly, the money possibly still in clearing,
+        # where reconciliation names it.)
+        await asyncio.gather(*self._driving)
         await asyncio.gather(*self._projections)
         assert self._state is not None
         return self._state
@@ -151,12 +164,16 @@ class HoldWorkflow:
 
     @workflow.update(name=HOLD_CAPTURE)
     async def capture(self, request: CaptureRequest) -> CaptureResult:
-        result = await self._step(CAPTURE_HOLD, request, CaptureResult, request.hold_id)
-        if result.status == CaptureStatus.CAPTURED and result.to_task_queue is not None:
-            result = await self._deliver(result, result.to_task_queue)
+        result = await self._capture(request)
         if result.reason_type is not None:
             raise _refusal(result.reason_type, result.reason or result.reason_type)
         return replace(result, to_task_queue=None)
+
+    async def _capture(self, request: CaptureRequest) -> CaptureResult:
+        result = await self._step(CAPTURE_HOLD, request, CaptureResult, request.hold_id)
+        if result.status == CaptureStatus.CAPTURED and result.to_task_queue is not None:
+            result = await self._deliver(result, result.to_task_queue)
+        return result
 
     async def _deliver(self, captured: CaptureResult, to_task_queue: str) -> CaptureResult:
         """A capture toward another region, its source leg posted: the

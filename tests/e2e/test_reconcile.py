@@ -31,7 +31,8 @@ from temporalio.worker import Worker
 from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
-from ledgerflow.domain.errors import AccountClosed, InsufficientFunds
+from ledgerflow.domain.errors import AccountClosed, InsufficientFunds, LedgerError
+from ledgerflow.domain.holds import HoldRequest, hold_workflow_id
 from ledgerflow.domain.model import Posting, Transfer, TransferStatus, clearing_account_id
 from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.reconcile.messages import ReconcileStatus, ReconcileSummary
@@ -39,6 +40,7 @@ from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.migrate import upgrade_regions
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
 from ledgerflow.workers.regional import build_worker
+from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
 from tests.conftest import REGIONS
@@ -263,6 +265,53 @@ async def test_captures_into_a_stopped_region_wait_then_arrive_and_reconcile_cle
     balance = await ledger.balance(alice)
     assert (balance.balance, balance.pending_out) == (100_000 - 3000, 2000)
     after = await regions.reconcile("holds-after")
+    assert (after.status, after.discrepancies, after.in_transit) == (ReconcileStatus.CLEAN, 0, 0)
+
+
+async def test_a_capture_left_on_its_way_by_a_terminated_run_arrives_on_the_next(
+    regions: Regions,
+) -> None:
+    """A careless operator terminates a hold's workflow while a capture into
+    a stopped region is in transit (its source leg posted, the money in
+    clearing); the next run of the id, a plain client's raw start, carries
+    the capture on, and it arrives once."""
+    ledger = LedgerClient(regions.client, regions.settings)
+    tag = uuid.uuid4().hex[:6]
+    customers = await open_customers(ledger, tag)
+    alice, shop = customers["us"], customers["eu"]
+    hid = f"t-{tag}"
+    await ledger.hold(hid, alice, shop, "40.00", "USD", expires_in=3600, initiated_by="pos")
+    await regions.stop("eu")
+    capturing = asyncio.create_task(ledger.capture(hid, "15.00", capture_id="c1"))
+    handle = regions.client.get_workflow_handle(hold_workflow_id(hid))
+
+    async def in_transit() -> bool:
+        state = await ledger.hold_state(hid)
+        return [t.capture_id for t in state.traveled] == ["c1"]
+
+    await eventually(in_transit, within=20)
+    await handle.terminate(reason="careless operator")
+    with pytest.raises(LedgerError, match="completed before the Update completed"):
+        await capturing
+    request = HoldRequest(hid, alice, shop, "40.00", "USD", "pos", 3600, to_region="eu")
+    rerun = await regions.client.start_workflow(
+        HoldWorkflow.run, request, id=hold_workflow_id(hid),
+        task_queue=regions.settings.task_queue("us"),
+    )  # fmt: skip
+    await regions.start("eu")
+    await eventually(lambda: _balance_is(ledger, shop, 100_000 + 1500), within=30)
+    await ledger.void(hid)
+    assert (await rerun.result()).status == "voided"
+    async with regions.engines["eu"].connect() as conn:
+        posted = (
+            await conn.execute(
+                text("SELECT count(*) FROM events WHERE transfer_id = :t"),
+                {"t": f"{hid}/capture/c1"},
+            )
+        ).scalar_one()
+    assert posted == 2
+    assert (await ledger.capture(hid, "15.00", capture_id="c1")).status == "captured"
+    after = await regions.reconcile("terminated-after")
     assert (after.status, after.discrepancies, after.in_transit) == (ReconcileStatus.CLEAN, 0, 0)
 
 

@@ -98,6 +98,8 @@ class Model:
     txs: dict[str, tuple[tuple[tuple[str, str, int, str], ...], str]] = field(default_factory=dict)
     #: (home region, peer region, currency) -> clearing balance
     clearing: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: Holds toward another region placed, and their captures arrived or returned.
+    abroad: Counter[str] = field(default_factory=Counter)
     #: Deliberately wrong (to show the simulator catches and shrinks it).
     sabotage: str | None = None
 
@@ -188,6 +190,7 @@ class Model:
             hold.status = "refused"
         else:
             self.accounts[payload.source].pending += payload.amount
+            self.abroad["holds"] += hold.to_region is not None
         self.holds[hold_id] = hold
         return answer
 
@@ -231,6 +234,7 @@ class Model:
                 refusal = "AccountClosed"
             elif target.currency != source.currency:
                 refusal = "CurrencyMismatch"
+            self.abroad["returned" if refusal else "arrived"] += 1
             if refusal is not None:
                 return refusal
             self.clearing[(source.region, hold.to_region, source.currency)] += amount

@@ -132,6 +132,8 @@ class RunReport:
     #: operations played, by kind
     kinds: dict[str, int] = field(default_factory=dict)
     maintenance: int = 0
+    #: holds toward another region placed, captures that arrived, that came back
+    abroad: dict[str, int] = field(default_factory=dict)
     planted_found: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
     failure: str | None = None
@@ -729,6 +731,7 @@ async def simulate(
                 report.maintenance += round_.maintenance
                 if round_.fault:
                     faults[round_.fault] += 1
+        report.abroad = dict(sim.model.abroad)
         report.planted_found = await final_checks(sim, plant=plant)
     except RoundFailure as exc:
         report.failure = f"round {len(played)}: {exc}"

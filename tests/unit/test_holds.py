@@ -40,6 +40,7 @@ from ledgerflow.domain.holds import (
     HoldState,
     HoldStatus,
     ReleaseResult,
+    Traveled,
     capture_posting_id,
     capture_transfer,
     hold_workflow_id,
@@ -606,6 +607,8 @@ def test_a_returned_capture_is_reversed_once_and_counts_against_the_hold() -> No
     records, accounts = placed_abroad(60)
     captured = capture_or_refuse(records, Capture("h1", "c1", 25, "m"), accounts, T0, T0, "us")
     records = replace(records, captures=[captured.result])
+    assert records.state.traveled == [Traveled("c1", 25, "m")]  # on its way, or arrived
+    assert placed(60)[0].state.traveled == []
     with pytest.raises(InvalidRequest) as caught:
         return_capture(records, "c9", "AccountClosed", "x", accounts, T0, T0, "us")
     assert caught.value.message == (
@@ -627,6 +630,7 @@ def test_a_returned_capture_is_reversed_once_and_counts_against_the_hold() -> No
     state = returned.state
     assert (state.status, state.captured, state.reversed, state.remaining, state.to_region) == (
         "open", 25, 25, 35, "eu")  # fmt: skip
+    assert state.traveled == []  # back: nothing left to carry on
     refused = capture_or_refuse(records, Capture("h1", "c2", 999, "m"), accounts, T0, T0, "us")
     with pytest.raises(InvalidRequest):  # a refused capture posted nothing to return
         return_capture(replace(records, captures=[refused.result]), "c2", "AccountClosed", "x",
