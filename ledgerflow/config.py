@@ -106,6 +106,16 @@ class Settings:
     #: Prometheus metrics of the workers: region i serves on this port + i.
     metrics_port: int | None
 
+    # The event stream: a NATS JetStream server per region (docs/STREAM.md).
+    #: `{region}` is replaced; LEDGERFLOW_NATS_URL_<REGION> overrides one region.
+    nats_url_template: str
+    nats_urls: Mapping[str, str]
+    nats_given: bool
+    nats_port: int
+    #: Workers publish their region's events (the relay).
+    stream_relay: bool
+    stream_replicas: int
+
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
     worker_shutdown_grace: timedelta
@@ -173,6 +183,7 @@ class Settings:
         # A given database has no owner or pruner to assume: only given ones.
         given_db = e.database_url is not None or bool(per_region)
         temporal = _temporal(env, e)
+        nats_urls = _per_region(env, "LEDGERFLOW_NATS_URL", regions)
         return cls(
             state_dir=e.state_dir.absolute(),
             regions=regions,
@@ -216,6 +227,12 @@ class Settings:
             s3_connect_timeout_s=e.s3_connect_timeout_s,
             s3_read_timeout_s=e.s3_read_timeout_s,
             metrics_port=e.metrics_port or None,
+            nats_url_template=e.nats_url or "",
+            nats_urls=nats_urls,
+            nats_given=e.nats_url is not None or set(nats_urls) == set(regions),
+            nats_port=e.nats_port,
+            stream_relay=e.stream_relay,
+            stream_replicas=e.stream_replicas,
             worker_shutdown_grace=timedelta(seconds=e.worker_shutdown_grace_s),
             workflow_sandbox=e.workflow_sandbox,
             codec_keys=e.codec_keys,
@@ -247,6 +264,21 @@ class Settings:
 
     def task_queue(self, region: str) -> str:
         return f"{self.task_queue_prefix}-{region}"
+
+    def nats_url(self, region: str) -> str:
+        """Region `region`'s NATS server: its own URL, the template's, or the
+        embedded server's (`nats_port` + the region's index)."""
+        self.require_region(region)
+        if region in self.nats_urls:
+            return self.nats_urls[region]
+        if self.nats_url_template:
+            return self.nats_url_template.format(region=region)
+        return f"nats://127.0.0.1:{self.nats_port + self.regions.index(region)}"
+
+    @property
+    def stream_region(self) -> str:
+        """Where the global stream is placed (and sources every region's)."""
+        return self.default_region
 
     def database_url(self, region: str) -> str:
         """URL the workers use (the app role: append, never rewrite)."""

@@ -140,6 +140,25 @@ class Environment(BaseSettings):
         description="per S3 request; past it S3 counts as unavailable and the step retries",
     )
 
+    # -- the event stream (NATS JetStream) ---------------------------------------
+    nats_url: str | None = Field(
+        None,
+        description="a region's NATS server, `{region}` replaced, e.g. `nats://nats-{region}:4222`; `LEDGERFLOW_NATS_URL_<REGION>` sets one region (default: embedded)",
+    )
+    nats_port: int = Field(
+        54222,
+        ge=1,
+        le=65000,
+        description="client port of the first region's embedded NATS server (region i: +i; cluster +100+i, gateway +200+i, monitoring +300+i)",
+    )
+    stream_relay: bool = Field(
+        True,
+        description="`off`: workers do not publish their region's events to the stream",
+    )
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="replicas of each stream (a real cluster: 3)"
+    )
+
     # -- the archive and reconciliation -----------------------------------------
     archive_interval_s: float = Field(
         3600, ge=1, description="how often each region's archive Schedule runs"

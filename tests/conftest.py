@@ -27,8 +27,9 @@ from ledgerflow import search_attributes
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
+from ledgerflow.infra.nats import EmbeddedNats, port_offsets
 from ledgerflow.infra.postgres import EmbeddedPostgres, database_name
-from ledgerflow.infra.process import find_free_port
+from ledgerflow.infra.process import find_free_base, find_free_port
 from ledgerflow.infra.s3 import EmbeddedS3, s3_client
 from ledgerflow.infra.temporal import temporal_binary
 from ledgerflow.store.migrate import upgrade, upgrade_regions
@@ -71,6 +72,23 @@ def pg_server(state_dir: Path) -> Iterator[EmbeddedPostgres]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_servers(state_dir: Path) -> Iterator[list[EmbeddedNats]]:
+    """A JetStream server per region, joined by gateways (started only for
+    the tests that ask for it)."""
+    base = find_free_base(port_offsets(len(REGIONS)))
+    servers = [EmbeddedNats(state_dir / "nats" / r, r, REGIONS, base) for r in REGIONS]
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest_asyncio.fixture(scope="session")

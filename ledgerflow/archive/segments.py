@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ledgerflow.domain.hashing import GENESIS_HASH, content_of
+from ledgerflow.domain.hashing import GENESIS_HASH, event_from_record, event_record
 from ledgerflow.domain.model import Event, canonical_json
 
 SEGMENT_FORMAT = "ledgerflow.segment.v1"
@@ -68,13 +68,7 @@ def sha256_hex(body: bytes) -> str:
 
 
 def _record(seq: int, event: Event) -> dict[str, Any]:
-    return content_of(event) | {
-        "seq": seq,
-        "position": event.position,
-        "tx_id": event.tx_id,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    return event_record(event) | {"seq": seq}
 
 
 def encode_segment(first_seq: int, events: Sequence[Event]) -> bytes:
@@ -91,34 +85,7 @@ def decode_segment(body: bytes) -> list[tuple[int, Event]]:
     out = []
     for line in gzip.decompress(body).splitlines():
         r = json.loads(line)
-        out.append(
-            (
-                r["seq"],
-                Event(
-                    event_id=r["event_id"],
-                    type=r["type"],
-                    account_id=r["account_id"],
-                    version=r["version"],
-                    amount=r["amount"],
-                    currency=r["currency"],
-                    balance_after=r["balance_after"],
-                    occurred_at=datetime.fromisoformat(r["occurred_at"]),
-                    recorded_at=datetime.fromisoformat(r["recorded_at"]),
-                    region=r["region"],
-                    initiated_by=r["initiated_by"],
-                    transfer_id=r["transfer_id"],
-                    leg=r["leg"],
-                    counterparty=r["counterparty"],
-                    description=r["description"],
-                    metadata=r["metadata"],
-                    prev_hash=r["prev_hash"],
-                    hash=r["hash"],
-                    position=r["position"],
-                    tx_id=r["tx_id"],
-                    pending_after=r.get("pending_after", 0),
-                ),
-            )
-        )
+        out.append((r["seq"], event_from_record(r)))
     return out
 
 

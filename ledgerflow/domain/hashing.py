@@ -93,6 +93,32 @@ def content_of(event: Event) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def event_record(event: Event) -> dict[str, Any]:
+    """An event as plain JSON, with what a reader needs to check it: its
+    hashed content, its place in its region's order, and both hashes (the
+    archive's segments and the event stream carry exactly this)."""
+    return content_of(event) | {
+        "position": event.position,
+        "tx_id": event.tx_id,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def event_from_record(r: dict[str, Any]) -> Event:
+    """The event back from `event_record`."""
+    return Event(
+        event_id=r["event_id"], type=r["type"], account_id=r["account_id"],
+        version=r["version"], amount=r["amount"], currency=r["currency"],
+        balance_after=r["balance_after"], occurred_at=datetime.fromisoformat(r["occurred_at"]),
+        recorded_at=datetime.fromisoformat(r["recorded_at"]), region=r["region"],
+        initiated_by=r["initiated_by"], transfer_id=r["transfer_id"], leg=r["leg"],
+        counterparty=r["counterparty"], description=r["description"], metadata=r["metadata"],
+        prev_hash=r["prev_hash"], hash=r["hash"], position=r["position"], tx_id=r["tx_id"],
+        pending_after=r.get("pending_after", 0),
+    )  # fmt: skip
+
+
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     digest.update(bytes.fromhex(prev_hash))

@@ -55,6 +55,9 @@ def _banner(settings: Settings, statuses: list[ServiceStatus], log_dir: Path) ->
         f"  Temporal        : {settings.temporal_address}",
         f"  PostgreSQL      : {by_name['postgres'].endpoint} ({by_name['postgres'].detail})",
         f"  S3              : {by_name['s3'].endpoint}",
+        "  Event stream    : "
+        + ", ".join(f"{r} {settings.nats_url(r)}" for r in settings.regions)
+        + " (NATS JetStream; `ledgerflow events tail --follow`)",
         f"  Workers         : {', '.join(settings.task_queue(r) for r in settings.regions)}"
         f" (logs in {log_dir})",
         "",
@@ -98,8 +101,13 @@ def run_foreground(settings: Settings) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop_workers(workers)
-        for name, service in (("temporal", stack.temporal), ("s3", stack.s3),
-                              ("postgres", stack.postgres)):  # fmt: skip
+        services = [
+            ("temporal", stack.temporal),
+            ("s3", stack.s3),
+            *((f"nats-{n.region}", n) for n in stack.nats),
+            ("postgres", stack.postgres),
+        ]
+        for name, service in services:  # fmt: skip
             if service is not None and name not in already_running:
                 service.stop()
         for sig, handler in previous.items():

@@ -206,6 +206,18 @@ def find_free_port(host: str = LOCALHOST) -> int:
         return port
 
 
+def find_free_base(offsets: Sequence[int], low: int = 20_000, high: int = 40_000) -> int:
+    """A base port such that base + each offset is free (for servers that
+    take a block of ports, as the embedded NATS servers do)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(low, high)
+        if all(port_free(base + offset) for offset in offsets):
+            return base
+    raise StackError(f"found no free block of ports for offsets {list(offsets)}")
+
+
 def tcp_open(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

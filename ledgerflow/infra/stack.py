@@ -1,4 +1,5 @@
-"""The local stack behind `ledgerflow dev up/down/status`: Temporal, PostgreSQL and S3.
+"""The local stack behind `ledgerflow dev up/down/status`: Temporal, PostgreSQL,
+S3 and the event stream (a NATS JetStream server per region).
 
 A server is started only when its endpoint was not given via the environment
 (the `Settings.*_given` flags); a given endpoint is reported as "external" and
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
+from ledgerflow.infra.nats import EmbeddedNats, nats_server_binary
 from ledgerflow.infra.postgres import EmbeddedPostgres, database_name, pg_install_dir
 from ledgerflow.infra.process import LOCALHOST, StackError, require_free_port
 from ledgerflow.infra.s3 import EmbeddedS3, moto_server_binary
@@ -24,12 +26,12 @@ from ledgerflow.store.migrate import upgrade_regions
 
 TEMPORAL_START_TIMEOUT_S = 30.0
 
-Service = EmbeddedTemporal | EmbeddedPostgres | EmbeddedS3
+Service = EmbeddedTemporal | EmbeddedPostgres | EmbeddedS3 | EmbeddedNats
 
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    name: str  # "temporal" | "postgres" | "s3"
+    name: str  # "temporal" | "postgres" | "s3" | "nats-<region>"
     endpoint: str
     state: str  # "running" | "stopped" | "external"
     pid: int | None
@@ -76,6 +78,14 @@ class DevStack:
             if settings.s3_endpoint_given
             else EmbeddedS3(_port(settings.s3_endpoint_url), state / "s3")
         )
+        self.nats = (
+            []
+            if settings.nats_given
+            else [
+                EmbeddedNats(state / "nats" / region, region, settings.regions, settings.nats_port)
+                for region in settings.regions
+            ]
+        )
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -110,6 +120,12 @@ class DevStack:
             if not self.s3.is_running():
                 use_it = "or LEDGERFLOW_S3_ENDPOINT_URL to use that server"
                 wanted.append(("s3", self.s3.port, f"set LEDGERFLOW_S3_PORT ({use_it})"))
+        if self.nats:
+            nats_server_binary()
+        for server in self.nats:
+            if not server.is_running():
+                hint = "set LEDGERFLOW_NATS_PORT (or LEDGERFLOW_NATS_URL to use that server)"
+                wanted += [(f"nats {server.region}", port, hint) for port in server.ports()]
         claimed: dict[int, str] = {}
         for name, port, hint in wanted:
             if port in claimed:
@@ -141,6 +157,8 @@ class DevStack:
                     bring_up(self.temporal, self.temporal.launch)
                 if self.s3 is not None:
                     bring_up(self.s3, self.s3.launch)
+                for server in self.nats:
+                    bring_up(server, server.launch)
                 if self.postgres is not None:
                     bring_up(self.postgres, self.postgres.start)
                     self.postgres.provision(self.settings.regions)
@@ -149,6 +167,11 @@ class DevStack:
                     self.s3.ensure_bucket(self.settings.s3_bucket, self.settings.s3_region)
                 if self.temporal is not None:
                     self.temporal.wait_ready(TEMPORAL_START_TIMEOUT_S)
+                # Each is ready once the supercluster elected a JetStream leader.
+                for server in self.nats:
+                    server.wait_ready()
+                if self.nats:
+                    ensure_streams_now(self.settings)
             except BaseException:
                 for stop in reversed(started):
                     with contextlib.suppress(Exception):
@@ -170,7 +193,7 @@ class DevStack:
         """Stop the servers this stack started (found by pid file); idempotent."""
         with self._exclusive():
             errors: list[str] = []
-            for service in (self.temporal, self.s3, self.postgres):
+            for service in (self.temporal, self.s3, *self.nats, self.postgres):
                 if service is None:
                     continue
                 try:
@@ -182,7 +205,29 @@ class DevStack:
             return self.status()
 
     def status(self) -> list[ServiceStatus]:
-        return [self._temporal_status(), self._postgres_status(), self._s3_status()]
+        return [self._temporal_status(), self._postgres_status(), self._s3_status(),
+                *self._nats_status()]  # fmt: skip
+
+    def _nats_status(self) -> list[ServiceStatus]:
+        if not self.nats:
+            return [
+                ServiceStatus(f"nats-{r}", self.settings.nats_url(r), "external", None,
+                              "given by LEDGERFLOW_NATS_URL[_<REGION>]")
+                for r in self.settings.regions
+            ]  # fmt: skip
+        found = []
+        for server in self.nats:
+            pid = server.pid()
+            found.append(
+                ServiceStatus(
+                    f"nats-{server.region}",
+                    server.endpoint,
+                    "running" if pid else "stopped",
+                    pid,
+                    f"JetStream, gateway {server.gateway_port}",
+                )
+            )
+        return found
 
     def _temporal_status(self) -> ServiceStatus:
         if self.temporal is None:
@@ -239,3 +284,22 @@ class DevStack:
             pid,
             f"bucket {self.settings.s3_bucket} (in memory: lost when the server stops)",
         )
+
+
+def ensure_streams_now(settings: Settings) -> None:
+    """Create the streams (idempotent), from synchronous code."""
+    import asyncio
+
+    from ledgerflow.stream.topology import connect, ensure_streams
+
+    async def ensure() -> None:
+        nc = await connect(settings.nats_url(settings.stream_region))
+        try:
+            await ensure_streams(nc.jetstream(), settings)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(ensure())
+    except Exception as exc:
+        raise StackError(f"could not create the event streams: {exc}") from exc

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
@@ -36,6 +36,8 @@ from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from ledgerflow.stream.relay import Relay, run_relay
+from ledgerflow.stream.topology import connect, ensure_streams
 from ledgerflow.workflows.account import OpenAccountWorkflow
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
@@ -158,6 +160,25 @@ async def run_projector(
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
+def stream_relay(
+    settings: Settings, region: str, engine: AsyncEngine
+) -> Callable[[], Awaitable[Relay]]:
+    """How the worker's relay connects (again): to its region's NATS server,
+    the streams made sure of first (idempotent)."""
+
+    async def connect_relay() -> Relay:
+        nc = await connect(settings.nats_url(region), name=f"ledgerflow-relay-{region}")
+        js = nc.jetstream()
+        try:
+            await ensure_streams(js, settings)
+        except Exception:
+            await nc.close()
+            raise
+        return Relay(engine, region, js)
+
+    return connect_relay
+
+
 async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None = None) -> None:
     settings.require_region(region)
     stop = stop or asyncio.Event()
@@ -206,6 +227,11 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
             projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))
+            relay = (
+                asyncio.create_task(run_relay(stream_relay(settings, region, engine), stop))
+                if settings.stream_relay
+                else None
+            )
             print(
                 f"ledgerflow worker: region {region}, task queue {settings.task_queue(region)}",
                 flush=True,
@@ -213,6 +239,8 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
             await stop.wait()
             log.info("shutting down worker for region %s", region)
             await projector
+            if relay is not None:
+                await relay
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -22,7 +22,14 @@ from temporalio.client import Client
 
 from ledgerflow import search_attributes
 from ledgerflow.config import Settings
-from ledgerflow.infra.process import StackError, find_free_port, pid_alive, port_free
+from ledgerflow.infra.nats import port_offsets
+from ledgerflow.infra.process import (
+    StackError,
+    find_free_base,
+    find_free_port,
+    pid_alive,
+    port_free,
+)
 from ledgerflow.infra.s3 import EmbeddedS3, s3_client
 from ledgerflow.infra.stack import DevStack, ServiceStatus
 from tests.support import distinct_free_ports
@@ -49,6 +56,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def stack_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {"LEDGERFLOW_STATE_DIR": str(tmp_path / "state")}
     env.update(zip(PORT_VARIABLES, map(str, distinct_free_ports(len(PORT_VARIABLES))), strict=True))
+    env["LEDGERFLOW_NATS_PORT"] = str(find_free_base(port_offsets(3)))
     env.update(overrides)
     return env
 
@@ -123,6 +131,7 @@ def test_up_is_idempotent_and_down_stops_everything(
         "temporal": "running",
         "postgres": "running",
         "s3": "running",
+        **{f"nats-{r}": "running" for r in settings.regions},
     }
     pids = {name: status.pid for name, status in up.items()}
     assert all(pids.values())
@@ -143,12 +152,12 @@ def test_up_is_idempotent_and_down_stops_everything(
     assert {s.name: s.pid for s in DevStack(settings).status()} == pids
 
     down = stack.down()
-    assert [(s.state, s.pid) for s in down] == [("stopped", None)] * 3
+    assert [(s.state, s.pid) for s in down] == [("stopped", None)] * 6
     assert not any(pid_alive(pid) for pid in pids.values() if pid)
     for variable, port in configured_ports(settings).items():
         assert port_free(port), f"{variable}={port} still taken after down"
     assert processes_mentioning(str(settings.state_dir)) == []
-    assert [s.state for s in stack.status()] == ["stopped"] * 3
+    assert [s.state for s in stack.status()] == ["stopped"] * 6
     assert stack.down() == down
 
     # The state dir survives down: PostgreSQL comes back without initdb, data intact.
@@ -171,7 +180,7 @@ def test_port_taken_by_a_foreign_listener_is_named(
             stack.up()
 
     # Checked before anything starts: a failed up leaves no server behind.
-    assert [s.state for s in stack.status()] == ["stopped"] * 3
+    assert [s.state for s in stack.status()] == ["stopped"] * 6
 
 
 def test_given_endpoints_are_external_and_never_started_or_stopped(
@@ -186,6 +195,7 @@ def test_given_endpoints_are_external_and_never_started_or_stopped(
                 LEDGERFLOW_TEMPORAL_ADDRESS="temporal.example:7233",
                 LEDGERFLOW_DATABASE_URL="postgresql+asyncpg://app:s3cret@db.example/ledgerflow_{region}",
                 LEDGERFLOW_S3_ENDPOINT_URL=foreign_s3.endpoint_url,
+                LEDGERFLOW_NATS_URL="nats://nats-{region}.example:4222",
                 # The same port: starting an embedded S3 would fail on it.
                 LEDGERFLOW_S3_PORT=str(foreign_s3.port),
             )
@@ -196,11 +206,12 @@ def test_given_endpoints_are_external_and_never_started_or_stopped(
             "temporal": ("external", None),
             "postgres": ("external", None),
             "s3": ("external", None),
+            **{f"nats-{r}": ("external", None) for r in ("us", "eu", "ap")},
         }
         assert up["s3"].endpoint == foreign_s3.endpoint_url
         assert up["postgres"].endpoint == "postgresql+asyncpg://app:***@db.example/ledgerflow_us"
 
-        assert [s.state for s in stack.down()] == ["external"] * 3
+        assert [s.state for s in stack.down()] == ["external"] * 6
         assert foreign_s3.is_running()
         client = s3_client(foreign_s3.endpoint_url, "us-east-1")
         assert client.list_buckets()["Buckets"] == []

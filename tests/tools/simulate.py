@@ -304,7 +304,9 @@ class Simulation:
             region = rng.choice(regions)
             source = rng.choice(self.customers(region))
             # Elsewhere: its captures travel through the saga.
-            here = rng.choice(regions) if rng.random() < 0.3 else region
+            here = (
+                rng.choice([r for r in regions if r != region]) if rng.random() < 0.35 else region
+            )
             targets = [a for a in self.customers(here) if a.account_id != source.account_id]
             target = rng.choice(targets)
             available = source.balance - source.pending + (source.limit or 0)
@@ -316,7 +318,8 @@ class Simulation:
         held = [h for h in self.model.holds.values() if h.status != "refused" or rng.random() < 0.2]
         if not held:
             return None
-        hold = rng.choice(held)
+        abroad = [h for h in held if h.to_region is not None and h.status == "open"]
+        hold = rng.choice(abroad if abroad and rng.random() < 0.5 else held)
         nothing = Payload("", "", 0, "")
         if kind == "capture":
             capturable = hold.amount + hold.over - hold.captured

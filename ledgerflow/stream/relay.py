@@ -1,0 +1,192 @@
+"""The relay: one region's events, once each, in its order, onto its stream.
+
+It tails the events below the transaction horizon, as the projector does
+(so nothing can later commit behind it), and publishes each to the region's
+stream `LEDGER_<REGION>`. Exactly once, whatever crashes:
+
+- Its place is the stream's own last message: at start, and after any
+  failed publish, it reads the region stream's last message and resumes
+  after the event that message carries. An event is either in the stream or
+  it is published again.
+- Each message says which event must end the stream before it
+  (`Nats-Expected-Last-Msg-Id`, or an empty stream for the first), so a
+  message can never be stored after a gap, even when a batch is pipelined
+  and one publish in its middle fails; and it carries the event id as
+  `Nats-Msg-Id`, so a second copy within the duplicate window is dropped.
+- Its cursor in the database (`projection_checkpoints`, name `stream`)
+  advances only after the stream acknowledged: it is what `status` and the
+  metrics report lag from, and what pruning waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.domain.model import Event
+from ledgerflow.store.base import TailCursor
+from ledgerflow.store.log import events_below_horizon
+from ledgerflow.stream.subjects import (
+    MSG_ID,
+    cursor_of,
+    encode,
+    region_stream,
+    region_subjects,
+)
+
+log = logging.getLogger("stream.relay")
+
+#: Its checkpoint row (the projector's is `views`).
+CHECKPOINT = "stream"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the region's stream ends: after this event (None: empty)."""
+
+    cursor: TailCursor
+    last_event_id: str | None
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        region: str,
+        js: JetStreamContext,
+        *,
+        batch_size: int = 500,
+        publish_timeout_s: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.region = region
+        self.js = js
+        self.batch_size = batch_size
+        self.publish_timeout_s = publish_timeout_s
+        self._place: Place | None = None
+        self.published = 0
+
+    async def stream_end(self) -> Place:
+        """The region stream's last message, as the place to resume after."""
+        try:
+            last = await self.js.get_last_msg(
+                region_stream(self.region), region_subjects(self.region)
+            )
+        except NotFoundError:
+            return Place(TailCursor(0, 0), None)
+        cursor = cursor_of(last.headers)
+        if cursor is None or last.headers is None:
+            raise RuntimeError(
+                f"the last message of {region_stream(self.region)} (seq {last.seq}) was not "
+                "published by a relay: it carries no event position"
+            )
+        return Place(cursor, last.headers[MSG_ID])
+
+    async def run_once(self) -> int:
+        """Publish one batch; how many events were stored (0: caught up)."""
+        if self._place is None:
+            self._place = await self.stream_end()
+        place = self._place
+        async with self.engine.connect() as conn:
+            events = await events_below_horizon(conn, place.cursor, self.batch_size)
+            await conn.rollback()
+        if not events:
+            return 0
+        stored = await self._publish(events, place.last_event_id)
+        if stored:
+            last = events[stored - 1]
+            assert last.tx_id is not None and last.position is not None
+            self._place = Place(TailCursor(last.tx_id, last.position), last.event_id)
+            await self._record(self._place.cursor, stored)
+            self.published += stored
+        if stored < len(events):
+            self._place = None  # read the stream's end again before going on
+            raise PublishFailed(
+                f"{len(events) - stored} of {len(events)} events of region {self.region} "
+                "were not acknowledged; resuming after the stream's last message"
+            )
+        return stored
+
+    async def _publish(self, events: Sequence[Event], previous: str | None) -> int:
+        """Pipelined publishes, in order; how many at the front were stored.
+        Each names its predecessor, so none is stored past a failed one."""
+        messages = []
+        for event in events:
+            messages.append(encode(event, previous))
+            previous = event.event_id
+        answers = await asyncio.gather(
+            *(self.js.publish(m.subject, m.body, timeout=self.publish_timeout_s,
+                              stream=region_stream(self.region), headers=m.headers)
+              for m in messages),
+            return_exceptions=True,
+        )  # fmt: skip
+        stored = 0
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                log.warning("publish to %s failed: %s", region_stream(self.region), answer)
+                break
+            stored += 1
+        return stored
+
+    async def _record(self, cursor: TailCursor, count: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO projection_checkpoints (name, tx_id, position, events_applied) "
+                    "VALUES (:name, :tx, :pos, :n) ON CONFLICT (name) DO UPDATE SET "
+                    "tx_id = excluded.tx_id, position = excluded.position, "
+                    "events_applied = projection_checkpoints.events_applied + :n, "
+                    "updated_at = now(), last_error = NULL "
+                    "WHERE (projection_checkpoints.tx_id, projection_checkpoints.position) "
+                    "<= (excluded.tx_id, excluded.position)"
+                ),
+                {"name": CHECKPOINT, "tx": cursor.tx_id, "pos": cursor.position, "n": count},
+            )
+
+    def forget_place(self) -> None:
+        """Read the stream's end again before the next batch."""
+        self._place = None
+
+    async def catch_up(self) -> int:
+        total = 0
+        while stored := await self.run_once():
+            total += stored
+        return total
+
+
+class PublishFailed(Exception):
+    """Part of a batch was not stored; the relay resumes from the stream's end."""
+
+
+async def run_relay(
+    connect: Callable[[], Awaitable[Relay]],
+    stop: asyncio.Event,
+    interval_s: float = 0.2,
+    retry_s: float = 2.0,
+) -> None:
+    """Keep the region's stream caught up until `stop`: a stream or database
+    that is down is retried (its events wait in the store, nothing is lost)."""
+    relay: Relay | None = None
+    while not stop.is_set():
+        wait = interval_s
+        try:
+            if relay is None:
+                relay = await connect()
+            while not stop.is_set() and await relay.run_once():
+                pass
+        except Exception as exc:
+            log.warning("stream relay of region %s: %s; retrying in %.0f s",
+                        relay.region if relay else "?", exc, retry_s)  # fmt: skip
+            if relay is not None:
+                relay.forget_place()
+            wait = retry_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)

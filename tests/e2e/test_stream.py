@@ -1,0 +1,284 @@
+"""The global event stream end to end: three fresh regions, a JetStream
+server per region joined by gateways, the relays, and the global stream
+that sources every region's. Exactly once and in each region's order
+whatever happens to a relay (cut off mid-batch) or to a region's NATS
+server (stopped and restarted); consumers by position, time and subject,
+durable ones that get again what they did not acknowledge; and the stream
+verified against the stores, with a planted duplicate found."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from ledgerflow.client import LedgerClient
+from ledgerflow.config import Settings
+from ledgerflow.infra.nats import EmbeddedNats
+from ledgerflow.infra.postgres import EmbeddedPostgres
+from ledgerflow.store.migrate import upgrade_regions
+from ledgerflow.store.postgres import create_engine
+from ledgerflow.stream.consumer import read_events
+from ledgerflow.stream.relay import Relay
+from ledgerflow.stream.subjects import GLOBAL_STREAM, region_stream
+from ledgerflow.stream.topology import ensure_streams
+from ledgerflow.stream.verify import verify_region_stream
+from ledgerflow.workers.regional import build_worker
+from tests.conftest import REGIONS
+from tests.support import eventually
+
+
+@dataclass
+class Streamed:
+    settings: Settings
+    ledger: LedgerClient
+    engines: dict[str, AsyncEngine]
+    servers: dict[str, EmbeddedNats]
+    nc: dict[str, NatsClient] = field(default_factory=dict)
+
+    def js(self, region: str) -> JetStreamContext:
+        return self.nc[region].jetstream()
+
+    def relay(self, region: str, **kw: Any) -> Relay:
+        return Relay(self.engines[region], region, self.js(region), **kw)
+
+    async def relay_all(self) -> None:
+        for region in REGIONS:
+            await self.relay(region).catch_up()
+
+    async def global_events(self, **filters: Any) -> list[Any]:
+        return [e async for e in read_events(self.js(self.settings.stream_region), **filters)]
+
+    async def sourced(self) -> int:
+        info = await self.js(self.settings.stream_region).stream_info(GLOBAL_STREAM)
+        return int(info.state.messages)
+
+
+@pytest_asyncio.fixture
+async def streamed(
+    pg_server: EmbeddedPostgres,
+    temporal_env: WorkflowEnvironment,
+    migrated: Settings,
+    nats_servers: list[EmbeddedNats],
+) -> AsyncIterator[Streamed]:
+    tag = uuid.uuid4().hex[:10]
+    env = {
+        "LEDGERFLOW_STATE_DIR": str(migrated.state_dir),
+        "LEDGERFLOW_PG_PORT": str(pg_server.port),
+        "LEDGERFLOW_REGIONS": ",".join(REGIONS),
+        "LEDGERFLOW_TASK_QUEUE_PREFIX": f"tq-{tag}",
+        "LEDGERFLOW_NATS_PORT": str(nats_servers[0].base_port),
+        "LEDGERFLOW_DB_POOL_SIZE": "6",
+    }
+    for region in REGIONS:
+        name = f"ledgerflow_{tag}_{region}"
+        pg_server.psql(f"CREATE DATABASE {name} OWNER ledgerflow_owner")
+        url = f"postgresql+asyncpg://{{}}@127.0.0.1:{pg_server.port}/{name}"
+        env[f"LEDGERFLOW_DATABASE_URL_{region.upper()}"] = url.format("ledgerflow_app")
+        env[f"LEDGERFLOW_MIGRATION_DATABASE_URL_{region.upper()}"] = url.format("ledgerflow_owner")
+    settings = Settings.from_env(env)
+    await upgrade_regions(settings)
+    engines = {r: create_engine(settings.database_url(r), settings) for r in REGIONS}
+    under_test = Streamed(settings, LedgerClient(temporal_env.client, settings), engines,
+                          dict(zip(REGIONS, nats_servers, strict=True)))  # fmt: skip
+    for region in REGIONS:
+        under_test.nc[region] = await nats.connect(
+            settings.nats_url(region), max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        )
+    js = under_test.js(settings.stream_region)
+    for name in (GLOBAL_STREAM, *(region_stream(r) for r in REGIONS)):
+        with contextlib.suppress(NotFoundError):  # a fresh stream for fresh databases
+            await js.delete_stream(name)
+    await ensure_streams(js, settings)
+    async with contextlib.AsyncExitStack() as stack:
+        for region in REGIONS:
+            worker: Worker = build_worker(temporal_env.client, settings, region, engines[region])
+            await stack.enter_async_context(worker)
+        try:
+            yield under_test
+        finally:
+            await under_test.ledger.close()
+            for client in under_test.nc.values():
+                await client.close()
+            for engine in engines.values():
+                await engine.dispose()
+
+
+async def trade(ledger: LedgerClient, tag: str) -> dict[str, str]:
+    customers = {}
+    for region in REGIONS:
+        bank, customer = f"bank.{region}.{tag}", f"cust-{region}-{tag}"  # a dot in an id
+        await ledger.open_account(bank, "USD", region=region, overdraft_limit=None)
+        await ledger.open_account(customer, "USD", region=region)
+        await ledger.transfer(f"fund-{region}-{tag}", bank, customer, "100.00", "USD",
+                              initiated_by="ops")  # fmt: skip
+        customers[region] = customer
+    await ledger.transfer(f"x-{tag}", customers["us"], customers["eu"], "10.00", "USD",
+                          initiated_by="ops")  # fmt: skip
+    return customers
+
+
+async def test_every_event_of_every_region_reaches_the_global_stream_once_in_order(
+    streamed: Streamed,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    customers = await trade(streamed.ledger, tag)
+    await streamed.relay_all()
+    await streamed.relay("us").catch_up()  # a second pass publishes nothing
+    counts = {}
+    for region in REGIONS:
+        report = await verify_region_stream(streamed.engines[region], region, streamed.js(region))
+        assert report.clean, report.examples
+        counts[region] = report.events
+        assert report.messages == report.events > 0
+    await eventually(lambda: _sourced_is(streamed, sum(counts.values())), within=20)
+    before = datetime.now(UTC)  # (a start time is when the stream stored an event)
+    everything = await streamed.global_events()
+    assert [e.seq for e in everything] == list(range(1, len(everything) + 1))
+    assert all(e.verified for e in everything)
+    # Filters: a region, an account (with a dot in its id), a type.
+    eu = await streamed.global_events(region="eu")
+    assert len(eu) == counts["eu"] and {e.event.region for e in eu} == {"eu"}
+    bank = await streamed.global_events(account=f"bank.us.{tag}")
+    assert [e.event.type for e in bank] == ["AccountOpened", "Debited"]
+    debits = await streamed.global_events(event_type="Debited")
+    assert debits and {e.event.type for e in debits} == {"Debited"}
+    # From a position, and from a time.
+    assert [e.seq for e in await streamed.global_events(start=5)][:1] == [5]
+    await streamed.ledger.transfer(f"late-{tag}", customers["eu"], customers["us"], "1.00",
+                                   "USD", initiated_by="ops")  # fmt: skip
+    assert await streamed.global_events(start=before) == []
+    await streamed.relay_all()  # (a cross-region transfer: two events in each region)
+    await eventually(lambda: _sourced_is(streamed, sum(counts.values()) + 4), within=20)
+    late = await streamed.global_events(start=before)
+    assert {e.event.transfer_id for e in late} == {f"late-{tag}"}
+
+
+async def _sourced_is(streamed: Streamed, count: int) -> bool:
+    return await streamed.sourced() == count
+
+
+class CutOff(Exception):
+    """The relay's process, gone in the middle of a batch."""
+
+
+async def test_a_relay_cut_off_mid_batch_and_a_stopped_region_server_lose_and_double_nothing(
+    streamed: Streamed,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    await trade(streamed.ledger, tag)
+    # A relay whose publishes stop after three messages of a batch: the rest
+    # of the batch is never sent, as when its process is killed.
+    relay = streamed.relay("us", batch_size=50)
+    real = relay.js.publish
+    sent = 0
+
+    async def publish(*args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        if sent > 3:
+            raise CutOff("killed")
+        return await real(*args, **kwargs)
+
+    relay.js.publish = publish  # type: ignore[method-assign]
+    with pytest.raises(Exception, match="not acknowledged"):
+        await relay.run_once()
+    # A new relay (a restarted process) resumes after the stream's last message.
+    await streamed.relay("us").catch_up()
+    # eu's server stops: its relay cannot publish, and events wait in the store.
+    await asyncio.to_thread(streamed.servers["eu"].stop)
+    await streamed.ledger.transfer(f"while-{tag}", f"bank.eu.{tag}", f"cust-eu-{tag}", "2.00",
+                                   "USD", initiated_by="ops")  # fmt: skip
+    with pytest.raises(Exception):  # noqa: B017 (no server to answer)
+        await asyncio.wait_for(streamed.relay("eu", publish_timeout_s=1).run_once(), 15)
+    await asyncio.to_thread(streamed.servers["eu"].start)
+    await eventually(lambda: _caught_up(streamed, "eu"), within=30)
+    await streamed.relay("ap").catch_up()
+    # Once the global stream has sourced eu's stream again, all is there once.
+    await eventually(lambda: _verified(streamed), within=30)
+    total = sum([(await verify_region_stream(streamed.engines[r], r, streamed.js(r))).events
+                 for r in REGIONS])  # fmt: skip
+    everything = await streamed.global_events()
+    ids = [e.event.event_id for e in everything]
+    assert len(ids) == len(set(ids)) == total
+    for region in REGIONS:  # each region's order, in the global stream too
+        places = [(e.event.tx_id, e.event.position) for e in everything
+                  if e.event.region == region]  # fmt: skip
+        assert places == sorted(places)
+    # A duplicate planted behind the relay's back is found.
+    planted = everything[-1]
+    await streamed.js("eu").publish(planted.subject, _body(planted))
+    report = await verify_region_stream(
+        streamed.engines[planted.event.region], planted.event.region,
+        streamed.js(planted.event.region),
+    )  # fmt: skip
+    assert report.duplicates == 1 and not report.clean
+
+
+async def _verified(streamed: Streamed) -> bool:
+    for region in REGIONS:
+        report = await verify_region_stream(streamed.engines[region], region, streamed.js(region))
+        if not (report.clean and report.messages == report.events):
+            return False
+    return True
+
+
+def _body(item: Any) -> bytes:
+    from ledgerflow.stream.subjects import encode
+
+    return encode(item.event, None).body
+
+
+async def _caught_up(streamed: Streamed, region: str) -> bool:
+    try:
+        await asyncio.wait_for(streamed.relay(region).catch_up(), 10)
+        return True
+    except Exception:
+        return False
+
+
+async def test_a_durable_consumer_gets_again_what_it_did_not_acknowledge(
+    streamed: Streamed,
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    await trade(streamed.ledger, tag)
+    await streamed.relay_all()
+    js = streamed.js(streamed.settings.stream_region)
+    name = f"risk-{tag}"
+    reader = read_events(js, region="us", durable=name, batch=3)
+    first = [await anext(reader) for _ in range(3)]
+    await first[0].ack()
+    await reader.aclose()  # the consumer crashes before acknowledging the others
+    await asyncio.sleep(0.1)
+    # Its next run resumes after what it acknowledged; the rest comes again
+    # once the acknowledgement window has passed (shortened here).
+    info = await js.consumer_info(GLOBAL_STREAM, name)
+    assert info.num_ack_pending == 2
+    config = info.config
+    config.ack_wait = 1.0
+    await js.add_consumer(GLOBAL_STREAM, config)
+    await asyncio.sleep(1.5)
+    again = []
+    async for item in read_events(js, region="us", durable=name, batch=10):
+        again.append(item)
+        await item.ack()
+    assert [e.event.event_id for e in again[:2]] == [e.event.event_id for e in first[1:]]
+    assert all(e.delivered == 2 for e in again[:2])
+    assert first[0].event.event_id not in {e.event.event_id for e in again}
+
+
+Ids = Callable[[str], str]
