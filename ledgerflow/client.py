@@ -17,7 +17,7 @@ import functools
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -103,6 +103,7 @@ if TYPE_CHECKING:  # (types only: the transfer path loads no SQLAlchemy)
     from ledgerflow.audit.point_in_time import BalanceAsOf
     from ledgerflow.audit.trail import AuditTrail
     from ledgerflow.projections.views import Balance, StatementLine
+    from ledgerflow.stream.consumer import StreamEvent
 
 T = TypeVar("T")
 
@@ -187,6 +188,8 @@ class LedgerClient:
         self.reads: ReadSide = reads or DatabaseReads(settings, read_retry_s=read_retry_s)
         #: Confirmations in flight, shared by concurrent calls for one transfer.
         self._confirming: dict[tuple[Any, ...], asyncio.Future[TransferResult]] = {}
+        #: The event stream's connection, opened by the first `events` call.
+        self._stream: Any = None
 
     @classmethod
     async def connect(
@@ -202,6 +205,40 @@ class LedgerClient:
 
     async def close(self) -> None:
         await self.reads.close()
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
+
+    async def events(
+        self,
+        *,
+        start: int | datetime | None = None,
+        region: str | None = None,
+        account: str | None = None,
+        event_type: str | None = None,
+        durable: str | None = None,
+        follow: bool = True,
+    ) -> AsyncIterator[StreamEvent]:
+        """Every region's events from the global stream, in its order: from
+        `start` (a stream position, or a time-zone-aware time; default: the
+        beginning), filtered by region, account and event type. With
+        `durable` (a consumer name) it resumes after what that consumer
+        acknowledged, and each event must be acknowledged (`await
+        event.ack()`); one that is not comes again. Each event carries its
+        hash and previous hash (`event.verified`). With `follow=False` it
+        ends once it has caught up."""
+        from ledgerflow.stream.consumer import read_events
+        from ledgerflow.stream.topology import connect
+
+        if self._stream is None:
+            self._stream = await connect(
+                self.settings.nats_url(self.settings.stream_region), name="ledgerflow-sdk"
+            )
+        async for item in read_events(
+            self._stream.jetstream(), start=start, region=region, account=account,
+            event_type=event_type, durable=durable, follow=follow,
+        ):  # fmt: skip
+            yield item
 
     async def __aenter__(self) -> LedgerClient:
         return self

@@ -289,6 +289,7 @@ class DevStack:
 def ensure_streams_now(settings: Settings) -> None:
     """Create the streams (idempotent), from synchronous code."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from ledgerflow.stream.topology import connect, ensure_streams
 
@@ -300,6 +301,8 @@ def ensure_streams_now(settings: Settings) -> None:
             await nc.close()
 
     try:
-        asyncio.run(ensure())
+        # In a thread of its own: `up` may be called from a running event loop.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, ensure()).result()
     except Exception as exc:
         raise StackError(f"could not create the event streams: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ledgerflow.stream.topology import ensure_streams
 from ledgerflow.stream.verify import verify_region_stream
 from ledgerflow.workers.regional import build_worker
 from tests.conftest import REGIONS
-from tests.support import eventually
+from tests.support import cli, eventually
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Streamed:
     ledger: LedgerClient
     engines: dict[str, AsyncEngine]
     servers: dict[str, EmbeddedNats]
+    env: dict[str, str]
     nc: dict[str, NatsClient] = field(default_factory=dict)
 
     def js(self, region: str) -> JetStreamContext:
@@ -74,6 +76,7 @@ async def streamed(
     temporal_env: WorkflowEnvironment,
     migrated: Settings,
     nats_servers: list[EmbeddedNats],
+    cli_env: dict[str, str],
 ) -> AsyncIterator[Streamed]:
     tag = uuid.uuid4().hex[:10]
     env = {
@@ -94,7 +97,8 @@ async def streamed(
     await upgrade_regions(settings)
     engines = {r: create_engine(settings.database_url(r), settings) for r in REGIONS}
     under_test = Streamed(settings, LedgerClient(temporal_env.client, settings), engines,
-                          dict(zip(REGIONS, nats_servers, strict=True)))  # fmt: skip
+                          dict(zip(REGIONS, nats_servers, strict=True)),
+                          dict(cli_env) | env)  # fmt: skip
     for region in REGIONS:
         under_test.nc[region] = await nats.connect(
             settings.nats_url(region), max_reconnect_attempts=-1, reconnect_time_wait=0.5
@@ -166,6 +170,21 @@ async def test_every_event_of_every_region_reaches_the_global_stream_once_in_ord
     await eventually(lambda: _sourced_is(streamed, sum(counts.values()) + 4), within=20)
     late = await streamed.global_events(start=before)
     assert {e.event.transfer_id for e in late} == {f"late-{tag}"}
+    # The SDK, the CLI, and the stream's own status and proof.
+    sdk = [e async for e in streamed.ledger.events(region="us", follow=False)]
+    assert [e.event.event_id for e in sdk] == [
+        e.event.event_id for e in await streamed.global_events(region="us")]  # fmt: skip
+    code, out, _ = await cli(streamed.env, "events", "tail", "--account", f"bank.us.{tag}",
+                             "--json")  # fmt: skip
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["event"]["type"] for r in lines] == ["AccountOpened", "Debited"]
+    assert all(r["verified"] for r in lines)
+    code, out, _ = await cli(streamed.env, "stream", "status", "--json")
+    status = {r["region"]: r for r in json.loads(out)}
+    assert code == 0 and {r["lag_events"] for r in status.values()} == {0}
+    assert status["eu"]["region_messages"] == status["eu"]["global_messages"] == counts["eu"] + 2
+    code, out, err = await cli(streamed.env, "stream", "verify")
+    assert code == 0, err
 
 
 async def _sourced_is(streamed: Streamed, count: int) -> bool:

@@ -1,0 +1,116 @@
+"""The event stream's commands: `events tail`, `stream status`, `stream verify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ledgerflow.cli.output import Commands, emit, instant, plain, run_async
+from ledgerflow.cli.read_side import EXIT_NOT_SOUND
+from ledgerflow.config import Settings
+
+
+def register(sub: Commands, common: argparse.ArgumentParser) -> None:
+    events = sub.add_parser(
+        "events",
+        parents=[common],
+        help="the global event stream: every region's events, as they happen",
+        description="`events tail` prints the global stream's events (by default all of "
+        "them, then stops; --follow keeps going), filtered by region, account or type.",
+    )
+    events.add_argument("events_command", choices=["tail"])
+    start = events.add_mutually_exclusive_group()
+    start.add_argument("--from", dest="from_seq", type=int, help="from this stream position")
+    start.add_argument("--since", type=instant, help="from this time (stored at or after it)")
+    events.add_argument("--region")
+    events.add_argument("--account")
+    events.add_argument("--type", dest="event_type", help="e.g. Debited, HoldPlaced")
+    events.add_argument("--durable", help="a named consumer: resumes after what it acknowledged")
+    events.add_argument("--follow", "-f", action="store_true", help="wait for new events")
+    events.add_argument("--limit", type=int, help="stop after this many events")
+    events.set_defaults(handler=run_async(cmd_events))
+    stream = sub.add_parser(
+        "stream",
+        parents=[common],
+        help="the event stream: how far each region's relay is, and verify it",
+        description="`stream status`: each region's relay position and lag, and the streams; "
+        "`stream verify`: the global stream against every region's store (exit 6 if not sound).",
+    )
+    stream.add_argument("stream_command", choices=["status", "verify"])
+    stream.set_defaults(handler=run_async(cmd_stream))
+
+
+async def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.stream.consumer import read_events
+    from ledgerflow.stream.topology import connect
+
+    nc = await connect(settings.nats_url(settings.stream_region), name="ledgerflow-cli")
+    shown = 0
+    as_json = getattr(args, "json", False)
+    try:
+        async for item in read_events(
+            nc.jetstream(), start=args.from_seq or args.since, region=args.region,
+            account=args.account, event_type=args.event_type, durable=args.durable,
+            follow=args.follow,
+        ):  # fmt: skip
+            e = item.event
+            if as_json:
+                record: dict[str, Any] = {"seq": item.seq, "stored_at": item.stored_at,
+                                          "verified": item.verified,
+                                          "event": plain(e)}  # fmt: skip
+                print(json.dumps(plain(record), sort_keys=True), flush=True)
+            else:
+                print(f"{item.seq:>8}  {e.recorded_at.isoformat(timespec='milliseconds')}  "
+                      f"{e.region:<4} {e.account_id:<28} {e.type:<16} {e.amount:>12} "
+                      f"{e.currency}  {e.transfer_id or ''}", flush=True)  # fmt: skip
+            await item.ack()
+            shown += 1
+            if args.limit is not None and shown >= args.limit:
+                break
+    finally:
+        await nc.close()
+    return 0
+
+
+async def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.store.postgres import create_engine
+    from ledgerflow.stream.status import stream_status
+    from ledgerflow.stream.topology import connect
+    from ledgerflow.stream.verify import verify_region_stream
+
+    nc = await connect(settings.nats_url(settings.stream_region), name="ledgerflow-cli")
+    rows: list[dict[str, Any]] = []
+    values: list[Any] = []
+    sound = True
+    try:
+        js = nc.jetstream()
+        for region in settings.regions:
+            engine = create_engine(settings.reader_url(region), settings, pool_size=1)
+            try:
+                if args.stream_command == "status":
+                    status = await stream_status(engine, region, js)
+                    values.append(status)
+                    rows.append(plain(status))
+                else:
+                    report = await verify_region_stream(engine, region, js)
+                    values.append(report)
+                    rows.append(plain(report) | {"sound": report.clean})
+                    sound = sound and report.clean
+            finally:
+                await engine.dispose()
+    finally:
+        await nc.close()
+    if args.stream_command == "status":
+        emit(args, values, rows, ["region", "relayed", "lag_events", "lag_seconds",
+                                  "region_messages", "global_messages"])  # fmt: skip
+        return 0
+    emit(args, values, rows, ["region", "events", "messages", "missing", "duplicates",
+                              "out_of_order", "altered", "broken_links", "sound"])  # fmt: skip
+    if not sound:
+        for report in values:
+            for example in report.examples:
+                print(f"{report.region}: {example}", file=sys.stderr)
+        return EXIT_NOT_SOUND
+    return 0
