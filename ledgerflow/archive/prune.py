@@ -90,9 +90,10 @@ async def prune(engine: AsyncEngine, objects: ObjectStore) -> PruneOutput:
             # Only the pruner role may vouch for a segment (migration 0004).
             await conn.execute(text("SELECT ledger_mark_segment_verified(:no)"), {"no": segment_no})
     async with engine.begin() as conn:
-        # The newest verified segment that the read models have fully applied
-        # and a reconciliation run has checked; everything up to it is
-        # prunable (the function re-checks all three).
+        # The newest verified segment that the read models have fully applied,
+        # a reconciliation run has checked and, once a relay has published
+        # anything, the event stream carries; everything up to it is
+        # prunable (the function re-checks the first three).
         target = (
             await conn.execute(
                 text(
@@ -102,6 +103,9 @@ async def prune(engine: AsyncEngine, objects: ObjectStore) -> PruneOutput:
                     "WHERE p.name = 'views' AND s.verified_at IS NOT NULL "
                     "AND (s.to_tx_id, s.to_position) <= (p.tx_id, p.position) "
                     "AND (s.to_tx_id, s.to_position) <= (r.tx_id, r.position) "
+                    "AND NOT EXISTS (SELECT 1 FROM projection_checkpoints q "
+                    "  WHERE q.name = 'stream' AND (s.to_tx_id, s.to_position) "
+                    "  > (q.tx_id, q.position)) "
                     "AND NOT EXISTS (SELECT 1 FROM archive_segments u "
                     "  WHERE u.segment_no <= s.segment_no AND u.verified_at IS NULL)"
                 )

@@ -299,3 +299,32 @@ async def test_only_events_older_than_the_cutoff_are_archived(
     assert await archive_objects.list_keys("us/") == []
     status = await archive_status(store.engine, "us", policy.min_age)
     assert (status.segments, status.backlog_events) == (0, 0)
+
+
+async def test_prune_waits_for_the_event_stream_once_a_relay_has_published(
+    isolated_region: Region, archive_objects: S3ObjectStore, pruner: AsyncEngine
+) -> None:
+    """An event the relay has not published yet stays in the hot store: pruned,
+    it could never reach the stream (the relay reads the hot store)."""
+    store, _ = isolated_region
+    await trade(store, "relayed", rounds=4)
+    await archived_everything(store, archive_objects)
+    await CatchUpProjector(store.engine).catch_up()
+    await reconciled(store.engine)
+    async with store.engine.begin() as conn:  # the relay has published nothing yet
+        await conn.execute(
+            text(
+                "INSERT INTO projection_checkpoints (name, tx_id, position) VALUES ('stream', 0, 0)"
+            )
+        )
+    held = await prune(pruner, archive_objects)
+    assert (held.pruned_through_segment, held.events_pruned) == (None, 0)
+    async with store.engine.begin() as conn:  # now it has published everything
+        await conn.execute(
+            text(
+                "UPDATE projection_checkpoints SET (tx_id, position) = "
+                "(SELECT tx_id, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1) "
+                "WHERE name = 'stream'"
+            )
+        )
+    assert (await prune(pruner, archive_objects)).events_pruned > 0

@@ -12,7 +12,16 @@ fault triggered by what it observes, not by a timer:
 - PostgreSQL restarts (fast shutdown: every connection cut) while an append
   is executing;
 - the Temporal dev server restarts on its database file;
-- S3 freezes (SIGSTOP) while a segment upload is in flight, then thaws.
+- S3 freezes (SIGSTOP) while a segment upload is in flight, then thaws;
+- one region's NATS server stops while its relay has events to publish,
+  and starts again; a worker SIGKILL meets its relay in the middle of a
+  batch besides;
+- a durable consumer of the global stream crashes (goes away without
+  acknowledging what it was given), and a new one under its name resumes.
+
+At the end every event of every region must be in the global stream exactly
+once, in its region's order, verified against the stores (`stream verify`),
+and the consumer must have received every one of them.
 
 The plan mixes local and cross-region transfers, transfers too large to be
 allowed (rejected), and cross-region transfers whose destination refuses
@@ -42,6 +51,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -51,6 +61,12 @@ from temporalio.service import RPCError
 from ledgerflow.archive.messages import UPLOAD_SEGMENT, ArchiveRequest
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError
+from ledgerflow.store.postgres import create_engine
+from ledgerflow.stream.consumer import read_events
+from ledgerflow.stream.status import stream_status
+from ledgerflow.stream.subjects import GLOBAL_STREAM
+from ledgerflow.stream.topology import connect
+from ledgerflow.stream.verify import verify_region_stream
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from tests.tools.checks import Counters, Expected, gather, judge
 from tests.tools.stack import Ledger, own_ledger
@@ -78,6 +94,14 @@ class FaultReport:
     #: the S3 freeze began while an upload activity was in flight
     s3_froze_an_upload: bool = False
     counters: Counters = field(default_factory=Counters)
+    #: The global stream against the stores, at the end.
+    stream_events: int = 0
+    stream_missing: int = 0
+    stream_duplicates: int = 0
+    stream_unsound: list[str] = field(default_factory=list)
+    #: Events the crashing consumer never received (it must be none).
+    consumer_missed: int = 0
+    consumer_redelivered: int = 0
     seconds: float = 0.0
 
     @property
@@ -88,6 +112,9 @@ class FaultReport:
             and self.unknown == 0
             and self.archive_completed
             and self.submitted == self.confirmed + self.rejected + self.reversed
+            and self.stream_events > 0
+            and self.stream_missing == self.stream_duplicates == self.consumer_missed == 0
+            and not self.stream_unsound
         )
 
 
@@ -125,6 +152,8 @@ async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -
             return len(observed) / len(plan)
 
         injector = asyncio.create_task(inject(ledger, plan, rng, kills, faults, report, progress))
+        consumer = ConsumerThatCrashes(ledger)
+        consuming = asyncio.create_task(consumer.run(progress))
         await asyncio.gather(*(client() for _ in range(clients)))
         await injector
         # Every id once more, after everything: it must answer as it did.
@@ -146,6 +175,12 @@ async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -
         }
         facts = await gather(ledger.settings, [item.transfer_id for item in plan])
         report.counters = judge(facts, expected, observed)
+        await check_stream(ledger, report)
+        consumer.done.set()
+        await consuming
+        everything = {e for e in await stream_event_ids(ledger)}
+        report.consumer_missed = len(everything - consumer.received)
+        report.consumer_redelivered = consumer.redelivered
     report.faults = dict(faults)
     report.seconds = time.monotonic() - began
     return report
@@ -229,7 +264,7 @@ async def inject(
     triggered by the state it must meet, and recovered from before the next."""
     stack, workers, settings = ledger.stack, ledger.workers, ledger.settings
     assert stack.postgres and stack.temporal and stack.s3
-    schedule = ["kill"] * kills + ["kill-after-append", "postgres", "temporal", "s3"]
+    schedule = ["kill"] * kills + ["kill-after-append", "postgres", "temporal", "s3", "nats"]
     rng.shuffle(schedule)
     for n, fault in enumerate(schedule):
         due = (n + 1) / (len(schedule) + 1)
@@ -252,6 +287,11 @@ async def inject(
         elif fault == "s3":
             completed, met = await archive_through_s3_outage(ledger)
             report.archive_completed, report.s3_froze_an_upload = completed, met
+        elif fault == "nats":
+            server = rng.choice(stack.nats)
+            await asyncio.to_thread(server.stop)
+            await asyncio.sleep(rng.uniform(1, 3))  # its region's relay cannot publish
+            await asyncio.to_thread(server.start)
         faults[fault] += 1
 
 
@@ -334,6 +374,86 @@ async def archive_through_s3_outage(ledger: Ledger) -> tuple[bool, bool]:
         except TRANSIENT:
             await asyncio.sleep(2)
     return False, uploading
+
+
+class ConsumerThatCrashes:
+    """A durable consumer of the global stream that, a third of the way in,
+    goes away holding a batch it never acknowledged; a new one under its
+    name carries on. At the end it has received every event (some twice)."""
+
+    NAME = "faults-audit"
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.received: set[str] = set()
+        self.redelivered = 0
+        self.done = asyncio.Event()
+
+    async def run(self, progress: Callable[[], float]) -> None:
+        crashed = False
+        settings = self.ledger.settings
+        while True:
+            try:
+                nc = await connect(settings.nats_url(settings.stream_region))
+            except Exception:
+                await asyncio.sleep(1)
+                continue
+            try:
+                # Until caught up (what it was given and did not acknowledge
+                # comes again after the acknowledgement window).
+                async for item in read_events(nc.jetstream(), durable=self.NAME, batch=50,
+                                              wait_s=0.5):  # fmt: skip
+                    self.received.add(item.event.event_id)
+                    self.redelivered += item.delivered > 1
+                    if not crashed and progress() > 1 / 3:
+                        crashed = True  # gone, this batch unacknowledged
+                        break
+                    await item.ack()
+                if self.done.is_set() and await self._caught_up(nc):
+                    return
+            except Exception:
+                pass  # its server went away: connect again
+            finally:
+                await nc.close()
+            await asyncio.sleep(0.5)
+
+    async def _caught_up(self, nc: Any) -> bool:
+        info = await nc.jetstream().consumer_info(GLOBAL_STREAM, self.NAME)
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def check_stream(ledger: Ledger, report: FaultReport) -> None:
+    """Every region's relay caught up, then the global stream verified."""
+    settings = ledger.settings
+    nc = await connect(settings.nats_url(settings.stream_region))
+    try:
+        js = nc.jetstream()
+        for region in settings.regions:
+            reader = create_engine(settings.reader_url(region), settings, pool_size=1)
+            try:
+                for _ in range(240):
+                    status = await stream_status(reader, region, js)
+                    if status.lag_events == 0 and status.global_messages == status.region_messages:
+                        break
+                    await asyncio.sleep(0.5)
+                verified = await verify_region_stream(reader, region, js)
+            finally:
+                await reader.dispose()
+            report.stream_events += verified.messages
+            report.stream_missing += verified.missing
+            report.stream_duplicates += verified.duplicates
+            if not verified.clean:
+                report.stream_unsound += [f"{region}: {e}" for e in verified.examples]
+    finally:
+        await nc.close()
+
+
+async def stream_event_ids(ledger: Ledger) -> list[str]:
+    nc = await connect(ledger.settings.nats_url(ledger.settings.stream_region))
+    try:
+        return [item.event.event_id async for item in read_events(nc.jetstream())]
+    finally:
+        await nc.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ region (`tests.tools.checks`); the clearing accounts; an audit trail.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -26,6 +27,10 @@ from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.reconcile.messages import ReconcileSummary
 from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
+from ledgerflow.stream.status import stream_status
+from ledgerflow.stream.subjects import region_stream, region_subjects
+from ledgerflow.stream.topology import connect
+from ledgerflow.stream.verify import RegionStreamReport, verify_region_stream
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from tests.tools.checks import Expected, gather, judge
@@ -188,9 +193,64 @@ async def final_checks(sim: Simulation, *, plant: bool) -> dict[str, bool]:
             await reader.dispose()
         if not report.sound:
             raise _fail(f"verify of {region}: {report.findings[:3]}")
+    await check_stream(sim)
     if not plant:
         return {}
-    return await plant_faults(sim, objects)
+    found = await plant_faults(sim, objects)
+    found["stream duplicate"] = await plant_stream_duplicate(sim)
+    return found
+
+
+async def _stream_reports(sim: Simulation) -> list[RegionStreamReport]:
+    """Every region's stream verified, once its relay has caught up (the
+    workers' relays run all along; the global stream sources each)."""
+    settings = sim.ledger.settings
+    nc = await connect(settings.nats_url(settings.stream_region), name="sim")
+    try:
+        js = nc.jetstream()
+        reports = []
+        for region in settings.regions:
+            reader = create_engine(settings.reader_url(region), settings, pool_size=1)
+            try:
+                for _ in range(120):
+                    status = await stream_status(reader, region, js)
+                    if status.lag_events == 0 and status.global_messages == status.region_messages:
+                        break
+                    await asyncio.sleep(0.5)
+                else:
+                    raise _fail(f"the stream of {region} did not catch up: {status}")
+                reports.append(await verify_region_stream(reader, region, js))
+            finally:
+                await reader.dispose()
+        return reports
+    finally:
+        await nc.close()
+
+
+async def check_stream(sim: Simulation) -> None:
+    for report in await _stream_reports(sim):
+        if not report.clean:
+            raise _fail(f"the stream of {report.region}: {report.examples[:3]}")
+        sim.stream_events += report.messages
+
+
+async def plant_stream_duplicate(sim: Simulation) -> bool:
+    """A copy of an event published behind the relay's back is found."""
+    settings = sim.ledger.settings
+    region = settings.regions[-1]
+    nc = await connect(settings.nats_url(region), name="sim-plant")
+    try:
+        js = nc.jetstream()
+        last = await js.get_last_msg(region_stream(region), region_subjects(region))
+        await js.publish(last.subject, last.data)
+    finally:
+        await nc.close()
+    for _ in range(40):  # (until the global stream has sourced it)
+        reports = {r.region: r for r in await _stream_reports(sim)}
+        if reports[region].duplicates:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def _creditable(sim: Simulation, region: str) -> str:

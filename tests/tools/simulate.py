@@ -134,6 +134,8 @@ class RunReport:
     maintenance: int = 0
     #: holds toward another region placed, captures that arrived, that came back
     abroad: dict[str, int] = field(default_factory=dict)
+    #: events in the global stream at the end, each once and in its region's order
+    stream_events: int = 0
     planted_found: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
     failure: str | None = None
@@ -154,6 +156,8 @@ class Simulation:
         self.observed: dict[str, list[str]] = defaultdict(list)
         self.done: list[Op] = []
         self.rounds = 0
+        #: Events the final check found in the global stream, each once.
+        self.stream_events = 0
         #: the payload each id's latest workflow run was started with (what a
         #: reset re-executes: a re-run with another payload is the latest too)
         self.latest: dict[str, Payload] = {}
@@ -310,7 +314,7 @@ class Simulation:
             targets = [a for a in self.customers(here) if a.account_id != source.account_id]
             target = rng.choice(targets)
             available = source.balance - source.pending + (source.limit or 0)
-            amount = max(1, rng.choice([1, 50, max(1, available), available + 1, 999]))
+            amount = max(1, rng.choice([1, 50, available // 4, available, available + 1, 999]))
             action = "place" if kind == "hold" else "expire"
             over = rng.choice([0, 0, 100])
             payload = Payload(source.account_id, target.account_id, amount, source.currency)
@@ -736,6 +740,7 @@ async def simulate(
                     faults[round_.fault] += 1
         report.abroad = dict(sim.model.abroad)
         report.planted_found = await final_checks(sim, plant=plant)
+        report.stream_events = sim.stream_events
     except RoundFailure as exc:
         report.failure = f"round {len(played)}: {exc}"
     except Exception as exc:  # a path that raised what it never should: a finding too
