@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60 --seconds 15
 	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000
 	$(BIN)/ledgerflow bench holds --count 100 --clients 8 --seconds 10
+	$(BIN)/ledgerflow bench stream --rate 20 --seconds 15 --backlog 5000
 
 ## The fault suite: 2,000 transfers from 16 clients while workers are
 ## SIGKILLed, PostgreSQL and Temporal restart and S3 freezes mid-archive, on

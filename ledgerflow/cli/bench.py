@@ -42,6 +42,12 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     holds.add_argument("--seconds", type=float, default=10.0, help="each sustained run")
     holds.add_argument("--region")
     holds.set_defaults(handler=with_ledger(bench_holds))
+    stream = mode("stream", "publish lag of the event stream and events/s through the relay")
+    stream.add_argument("--rate", type=float, default=20.0, help="transfers started per second")
+    stream.add_argument("--seconds", type=float, default=10.0)
+    stream.add_argument("--backlog", type=int, default=5000, help="events the relay publishes")
+    stream.add_argument("--region")
+    stream.set_defaults(handler=with_ledger(bench_stream))
 
     query = mode("query", "point-in-time balance against history size")
     query.add_argument("--sizes", default="10000,100000,1000000", help="history sizes")
@@ -101,6 +107,14 @@ async def bench_holds(ledger: LedgerClient, args: argparse.Namespace) -> int:
     report = await holds_bench(ledger, args.count, args.clients, args.seconds, region, progress)
     print(file=sys.stderr)
     return _report(args, [report])
+
+
+async def bench_stream(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.stream import stream_bench
+
+    region = args.region or ledger.settings.default_region
+    return _report(args, [await stream_bench(ledger, args.rate, args.seconds, region,
+                                             args.backlog)])  # fmt: skip
 
 
 async def bench_reconcile(ledger: LedgerClient, args: argparse.Namespace) -> int:

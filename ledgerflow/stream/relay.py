@@ -36,6 +36,7 @@ from ledgerflow.store.base import TailCursor
 from ledgerflow.store.log import events_below_horizon
 from ledgerflow.stream.subjects import (
     MSG_ID,
+    SUBJECT_ROOT,
     cursor_of,
     encode,
     region_stream,
@@ -65,10 +66,16 @@ class Relay:
         *,
         batch_size: int = 500,
         publish_timeout_s: float = 5.0,
+        stream: str | None = None,
+        root: str = SUBJECT_ROOT,
     ) -> None:
+        """`stream` and `root` name another stream and subjects than the
+        region's (only a benchmark's scratch stream does)."""
         self.engine = engine
         self.region = region
         self.js = js
+        self.stream = stream or region_stream(region)
+        self.root = root
         self.batch_size = batch_size
         self.publish_timeout_s = publish_timeout_s
         self._place: Place | None = None
@@ -77,15 +84,13 @@ class Relay:
     async def stream_end(self) -> Place:
         """The region stream's last message, as the place to resume after."""
         try:
-            last = await self.js.get_last_msg(
-                region_stream(self.region), region_subjects(self.region)
-            )
+            last = await self.js.get_last_msg(self.stream, region_subjects(self.region, self.root))
         except NotFoundError:
             return Place(TailCursor(0, 0), None)
         cursor = cursor_of(last.headers)
         if cursor is None or last.headers is None:
             raise RuntimeError(
-                f"the last message of {region_stream(self.region)} (seq {last.seq}) was not "
+                f"the last message of {self.stream} (seq {last.seq}) was not "
                 "published by a relay: it carries no event position"
             )
         return Place(cursor, last.headers[MSG_ID])
@@ -105,7 +110,8 @@ class Relay:
             last = events[stored - 1]
             assert last.tx_id is not None and last.position is not None
             self._place = Place(TailCursor(last.tx_id, last.position), last.event_id)
-            await self._record(self._place.cursor, stored)
+            if self.stream == region_stream(self.region):
+                await self._record(self._place.cursor, stored)
             self.published += stored
         if stored < len(events):
             self._place = None  # read the stream's end again before going on
@@ -120,18 +126,18 @@ class Relay:
         Each names its predecessor, so none is stored past a failed one."""
         messages = []
         for event in events:
-            messages.append(encode(event, previous))
+            messages.append(encode(event, previous, self.root))
             previous = event.event_id
         answers = await asyncio.gather(
             *(self.js.publish(m.subject, m.body, timeout=self.publish_timeout_s,
-                              stream=region_stream(self.region), headers=m.headers)
+                              stream=self.stream, headers=m.headers)
               for m in messages),
             return_exceptions=True,
         )  # fmt: skip
         stored = 0
         for answer in answers:
             if isinstance(answer, BaseException):
-                log.warning("publish to %s failed: %s", region_stream(self.region), answer)
+                log.warning("publish to %s failed: %s", self.stream, answer)
                 break
             stored += 1
         return stored

@@ -37,8 +37,8 @@ def region_stream(region: str) -> str:
     return f"{GLOBAL_STREAM}_{region.upper()}"
 
 
-def region_subjects(region: str) -> str:
-    return f"{SUBJECT_ROOT}.{region}.>"
+def region_subjects(region: str, root: str = SUBJECT_ROOT) -> str:
+    return f"{root}.{region}.>"
 
 
 def token(value: str) -> str:
@@ -49,8 +49,8 @@ def untoken(value: str) -> str:
     return value.replace("%2E", ".").replace("%25", "%")
 
 
-def subject_of(event: Event) -> str:
-    return f"{SUBJECT_ROOT}.{event.region}.{token(event.account_id)}.{event.type}"
+def subject_of(event: Event, root: str = SUBJECT_ROOT) -> str:
+    return f"{root}.{event.region}.{token(event.account_id)}.{event.type}"
 
 
 def _filter_token(value: str | None, what: str) -> str:
@@ -80,16 +80,17 @@ class Message:
     headers: dict[str, str]
 
 
-def encode(event: Event, previous_id: str | None) -> Message:
+def encode(event: Event, previous_id: str | None, root: str = SUBJECT_ROOT) -> Message:
     """The event's message. `previous_id`: the event published just before it
-    in its region (`None`: the region's stream must be empty)."""
+    in its region (`None`: the region's stream must be empty). `root`: the
+    subjects' first token (another only for a benchmark's scratch stream)."""
     assert event.tx_id is not None and event.position is not None
     headers = {MSG_ID: event.event_id, TX_ID: str(event.tx_id), POSITION: str(event.position)}
     if previous_id is None:
         headers[EXPECTED_LAST_SEQ] = "0"
     else:
         headers[EXPECTED_LAST_ID] = previous_id
-    return Message(subject_of(event), canonical_json(event_record(event)), headers)
+    return Message(subject_of(event, root), canonical_json(event_record(event)), headers)
 
 
 def decode(body: bytes) -> Event:

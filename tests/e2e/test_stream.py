@@ -301,3 +301,30 @@ async def test_a_durable_consumer_gets_again_what_it_did_not_acknowledge(
 
 
 Ids = Callable[[str], str]
+
+
+async def test_the_stream_bench_measures_lag_and_relay_throughput(streamed: Streamed) -> None:
+    from ledgerflow.bench.stream import stream_bench
+
+    relays = [asyncio.create_task(_relay_forever(streamed, r)) for r in REGIONS]
+    try:
+        report = await stream_bench(streamed.ledger, rate=5, seconds=2, region="us", backlog=20)
+    finally:
+        for task in relays:
+            task.cancel()
+    assert report.events >= 9 and 0 < report.lag_p50_ms <= report.lag_p99_ms <= report.lag_max_ms
+    assert report.backlog_events >= 20 and report.relay_events_per_s > 0
+    names = [n async for n in _stream_names(streamed)]
+    assert not [n for n in names if n.startswith("BENCH_")]  # the scratch stream is gone
+
+
+async def _relay_forever(streamed: Streamed, region: str) -> None:
+    relay = streamed.relay(region)
+    while True:
+        await relay.run_once()
+        await asyncio.sleep(0.1)
+
+
+async def _stream_names(streamed: Streamed) -> AsyncIterator[str]:
+    for info in await streamed.js("us").streams_info():
+        yield info.config.name or ""
