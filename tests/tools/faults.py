@@ -264,8 +264,12 @@ async def inject(
     triggered by the state it must meet, and recovered from before the next."""
     stack, workers, settings = ledger.stack, ledger.workers, ledger.settings
     assert stack.postgres and stack.temporal and stack.s3
-    schedule = ["kill"] * kills + ["kill-after-append", "postgres", "temporal", "s3", "nats"]
+    schedule = ["kill"] * kills + ["postgres", "temporal", "s3", "nats"]
     rng.shuffle(schedule)
+    # First: it needs a planned transfer not yet submitted, and the others
+    # take long enough (an archive through an S3 outage) for the clients to
+    # have submitted everything by the end.
+    schedule.insert(0, "kill-after-append")
     for n, fault in enumerate(schedule):
         due = (n + 1) / (len(schedule) + 1)
         while progress() < due:  # noqa: ASYNC110 - polling a plain counter
@@ -300,8 +304,10 @@ async def kill_after_append(
 ) -> bool:
     """Arm the failpoint for a local transfer not yet submitted, in its region's
     worker, wait for the worker to die on it, and start it again disarmed."""
-    done = progress()
-    ahead = [p for p in plan[int(done * len(plan)) + 50 :] if p.region == p.to_region]
+    start = int(progress() * len(plan))
+    # Far enough ahead that no client has it yet, near enough to come.
+    skip = min(50, (len(plan) - start) // 2)
+    ahead = [p for p in plan[start + skip :] if p.region == p.to_region]
     if not ahead:
         return False
     victim = ahead[0]
