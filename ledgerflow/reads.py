@@ -12,6 +12,7 @@ more credentials than its role.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 import sys
@@ -100,6 +101,11 @@ class ReadSide(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+#: Where an account lives: its region's own row, or the global directory's.
+HOME_QUERY = "SELECT region FROM accounts WHERE account_id = $1"
+DIRECTORY_QUERY = "SELECT region FROM global_directory WHERE account_id = $1"
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -206,6 +212,14 @@ class DatabaseReads:
         require_id(account_id, "account_id")
         if account_id in self.homes:
             return self.homes[account_id]
+        # The global directory first (fed by the event stream, in the default
+        # region): one query instead of one per region; every region only for
+        # an account it has not seen yet.
+        with contextlib.suppress(Exception):
+            found = await self._home_in(self.settings.stream_region, account_id, DIRECTORY_QUERY)
+            if found is not None:
+                self.homes[account_id] = home = str(found["region"])
+                return home
         for region in self.settings.regions:
             row = await self._read(functools.partial(self._home_in, region, account_id))
             if row is not None:
@@ -213,12 +227,12 @@ class DatabaseReads:
                 return home
         raise AccountNotFound(f"account {account_id!r} does not exist", account_id=account_id)
 
-    async def _home_in(self, region: str, account_id: str) -> Any:
+    async def _home_in(self, region: str, account_id: str, query: str = HOME_QUERY) -> Any:
         url = self.settings.reader_url(region)
         if urlsplit(url).query:
             # Options in the URL (`?ssl=require`, a pgbouncer's statement
             # cache size) are SQLAlchemy's to read, not a raw DSN's.
-            return await self._home_in_engine(region, account_id)
+            return await self._home_in_engine(region, account_id, query)
         async with self._locating.setdefault(region, asyncio.Lock()):
             # One query at a time on a connection (asyncpg refuses more).
             conn = self._locators.get(region)
@@ -231,7 +245,6 @@ class DatabaseReads:
                 )
                 self._locators[region] = conn
             try:
-                query = "SELECT region FROM accounts WHERE account_id = $1"
                 row = await conn.fetchrow(query, account_id)
             except BaseException:
                 # A connection that failed once (a restart) is not used again.
@@ -240,12 +253,11 @@ class DatabaseReads:
                 raise
             return None if row is None else {"region": row["region"]}
 
-    async def _home_in_engine(self, region: str, account_id: str) -> Any:
+    async def _home_in_engine(self, region: str, account_id: str, query: str) -> Any:
         from sqlalchemy import text
 
         async with self.engine(region).connect() as conn:
-            query = text("SELECT region FROM accounts WHERE account_id = :id")
-            row = (await conn.execute(query, {"id": account_id})).first()
+            row = (await conn.execute(text(query.replace("$1", ":id")), {"id": account_id})).first()
             return None if row is None else {"region": row.region}
 
     async def account(self, account_id: str) -> Account:

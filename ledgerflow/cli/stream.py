@@ -36,9 +36,12 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="the event stream: how far each region's relay is, and verify it",
         description="`stream status`: each region's relay position and lag, and the streams; "
-        "`stream verify`: the global stream against every region's store (exit 6 if not sound).",
+        "`stream verify`: the global stream against every region's store (exit 6 if not sound); "
+        "`stream directory`: the global read model fed by the stream (where each account lives, "
+        "each region's position per currency), `--rebuild` from the stream's start.",
     )
-    stream.add_argument("stream_command", choices=["status", "verify"])
+    stream.add_argument("stream_command", choices=["status", "verify", "directory"])
+    stream.add_argument("--rebuild", action="store_true", help="directory: from the stream's start")
     stream.set_defaults(handler=run_async(cmd_stream))
 
 
@@ -49,12 +52,13 @@ async def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     nc = await connect(settings.nats_url(settings.stream_region), name="ledgerflow-cli")
     shown = 0
     as_json = getattr(args, "json", False)
+    reader = read_events(
+        nc.jetstream(), start=args.from_seq or args.since, region=args.region,
+        account=args.account, event_type=args.event_type, durable=args.durable,
+        follow=args.follow,
+    )  # fmt: skip
     try:
-        async for item in read_events(
-            nc.jetstream(), start=args.from_seq or args.since, region=args.region,
-            account=args.account, event_type=args.event_type, durable=args.durable,
-            follow=args.follow,
-        ):  # fmt: skip
+        async for item in reader:
             e = item.event
             if as_json:
                 record: dict[str, Any] = {"seq": item.seq, "stored_at": item.stored_at,
@@ -70,6 +74,7 @@ async def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
             if args.limit is not None and shown >= args.limit:
                 break
     finally:
+        await reader.aclose()
         await nc.close()
     return 0
 
@@ -80,6 +85,8 @@ async def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.stream.topology import connect
     from ledgerflow.stream.verify import verify_region_stream
 
+    if args.stream_command == "directory":
+        return await _directory(args, settings)
     nc = await connect(settings.nats_url(settings.stream_region), name="ledgerflow-cli")
     rows: list[dict[str, Any]] = []
     values: list[Any] = []
@@ -113,4 +120,34 @@ async def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
             for example in report.examples:
                 print(f"{report.region}: {example}", file=sys.stderr)
         return EXIT_NOT_SOUND
+    return 0
+
+
+async def _directory(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.store.postgres import create_engine
+    from ledgerflow.stream.directory import GlobalDirectory, positions
+    from ledgerflow.stream.topology import connect
+
+    region = settings.stream_region
+    # A rebuild writes (the app role); showing it only reads.
+    url = settings.database_url(region) if args.rebuild else settings.reader_url(region)
+    engine = create_engine(url, settings, pool_size=1)
+    nc = await connect(settings.nats_url(region), name="ledgerflow-cli")
+    try:
+        directory = GlobalDirectory(engine, nc.jetstream())
+        if args.rebuild:
+            print(f"rebuilt from the stream's start: {await directory.rebuild()} events",
+                  file=sys.stderr)  # fmt: skip
+        status = await directory.status()
+        held = await positions(engine)
+    finally:
+        await nc.close()
+        await engine.dispose()
+    rows = [{"region": r, "currency": c, "balance": b, "events": n}
+            for (r, c), (b, n) in sorted(held.items())]  # fmt: skip
+    if not getattr(args, "json", False):
+        print(f"applied through {status.applied_through} of {status.stream_last} "
+              f"(lag {status.lag_events} events), {status.accounts} accounts")  # fmt: skip
+    emit(args, {"status": status, "positions": rows}, rows,
+         ["region", "currency", "balance", "events"])  # fmt: skip
     return 0

@@ -11,14 +11,17 @@ so a consumer that crashes before acknowledging misses nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.domain.model import Event
@@ -49,6 +52,25 @@ class StreamEvent:
         """Done with it (a durable consumer's events must be acknowledged)."""
         if self._msg is not None:
             await self._msg.ack()
+
+
+T = TypeVar("T")
+
+#: How long a JetStream API call is retried while the supercluster elects a
+#: leader (a region's server just went away or came back).
+API_PATIENCE_S = 30.0
+
+
+async def jetstream_api(call: Callable[[], Awaitable[T]], patience_s: float = API_PATIENCE_S) -> T:
+    """A JetStream API call, retried while the cluster cannot answer yet."""
+    deadline = asyncio.get_running_loop().time() + patience_s
+    while True:
+        try:
+            return await call()
+        except (NatsTimeout, TimeoutError, ServiceUnavailableError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def _stream_event(msg: Msg) -> StreamEvent:
@@ -92,12 +114,14 @@ async def read_events(
     follow: bool = False,
     batch: int = 256,
     wait_s: float = 1.0,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """The global stream's events, in its order. Without `follow`, it ends
     once it has delivered everything stored when it caught up."""
     subject = filter_subject(region, account, event_type)
     config = consumer_config(start, subject, durable)
-    sub = await js.pull_subscribe(subject, durable=durable, stream=GLOBAL_STREAM, config=config)
+    sub = await jetstream_api(
+        lambda: js.pull_subscribe(subject, durable=durable, stream=GLOBAL_STREAM, config=config)
+    )
     try:
         while True:
             try:
@@ -107,7 +131,7 @@ async def read_events(
             for msg in messages:
                 yield _stream_event(msg)
             if len(messages) < batch and not follow:
-                info = await sub.consumer_info()
+                info = await jetstream_api(sub.consumer_info)
                 if info.num_pending == 0:  # (unacknowledged ones come again later)
                     return
     finally:

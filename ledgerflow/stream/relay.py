@@ -25,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -80,6 +81,7 @@ class Relay:
         self.publish_timeout_s = publish_timeout_s
         self._place: Place | None = None
         self.published = 0
+        self.name = f"stream relay of region {region}"
 
     async def stream_end(self) -> Place:
         """The region stream's last message, as the place to resume after."""
@@ -157,7 +159,7 @@ class Relay:
                 {"name": CHECKPOINT, "tx": cursor.tx_id, "pos": cursor.position, "n": count},
             )
 
-    def forget_place(self) -> None:
+    def reset(self) -> None:
         """Read the stream's end again before the next batch."""
         self._place = None
 
@@ -172,27 +174,38 @@ class PublishFailed(Exception):
     """Part of a batch was not stored; the relay resumes from the stream's end."""
 
 
-async def run_relay(
-    connect: Callable[[], Awaitable[Relay]],
+class Follower(Protocol):
+    """A loop's unit of work: the relay, or the global directory."""
+
+    name: str
+
+    async def run_once(self) -> int: ...
+
+    def reset(self) -> None:
+        """After a failure: assume nothing about where the stream ends."""
+
+
+async def keep_following(
+    connect: Callable[[], Awaitable[Follower]],
     stop: asyncio.Event,
     interval_s: float = 0.2,
     retry_s: float = 2.0,
 ) -> None:
-    """Keep the region's stream caught up until `stop`: a stream or database
-    that is down is retried (its events wait in the store, nothing is lost)."""
-    relay: Relay | None = None
+    """Run a follower until `stop`, batch after batch: a stream or database
+    that is down is retried (the events wait where they are, nothing is lost)."""
+    follower: Follower | None = None
     while not stop.is_set():
         wait = interval_s
         try:
-            if relay is None:
-                relay = await connect()
-            while not stop.is_set() and await relay.run_once():
+            if follower is None:
+                follower = await connect()
+            while not stop.is_set() and await follower.run_once():
                 pass
         except Exception as exc:
-            log.warning("stream relay of region %s: %s; retrying in %.0f s",
-                        relay.region if relay else "?", exc, retry_s)  # fmt: skip
-            if relay is not None:
-                relay.forget_place()
+            log.warning("%s: %s; retrying in %.0f s", follower.name if follower else "stream",
+                        exc, retry_s)  # fmt: skip
+            if follower is not None:
+                follower.reset()
             wait = retry_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.store.base import TailCursor
 from ledgerflow.store.log import backlog
+from ledgerflow.stream.consumer import jetstream_api
 from ledgerflow.stream.relay import CHECKPOINT
 from ledgerflow.stream.subjects import GLOBAL_STREAM, region_stream, region_subjects
 
@@ -48,8 +49,11 @@ async def stream_status(engine: AsyncEngine, region: str, js: JetStreamContext) 
         await conn.rollback()
     region_messages = global_messages = None
     try:
-        region_messages = int((await js.stream_info(region_stream(region))).state.messages)
-        info = await js.stream_info(GLOBAL_STREAM, subjects_filter=region_subjects(region))
+        own = await jetstream_api(lambda: js.stream_info(region_stream(region)))
+        region_messages = int(own.state.messages)
+        info = await jetstream_api(
+            lambda: js.stream_info(GLOBAL_STREAM, subjects_filter=region_subjects(region))
+        )
         global_messages = sum((info.state.subjects or {}).values())
     except NotFoundError:
         pass

@@ -36,7 +36,8 @@ from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
-from ledgerflow.stream.relay import Relay, run_relay
+from ledgerflow.stream.directory import GlobalDirectory
+from ledgerflow.stream.relay import Relay, keep_following
 from ledgerflow.stream.topology import connect, ensure_streams
 from ledgerflow.workflows.account import OpenAccountWorkflow
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
@@ -160,6 +161,18 @@ async def run_projector(
             await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
+def global_directory(
+    settings: Settings, engine: AsyncEngine
+) -> Callable[[], Awaitable[GlobalDirectory]]:
+    """How the default region's worker keeps the global directory (connecting again)."""
+
+    async def connect_directory() -> GlobalDirectory:
+        nc = await connect(settings.nats_url(settings.stream_region), name="ledgerflow-directory")
+        return GlobalDirectory(engine, nc.jetstream())
+
+    return connect_directory
+
+
 def stream_relay(
     settings: Settings, region: str, engine: AsyncEngine
 ) -> Callable[[], Awaitable[Relay]]:
@@ -227,11 +240,12 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
             projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))
-            relay = (
-                asyncio.create_task(run_relay(stream_relay(settings, region, engine), stop))
-                if settings.stream_relay
-                else None
-            )
+            followers = []
+            if settings.stream_relay:
+                followers.append(keep_following(stream_relay(settings, region, engine), stop))
+                if region == settings.stream_region:
+                    followers.append(keep_following(global_directory(settings, engine), stop))
+            following = [asyncio.create_task(f) for f in followers]
             print(
                 f"ledgerflow worker: region {region}, task queue {settings.task_queue(region)}",
                 flush=True,
@@ -239,8 +253,7 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
             await stop.wait()
             log.info("shutting down worker for region %s", region)
             await projector
-            if relay is not None:
-                await relay
+            await asyncio.gather(*following)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

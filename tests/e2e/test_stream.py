@@ -23,6 +23,7 @@ import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -328,3 +329,56 @@ async def _relay_forever(streamed: Streamed, region: str) -> None:
 async def _stream_names(streamed: Streamed) -> AsyncIterator[str]:
     for info in await streamed.js("us").streams_info():
         yield info.config.name or ""
+
+
+async def test_the_global_directory_follows_the_stream_and_locates_accounts(
+    streamed: Streamed,
+) -> None:
+    from ledgerflow.reads import DatabaseReads
+    from ledgerflow.stream.directory import GlobalDirectory, positions
+
+    tag = uuid.uuid4().hex[:6]
+    customers = await trade(streamed.ledger, tag)
+    await streamed.relay_all()
+    region = streamed.settings.stream_region
+    directory = GlobalDirectory(streamed.engines[region], streamed.js(region), batch_size=7)
+    expected_total = 0
+    for r in REGIONS:
+        expected_total += (
+            await verify_region_stream(streamed.engines[r], r, streamed.js(r))
+        ).events
+    await eventually(lambda: _sourced_is(streamed, expected_total), within=20)
+    assert await directory.catch_up() == expected_total
+    assert await directory.catch_up() == 0  # each event once
+    status = await directory.status()
+    assert (status.applied_through, status.lag_events) == (expected_total, 0)
+    held = await positions(streamed.engines[region])
+    for r in REGIONS:  # each region's position is the sum of its postings
+        async with streamed.engines[r].connect() as conn:
+            total = (
+                await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM events"))
+            ).scalar_one()
+        assert held[(r, "USD")][0] == int(total)
+    assert sum(balance for balance, _ in held.values()) == 0  # over all regions: zero
+    # The SDK asks the directory where an account lives, not every region.
+    reads = DatabaseReads(streamed.settings)
+
+    async def nowhere(*args: Any) -> Any:
+        if len(args) == 2:  # a region's own `accounts` row: not asked
+            raise AssertionError("asked a region's database")
+        return await real(*args)
+
+    real = reads._home_in
+    reads._home_in = nowhere  # type: ignore[method-assign]
+    try:
+        assert await reads.locate(customers["ap"]) == "ap"
+        assert await reads.locate(f"bank.eu.{tag}") == "eu"
+    finally:
+        await reads.close()
+    # Rebuilt from the stream's start: the same.
+    assert await directory.rebuild() == expected_total
+    assert await positions(streamed.engines[region]) == held
+    code, out, _ = await cli(streamed.env, "stream", "directory", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["status"]["lag_events"] == 0
+    assert {(p["region"], p["currency"]) for p in shown["positions"]} == set(held)
