@@ -29,6 +29,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -81,6 +82,13 @@ from ledgerflow.domain.model import (
 )
 from ledgerflow.domain.money import format_amount
 from ledgerflow.domain.transactions import LegRequest, TransactionRequest, TransactionResult
+from ledgerflow.domain.webhooks import (
+    MAX_ATTEMPTS,
+    Subscription,
+    WebhookState,
+    WebhookStatus,
+    webhook_workflow_id,
+)
 from ledgerflow.reads import READ_RETRY_S, DatabaseReads, ReadSide
 from ledgerflow.workflow_names import (
     ACCOUNT_CHANGE_WORKFLOW,
@@ -93,6 +101,10 @@ from ledgerflow.workflow_names import (
     TRANSACTION_WORKFLOW,
     TRANSFER_CONFIRMATION,
     TRANSFER_WORKFLOW,
+    WEBHOOK_CANCEL,
+    WEBHOOK_REDELIVER,
+    WEBHOOK_STATUS,
+    WEBHOOK_WORKFLOW,
     account_workflow_id,
 )
 
@@ -208,6 +220,67 @@ class LedgerClient:
         if self._stream is not None:
             await self._stream.close()
             self._stream = None
+
+    # -- webhooks --------------------------------------------------------
+
+    async def subscribe(
+        self,
+        subscription_id: str,
+        url: str,
+        secret: str,
+        *,
+        region: str | None = None,
+        account: str | None = None,
+        event_type: str | None = None,
+        created_by: str = "sdk",
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_s: float = 1.0,
+    ) -> WebhookStatus:
+        """POST every event of the global stream that matches (region,
+        account, event type: each optional) to `url`, signed with `secret`,
+        at least once each, from the stream's start (a `WebhookWorkflow`,
+        `webhook-<subscription_id>`, in the default region). The same id
+        again answers the running subscription."""
+        subscription = Subscription(subscription_id, url, secret, region, account, event_type,
+                                    created_by, max_attempts, backoff_s).validated()  # fmt: skip
+        handle = await self.temporal.start_workflow(
+            WEBHOOK_WORKFLOW, WebhookState(subscription), id=webhook_workflow_id(subscription_id),
+            task_queue=self.settings.task_queue(self.settings.stream_region),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"webhook {url}",
+        )  # fmt: skip
+        return await self._webhook_status(handle)
+
+    async def webhook_status(self, subscription_id: str) -> WebhookStatus:
+        return await self._webhook_status(
+            self.temporal.get_workflow_handle(webhook_workflow_id(subscription_id))
+        )
+
+    async def _webhook_status(self, handle: WorkflowHandle[Any, Any]) -> WebhookStatus:
+        for _ in range(50):  # (its first workflow task sets it up)
+            try:
+                status: WebhookStatus = await handle.query(WEBHOOK_STATUS,
+                                                           result_type=WebhookStatus)  # fmt: skip
+                return status
+            except WorkflowQueryFailedError:
+                await asyncio.sleep(0.1)
+        raise LedgerError(f"webhook {handle.id} does not answer")
+
+    async def redeliver(self, subscription_id: str, event_id: str | None = None) -> int:
+        """Deliver a subscription's dead letters again (all, or one event's);
+        how many arrived (the others stay dead letters)."""
+        handle = self.temporal.get_workflow_handle(webhook_workflow_id(subscription_id))
+        arrived: int = await typed_errors(
+            lambda: handle.execute_update(WEBHOOK_REDELIVER, event_id, result_type=int)
+        )
+        return arrived
+
+    async def unsubscribe(self, subscription_id: str) -> WebhookStatus:
+        handle = self.temporal.get_workflow_handle(webhook_workflow_id(subscription_id))
+        status: WebhookStatus = await typed_errors(
+            lambda: handle.execute_update(WEBHOOK_CANCEL, result_type=WebhookStatus)
+        )
+        return status
 
     async def events(
         self,

@@ -22,6 +22,11 @@ HOLD_VOID = "void"
 HOLD_EXTEND = "extend"
 #: Where the hold stands (`HoldState`), for the Web UI and `hold show`.
 HOLD_STATUS = "status"
+WEBHOOK_WORKFLOW = "WebhookWorkflow"
+#: Deliver a subscription's dead letters again (all, or one event id).
+WEBHOOK_REDELIVER = "redeliver"
+WEBHOOK_CANCEL = "cancel"
+WEBHOOK_STATUS = "status"
 ARCHIVE_WORKFLOW = "ArchiveWorkflow"
 RECONCILE_WORKFLOW = "ReconcileWorkflow"
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ledgerflow.cli.ledger import with_ledger
 from ledgerflow.cli.output import Commands, emit, instant, plain, run_async
 from ledgerflow.cli.read_side import EXIT_NOT_SOUND
 from ledgerflow.config import Settings
+
+if TYPE_CHECKING:
+    from ledgerflow.client import LedgerClient
 
 
 def register(sub: Commands, common: argparse.ArgumentParser) -> None:
@@ -43,6 +47,24 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     stream.add_argument("stream_command", choices=["status", "verify", "directory"])
     stream.add_argument("--rebuild", action="store_true", help="directory: from the stream's start")
     stream.set_defaults(handler=run_async(cmd_stream))
+    hook = sub.add_parser(
+        "webhook",
+        parents=[common],
+        help="webhooks: the global stream's events POSTed, signed, to a URL",
+        description="`webhook add --id ID --url URL --secret S [--region R] [--account A] "
+        "[--type T]` subscribes (a WebhookWorkflow); `show ID` its progress and dead letters; "
+        "`redeliver ID [--event E]` delivers dead letters again; `remove ID` ends it.",
+    )
+    hook.add_argument("webhook_command", choices=["add", "show", "redeliver", "remove"])
+    hook.add_argument("subscription_id", nargs="?", help="(show, redeliver, remove)")
+    hook.add_argument("--id", dest="new_id", help="add: the subscription id")
+    hook.add_argument("--url")
+    hook.add_argument("--secret", help="add: at least 16 characters (or LEDGERFLOW_WEBHOOK_SECRET)")
+    hook.add_argument("--region")
+    hook.add_argument("--account")
+    hook.add_argument("--type", dest="event_type")
+    hook.add_argument("--event", help="redeliver: only this event id")
+    hook.set_defaults(handler=with_ledger(cmd_webhook))
 
 
 async def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,4 +172,30 @@ async def _directory(args: argparse.Namespace, settings: Settings) -> int:
               f"(lag {status.lag_events} events), {status.accounts} accounts")  # fmt: skip
     emit(args, {"status": status, "positions": rows}, rows,
          ["region", "currency", "balance", "events"])  # fmt: skip
+    return 0
+
+
+async def cmd_webhook(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    import os
+
+    if args.webhook_command == "add":
+        secret = args.secret or os.environ.get("LEDGERFLOW_WEBHOOK_SECRET")
+        if not (args.new_id and args.url and secret):
+            raise ValueError("webhook add needs --id, --url and --secret")
+        status = await ledger.subscribe(args.new_id, args.url, secret, region=args.region,
+                                        account=args.account, event_type=args.event_type,
+                                        created_by="cli")  # fmt: skip
+    elif not args.subscription_id:
+        raise ValueError(f"webhook {args.webhook_command} needs the subscription id")
+    elif args.webhook_command == "redeliver":
+        arrived = await ledger.redeliver(args.subscription_id, args.event)
+        print(f"{arrived} dead letter(s) delivered", file=sys.stderr)
+        status = await ledger.webhook_status(args.subscription_id)
+    elif args.webhook_command == "remove":
+        status = await ledger.unsubscribe(args.subscription_id)
+    else:
+        status = await ledger.webhook_status(args.subscription_id)
+    row = plain(status) | {"dead_letters": len(status.dead_letters)}
+    emit(args, status, [row], ["subscription_id", "url", "cursor", "delivered", "dead_letters",
+                               "cancelled"])  # fmt: skip
     return 0

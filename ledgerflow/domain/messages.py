@@ -24,6 +24,8 @@ RELEASE_HOLD = "release_hold"
 EXTEND_HOLD = "extend_hold"
 GET_HOLD = "get_hold"
 RETURN_CAPTURE = "return_capture"
+FETCH_WEBHOOK_EVENTS = "fetch_webhook_events"
+DELIVER_WEBHOOK = "deliver_webhook"
 APPEND_TRANSACTION = "append_transaction"
 
 

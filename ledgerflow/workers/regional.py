@@ -27,6 +27,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from ledgerflow.activities.archive import ArchiveActivities
 from ledgerflow.activities.ledger import LedgerActivities
 from ledgerflow.activities.reconcile import ReconcileActivities
+from ledgerflow.activities.webhooks import WebhookActivities
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
 from ledgerflow.client import connect_temporal
@@ -46,6 +47,7 @@ from ledgerflow.workflows.hold import HoldWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
 from ledgerflow.workflows.transaction import TransactionWorkflow
 from ledgerflow.workflows.transfer import TransferWorkflow
+from ledgerflow.workflows.webhook import WebhookWorkflow
 
 log = logging.getLogger("ledgerflow.worker")
 
@@ -57,6 +59,7 @@ WORKFLOWS: Sequence[type] = (
     TransactionWorkflow,
     ArchiveWorkflow,
     ReconcileWorkflow,
+    WebhookWorkflow,
 )
 
 
@@ -103,7 +106,10 @@ def build_worker(
         Client(**config),
         task_queue=settings.task_queue(region),
         workflows=list(WORKFLOWS),
-        activities=activities.all() + archive.all() + reconcile.all(),
+        activities=activities.all()
+        + archive.all()
+        + reconcile.all()
+        + WebhookActivities(settings).all(),
         max_concurrent_activities=max(settings.db_pool_size * 2, 8),
         workflow_runner=workflow_runner(settings.workflow_sandbox),
         graceful_shutdown_timeout=settings.worker_shutdown_grace,

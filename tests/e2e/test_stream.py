@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from ledgerflow import search_attributes as sa
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.infra.nats import EmbeddedNats
@@ -382,3 +383,99 @@ async def test_the_global_directory_follows_the_stream_and_locates_accounts(
     shown = json.loads(out)
     assert code == 0 and shown["status"]["lag_events"] == 0
     assert {(p["region"], p["currency"]) for p in shown["positions"]} == set(held)
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1: records every delivery; refuses those
+    of the event ids in `refuse` (HTTP 500), and the first `flaky` ones."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.deliveries: list[tuple[str, str, bytes]] = []
+        self.refuse: set[str] = set()
+        self.flaky = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event_id = self.headers["Ledgerflow-Event-Id"]
+                receiver.deliveries.append((event_id, self.headers["Ledgerflow-Signature"], body))
+                failing = event_id in receiver.refuse or receiver.flaky > 0
+                receiver.flaky = max(0, receiver.flaky - 1)
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def accepted(self) -> set[str]:
+        """Event ids delivered at least once with a 2xx answer."""
+        return {e for e, _, _ in self.deliveries if e not in self.refuse}
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+async def test_webhooks_deliver_signed_at_least_once_with_dead_letters_and_redelivery(
+    streamed: Streamed,
+) -> None:
+    from ledgerflow.domain.webhooks import signature_valid
+
+    tag = uuid.uuid4().hex[:6]
+    await trade(streamed.ledger, tag)
+    await streamed.relay_all()
+    wanted = [e.event for e in await streamed.global_events(region="us")]
+    await eventually(lambda: _sourced_us(streamed, len(wanted)), within=20)
+    receiver = Receiver()
+    receiver.flaky = 2  # the first two attempts fail: retried
+    poisoned = wanted[3].event_id
+    receiver.refuse.add(poisoned)  # this one fails every attempt: a dead letter
+    secret = "s3cret-for-the-hook"
+    try:
+        status = await streamed.ledger.subscribe(
+            f"h-{tag}", receiver.url, secret, region="us", max_attempts=3, backoff_s=0.1
+        )
+        assert status.subscription_id == f"h-{tag}"
+
+        async def through() -> bool:
+            s = await streamed.ledger.webhook_status(f"h-{tag}")
+            return s.cursor >= max(e.seq for e in await streamed.global_events(region="us"))
+
+        await eventually(through, within=90)
+        status = await streamed.ledger.webhook_status(f"h-{tag}")
+        assert [d.event_id for d in status.dead_letters] == [poisoned]
+        assert status.dead_letters[0].attempts == 3
+        assert receiver.accepted() == {e.event_id for e in wanted} - {poisoned}
+        assert status.delivered == len(wanted) - 1
+        for event_id, signature, body in receiver.deliveries:  # each one signed
+            assert signature_valid(secret, signature, body)
+            assert json.loads(body)["event_id"] == event_id
+        assert not signature_valid("another-secret-entirely", signature, body)
+        described = await streamed.ledger.temporal.get_workflow_handle(
+            f"webhook-h-{tag}"
+        ).describe()
+        assert described.typed_search_attributes.get(sa.STATUS) == "dead-letters"
+        # The receiver is fixed: the dead letter goes out again, and arrives.
+        receiver.refuse.clear()
+        assert await streamed.ledger.redeliver(f"h-{tag}") == 1
+        status = await streamed.ledger.webhook_status(f"h-{tag}")
+        assert status.dead_letters == [] and status.delivered == len(wanted)
+        assert poisoned in {e for e, _, _ in receiver.deliveries}
+        code, out, _ = await cli(streamed.env, "webhook", "show", f"h-{tag}", "--json")
+        assert code == 0 and json.loads(out)["delivered"] == len(wanted)
+        code, out, _ = await cli(streamed.env, "webhook", "remove", f"h-{tag}", "--json")
+        assert code == 0 and json.loads(out)["cancelled"] is True
+    finally:
+        receiver.close()
+
+
+async def _sourced_us(streamed: Streamed, count: int) -> bool:
+    return len(await streamed.global_events(region="us")) >= count
