@@ -30,7 +30,7 @@ from typing import Protocol
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.domain.model import Event
 from ledgerflow.store.base import TailCursor
@@ -209,3 +209,14 @@ async def keep_following(
             wait = retry_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=wait)
+
+
+async def relayed_through(conn: AsyncConnection) -> TailCursor | None:
+    """What the region's relay has published through (None: it never has)."""
+    row = (
+        await conn.execute(
+            text("SELECT tx_id, position FROM projection_checkpoints WHERE name = :n"),
+            {"n": CHECKPOINT},
+        )
+    ).first()
+    return None if row is None else TailCursor(row.tx_id, row.position)

@@ -132,6 +132,24 @@ class LagGauges:
             "how long the oldest open transaction on the server has held every tail back",
             "s",
         )
+        self.stream_events = meter.create_gauge(
+            "ledgerflow_stream_lag_events", "committed events not yet on the region's stream"
+        )
+        self.stream_seconds = meter.create_gauge_float(
+            "ledgerflow_stream_lag_seconds", "age of the oldest event not yet on the stream", "s"
+        )
+
+    async def record_stream(self, engine: AsyncEngine) -> None:
+        """The relay's lag, from its checkpoint (everything, before it published)."""
+        from ledgerflow.store.base import TailCursor
+        from ledgerflow.store.log import backlog
+        from ledgerflow.stream.relay import relayed_through
+
+        async with engine.connect() as conn:
+            lag = await backlog(conn, await relayed_through(conn) or TailCursor(0, 0))
+            await conn.rollback()
+        self.stream_events.set(lag.events)
+        self.stream_seconds.set(lag.age_seconds)
 
     def record(self, status: ProjectionStatus | None) -> None:
         if status is not None:
@@ -151,6 +169,7 @@ async def run_projector(
     stop: asyncio.Event,
     interval_s: float = 1.0,
     gauges: LagGauges | None = None,
+    stream: bool = False,
 ) -> None:
     """Keep the views caught up; on failure record it, stay put, and retry later."""
     projector = CatchUpProjector(engine)
@@ -161,6 +180,8 @@ async def run_projector(
                 pass
             if gauges is not None:
                 gauges.record(await projector.status())
+                if stream:
+                    await gauges.record_stream(engine)
         except Exception:
             log.exception("catch-up projector failed; position kept, retrying")
         with contextlib.suppress(TimeoutError):
@@ -245,7 +266,9 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
                 log.exception("could not apply the schedules of region %s", region)
         log.info("worker for region %s on task queue %s", region, settings.task_queue(region))
         async with worker:
-            projector = asyncio.create_task(run_projector(engine, stop, gauges=gauges))
+            projector = asyncio.create_task(
+                run_projector(engine, stop, gauges=gauges, stream=settings.stream_relay)
+            )
             followers = []
             if settings.stream_relay:
                 followers.append(keep_following(stream_relay(settings, region, engine), stop))

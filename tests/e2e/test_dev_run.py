@@ -12,7 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ledgerflow.infra.process import port_free
+from ledgerflow.infra.nats import port_offsets
+from ledgerflow.infra.process import find_free_base, port_free
 from tests.support import distinct_free_ports
 
 
@@ -31,6 +32,7 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
         "LEDGERFLOW_TEMPORAL_UI_PORT": str(ui),
         "LEDGERFLOW_PG_PORT": str(pg),
         "LEDGERFLOW_S3_PORT": str(s3),
+        "LEDGERFLOW_NATS_PORT": str(find_free_base(port_offsets(3))),
     }
     log = (tmp_path / "run.log").open("w+")
     run = subprocess.Popen(
