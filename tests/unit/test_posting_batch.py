@@ -29,6 +29,7 @@ from ledgerflow.domain.hashing import GENESIS_HASH, AccountChain, ChainBroken
 from ledgerflow.domain.model import (
     Account,
     Event,
+    OpenAccountRequest,
     Posting,
     Transfer,
     TransferStatus,
@@ -38,6 +39,8 @@ from ledgerflow.store.batch import (
     PostingBatch,
     _append_row,
     check_posting_policy,
+    clearing_request,
+    clearing_stand_in,
     event_id_for,
     require_home,
     same_posting,
@@ -451,3 +454,19 @@ def test_the_advisory_check_stands_in_an_unopened_clearing_account_as_open_and_u
     accounts = ledger()
     check_posting_policy(Posting.outbound(transfer(), "us", "eu"), accounts, "us", NOW)
     assert clearing not in accounts
+
+
+def test_a_clearing_account_is_opened_and_imagined_alike() -> None:
+    """What opening a clearing account asks, and what the policy imagines
+    before it is opened: open, empty, without limit, the ledger's own."""
+    opened_at = datetime(2026, 6, 1, tzinfo=UTC)
+    request = clearing_request("clearing:us:eu:USD", "USD", "us", "eu")
+    assert (request.account_id, request.currency, request.region, request.overdraft_limit,
+            request.initiated_by, request.metadata) == (
+        "clearing:us:eu:USD", "USD", "us", None, "ledgerflow",
+        {"role": "clearing", "peer_region": "eu"})  # fmt: skip
+    with pytest.raises(InvalidRequest):  # only the ledger opens them, and only as such
+        OpenAccountRequest("clearing:us:eu:USD", "USD", "us", None).validated()
+    imagined = clearing_stand_in("clearing:us:eu:USD", "USD", "us", opened_at)
+    assert imagined == Account("clearing:us:eu:USD", "USD", "us", None, "open", 1, 0, opened_at,
+                               GENESIS_HASH, {}, opened_at)  # fmt: skip
