@@ -143,6 +143,11 @@ async def test_every_event_of_every_region_reaches_the_global_stream_once_in_ord
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     customers = await trade(streamed.ledger, tag)
+    # Two relays of one region at once (a worker started twice): each
+    # publish names the event before it, so the loser's are refused.
+    one, two = streamed.relay("us", batch_size=3), streamed.relay("us", batch_size=5)
+    raced = await asyncio.gather(one.catch_up(), two.catch_up(), return_exceptions=True)
+    assert any(isinstance(r, int) for r in raced), raced
     await streamed.relay_all()
     await streamed.relay("us").catch_up()  # a second pass publishes nothing
     counts = {}
