@@ -20,6 +20,7 @@ from ledgerflow.domain.errors import AccountClosed, DuplicateHoldMismatch, HoldN
 from ledgerflow.domain.holds import HoldRequest, hold_workflow_id
 from ledgerflow.domain.model import clearing_account_id, reversal_id
 from ledgerflow.workflows.hold import HoldWorkflow
+from tests.e2e.test_cross_region import balance_of
 from tests.support import cli, eventually, postings
 
 Ids = Callable[[str], str]
@@ -33,20 +34,9 @@ async def funded(ledger: LedgerClient, uid: Ids, amount: str = "100.00") -> str:
     return alice
 
 
-async def events_sum(engine: AsyncEngine, account_id: str) -> int:
-    async with engine.connect() as conn:
-        value = (
-            await conn.execute(
-                text("SELECT coalesce(sum(amount), 0) FROM events WHERE account_id = :a"),
-                {"a": account_id},
-            )
-        ).scalar_one()
-    return int(value)
-
-
 async def clearing_net(engines: dict[str, AsyncEngine]) -> int:
-    return await events_sum(engines["us"], clearing_account_id("us", "eu", "USD")) + (
-        await events_sum(engines["eu"], clearing_account_id("eu", "us", "USD"))
+    return await balance_of(engines["us"], clearing_account_id("us", "eu", "USD")) + (
+        await balance_of(engines["eu"], clearing_account_id("eu", "us", "USD"))
     )
 
 
@@ -67,7 +57,7 @@ async def test_a_capture_toward_another_region_arrives_there_once(
     posting = f"{hid}/capture/c1"
     assert await postings(engines["us"], posting) == 2  # alice → clearing for eu
     assert await postings(engines["eu"], posting) == 2  # clearing for us → shop
-    assert await events_sum(engines["eu"], shop) == 2500
+    assert await balance_of(engines["eu"], shop) == 2500
     # Five concurrent re-sends of the capture id: one posting in each region.
     again = await asyncio.gather(
         *(ledger.capture(hid, "25.00", capture_id="c1", initiated_by="pos") for _ in range(5))
@@ -150,7 +140,7 @@ async def test_a_capture_the_destination_refuses_comes_back_once_and_stands(
     with pytest.raises(AccountClosed):  # after the workflow closed: the store answers
         await ledger.capture(hid, "30.00", capture_id="c1")
     assert await clearing_net(engines) == net_before
-    assert await events_sum(engines["us"], alice) == 10000
+    assert await balance_of(engines["us"], alice) == 10000
 
 
 async def test_the_plain_client_cannot_route_a_hold_around_the_saga(
@@ -204,7 +194,7 @@ async def test_the_plain_client_cannot_route_a_hold_around_the_saga(
     with pytest.raises(DuplicateHoldMismatch):  # the SDK routes it to eu: another amount
         await ledger.hold(raw, alice, shop, "6.00", "USD", expires_in=3600, initiated_by="script")
     assert await postings(engines["eu"], f"{raw}/capture/all") == 2
-    assert await events_sum(engines["eu"], shop) == 500
+    assert await balance_of(engines["eu"], shop) == 500
     assert (await ledger.balance(alice)).balance == 9500
 
 

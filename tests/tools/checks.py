@@ -36,6 +36,7 @@ from ledgerflow.config import Settings
 from ledgerflow.domain.model import base_transfer_id, reversal_id
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import create_engine
+from ledgerflow.stream.verify import RegionStreamReport
 
 
 @dataclass(frozen=True)
@@ -231,3 +232,34 @@ def by_id(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for tid, outcome in pairs:
         grouped[tid].append(outcome)
     return dict(grouped)
+
+
+async def stream_reports(settings: Settings, patience_s: float = 120.0) -> list[RegionStreamReport]:
+    """Every region's part of the global stream verified against its store,
+    once its relay has caught up and the global stream has sourced it all
+    (the workers' relays run all along). Raises if one does not catch up."""
+    from ledgerflow.stream.status import stream_status
+    from ledgerflow.stream.topology import connect
+    from ledgerflow.stream.verify import verify_region_stream
+
+    nc = await connect(settings.nats_url(settings.stream_region), name="checks")
+    try:
+        js = nc.jetstream()
+        reports = []
+        for region in settings.regions:
+            reader = create_engine(settings.reader_url(region), settings, pool_size=1)
+            try:
+                deadline = asyncio.get_running_loop().time() + patience_s
+                while True:
+                    status = await stream_status(reader, region, js)
+                    if status.lag_events == 0 and status.global_messages == status.region_messages:
+                        break
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise AssertionError(f"the stream of {region} did not catch up: {status}")
+                    await asyncio.sleep(0.5)
+                reports.append(await verify_region_stream(reader, region, js))
+            finally:
+                await reader.dispose()
+        return reports
+    finally:
+        await nc.close()

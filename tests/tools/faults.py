@@ -61,14 +61,11 @@ from temporalio.service import RPCError
 from ledgerflow.archive.messages import UPLOAD_SEGMENT, ArchiveRequest
 from ledgerflow.client import LedgerClient
 from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError
-from ledgerflow.store.postgres import create_engine
 from ledgerflow.stream.consumer import read_events
-from ledgerflow.stream.status import stream_status
 from ledgerflow.stream.subjects import GLOBAL_STREAM
 from ledgerflow.stream.topology import connect
-from ledgerflow.stream.verify import verify_region_stream
 from ledgerflow.workflows.archive import ArchiveWorkflow
-from tests.tools.checks import Counters, Expected, gather, judge
+from tests.tools.checks import Counters, Expected, gather, judge, stream_reports
 from tests.tools.stack import Ledger, own_ledger
 
 #: Outcomes a client can learn; anything else is retried with the same id.
@@ -430,28 +427,19 @@ class ConsumerThatCrashes:
 
 async def check_stream(ledger: Ledger, report: FaultReport) -> None:
     """Every region's relay caught up, then the global stream verified."""
-    settings = ledger.settings
-    nc = await connect(settings.nats_url(settings.stream_region))
     try:
-        js = nc.jetstream()
-        for region in settings.regions:
-            reader = create_engine(settings.reader_url(region), settings, pool_size=1)
-            try:
-                for _ in range(240):
-                    status = await stream_status(reader, region, js)
-                    if status.lag_events == 0 and status.global_messages == status.region_messages:
-                        break
-                    await asyncio.sleep(0.5)
-                verified = await verify_region_stream(reader, region, js)
-            finally:
-                await reader.dispose()
-            report.stream_events += verified.messages
-            report.stream_missing += verified.missing
-            report.stream_duplicates += verified.duplicates
-            if not verified.clean:
-                report.stream_unsound += [f"{region}: {e}" for e in verified.examples]
-    finally:
-        await nc.close()
+        verified = await stream_reports(ledger.settings, patience_s=120)
+    except AssertionError as exc:
+        report.stream_unsound.append(str(exc))
+        return
+    for region_report in verified:
+        report.stream_events += region_report.messages
+        report.stream_missing += region_report.missing
+        report.stream_duplicates += region_report.duplicates
+        if not region_report.clean:
+            report.stream_unsound += [
+                f"{region_report.region}: {e}" for e in region_report.examples
+            ]
 
 
 async def stream_event_ids(ledger: Ledger) -> list[str]:

@@ -27,13 +27,12 @@ from ledgerflow.projections.rebuild import rebuild_views
 from ledgerflow.reconcile.messages import ReconcileSummary
 from ledgerflow.schedules import reconcile_request
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
-from ledgerflow.stream.status import stream_status
 from ledgerflow.stream.subjects import region_stream, region_subjects
 from ledgerflow.stream.topology import connect
-from ledgerflow.stream.verify import RegionStreamReport, verify_region_stream
+from ledgerflow.stream.verify import RegionStreamReport
 from ledgerflow.workflows.archive import ArchiveWorkflow
 from ledgerflow.workflows.reconcile import ReconcileWorkflow
-from tests.tools.checks import Expected, gather, judge
+from tests.tools.checks import Expected, gather, judge, stream_reports
 
 if TYPE_CHECKING:
     from tests.tools.simulate import Round, Simulation
@@ -202,29 +201,10 @@ async def final_checks(sim: Simulation, *, plant: bool) -> dict[str, bool]:
 
 
 async def _stream_reports(sim: Simulation) -> list[RegionStreamReport]:
-    """Every region's stream verified, once its relay has caught up (the
-    workers' relays run all along; the global stream sources each)."""
-    settings = sim.ledger.settings
-    nc = await connect(settings.nats_url(settings.stream_region), name="sim")
     try:
-        js = nc.jetstream()
-        reports = []
-        for region in settings.regions:
-            reader = create_engine(settings.reader_url(region), settings, pool_size=1)
-            try:
-                for _ in range(120):
-                    status = await stream_status(reader, region, js)
-                    if status.lag_events == 0 and status.global_messages == status.region_messages:
-                        break
-                    await asyncio.sleep(0.5)
-                else:
-                    raise _fail(f"the stream of {region} did not catch up: {status}")
-                reports.append(await verify_region_stream(reader, region, js))
-            finally:
-                await reader.dispose()
-        return reports
-    finally:
-        await nc.close()
+        return await stream_reports(sim.ledger.settings)
+    except AssertionError as exc:
+        raise _fail(str(exc)) from None
 
 
 async def check_stream(sim: Simulation) -> None:
