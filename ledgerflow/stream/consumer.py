@@ -12,12 +12,14 @@ so a consumer that crashes before acknowledging misses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -135,4 +137,6 @@ async def read_events(
                 if info.num_pending == 0:  # (unacknowledged ones come again later)
                     return
     finally:
-        await sub.unsubscribe()
+        # (A connection already closed took the subscription with it.)
+        with contextlib.suppress(ConnectionClosedError):
+            await sub.unsubscribe()

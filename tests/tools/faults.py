@@ -50,6 +50,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -404,14 +405,15 @@ class ConsumerThatCrashes:
             try:
                 # Until caught up (what it was given and did not acknowledge
                 # comes again after the acknowledgement window).
-                async for item in read_events(nc.jetstream(), durable=self.NAME, batch=50,
-                                              wait_s=0.5):  # fmt: skip
-                    self.received.add(item.event.event_id)
-                    self.redelivered += item.delivered > 1
-                    if not crashed and progress() > 1 / 3:
-                        crashed = True  # gone, this batch unacknowledged
-                        break
-                    await item.ack()
+                reader = read_events(nc.jetstream(), durable=self.NAME, batch=50, wait_s=0.5)
+                async with aclosing(reader):
+                    async for item in reader:
+                        self.received.add(item.event.event_id)
+                        self.redelivered += item.delivered > 1
+                        if not crashed and progress() > 1 / 3:
+                            crashed = True  # gone, this batch unacknowledged
+                            break
+                        await item.ack()
                 if self.done.is_set() and await self._caught_up(nc):
                     return
             except Exception:
