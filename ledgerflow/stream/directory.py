@@ -1,5 +1,8 @@
 """The global read model fed by the event stream: where every account lives
-(the account directory) and each region's position per currency.
+(the account directory) and each region's position per currency: the net of
+what its accounts received from and sent to other regions (the sum of its
+postings outside its clearing accounts; over all regions, once every
+transfer between them has settled, each currency's positions sum to zero).
 
 It runs in the default region (the global stream's), reads the global
 stream after its checkpoint and applies each batch with the checkpoint in
@@ -20,8 +23,8 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledgerflow.domain.model import EventType
-from ledgerflow.stream.consumer import read_events
+from ledgerflow.domain.model import EventType, parse_clearing_account
+from ledgerflow.stream.consumer import jetstream_api, read_events
 from ledgerflow.stream.subjects import GLOBAL_STREAM
 
 CHECKPOINT = "directory"
@@ -90,7 +93,10 @@ class GlobalDirectory:
             counts: Counter[tuple[str, str]] = Counter()
             for item in batch:
                 e = item.event
-                positions[(e.region, e.currency)] += e.amount
+                # A region's position: what its own accounts gained from the
+                # others (its clearing accounts hold the other side).
+                if parse_clearing_account(e.account_id) is None:
+                    positions[(e.region, e.currency)] += e.amount
                 counts[(e.region, e.currency)] += 1
                 if e.type == EventType.ACCOUNT_OPENED:
                     await conn.execute(
@@ -158,7 +164,8 @@ class GlobalDirectory:
             ).scalar()
             accounts = (await conn.execute(text("SELECT count(*) FROM global_directory"))).scalar()
         try:
-            last = int((await self.js.stream_info(GLOBAL_STREAM)).state.last_seq)
+            info = await jetstream_api(lambda: self.js.stream_info(GLOBAL_STREAM))
+            last = int(info.state.last_seq)
         except NotFoundError:
             last = None
         applied = int(seq or 0)

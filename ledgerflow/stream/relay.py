@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledgerflow.domain.model import Event
 from ledgerflow.store.base import TailCursor
 from ledgerflow.store.log import events_below_horizon
+from ledgerflow.stream.consumer import jetstream_api
 from ledgerflow.stream.subjects import (
     MSG_ID,
     SUBJECT_ROOT,
@@ -86,7 +87,8 @@ class Relay:
     async def stream_end(self) -> Place:
         """The region stream's last message, as the place to resume after."""
         try:
-            last = await self.js.get_last_msg(self.stream, region_subjects(self.region, self.root))
+            subjects = region_subjects(self.region, self.root)
+            last = await jetstream_api(lambda: self.js.get_last_msg(self.stream, subjects))
         except NotFoundError:
             return Place(TailCursor(0, 0), None)
         cursor = cursor_of(last.headers)

@@ -48,11 +48,14 @@ def global_config(settings: Settings) -> StreamConfig:
 
 
 async def _ensure(js: JetStreamContext, config: StreamConfig) -> None:
-    assert config.name is not None
+    from ledgerflow.stream.consumer import jetstream_api
+
+    name = config.name
+    assert name is not None
     try:
-        await js.stream_info(config.name)
+        await jetstream_api(lambda: js.stream_info(name))
     except NotFoundError:
-        await js.add_stream(config)
+        await jetstream_api(lambda: js.add_stream(config))
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:

@@ -35,7 +35,7 @@ from ledgerflow.infra.nats import EmbeddedNats
 from ledgerflow.infra.postgres import EmbeddedPostgres
 from ledgerflow.store.migrate import upgrade_regions
 from ledgerflow.store.postgres import create_engine
-from ledgerflow.stream.consumer import read_events
+from ledgerflow.stream.consumer import jetstream_api, read_events
 from ledgerflow.stream.relay import Relay
 from ledgerflow.stream.subjects import GLOBAL_STREAM, region_stream
 from ledgerflow.stream.topology import ensure_streams
@@ -68,7 +68,8 @@ class Streamed:
         return [e async for e in read_events(self.js(self.settings.stream_region), **filters)]
 
     async def sourced(self) -> int:
-        info = await self.js(self.settings.stream_region).stream_info(GLOBAL_STREAM)
+        js = self.js(self.settings.stream_region)
+        info = await jetstream_api(lambda: js.stream_info(GLOBAL_STREAM))
         return int(info.state.messages)
 
 
@@ -359,13 +360,20 @@ async def test_the_global_directory_follows_the_stream_and_locates_accounts(
     status = await directory.status()
     assert (status.applied_through, status.lag_events) == (expected_total, 0)
     held = await positions(streamed.engines[region])
-    for r in REGIONS:  # each region's position is the sum of its postings
+    for r in REGIONS:  # a region's position: its postings outside its clearing accounts
         async with streamed.engines[r].connect() as conn:
             total = (
-                await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM events"))
+                await conn.execute(
+                    text(
+                        "SELECT coalesce(sum(amount), 0) FROM events "
+                        "WHERE account_id NOT LIKE 'clearing:%'"
+                    )
+                )
             ).scalar_one()
         assert held[(r, "USD")][0] == int(total)
-    assert sum(balance for balance, _ in held.values()) == 0  # over all regions: zero
+    # us sent 10.00 to eu: us is 10.00 down, eu 10.00 up; over all regions, zero.
+    assert (held[("us", "USD")][0], held[("eu", "USD")][0]) == (-1000, 1000)
+    assert sum(balance for balance, _ in held.values()) == 0
     # The SDK asks the directory where an account lives, not every region.
     reads = DatabaseReads(streamed.settings)
 

@@ -7,9 +7,10 @@ Create Date: 2026-12-01
 * `global_directory`: every account of every region, where it lives, its
   currency and status, as the global stream told it (the SDK asks it first
   where an account lives, instead of every region's database).
-* `global_positions`: per region and currency, the sum of every posting (a
-  region's position in a currency; over all regions each currency sums to
-  zero) and how many events made it.
+* `global_positions`: per region and currency, the net of what the region's
+  accounts received from and sent to other regions (the sum of its postings
+  outside its clearing accounts; over all regions, once settled, each
+  currency sums to zero) and how many events the region had in it.
 * Both are applied with their checkpoint (`projection_checkpoints`, name
   `directory`, `position` = the global stream's sequence) in one
   transaction, so each event counts once; rebuilt from the stream's start by
