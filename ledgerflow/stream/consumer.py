@@ -128,7 +128,9 @@ async def read_events(
         while True:
             try:
                 messages = await sub.fetch(batch, timeout=wait_s)
-            except NatsTimeout:
+            except (NatsTimeout, ServiceUnavailableError):
+                # Nothing yet, or the cluster electing a leader: ask again
+                # (the consumer's state, below, is asked with patience).
                 messages = []
             for msg in messages:
                 yield _stream_event(msg)
