@@ -128,7 +128,7 @@ async def read_events(
         while True:
             try:
                 messages = await sub.fetch(batch, timeout=wait_s)
-            except (NatsTimeout, ServiceUnavailableError):
+            except (NatsTimeout, TimeoutError, ServiceUnavailableError):
                 # Nothing yet, or the cluster electing a leader: ask again
                 # (the consumer's state, below, is asked with patience).
                 messages = []
@@ -139,6 +139,7 @@ async def read_events(
                 if info.num_pending == 0:  # (unacknowledged ones come again later)
                     return
     finally:
-        # (A connection already closed took the subscription with it.)
-        with contextlib.suppress(ConnectionClosedError):
+        # (A connection already closed took the subscription with it; an
+        # ephemeral consumer not deleted in time goes once it is idle.)
+        with contextlib.suppress(ConnectionClosedError, NatsTimeout, TimeoutError):
             await sub.unsubscribe()

@@ -397,6 +397,23 @@ async def test_the_global_directory_follows_the_stream_and_locates_accounts(
     # Rebuilt from the stream's start: the same.
     assert await directory.rebuild() == expected_total
     assert await positions(streamed.engines[region]) == held
+    # Two appliers at once (a worker started twice) take turns: each event once.
+    async with streamed.engines[region].begin() as conn:
+        await conn.execute(text("DELETE FROM global_directory"))
+        await conn.execute(text("DELETE FROM global_positions"))
+        await conn.execute(
+            text("UPDATE projection_checkpoints SET position = 0 WHERE name = 'directory'")
+        )
+    other = GlobalDirectory(streamed.engines[region], streamed.js(region), batch_size=5)
+
+    async def drain(applier: GlobalDirectory) -> None:
+        # (A batch the other took counts 0: read again, until all is applied.)
+        while (await applier.status()).applied_through < expected_total:
+            await applier.catch_up()
+
+    await asyncio.gather(drain(directory), drain(other))
+    assert await positions(streamed.engines[region]) == held
+    assert (await directory.status()).applied_through == expected_total
     code, out, _ = await cli(streamed.env, "stream", "directory", "--json")
     shown = json.loads(out)
     assert code == 0 and shown["status"]["lag_events"] == 0
