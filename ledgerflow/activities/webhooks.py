@@ -56,7 +56,7 @@ class WebhookActivities:
         )  # fmt: skip
         async with aclosing(reader):
             async for item in reader:
-                found.append(Pending(item.seq, item.event.event_id, _body(item)))
+                found.append(Pending(item.seq, item.event.event_id, item.body.decode()))
                 if len(found) >= data.limit:
                     break
         return found
@@ -79,12 +79,6 @@ class WebhookActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.fetch, self.deliver]
-
-
-def _body(item: Any) -> str:
-    from ledgerflow.stream.subjects import encode
-
-    return encode(item.event, None).body.decode()
 
 
 def _post(request: urllib.request.Request) -> int:

@@ -46,6 +46,11 @@ class StreamEvent:
     _msg: Msg | None = field(default=None, repr=False, compare=False)
 
     @property
+    def body(self) -> bytes:
+        """The message as the stream holds it (what a webhook POSTs)."""
+        return self._msg.data if self._msg is not None else b""
+
+    @property
     def verified(self) -> bool:
         """Its hash is its content's, chained to its previous hash."""
         return hash_matches(self.event)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -311,9 +311,6 @@ async def test_a_durable_consumer_gets_again_what_it_did_not_acknowledge(
     assert [e.event.event_id for e in again[:2]] == [e.event.event_id for e in first[1:]]
     assert all(e.delivered == 2 for e in again[:2])
     assert first[0].event.event_id not in {e.event.event_id for e in again}
-
-
-Ids = Callable[[str], str]
 
 
 async def test_the_stream_bench_measures_lag_and_relay_throughput(streamed: Streamed) -> None:
