@@ -119,6 +119,8 @@ class Settings:
     # Workers. (Activity timeouts and retries live in the workflow code: a
     # change to them is a change to the workflow.)
     worker_shutdown_grace: timedelta
+    #: How long a starting worker waits for its database and Temporal.
+    worker_start_wait: timedelta
     #: The workflow sandbox: `passthrough` or `strict` (workers/regional.py).
     workflow_sandbox: str
 
@@ -234,6 +236,7 @@ class Settings:
             stream_relay=e.stream_relay,
             stream_replicas=e.stream_replicas,
             worker_shutdown_grace=timedelta(seconds=e.worker_shutdown_grace_s),
+            worker_start_wait=timedelta(seconds=e.worker_start_wait_s),
             workflow_sandbox=e.workflow_sandbox,
             codec_keys=e.codec_keys,
             codec_key_id=e.codec_key_id,

@@ -210,6 +210,11 @@ class Environment(BaseSettings):
     worker_shutdown_grace_s: float = Field(
         10, ge=0, description="how long a stopping worker lets activities finish"
     )
+    worker_start_wait_s: float = Field(
+        60,
+        ge=0,
+        description="how long a starting worker waits for its database and Temporal to answer (a restart, a deploy bringing them up together) before it exits",
+    )
     workflow_sandbox: Literal["passthrough", "strict"] = Field(
         "passthrough",
         description="`passthrough`: workflow code's imports load once per process (non-deterministic calls are still refused); `strict`: re-imported for every run, at a CPU cost that capped throughput here",

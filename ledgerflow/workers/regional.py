@@ -34,6 +34,7 @@ from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.projections.projector import CatchUpProjector, ProjectionStatus
+from ledgerflow.reads import reading
 from ledgerflow.schedules import apply_schedules
 from ledgerflow.store.migrate import pruner_url, require_schema_at_head
 from ledgerflow.store.postgres import PostgresEventStore, create_engine
@@ -219,6 +220,23 @@ def stream_relay(
     return connect_relay
 
 
+async def _connect_waiting(settings: Settings, runtime: Runtime | None, wait_s: float) -> Client:
+    """Connect to Temporal, trying again for up to `wait_s` seconds while it
+    refuses (the SDK raises a plain RuntimeError for a server it cannot reach)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return await connect_temporal(settings, runtime)
+        except RuntimeError as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("Temporal is not answering yet (%s); trying again", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None = None) -> None:
     settings.require_region(region)
     stop = stop or asyncio.Event()
@@ -229,8 +247,12 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
     # (`ledgerflow migrate`, as the schema owner), and a worker whose database
     # is not at the schema its code expects refuses to start.
     engine = create_engine(settings.database_url(region), settings)
+    # A worker started while its database or Temporal is down (a restart, a
+    # deploy bringing them up together) waits for them rather than exit: a
+    # worker gone leaves its region's transfers waiting until someone notices.
+    wait_s = settings.worker_start_wait.total_seconds()
     try:
-        await require_schema_at_head(engine, region)
+        await reading(lambda: require_schema_at_head(engine, region), window=wait_s)
     except BaseException:
         await engine.dispose()
         raise
@@ -246,7 +268,7 @@ async def run_worker(settings: Settings, region: str, stop: asyncio.Event | None
         )
         gauges = LagGauges(runtime, region)
     try:
-        client = await connect_temporal(settings, runtime)
+        client = await _connect_waiting(settings, runtime, wait_s)
         objects = S3ObjectStore.from_settings(settings)
         try:
             # Said at start, loudly; every archive run refuses until it is fixed.

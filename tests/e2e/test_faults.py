@@ -13,7 +13,7 @@ from tests.tools.faults import run
 
 
 async def test_faults_lose_nothing_and_post_nothing_twice() -> None:
-    report = await run(transfers=200, clients=8, kills=1, seed=11, keep=False)
+    report = await run(transfers=200, clients=8, kills=1, seed=11, keep=False, give_up_s=180)
     assert report.faults == {
         "kill": 1, "kill-after-append": 1, "postgres": 1, "temporal": 1, "s3": 1, "nats": 1,
     }  # fmt: skip

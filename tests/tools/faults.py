@@ -128,7 +128,11 @@ class Planned:
     refused_abroad: bool = False
 
 
-async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -> FaultReport:
+async def run(
+    transfers: int, clients: int, kills: int, seed: int, keep: bool, give_up_s: float = 600
+) -> FaultReport:
+    """`give_up_s`: how long a client asks again for one transfer's outcome
+    before it counts it unknown (so a stuck region fails the run in minutes)."""
     rng = random.Random(seed)
     report = FaultReport()
     faults: Counter[str] = Counter()
@@ -144,7 +148,9 @@ async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -
         async def client() -> None:
             while not queue.empty():
                 item = queue.get_nowait()
-                observed[item.transfer_id].append(await submit(ledger.client, item, report))
+                observed[item.transfer_id].append(
+                    await submit(ledger.client, item, report, give_up_s)
+                )
 
         def progress() -> float:
             return len(observed) / len(plan)
@@ -155,7 +161,10 @@ async def run(transfers: int, clients: int, kills: int, seed: int, keep: bool) -
         await asyncio.gather(*(client() for _ in range(clients)))
         await injector
         # Every id once more, after everything: it must answer as it did.
-        await asyncio.gather(*(_again(ledger.client, item, report, observed) for item in plan))
+        await asyncio.gather(
+            *(_again(ledger.client, item, report, observed, give_up_s) for item in plan)
+        )
+        ledger.workers.require_running()
         learned = {tid: outcomes[0] for tid, outcomes in observed.items()}
         for outcome in learned.values():
             if outcome in FINAL:
@@ -218,9 +227,11 @@ async def open_and_fund(ledger: Ledger, rng: random.Random, transfers: int) -> l
     return plan
 
 
-async def submit(ledger: LedgerClient, item: Planned, report: FaultReport) -> str:
-    """Resubmit the same id until its outcome is known (at most 10 minutes)."""
-    deadline = time.monotonic() + 600
+async def submit(
+    ledger: LedgerClient, item: Planned, report: FaultReport, give_up_s: float = 600
+) -> str:
+    """Resubmit the same id until its outcome is known (at most `give_up_s`)."""
+    deadline = time.monotonic() + give_up_s
     while time.monotonic() < deadline:
         try:
             result = await ledger.transfer(
@@ -243,9 +254,13 @@ async def submit(ledger: LedgerClient, item: Planned, report: FaultReport) -> st
 
 
 async def _again(
-    ledger: LedgerClient, item: Planned, report: FaultReport, observed: dict[str, list[str]]
+    ledger: LedgerClient,
+    item: Planned,
+    report: FaultReport,
+    observed: dict[str, list[str]],
+    give_up_s: float,
 ) -> None:
-    observed[item.transfer_id].append(await submit(ledger, item, report))
+    observed[item.transfer_id].append(await submit(ledger, item, report, give_up_s))
 
 
 async def inject(
@@ -276,7 +291,7 @@ async def inject(
             region = rng.choice(list(settings.regions))
             workers.kill(region)
             await asyncio.sleep(rng.uniform(0.5, 3))
-            workers.start(region)
+            await workers.started(region)
         elif fault == "kill-after-append":
             report.failpoint_fired = await kill_after_append(ledger, plan, progress)
         elif fault == "postgres":
@@ -294,6 +309,9 @@ async def inject(
             await asyncio.to_thread(server.stop)
             await asyncio.sleep(rng.uniform(1, 3))  # its region's relay cannot publish
             await asyncio.to_thread(server.start)
+        # A worker that died of a fault is a finding (and a region without
+        # one would only show, much later, as transfers that never end).
+        workers.require_running()
         faults[fault] += 1
 
 
@@ -318,7 +336,7 @@ async def kill_after_append(
     fired = not workers.running(victim.region)
     if not fired:
         workers.stop(victim.region)
-    workers.start(victim.region)
+    await workers.started(victim.region)
     return fired
 
 

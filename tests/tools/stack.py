@@ -8,12 +8,14 @@ SIGKILLed, stopped and started again, with failpoints armed or not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,10 @@ def find_free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
+#: What a worker prints once it polls its task queue (ledgerflow/workers/regional.py).
+READY_LINE = b"ledgerflow worker: region"
+
+
 class WorkerDied(RuntimeError):
     """A worker process exited without being told to."""
 
@@ -65,17 +71,41 @@ class Workers:
         self.regions = regions
         self.logs = logs
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: where each worker's log began when it was last started
+        self.offsets: dict[str, int] = {}
         #: regions stopped or killed on purpose, not (yet) started again
         self.stopped: set[str] = set()
 
     def start(self, region: str, failpoints: str | None = None) -> None:
-        log = (self.logs / f"worker-{region}.log").open("ab")
+        """Start the region's worker (without waiting for it: `started` does)."""
+        path = self.logs / f"worker-{region}.log"
+        log = path.open("ab")
+        self.offsets[region] = log.tell()
         env = self.env | ({"LEDGERFLOW_FAILPOINTS": failpoints} if failpoints else {})
         self.procs[region] = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow", "worker", "--region", region],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.stopped.discard(region)
+
+    async def started(
+        self, region: str, failpoints: str | None = None, *, within_s: float = 90
+    ) -> None:
+        """Start the region's worker and wait until it serves: a fault injected
+        while a worker is still starting meets another system than the one it
+        means to test (and once left a region without a worker for good)."""
+        self.start(region, failpoints)
+        await self.serving(region, within_s)
+
+    async def serving(self, region: str, within_s: float = 90) -> None:
+        """Wait until the region's worker (as last started) polls its queue."""
+        path, offset = self.logs / f"worker-{region}.log", self.offsets[region]
+        deadline = time.monotonic() + within_s
+        while READY_LINE not in path.read_bytes()[offset:]:
+            self.require_running()
+            if time.monotonic() > deadline:
+                raise WorkerDied(f"worker {region} did not start serving in {within_s:.0f}s")
+            await asyncio.sleep(0.1)
 
     def require_running(self) -> None:
         """Every worker started and not stopped is still alive: one that died
@@ -160,6 +190,7 @@ async def own_ledger(
             await stack.migrate()
             for region in settings.regions:
                 workers.start(region)
+            await asyncio.gather(*(workers.serving(region) for region in settings.regions))
             client = await LedgerClient.connect(settings)
             yield Ledger(state, env, settings, stack, workers, client)
         finally:
