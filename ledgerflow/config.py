@@ -132,6 +132,12 @@ class Settings:
     #: Bearer token the codec server requires of the Web UI and CLI.
     codec_server_token: str | None = field(repr=False)
     codec_server_port: int
+    api_port: int
+    api_host: str
+    api_max_body_bytes: int
+    api_rate_per_s: int
+    api_token_cache_s: float
+    api_confirm_within: timedelta
 
     # The S3 archive (ArchiveWorkflow) and its schedule.
     #: How often each region's archive schedule runs.
@@ -242,6 +248,12 @@ class Settings:
             codec_key_id=e.codec_key_id,
             codec_server_token=e.codec_server_token,
             codec_server_port=e.codec_server_port,
+            api_port=e.api_port,
+            api_host=e.api_host,
+            api_max_body_bytes=e.api_max_body_bytes,
+            api_rate_per_s=e.api_rate_per_s,
+            api_token_cache_s=e.api_token_cache_s,
+            api_confirm_within=timedelta(seconds=e.api_confirm_within_s),
             archive_interval=timedelta(seconds=e.archive_interval_s),
             archive_min_age=timedelta(seconds=e.archive_min_age_s),
             reconcile_window=timedelta(seconds=e.reconcile_window_s),

@@ -242,6 +242,33 @@ class Environment(BaseSettings):
         8081, ge=1, le=65535, description="port of `ledgerflow codec-server`"
     )
 
+    # -- the HTTP API and console -----------------------------------------------
+    api_port: int = Field(
+        8480,
+        ge=1,
+        le=65535,
+        description="port of `ledgerflow api` (on 127.0.0.1 unless `LEDGERFLOW_API_HOST`)",
+    )
+    api_host: str = Field(
+        "127.0.0.1", description="address `ledgerflow api` listens on (loopback by default)"
+    )
+    api_max_body_bytes: int = Field(
+        65536, ge=256, description="largest request body the API reads (larger: 413)"
+    )
+    api_rate_per_s: int = Field(
+        100, ge=1, description="requests a second a new token may make (bursts of twice that)"
+    )
+    api_token_cache_s: float = Field(
+        5,
+        ge=0,
+        description="how long the API trusts a token it checked (a revocation takes at most this long)",
+    )
+    api_confirm_within_s: float = Field(
+        10,
+        gt=0,
+        description="how long a write waits for its outcome before answering 504 (ask again with the same key)",
+    )
+
     # -- diagnostics -------------------------------------------------------------
     debug: bool = Field(False, description="`1`: a CLI error prints its traceback")
     failpoints: str | None = Field(

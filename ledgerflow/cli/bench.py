@@ -159,8 +159,8 @@ async def cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from ledgerflow.bench.e2e import e2e_bench, summary
-    from ledgerflow.cli.output import plain
     from ledgerflow.client import LedgerClient
+    from ledgerflow.wire import plain
 
     rates = [float(r) for r in args.rates.split(",")]
     async with await LedgerClient.connect(settings) as ledger:

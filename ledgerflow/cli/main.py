@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ledgerflow.cli import archive, bench, dev, holds, ledger, read_side, reconcile, stream
+from ledgerflow.cli import api, archive, bench, dev, holds, ledger, read_side, reconcile, stream
 from ledgerflow.cli.output import Handler, Unreachable
 from ledgerflow.config import Settings
 from ledgerflow.domain.errors import LedgerError, StoreUnavailable
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (dev, ledger, holds, read_side, archive, reconcile, stream, bench):
+    for group in (dev, ledger, holds, read_side, archive, reconcile, stream, api, bench):
         group.register(sub, common)
     return parser
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from ledgerflow.wire import plain
 
 if TYPE_CHECKING:
     from ledgerflow.config import Settings
@@ -46,20 +46,6 @@ def instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +00:00)")
-    return value
-
-
-def plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
     return value
 
 

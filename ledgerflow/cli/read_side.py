@@ -10,9 +10,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ledgerflow.cli.output import Commands, emit, plain, print_table, run_async
+from ledgerflow.cli.output import Commands, emit, print_table, run_async
 from ledgerflow.config import Settings
 from ledgerflow.domain.money import format_amount
+from ledgerflow.wire import plain
 
 EXIT_NOT_SOUND = 6
 

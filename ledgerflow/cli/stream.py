@@ -8,9 +8,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ledgerflow.cli.ledger import with_ledger
-from ledgerflow.cli.output import Commands, emit, instant, plain, run_async
+from ledgerflow.cli.output import Commands, emit, instant, run_async
 from ledgerflow.cli.read_side import EXIT_NOT_SOUND
 from ledgerflow.config import Settings
+from ledgerflow.wire import plain
 
 if TYPE_CHECKING:
     from ledgerflow.client import LedgerClient

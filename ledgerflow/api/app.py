@@ -1,0 +1,168 @@
+"""The HTTP API as an ASGI app (Starlette), served by `ledgerflow api`.
+
+Every request is, in this order: authenticated (a bearer token; nothing is
+reachable without one), rate limited per token, its body read within the
+size limit and parsed strictly, its `Idempotency-Key` checked on writes, and
+only then handed to its route (`ledgerflow/api/routes.py`). Every error is
+`application/problem+json` with the ledger's stable type
+(`ledgerflow/api/problems.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from ledgerflow.api.body import IDEMPOTENCY_KEY, idempotency_key, read_json
+from ledgerflow.api.problems import (
+    PROBLEM_JSON,
+    RETRY_LATER,
+    InternalError,
+    MethodNotAllowed,
+    RateLimited,
+    RouteNotFound,
+    problem,
+)
+from ledgerflow.api.routes import ROUTES, Call, Route
+from ledgerflow.api.tokens import ApiToken, Authenticator
+from ledgerflow.domain.errors import LedgerError
+from ledgerflow.wire import plain
+
+if TYPE_CHECKING:
+    from ledgerflow.client import LedgerClient
+    from ledgerflow.config import Settings
+
+log = logging.getLogger("ledgerflow.api")
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per API token: `rate_per_s` on average, bursts of up to
+    twice that. In-process: several API processes each allow the rate."""
+
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def admit(self, token: ApiToken, now: float | None = None) -> float:
+        """0 if the request may go ahead, else how many seconds to wait."""
+        now = time.monotonic() if now is None else now
+        capacity = 2.0 * token.rate_per_s
+        level, last = self.buckets.get(token.token_id, (capacity, now))
+        level = min(capacity, level + (now - last) * token.rate_per_s)
+        if level >= 1.0:
+            self.buckets[token.token_id] = (level - 1.0, now)
+            return 0.0
+        self.buckets[token.token_id] = (level, now)
+        return (1.0 - level) / token.rate_per_s
+
+
+def problem_response(exc: LedgerError, **extra: Any) -> Response:
+    status, body = problem(exc, **extra)
+    headers = {"Retry-After": "1"} if exc.type in RETRY_LATER else {}
+    if "retry_after_s" in body:
+        headers["Retry-After"] = str(max(1, math.ceil(float(body["retry_after_s"]))))
+    return Response(
+        json.dumps(body, sort_keys=True), status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def json_response(value: Any) -> Response:
+    if isinstance(value, Response):
+        return value
+    return Response(json.dumps(plain(value), sort_keys=True), media_type="application/json")
+
+
+@dataclass
+class Api:
+    """What the endpoints share."""
+
+    settings: Settings
+    ledger: LedgerClient
+    auth: Authenticator
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+
+    async def token_of(self, request: Request) -> ApiToken:
+        token = await self.auth.authenticate(request.headers.get("authorization"))
+        wait = self.limiter.admit(token)
+        if wait > 0:
+            raise RateLimited(
+                f"the token of {token.principal!r} allows {token.rate_per_s} requests a second",
+                retry_after_s=round(wait, 3),
+            )
+        return token
+
+    def endpoint(self, route: Route) -> Any:
+        async def serve(request: Request) -> Response:
+            try:
+                token = await self.token_of(request)
+                body: dict[str, Any] = {}
+                if route.body is not None:
+                    body = await read_json(
+                        request.headers.get("content-type"),
+                        request.headers.get("content-length"),
+                        request.stream(),
+                        self.settings.api_max_body_bytes,
+                    )
+                key = idempotency_key(request.headers.get(IDEMPOTENCY_KEY)) if route.keyed else None
+                call = Call(
+                    token=token,
+                    path=request.path_params,
+                    query=request.query_params,
+                    body=body,
+                    key=key,
+                    ledger=self.ledger,
+                    settings=self.settings,
+                    accept=request.headers.get("accept", ""),
+                )
+                return json_response(await route.handler(call))
+            except LedgerError as exc:
+                return problem_response(exc)
+            except Exception:
+                log.exception("%s %s failed", request.method, request.url.path)
+                return problem_response(InternalError("the request failed unexpectedly"))
+
+        return serve
+
+    async def not_routed(self, request: Request, exc: Exception) -> Response:
+        """A path or method that does not exist: still 401 without a token
+        (what exists is not told to strangers)."""
+        try:
+            await self.token_of(request)
+        except LedgerError as refused:
+            return problem_response(refused)
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return problem_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+        return problem_response(RouteNotFound(f"no route {request.url.path}"))
+
+
+def build_app(settings: Settings, ledger: LedgerClient, auth: Authenticator) -> Starlette:
+    api = Api(settings, ledger, auth)
+    routes = [
+        StarletteRoute(route.path, api.endpoint(route), methods=[route.method]) for route in ROUTES
+    ]
+
+    async def openapi(request: Request) -> Response:
+        from ledgerflow.api.openapi import document
+
+        try:
+            await api.token_of(request)
+        except LedgerError as exc:
+            return problem_response(exc)
+        return JSONResponse(document())
+
+    routes.append(StarletteRoute("/openapi.json", openapi, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: api.not_routed, 405: api.not_routed},
+    )
+    app.state.api = api
+    return app

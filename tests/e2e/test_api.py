@@ -1,0 +1,401 @@
+"""The HTTP API end to end: a real uvicorn server on a port, the real
+Temporal dev server, workers and PostgreSQL behind it, tokens stored hashed in
+the default region's database, requests over TCP (httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledgerflow.api.app import build_app
+from ledgerflow.api.openapi import document
+from ledgerflow.api.tokens import Authenticator, PostgresTokens, issue
+from ledgerflow.client import LedgerClient
+from ledgerflow.config import Settings
+from ledgerflow.infra.process import find_free_port
+from ledgerflow.store.postgres import create_engine
+from ledgerflow.wire import plain
+
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+class Api:
+    """The served API and a way to mint tokens."""
+
+    def __init__(self, url: str, tokens: PostgresTokens, settings: Settings) -> None:
+        self.url = url
+        self.tokens = tokens
+        self.settings = settings
+
+    async def token(
+        self, principal: str, *scopes: str, prefix: str | None = None, rate: int = 1000
+    ) -> str:
+        issued = issue(principal, scopes, created_by="test", rate_per_s=rate, account_prefix=prefix)
+        await self.tokens.add(issued.record)
+        return issued.token
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api(migrated: Settings, workers: Any) -> AsyncIterator[Api]:
+    settings = migrated
+    owner = create_engine(settings.migration_url(settings.default_region), settings, pool_size=1)
+    reader: AsyncEngine = create_engine(
+        settings.reader_url(settings.default_region), settings, pool_size=2
+    )
+    ledger = LedgerClient(workers, settings)
+    # A short cache: the revocation test waits it out.
+    app = build_app(settings, ledger, Authenticator(PostgresTokens(reader), cache_s=0.5))
+    port = find_free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
+        await asyncio.sleep(0.05)
+    try:
+        yield Api(f"http://127.0.0.1:{port}", PostgresTokens(owner), settings)
+    finally:
+        server.should_exit = True
+        await serving
+        await ledger.close()
+        await owner.dispose()
+        await reader.dispose()
+
+
+@pytest_asyncio.fixture
+async def writer(api: Api, uid: Callable[[str], str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with api.client(await api.token(uid("svc"), "write")) as client:
+        yield client
+
+
+async def _open(client: httpx.AsyncClient, account_id: str, **body: Any) -> httpx.Response:
+    return await client.post(
+        "/v1/accounts", json={"currency": "USD", **body}, headers={"Idempotency-Key": account_id}
+    )
+
+
+async def _funded(client: httpx.AsyncClient, uid: Callable[[str], str]) -> tuple[str, str]:
+    bank, alice = uid("bank"), uid("alice")
+    assert (await _open(client, bank, unlimited_overdraft=True)).status_code == 200
+    assert (await _open(client, alice)).status_code == 200
+    funded = await client.post(
+        "/v1/transfers",
+        json={"from_account": bank, "to_account": alice, "amount": "100.00", "currency": "USD"},
+        headers={"Idempotency-Key": uid("fund")},
+    )
+    assert funded.status_code == 200, funded.text
+    return bank, alice
+
+
+def _problem(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert (body["error"], body["status"], body["title"]) == (error, status, error)
+    assert body["type"] == f"urn:ledgerflow:error:{error}"
+    return body
+
+
+async def test_a_transfer_over_http_is_confirmed_once_and_answers_the_same_to_its_key(
+    api: Api, writer: httpx.AsyncClient, uid: Callable[[str], str], ledger: LedgerClient
+) -> None:
+    _, alice = await _funded(writer, uid)
+    shop = uid("shop")
+    await _open(writer, shop)
+    key = uid("t")
+    body = {"from_account": alice, "to_account": shop, "amount": 1250, "currency": "USD"}
+    first = await writer.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "confirmed" and first.json()["transfer_id"] == key
+    again = await writer.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert again.json() == first.json()
+    other = await writer.post(
+        "/v1/transfers", json=body | {"amount": 1251}, headers={"Idempotency-Key": key}
+    )
+    _problem(other, 409, "DuplicateTransferMismatch")
+    shown = (await writer.get(f"/v1/accounts/{alice}")).json()
+    assert (shown["balance"], shown["available"]) == (10000 - 1250, 10000 - 1250)
+    # Posted once, by the token's principal.
+    now = datetime.now(UTC)
+    trail = await ledger.audit(alice, now - timedelta(minutes=5), now + timedelta(minutes=1))
+    mine = [e for e in trail.entries if e.transfer_id == key]
+    assert len(mine) == 1 and mine[0].initiated_by.startswith("svc-")
+
+
+async def test_a_rejection_is_its_typed_problem_and_stands_for_its_key(
+    writer: httpx.AsyncClient, uid: Callable[[str], str]
+) -> None:
+    bank, alice = await _funded(writer, uid)
+    key = uid("big")
+    body = {"from_account": alice, "to_account": bank, "amount": "5000.00", "currency": "USD"}
+    refused = await writer.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    problem = _problem(refused, 422, "InsufficientFunds")
+    assert problem["transfer"]["status"] == "rejected"
+    again = await writer.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert again.json() == problem
+    missing = await writer.get(f"/v1/accounts/{uid('nobody')}")
+    _problem(missing, 404, "AccountNotFound")
+
+
+async def test_holds_transactions_statements_and_the_trail_over_http(
+    writer: httpx.AsyncClient, uid: Callable[[str], str], ledger: LedgerClient
+) -> None:
+    _, alice = await _funded(writer, uid)
+    funded_at = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    shop, hold = uid("shop"), uid("h")
+    await _open(writer, shop)
+    placed = await writer.post(
+        "/v1/holds",
+        json={"from_account": alice, "to_account": shop, "amount": 3000, "currency": "USD",
+              "expires_in": 600},
+        headers={"Idempotency-Key": hold},
+    )  # fmt: skip
+    assert placed.status_code == 200 and placed.json()["status"] == "placed", placed.text
+    shown = (await writer.get(f"/v1/accounts/{alice}")).json()
+    assert (shown["pending_out"], shown["available"]) == (3000, 7000)
+    held_at = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    took = await writer.post(
+        f"/v1/holds/{hold}/captures", json={"amount": 1000}, headers={"Idempotency-Key": "c1"}
+    )
+    assert took.json()["status"] == "captured", took.text
+    too_much = await writer.post(
+        f"/v1/holds/{hold}/captures", json={"amount": 2001}, headers={"Idempotency-Key": "c2"}
+    )
+    _problem(too_much, 422, "CaptureExceedsHold")
+    voided = await writer.post(f"/v1/holds/{hold}/void", json={})
+    assert voided.json()["released"] == 2000, voided.text
+    state = (await writer.get(f"/v1/holds/{hold}")).json()
+    assert (state["status"], state["captured"], state["remaining"]) == ("voided", 1000, 0)
+
+    fx = await writer.post(
+        "/v1/transactions",
+        json={"legs": [{"account_id": alice, "side": "debit", "amount": 500, "currency": "USD"},
+                       {"account_id": shop, "side": "credit", "amount": 500, "currency": "USD"}]},
+        headers={"Idempotency-Key": uid("tx")},
+    )  # fmt: skip
+    assert fx.json()["status"] == "confirmed", fx.text
+
+    pages, after = [], 0
+    while True:
+        page = (
+            await writer.get(f"/v1/accounts/{alice}/statement?after_version={after}&limit=2")
+        ).json()
+        pages.append(page["lines"])
+        if page["next_after_version"] is None:
+            break
+        after = page["next_after_version"]
+    lines = [line for page in pages for line in page]
+    # Paged by twos, the same lines as the SDK reads in one go.
+    whole = await ledger.statement(alice, limit=1000)
+    assert lines == plain(whole) and len(pages) >= 3
+    assert [line["amount"] for line in lines if line["type"] == "Credited"] == [10000]
+
+    start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    window = {"start": start, "end": end}
+    trail = await writer.get(f"/v1/accounts/{alice}/audit", params=window)
+    assert trail.json()["closing_balance"] == 10000 - 1000 - 500
+    csv = await writer.get(f"/v1/accounts/{alice}/audit", params=window | {"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv") and alice in csv.text
+
+    async def as_of(instant: datetime) -> dict[str, Any]:
+        answer = await writer.get(
+            f"/v1/accounts/{alice}/balance", params={"as_of": instant.isoformat()}
+        )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    then, held = await as_of(funded_at), await as_of(held_at)
+    assert (then["balance"], then["pending_out"]) == (10000, 0)
+    assert (held["balance"], held["pending_out"]) == (10000, 3000)
+    now = (await writer.get(f"/v1/accounts/{alice}/balance")).json()
+    assert (now["balance"], now["pending_out"]) == (10000 - 1000 - 500, 0)
+
+
+async def test_refusals_of_tokens_and_scopes_write_nothing(
+    api: Api, uid: Callable[[str], str]
+) -> None:
+    account = uid("acct")
+    good = await api.token(uid("admin"), "admin")
+    reader = await api.token(uid("auditor"), "read")
+    fenced = await api.token(uid("team"), "write", prefix="team-")
+    forged = good.rsplit("_", 1)[0] + "_" + "A" * 43
+    revoked_token = await api.token(uid("gone"), "write")
+    revoked_id = revoked_token.split("_")[1]
+    await api.tokens.revoke(revoked_id)
+    await asyncio.sleep(0.6)  # the cache's life
+    body = {"currency": "USD"}
+    cases: list[tuple[str, dict[str, str], int, str]] = [
+        ("no header", {}, 401, "Unauthorized"),
+        ("wrong scheme", {"Authorization": f"Basic {good}"}, 401, "Unauthorized"),
+        ("malformed", {"Authorization": "Bearer lft_nope"}, 401, "Unauthorized"),
+        ("unknown id", {"Authorization": "Bearer lft_000000000000_" + "A" * 43}, 401,
+         "Unauthorized"),
+        ("forged secret", {"Authorization": f"Bearer {forged}"}, 401, "Unauthorized"),
+        ("revoked", {"Authorization": f"Bearer {revoked_token}"}, 401, "Unauthorized"),
+        ("read scope writes", {"Authorization": f"Bearer {reader}"}, 403, "Forbidden"),
+        ("outside prefix", {"Authorization": f"Bearer {fenced}"}, 403, "Forbidden"),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as raw:
+        for name, headers, status, error in cases:
+            response = await raw.post(
+                "/v1/accounts", json=body, headers=headers | {"Idempotency-Key": account}
+            )
+            assert response.status_code == status, (name, response.text)
+            assert response.json()["error"] == error, name
+        # Nothing anywhere without a token: not the document, not a route that does not exist.
+        for path in ("/openapi.json", "/v1/nowhere", f"/v1/accounts/{account}"):
+            _problem(await raw.get(path), 401, "Unauthorized")
+    async with api.client(good) as admin:
+        _problem(await admin.get(f"/v1/accounts/{account}"), 404, "AccountNotFound")
+        _problem(await admin.get("/v1/nowhere"), 404, "RouteNotFound")
+        _problem(await admin.delete("/v1/transfers"), 405, "MethodNotAllowed")
+        # A write-scoped token may not freeze (admin may).
+        await _open(admin, account)
+    async with api.client(await api.token(uid("svc"), "write")) as w:
+        frozen = await w.post(
+            f"/v1/accounts/{account}/freeze", json={"reason": "x"},
+            headers={"Idempotency-Key": uid("chg")},
+        )  # fmt: skip
+        _problem(frozen, 403, "Forbidden")
+    async with api.client(good) as admin:
+        assert (await admin.get(f"/v1/accounts/{account}")).json()["status"] == "open"
+        done = await admin.post(
+            f"/v1/accounts/{account}/freeze", json={"reason": "audit"},
+            headers={"Idempotency-Key": uid("chg")},
+        )  # fmt: skip
+        assert done.json()["account_status"] == "frozen", done.text
+
+
+async def test_malformed_requests_get_their_typed_problem_and_write_nothing(
+    api: Api, writer: httpx.AsyncClient, uid: Callable[[str], str]
+) -> None:
+    bank, alice = await _funded(writer, uid)
+    key = uid("bad")
+    good = {"from_account": alice, "to_account": bank, "amount": 100, "currency": "USD"}
+    json_headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    big = settings_limit = api.settings.api_max_body_bytes
+    cases: list[tuple[str, bytes | None, dict[str, str], int, str]] = [
+        ("not JSON", b"{nope", json_headers, 400, "MalformedRequest"),
+        ("an array", b"[1, 2]", json_headers, 400, "MalformedRequest"),
+        ("NaN", b'{"amount": NaN}', json_headers, 400, "MalformedRequest"),
+        ("not UTF-8", b'{"a": "\xff"}', json_headers, 400, "MalformedRequest"),
+        ("float amount", json.dumps(good | {"amount": 1.5}).encode(), json_headers, 422,
+         "InvalidRequest"),
+        ("bool amount", json.dumps(good | {"amount": True}).encode(), json_headers, 422,
+         "InvalidRequest"),
+        ("negative amount", json.dumps(good | {"amount": -5}).encode(), json_headers, 422,
+         "InvalidAmount"),
+        ("amount with fractions of a cent", json.dumps(good | {"amount": "1.005"}).encode(),
+         json_headers, 422, "InvalidAmount"),
+        ("currency a number", json.dumps(good | {"currency": 840}).encode(), json_headers, 422,
+         "InvalidRequest"),
+        ("unknown currency", json.dumps(good | {"currency": "XXQ"}).encode(), json_headers, 422,
+         "UnknownCurrency"),
+        ("unknown field", json.dumps(good | {"ammount": 1}).encode(), json_headers, 422,
+         "InvalidRequest"),
+        ("missing field", json.dumps({"from_account": alice}).encode(), json_headers, 422,
+         "InvalidRequest"),
+        ("same account", json.dumps(good | {"to_account": alice}).encode(), json_headers, 422,
+         "SameAccount"),
+        ("no key", json.dumps(good).encode(), {"Content-Type": "application/json"}, 422,
+         "InvalidRequest"),
+        ("bad key", json.dumps(good).encode(),
+         {"Content-Type": "application/json", "Idempotency-Key": "has space"}, 422,
+         "InvalidRequest"),
+        ("form body", b"a=1", {"Content-Type": "application/x-www-form-urlencoded",
+                               "Idempotency-Key": key}, 415, "UnsupportedMediaType"),
+        ("huge body", b'{"description": "' + b"x" * big + b'"}', json_headers, 413,
+         "PayloadTooLarge"),
+    ]  # fmt: skip
+    for name, content, headers, status, error in cases:
+        response = await writer.post("/v1/transfers", content=content, headers=headers)
+        assert response.status_code == status, (name, response.text)
+        assert response.json()["error"] == error, (name, response.text)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: read until too much
+        for _ in range(settings_limit // 1024 + 2):
+            yield b" " * 1024
+
+    chunked = await writer.post("/v1/transfers", content=chunks(), headers=json_headers)
+    _problem(chunked, 413, "PayloadTooLarge")
+    bad_time = await writer.get(f"/v1/accounts/{alice}/balance", params={"as_of": "yesterday"})
+    _problem(bad_time, 422, "InvalidRequest")
+    naive = await writer.get(f"/v1/accounts/{alice}/balance", params={"as_of": "2026-01-01T00:00"})
+    _problem(naive, 422, "InvalidRequest")
+    # Nothing was recorded under the key: its first valid use is a new transfer.
+    first = await writer.post("/v1/transfers", json=good, headers={"Idempotency-Key": key})
+    assert first.status_code == 200 and first.json()["status"] == "confirmed", first.text
+    shown = (await writer.get(f"/v1/accounts/{alice}")).json()
+    assert shown["balance"] == 10000 - 100
+
+
+async def test_a_token_over_its_rate_is_told_when_to_come_back(
+    api: Api, uid: Callable[[str], str]
+) -> None:
+    async with api.client(await api.token(uid("slow"), "read", rate=1)) as slow:
+        answers = [await slow.get(f"/v1/accounts/{uid('a')}") for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [404, 404]  # a burst of twice the rate
+    limited = _problem(answers[2], 429, "RateLimited")
+    assert int(answers[2].headers["Retry-After"]) >= 1 and limited["retry_after_s"] > 0
+
+
+async def test_the_served_openapi_document_is_the_checked_in_one(
+    api: Api, writer: httpx.AsyncClient
+) -> None:
+    served = (await writer.get("/openapi.json")).json()
+    assert served == document() == json.loads(OPENAPI.read_text()), (
+        "docs/openapi.json is stale: `python -m ledgerflow.api.openapi > docs/openapi.json`"
+    )
+    documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
+    from ledgerflow.api.routes import ROUTES
+
+    assert documented == {(r.method, r.path) for r in ROUTES}
+
+
+@pytest.mark.slow
+async def test_the_api_command_serves_with_a_token_from_the_cli(
+    cli_env: dict[str, str], uid: Callable[[str], str]
+) -> None:
+    port = find_free_port()
+    env = cli_env | {"LEDGERFLOW_API_PORT": str(port)}
+    made = await asyncio.create_subprocess_exec(
+        ".venv/bin/ledgerflow", "--json", "token", "create", "--principal", uid("ops"),
+        "--scope", "write", env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await made.communicate()
+    assert made.returncode == 0
+    token = json.loads(out)["token"]
+    server = await asyncio.create_subprocess_exec(
+        ".venv/bin/ledgerflow", "api", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), 60)
+        assert f":{port}" in line.decode()
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            opened = await _open(client, uid("cli-acct"))
+            assert opened.status_code == 200, opened.text
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            server.terminate()
+        await server.wait()
