@@ -1,7 +1,8 @@
 """`ledgerflow dev run` (what `make run` calls): the whole system in the foreground.
 
 Brings the embedded stack up, migrates every region, runs one worker process
-per region (restarting one that dies), prints where to look, and waits for
+per region and the HTTP API (restarting one that dies; the API's development
+token is kept in the state directory), prints where to look, and waits for
 Ctrl-C or SIGTERM. Then it stops the workers and only those servers that were
 not already running when it started.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from ledgerflow.config import Settings
+from ledgerflow.domain.errors import LedgerError
 from ledgerflow.infra.stack import DevStack, ServiceStatus
 
 WORKER_STOP_TIMEOUT_S = 20.0
@@ -31,18 +33,53 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def _spawn_worker(region: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    log = (log_dir / f"worker-{region}.log").open("ab")
+def _command(name: str) -> list[str]:
+    """The process `name` stands for: `api`, or `worker-<region>`."""
+    if name == "api":
+        return [sys.executable, "-m", "ledgerflow", "api"]
+    return [sys.executable, "-m", "ledgerflow", "worker", "--region", name.removeprefix("worker-")]
+
+
+def _spawn(name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    log = (log_dir / f"{name}.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "ledgerflow", "worker", "--region", region],
+        _command(name),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
 
 
+async def dev_token(settings: Settings) -> str:
+    """The development token (admin) kept in the state directory (0600),
+    made on the first run and again whenever the database no longer knows it."""
+    from ledgerflow.api.tokens import PostgresTokens, issue, parse
+    from ledgerflow.store.postgres import create_engine
+
+    path = settings.state_dir / "api-token"
+    engine = create_engine(settings.migration_url(settings.default_region), settings, pool_size=1)
+    try:
+        tokens = PostgresTokens(engine)
+        if path.exists():
+            token = path.read_text().strip()
+            try:
+                record = await tokens.get(parse(token)[0])
+            except LedgerError:
+                record = None
+            if record is not None and record.revoked_at is None:
+                return token
+        issued = issue("dev", ("admin",), created_by="make-run", rate_per_s=settings.api_rate_per_s)
+        await tokens.add(issued.record)
+    finally:
+        await engine.dispose()
+    path.touch(mode=0o600)
+    path.write_text(issued.token + "\n")
+    return issued.token
+
+
 def _banner(settings: Settings, statuses: list[ServiceStatus], log_dir: Path) -> str:
     by_name = {s.name: s for s in statuses}
+    api = f"http://{settings.api_host}:{settings.api_port}"
     ui = (
         f"http://127.0.0.1:{settings.temporal_ui_port}"
         if by_name["temporal"].state == "running"
@@ -60,11 +97,14 @@ def _banner(settings: Settings, statuses: list[ServiceStatus], log_dir: Path) ->
         + " (NATS JetStream; `ledgerflow events tail --follow`)",
         f"  Workers         : {', '.join(settings.task_queue(r) for r in settings.regions)}"
         f" (logs in {log_dir})",
+        f"  HTTP API        : {api} (token in {settings.state_dir / 'api-token'})",
         "",
         "Try, in another terminal:",
         "  .venv/bin/ledgerflow account open bank-us --currency USD --unlimited-overdraft",
         "  .venv/bin/ledgerflow account open alice --currency USD",
         "  .venv/bin/ledgerflow transfer --from bank-us --to alice --amount 12.50 --currency USD",
+        f'  curl -H "Authorization: Bearer $(cat {settings.state_dir / "api-token"})" '
+        f"{api}/v1/accounts/alice",
         "",
         "Press Ctrl-C to stop.",
     ]
@@ -82,19 +122,21 @@ def run_foreground(settings: Settings) -> int:
         print("starting the embedded stack ...", flush=True)
         statuses = stack.up()
         asyncio.run(stack.migrate())
-        workers = {r: _spawn_worker(r, log_dir) for r in settings.regions}
+        asyncio.run(dev_token(settings))
+        names = [*(f"worker-{r}" for r in settings.regions), "api"]
+        workers = {name: _spawn(name, log_dir) for name in names}
         print(_banner(settings, statuses, log_dir), flush=True)
         while True:
             time.sleep(1.0)
-            for region, proc in list(workers.items()):
+            for name, proc in list(workers.items()):
                 if proc.poll() is not None:
                     print(
-                        f"worker {region} exited with {proc.returncode}; restarting "
-                        f"(see {log_dir / f'worker-{region}.log'})",
+                        f"{name} exited with {proc.returncode}; restarting "
+                        f"(see {log_dir / f'{name}.log'})",
                         flush=True,
                     )
                     time.sleep(RESTART_BACKOFF_S)
-                    workers[region] = _spawn_worker(region, log_dir)
+                    workers[name] = _spawn(name, log_dir)
     except _Stop:
         print("\nstopping ...", flush=True)
     finally:

@@ -25,13 +25,14 @@ def ledgerflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 
 def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    temporal, ui, pg, s3 = distinct_free_ports(4)
+    temporal, ui, pg, s3, api = distinct_free_ports(5)
     env = os.environ | {
         "LEDGERFLOW_STATE_DIR": str(tmp_path / "state"),
         "LEDGERFLOW_TEMPORAL_PORT": str(temporal),
         "LEDGERFLOW_TEMPORAL_UI_PORT": str(ui),
         "LEDGERFLOW_PG_PORT": str(pg),
         "LEDGERFLOW_S3_PORT": str(s3),
+        "LEDGERFLOW_API_PORT": str(api),
         "LEDGERFLOW_NATS_PORT": str(find_free_base(port_offsets(3))),
     }
     log = (tmp_path / "run.log").open("w+")
@@ -66,6 +67,13 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
         assert crossed.returncode == 0, crossed.stderr
         assert "confirmed" in crossed.stdout
 
+        # The HTTP API runs too, with the development token the banner points at.
+        token = (tmp_path / "state" / "api-token").read_text().strip()
+        assert (tmp_path / "state" / "api-token").stat().st_mode & 0o077 == 0
+        assert f"http://127.0.0.1:{api}" in banner
+        shown = _api_get(f"http://127.0.0.1:{api}/v1/accounts/anna", token)
+        assert (shown["balance"], shown["region"]) == (999 - 150, "eu")
+
         # The workers created the archive and reconcile Schedules at start: the Web UI's
         # Schedules page lists them (this is the UI server's own API).
         url = f"http://127.0.0.1:{ui}/api/v1/namespaces/default/schedules"
@@ -87,4 +95,20 @@ def test_dev_run_serves_transfers_and_stops_everything_on_ctrl_c(tmp_path: Path)
     output = Path(log.name).read_text()
     assert code == 0, output
     assert output.rstrip().endswith("stopped.")
-    assert all(port_free(port) for port in (temporal, ui, pg, s3))
+    assert all(port_free(port) for port in (temporal, ui, pg, s3, api))
+
+
+def _api_get(url: str, token: str, within_s: float = 30) -> dict[str, object]:
+    """GET with the token, waiting for the API to listen (it starts beside the workers)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            with opener.open(request, timeout=10) as response:
+                answer: dict[str, object] = json.load(response)
+                return answer
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
