@@ -147,3 +147,14 @@ def problem(exc: LedgerError, **extra: Any) -> tuple[int, dict[str, Any]]:
         if key not in body:
             body[key] = plain(value)
     return status, body
+
+
+def markdown_table() -> str:
+    """docs/API.md's table of error types and their status codes (a test
+    compares the two)."""
+    rows = sorted(every_error_type(), key=lambda name: (STATUS.get(name, 500), name))
+    lines = ["| status | error |", "|---|---|"]
+    for status in sorted({STATUS.get(name, 500) for name in rows}):
+        names = ", ".join(f"`{n}`" for n in rows if STATUS.get(n, 500) == status)
+        lines.append(f"| {status} | {names} |")
+    return "\n".join(lines) + "\n"

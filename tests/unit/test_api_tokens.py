@@ -78,3 +78,15 @@ def test_every_error_type_has_its_documented_status() -> None:
     status, body = problem(InsufficientFunds("no", account_id="alice"))
     assert (status, body["error"], body["account_id"]) == (422, "InsufficientFunds", "alice")
     assert body["type"] == "urn:ledgerflow:error:InsufficientFunds"
+
+
+def test_the_error_table_in_docs_is_the_declaration() -> None:
+    from pathlib import Path
+
+    from ledgerflow.api.problems import markdown_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text()
+    begin, end = "<!-- error status table: generated -->\n", "<!-- end of table -->"
+    assert doc.split(begin, 1)[1].split(end, 1)[0] == markdown_table(), (
+        "docs/API.md's error table differs from ledgerflow/api/problems.py"
+    )
