@@ -6,9 +6,13 @@ units), never floats."""
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def plain(value: Any) -> Any:
@@ -22,4 +26,29 @@ def plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    return value
+
+
+def revive(cls: type[T], value: Any) -> T:
+    """The record of `cls` that `plain` made `value` from (members `cls`
+    does not declare are dropped: an answer may carry more, such as an
+    account's `available`)."""
+    hints = typing.get_type_hints(cls)
+    given = {f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value}  # type: ignore[arg-type]
+    return cls(**{name: _revived(hints[name], item) for name, item in given.items()})
+
+
+def _revived(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in args if a is not type(None)]
+        return _revived(options[0], value) if len(options) == 1 else value
+    if origin is list and args:
+        return [_revived(args[0], item) for item in value]
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return revive(hint, value)
     return value

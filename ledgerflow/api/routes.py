@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from ledgerflow.api.body import Fields
-from ledgerflow.domain.errors import InvalidRequest, error_from_type
+from ledgerflow.domain.errors import HoldNotFound, InvalidRequest, error_from_type
 from ledgerflow.domain.transactions import LegRequest
 from ledgerflow.wire import plain
 
@@ -282,6 +282,23 @@ async def show_hold(call: Call) -> Any:
     return await _held(call, "read")
 
 
+async def show_capture(call: Call) -> Any:
+    await _held(call, "read")
+    hold_id, capture_id = call.path["hold_id"], call.path["capture_id"]
+    recorded = await call.ledger.reads.capture(hold_id, capture_id)
+    if recorded is None:
+        raise HoldNotFound(f"hold {hold_id!r} has no capture {capture_id!r}", hold_id=hold_id)
+    return recorded
+
+
+async def show_release(call: Call) -> Any:
+    await _held(call, "read")
+    released = await call.ledger.reads.release(call.path["hold_id"])
+    if released is None:
+        raise HoldNotFound(f"hold {call.path['hold_id']!r} was not voided or expired")
+    return released
+
+
 async def capture(call: Call) -> Any:
     f = call.fields({"amount"})
     amount = f.amount()
@@ -379,6 +396,10 @@ ROUTES: tuple[Route, ...] = (
                        description=_TEXT, metadata=_OBJECT)),
     Route("GET", "/v1/holds/{hold_id}", "read", "Where a hold stands", show_hold,
           tags=("holds",)),
+    Route("GET", "/v1/holds/{hold_id}/captures/{capture_id}", "read",
+          "A capture's recorded outcome", show_capture, tags=("holds",)),
+    Route("GET", "/v1/holds/{hold_id}/release", "read",
+          "The hold's void or expiry, if it ended so", show_release, tags=("holds",)),
     Route("POST", "/v1/holds/{hold_id}/captures", "write",
           "Capture part or all of an open hold (the capture id is the Idempotency-Key)",
           capture, keyed=True, tags=("holds",), body=_schema(["amount"], amount=_AMOUNT)),

@@ -377,7 +377,15 @@ async def test_a_load_through_the_api_loses_nothing_and_posts_nothing_twice(
     """The short form of `python -m tests.tools.api_load` (on the test servers)."""
     token = await api.token(uid("load"), "write")
     report = await run_load(
-        api.url, token, ledger, api.settings, transfers=120, clients=8, seed=3, catch_up_s=0
+        api.url,
+        token,
+        ledger,
+        api.settings,
+        transfers=120,
+        clients=8,
+        seed=3,
+        catch_up_s=0,
+        latency_samples=5,
     )
     assert report.counters.clean, report.counters
     assert (report.errors, report.answers_changed) == (0, 0), report.examples
@@ -415,3 +423,54 @@ async def test_the_api_command_serves_with_a_token_from_the_cli(
         with contextlib.suppress(ProcessLookupError):
             server.terminate()
         await server.wait()
+
+
+async def test_the_sdk_reading_through_the_api_reads_what_the_databases_hold(
+    api: Api, workers: Any, uid: Callable[[str], str]
+) -> None:
+    """One contract, two read sides: the SDK with `HttpReads` (a read-scoped
+    token, no database credentials) and with `DatabaseReads` answer alike."""
+    from ledgerflow.api.remote import HttpReads
+    from ledgerflow.domain.errors import AccountNotFound
+    from ledgerflow.reads import DatabaseReads
+
+    remote = HttpReads(api.url, await api.token(uid("reader"), "read"))
+    local = DatabaseReads(api.settings)
+    # Writes through Temporal, reads (the SDK's own included) through the API.
+    async with LedgerClient(workers, api.settings, reads=remote) as sdk:
+        bank, alice, shop = uid("bank"), uid("alice"), uid("shop")
+        await sdk.open_account(bank, "USD", overdraft_limit=None)
+        await sdk.open_account(alice, "USD")
+        await sdk.open_account(shop, "USD", region="eu")
+        await sdk.transfer(uid("fund"), bank, alice, "50.00", "USD", initiated_by="t")
+        middle = datetime.now(UTC)
+        hold = uid("h")
+        await sdk.hold(hold, alice, bank, "10.00", "USD", expires_in=600)
+        await sdk.capture(hold, "4.00", capture_id="k1")
+        await sdk.void(hold)
+        await sdk.transfer(uid("far"), alice, shop, "1.00", "USD", initiated_by="t")
+        end = datetime.now(UTC) + timedelta(seconds=1)
+        try:
+            for side in (remote, local):
+                with pytest.raises(AccountNotFound):
+                    await side.account(uid("nobody"))
+                assert await side.hold(uid("nohold")) is None
+                assert await side.capture(hold, "never") is None
+            start = middle - timedelta(minutes=5)
+            for read in (
+                lambda s: s.locate(shop),
+                lambda s: s.account(alice),
+                lambda s: s.balance(alice),
+                lambda s: s.balance_as_of(alice, middle),
+                lambda s: s.audit(alice, start, end),
+                lambda s: s.statement(alice, after_version=1, limit=3),
+                lambda s: s.hold(hold),
+                lambda s: s.capture(hold, "k1"),
+                lambda s: s.release(hold),
+            ):
+                over_http, direct = await read(remote), await read(local)
+                assert over_http == direct
+                assert over_http is not None
+            assert (await remote.account(alice)).balance == 5000 - 400 - 100
+        finally:
+            await local.close()

@@ -55,12 +55,17 @@ class LoadReport:
     api_p99_ms: float = 0.0
     sdk_p50_ms: float = 0.0
     sdk_p99_ms: float = 0.0
+    #: one caller at a time, API and SDK alternating: the latency the API adds
+    api_alone_p50_ms: float = 0.0
+    api_alone_p99_ms: float = 0.0
+    sdk_alone_p50_ms: float = 0.0
+    sdk_alone_p99_ms: float = 0.0
     seconds: float = 0.0
     examples: list[str] = field(default_factory=list)
 
     @property
     def added_p50_ms(self) -> float:
-        return self.api_p50_ms - self.sdk_p50_ms
+        return self.api_alone_p50_ms - self.sdk_alone_p50_ms
 
     @property
     def ok(self) -> bool:
@@ -183,6 +188,7 @@ async def run_load(
     clients: int,
     seed: int,
     catch_up_s: float = 60.0,
+    latency_samples: int = 100,
 ) -> LoadReport:
     """`catch_up_s`: how long to wait for each region's catch-up projector
     before judging (0 where none runs: the test servers project inline)."""
@@ -222,6 +228,26 @@ async def run_load(
 
     await asyncio.gather(*(drain_sdk() for _ in range(clients)))
 
+    # One at a time, alternating, so neither path queues behind the other.
+    alone: dict[str, list[float]] = {"api": [], "sdk": []}
+    source, target = over_api[0].source, over_api[0].target
+    async with httpx.AsyncClient(
+        base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+    ) as client:
+        for n in range(latency_samples):
+            started = time.perf_counter()
+            answer = await client.post(
+                "/v1/transfers",
+                json={"from_account": source, "to_account": target, "amount": 1, "currency": "USD"},
+                headers={"Idempotency-Key": f"lq{n}-{tag}"},
+            )
+            alone["api"].append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                report.errors += 1
+            started = time.perf_counter()
+            await ledger.transfer(f"lp{n}-{tag}", source, target, 1, "USD", initiated_by="load")
+            alone["sdk"].append(time.perf_counter() - started)
+
     expected: dict[str, Expected] = {}
     observed: dict[str, list[str]] = {}
     for item in over_api:
@@ -245,6 +271,10 @@ async def run_load(
     report.api_p99_ms = 1000 * _quantile(writer.latencies, 0.99)
     report.sdk_p50_ms = 1000 * _quantile(sdk_latencies, 0.5)
     report.sdk_p99_ms = 1000 * _quantile(sdk_latencies, 0.99)
+    report.api_alone_p50_ms = 1000 * _quantile(alone["api"], 0.5)
+    report.api_alone_p99_ms = 1000 * _quantile(alone["api"], 0.99)
+    report.sdk_alone_p50_ms = 1000 * _quantile(alone["sdk"], 0.5)
+    report.sdk_alone_p99_ms = 1000 * _quantile(alone["sdk"], 0.99)
     report.seconds = time.monotonic() - began
     return report
 
