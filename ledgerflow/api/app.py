@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from ledgerflow.api.body import IDEMPOTENCY_KEY, idempotency_key, read_json
+from ledgerflow.api.operations import API_ROUTES
 from ledgerflow.api.problems import (
     PROBLEM_JSON,
     RETRY_LATER,
@@ -33,7 +34,7 @@ from ledgerflow.api.problems import (
     RouteNotFound,
     problem,
 )
-from ledgerflow.api.routes import ROUTES, Call, Route
+from ledgerflow.api.routes import Call, Route
 from ledgerflow.api.tokens import ApiToken, Authenticator
 from ledgerflow.domain.errors import LedgerError
 from ledgerflow.wire import plain
@@ -147,7 +148,8 @@ class Api:
 def build_app(settings: Settings, ledger: LedgerClient, auth: Authenticator) -> Starlette:
     api = Api(settings, ledger, auth)
     routes = [
-        StarletteRoute(route.path, api.endpoint(route), methods=[route.method]) for route in ROUTES
+        StarletteRoute(route.path, api.endpoint(route), methods=[route.method])
+        for route in API_ROUTES
     ]
 
     async def openapi(request: Request) -> Response:

@@ -11,8 +11,8 @@ import re
 import sys
 from typing import Any
 
+from ledgerflow.api.operations import API_ROUTES
 from ledgerflow.api.problems import STATUS, every_error_type
-from ledgerflow.api.routes import ROUTES
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
@@ -43,7 +43,7 @@ def _parameters(path: str, query: tuple[tuple[str, str, str], ...], keyed: bool)
 
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in API_ROUTES:
         operation: dict[str, Any] = {
             "summary": route.summary,
             "tags": list(route.tags),

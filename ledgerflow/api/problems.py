@@ -37,6 +37,12 @@ class MethodNotAllowed(LedgerError):
     type = "MethodNotAllowed"
 
 
+class NoReport(LedgerError):
+    """No reconciliation report (yet, or by that id) (404)."""
+
+    type = "NoReport"
+
+
 class PayloadTooLarge(LedgerError):
     """The body is larger than `LEDGERFLOW_API_MAX_BODY_BYTES` (413)."""
 
@@ -66,6 +72,7 @@ API_ERRORS: tuple[type[LedgerError], ...] = (
     Unauthorized,
     Forbidden,
     RouteNotFound,
+    NoReport,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -79,6 +86,7 @@ STATUS: dict[str, int] = {
     "Unauthorized": 401,
     "Forbidden": 403,
     "RouteNotFound": 404,
+    "NoReport": 404,
     "MethodNotAllowed": 405,
     "PayloadTooLarge": 413,
     "UnsupportedMediaType": 415,

@@ -366,9 +366,9 @@ async def test_the_served_openapi_document_is_the_checked_in_one(
         "docs/openapi.json is stale: `python -m ledgerflow.api.openapi > docs/openapi.json`"
     )
     documented = {(m.upper(), p) for p, ops in served["paths"].items() for m in ops}
-    from ledgerflow.api.routes import ROUTES
+    from ledgerflow.api.operations import API_ROUTES
 
-    assert documented == {(r.method, r.path) for r in ROUTES}
+    assert documented == {(r.method, r.path) for r in API_ROUTES}
 
 
 async def test_a_load_through_the_api_loses_nothing_and_posts_nothing_twice(
@@ -474,3 +474,19 @@ async def test_the_sdk_reading_through_the_api_reads_what_the_databases_hold(
             assert (await remote.account(alice)).balance == 5000 - 400 - 100
         finally:
             await local.close()
+
+
+async def test_verify_reconciliation_and_the_archive_over_http(
+    api: Api, uid: Callable[[str], str]
+) -> None:
+    async with api.client(await api.token(uid("auditor"), "read")) as auditor:
+        proved = await auditor.get("/v1/verify", params={"region": "eu"})
+        assert proved.status_code == 200, proved.text
+        report = proved.json()
+        assert [r["region"] for r in report["regions"]] == ["eu"]
+        assert report["sound"] is True and report["regions"][0]["events_checked"] >= 0
+        _problem(await auditor.get("/v1/verify", params={"region": "mars"}), 422, "InvalidRequest")
+        archive = await auditor.get("/v1/archive/status")
+        assert {r["region"] for r in archive.json()} == set(api.settings.regions)
+        missing = await auditor.get("/v1/reconciliation", params={"report_id": uid("none")})
+        _problem(missing, 404, "NoReport")
