@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api.body import IDEMPOTENCY_KEY, idempotency_key, read_json
 from ledgerflow.api.operations import API_ROUTES
@@ -111,7 +114,7 @@ class Api:
                         request.headers.get("content-type"),
                         request.headers.get("content-length"),
                         request.stream(),
-                        self.settings.api_max_body_bytes,
+                        route.max_body or self.settings.api_max_body_bytes,
                     )
                 key = idempotency_key(request.headers.get(IDEMPOTENCY_KEY)) if route.keyed else None
                 call = Call(
@@ -145,6 +148,51 @@ class Api:
         return problem_response(RouteNotFound(f"no route {request.url.path}"))
 
 
+class WebUiCors:
+    """CORS for the codec endpoints, for the Temporal Web UI's origins only:
+    the browser's preflight (OPTIONS, which carries no token) is answered
+    here, and the answers carry the headers that let the UI read them."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = origins
+
+    def _allowed(self, scope: Scope) -> str | None:
+        if scope["type"] != "http" or not scope["path"].startswith("/codec/"):
+            return None
+        origin = Headers(scope=scope).get("origin")
+        return origin if origin in self.origins else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = self._allowed(scope)
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        cors = [
+            (b"access-control-allow-origin", origin.encode()),
+            (b"access-control-allow-credentials", b"true"),
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (b"access-control-allow-headers", b"Content-Type, X-Namespace, Authorization"),
+            (b"vary", b"Origin"),
+        ]
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": cors})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *cors]}
+            await send(message)
+
+        await self.app(scope, receive, with_cors)
+
+
+def web_ui_origins(settings: Settings) -> tuple[str, ...]:
+    ui = settings.temporal_ui_port
+    return (f"http://127.0.0.1:{ui}", f"http://localhost:{ui}")
+
+
 def build_app(settings: Settings, ledger: LedgerClient, auth: Authenticator) -> Starlette:
     api = Api(settings, ledger, auth)
     routes = [
@@ -165,6 +213,7 @@ def build_app(settings: Settings, ledger: LedgerClient, auth: Authenticator) -> 
     app = Starlette(
         routes=routes,
         exception_handlers={404: api.not_routed, 405: api.not_routed},
+        middleware=[Middleware(WebUiCors, origins=web_ui_origins(settings))],
     )
     app.state.api = api
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledgerflow.api.codec import CODEC_ROUTES
 from ledgerflow.api.problems import NoReport
 from ledgerflow.api.routes import ROUTES, Call, Route
 from ledgerflow.domain.errors import InvalidRequest
@@ -74,4 +75,4 @@ OPERATION_ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 #: Every route the API serves (the app and the OpenAPI document take these).
-API_ROUTES: tuple[Route, ...] = (*ROUTES, *OPERATION_ROUTES)
+API_ROUTES: tuple[Route, ...] = (*ROUTES, *OPERATION_ROUTES, *CODEC_ROUTES)

@@ -37,6 +37,12 @@ class MethodNotAllowed(LedgerError):
     type = "MethodNotAllowed"
 
 
+class CodecNotConfigured(LedgerError):
+    """Encryption is off here: nothing to encode or decode with (404)."""
+
+    type = "CodecNotConfigured"
+
+
 class NoReport(LedgerError):
     """No reconciliation report (yet, or by that id) (404)."""
 
@@ -73,6 +79,7 @@ API_ERRORS: tuple[type[LedgerError], ...] = (
     Forbidden,
     RouteNotFound,
     NoReport,
+    CodecNotConfigured,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -87,6 +94,7 @@ STATUS: dict[str, int] = {
     "Forbidden": 403,
     "RouteNotFound": 404,
     "NoReport": 404,
+    "CodecNotConfigured": 404,
     "MethodNotAllowed": 405,
     "PayloadTooLarge": 413,
     "UnsupportedMediaType": 415,

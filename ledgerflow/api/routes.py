@@ -66,6 +66,8 @@ class Route:
     #: whether the route takes (and requires) an `Idempotency-Key`
     keyed: bool = False
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
+    #: a larger body limit than the API's (the codec's)
+    max_body: int | None = None
     tags: tuple[str, ...] = field(default=())
 
 

@@ -490,3 +490,68 @@ async def test_verify_reconciliation_and_the_archive_over_http(
         assert {r["region"] for r in archive.json()} == set(api.settings.regions)
         missing = await auditor.get("/v1/reconciliation", params={"report_id": uid("none")})
         _problem(missing, 404, "NoReport")
+
+
+async def test_the_web_ui_decodes_sealed_payloads_through_the_api(
+    api: Api, workers: Any, uid: Callable[[str], str]
+) -> None:
+    """The codec endpoints: the Web UI's preflight, a decode and an encode,
+    and the refusals (no token, a fenced token, a malformed body)."""
+    from dataclasses import replace
+
+    from google.protobuf import json_format
+    from temporalio.api.common.v1 import Payload, Payloads
+
+    from ledgerflow.api.app import web_ui_origins
+    from ledgerflow.codec import EncryptionCodec, new_key
+
+    settings = replace(api.settings, codec_keys=f"k1:{new_key()}", codec_key_id="k1")
+    codec = EncryptionCodec.from_settings(settings)
+    assert codec is not None
+    reader = create_engine(settings.reader_url(settings.default_region), settings, pool_size=1)
+    app = build_app(
+        settings, LedgerClient(workers, settings), Authenticator(PostgresTokens(reader), 1)
+    )
+    port = find_free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
+        await asyncio.sleep(0.05)
+    plain_payload = Payload(metadata={"encoding": b"json/plain"}, data=b'{"amount": 1250}')
+    sealed = json_format.MessageToDict(Payloads(payloads=[codec.seal(plain_payload)]))
+    ui = web_ui_origins(settings)[0]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        token = await api.token(uid("ops"), "read")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as raw:
+            preflight = await raw.options("/codec/decode", headers={"Origin": ui})
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == ui
+            stranger = await raw.options("/codec/decode", headers={"Origin": "http://evil.test"})
+            assert "access-control-allow-origin" not in stranger.headers
+            _problem(await raw.post("/codec/decode", json=sealed), 401, "Unauthorized")
+            bearer = {"Authorization": f"Bearer {token}", "Origin": ui}
+            opened = await raw.post("/codec/decode", json=sealed, headers=bearer)
+            assert opened.status_code == 200, opened.text
+            assert opened.headers["access-control-allow-origin"] == ui
+            back = json_format.ParseDict(opened.json(), Payloads())
+            assert back.payloads[0] == plain_payload
+            # Encoding takes write; a token fenced to a prefix may do neither.
+            _problem(await raw.post("/codec/encode", json=opened.json(), headers=bearer), 403,
+                     "Forbidden")  # fmt: skip
+            fenced = await api.token(uid("team"), "write", prefix="team-")
+            _problem(await raw.post("/codec/decode", json=sealed,
+                                    headers={"Authorization": f"Bearer {fenced}"}), 403,
+                     "Forbidden")  # fmt: skip
+            writer = {"Authorization": f"Bearer {await api.token(uid('w'), 'write')}"}
+            encoded = await raw.post("/codec/encode", json=opened.json(), headers=writer)
+            again = json_format.ParseDict(encoded.json(), Payloads())
+            assert codec.open(again.payloads[0]) == plain_payload
+            bad = await raw.post("/codec/decode", json={"payloads": "nope"}, headers=bearer)
+            _problem(bad, 400, "MalformedRequest")
+    finally:
+        server.should_exit = True
+        await serving
+        await reader.dispose()
