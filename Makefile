@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration e2e bench faults simulate mutate clean
+.PHONY: install run test lint typecheck unit integration e2e browser bench faults simulate mutate clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest tests/e2e
+
+## The console in headless Chromium (needs Debian's `chromium`; writes docs/console-*.png).
+browser: install
+	@command -v chromium >/dev/null || { echo "make browser needs chromium: apt-get install chromium"; exit 1; }
+	$(BIN)/pytest tests/browser
 
 clean:
 	-$(BIN)/ledgerflow dev down

@@ -27,6 +27,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api.body import IDEMPOTENCY_KEY, idempotency_key, read_json
+from ledgerflow.api.console import console_routes
 from ledgerflow.api.operations import API_ROUTES
 from ledgerflow.api.problems import (
     PROBLEM_JSON,
@@ -210,6 +211,7 @@ def build_app(settings: Settings, ledger: LedgerClient, auth: Authenticator) -> 
         return JSONResponse(document())
 
     routes.append(StarletteRoute("/openapi.json", openapi, methods=["GET"]))
+    routes += console_routes(api)
     app = Starlette(
         routes=routes,
         exception_handlers={404: api.not_routed, 405: api.not_routed},

@@ -16,66 +16,25 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.api.app import build_app
 from ledgerflow.api.openapi import document
-from ledgerflow.api.tokens import Authenticator, PostgresTokens, issue
+from ledgerflow.api.tokens import Authenticator, PostgresTokens
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.infra.process import find_free_port
 from ledgerflow.store.postgres import create_engine
 from ledgerflow.wire import plain
 from tests.tools.api_load import run_load
+from tests.tools.api_server import Api, serve_api
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
 
-class Api:
-    """The served API and a way to mint tokens."""
-
-    def __init__(self, url: str, tokens: PostgresTokens, settings: Settings) -> None:
-        self.url = url
-        self.tokens = tokens
-        self.settings = settings
-
-    async def token(
-        self, principal: str, *scopes: str, prefix: str | None = None, rate: int = 1000
-    ) -> str:
-        issued = issue(principal, scopes, created_by="test", rate_per_s=rate, account_prefix=prefix)
-        await self.tokens.add(issued.record)
-        return issued.token
-
-    def client(self, token: str | None = None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=60)
-
-
 @pytest_asyncio.fixture(scope="session")
 async def api(migrated: Settings, workers: Any) -> AsyncIterator[Api]:
-    settings = migrated
-    owner = create_engine(settings.migration_url(settings.default_region), settings, pool_size=1)
-    reader: AsyncEngine = create_engine(
-        settings.reader_url(settings.default_region), settings, pool_size=2
-    )
-    ledger = LedgerClient(workers, settings)
-    # A short cache: the revocation test waits it out.
-    app = build_app(settings, ledger, Authenticator(PostgresTokens(reader), cache_s=0.5))
-    port = find_free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-        await asyncio.sleep(0.05)
-    try:
-        yield Api(f"http://127.0.0.1:{port}", PostgresTokens(owner), settings)
-    finally:
-        server.should_exit = True
-        await serving
-        await ledger.close()
-        await owner.dispose()
-        await reader.dispose()
+    async with serve_api(migrated, workers) as served:
+        yield served
 
 
 @pytest_asyncio.fixture
