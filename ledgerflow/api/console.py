@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from ledgerflow.api.app import Api
 
 COOKIE = "lf_console"
+#: No script may run, nothing may frame the console, no page is cached.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 MAX_FORM_BYTES = 4096
 Page = Callable[[Request, ApiToken], Awaitable[Response]]
 
@@ -71,7 +79,7 @@ def layout(title: str, body: str, token: ApiToken | None = None) -> HTMLResponse
         f"Ledgerflow</title><style>{_STYLE}</style></head><body><header><b>Ledgerflow</b>{nav}"
         f"</header><main><h1>{_e(title)}</h1>{body}</main></body></html>"
     )
-    return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return HTMLResponse(page, headers=PAGE_HEADERS)
 
 
 def web_ui_link(api: Api, workflow_ids: list[str], text: str) -> str:

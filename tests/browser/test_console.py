@@ -67,6 +67,8 @@ async def test_finance_finds_an_account_and_reads_its_balances_holds_and_past(
     for n, amount in enumerate(("120.00", "35.50", "250.00", "12.25")):
         await ledger.transfer(f"{prefix}-t{n}", bank, shop, amount, "USD", initiated_by="ops")
         await asyncio.sleep(0.3)
+    # The picker has whole seconds: a second clear of both sides.
+    await asyncio.sleep(1.1)
     before_hold = datetime.now(UTC)
     await asyncio.sleep(1.1)
     await ledger.hold(f"{prefix}-h", shop, cafe, "40.00", "USD", expires_in=3600)

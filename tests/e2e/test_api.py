@@ -18,6 +18,7 @@ import pytest_asyncio
 import uvicorn
 
 from ledgerflow.api.app import build_app
+from ledgerflow.api.console import COOKIE
 from ledgerflow.api.openapi import document
 from ledgerflow.api.tokens import Authenticator, PostgresTokens
 from ledgerflow.client import LedgerClient
@@ -514,3 +515,27 @@ async def test_the_web_ui_decodes_sealed_payloads_through_the_api(
         server.should_exit = True
         await serving
         await reader.dispose()
+
+
+async def test_the_console_needs_a_signed_in_token_and_runs_no_script(
+    api: Api, uid: Callable[[str], str]
+) -> None:
+    """Without a browser (tests/browser has the journeys): the redirects, the
+    cookie and the headers."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as raw:
+        for path in ("/console", "/console/status", f"/console/accounts/{uid('a')}"):
+            refused = await raw.get(path)
+            assert (refused.status_code, refused.headers["location"]) == (303, "/console/login")
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        bad = await raw.post("/console/login", content=b"token=lft_nope", headers=form)
+        assert bad.headers["location"] == "/console/login?failed=1" and COOKIE not in bad.cookies
+        token = await api.token(uid("fin"), "read")
+        signed = await raw.post("/console/login", content=f"token={token}".encode(), headers=form)
+        assert signed.headers["location"] == "/console"
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        raw.cookies.set(COOKIE, token)
+        home = await raw.get("/console")
+        assert home.status_code == 200 and "Find accounts" in home.text
+        assert "default-src 'none'" in home.headers["content-security-policy"]
+        assert "<script" not in home.text
