@@ -17,7 +17,7 @@ import functools
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -291,7 +291,7 @@ class LedgerClient:
         event_type: str | None = None,
         durable: str | None = None,
         follow: bool = True,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Every region's events from the global stream, in its order: from
         `start` (a stream position, or a time-zone-aware time; default: the
         beginning), filtered by region, account and event type. With

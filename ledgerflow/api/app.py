@@ -127,6 +127,7 @@ class Api:
                     ledger=self.ledger,
                     settings=self.settings,
                     accept=request.headers.get("accept", ""),
+                    last_event_id=request.headers.get("last-event-id"),
                 )
                 return json_response(await route.handler(call))
             except LedgerError as exc:

@@ -12,14 +12,16 @@ answers the same, with another body `409`. The token's principal is the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from ledgerflow.api.body import Fields
+from ledgerflow.api.tokens import Forbidden
 from ledgerflow.domain.errors import HoldNotFound, InvalidRequest, error_from_type
 from ledgerflow.domain.transactions import LegRequest
 from ledgerflow.wire import plain
@@ -42,6 +44,8 @@ class Call:
     ledger: LedgerClient
     settings: Settings
     accept: str = ""
+    #: an EventSource's `Last-Event-ID` (it resumes after that position)
+    last_event_id: str | None = None
 
     def fields(self, known: set[str]) -> Fields:
         return Fields(self.body, known)
@@ -195,6 +199,65 @@ async def audit(call: Call) -> Any:
 
         return Response(trail_csv(trail), media_type="text/csv; charset=utf-8")
     return trail
+
+
+# -- the event stream ----------------------------------------------------------
+
+
+async def events(call: Call) -> Any:
+    """Server-sent events from the global stream: `id` is the stream
+    position (a reconnecting EventSource resumes after `Last-Event-ID`),
+    `event` the event's type, `data` the message as the stream holds it
+    (with its hash and previous hash). Without `follow` it ends once caught
+    up (a long poll); with it, it stays open, a comment every 15 s."""
+    account = call.query.get("account")
+    call.token.require("read", *([account] if account else []))
+    if call.token.account_prefix is not None and account is None:
+        raise Forbidden(
+            f"a token fenced to {call.token.account_prefix!r} must name its account",
+            field="account",
+        )
+    start: int | datetime | None = None
+    resume = call.last_event_id or call.query.get("from_seq")
+    if resume is not None:
+        if not resume.isdigit():
+            raise InvalidRequest("from_seq must be a stream position", field="from_seq")
+        start = int(resume) + (1 if call.last_event_id else 0)
+        if start < 1:
+            raise InvalidRequest("from_seq starts at 1", field="from_seq")
+    elif call.query.get("since"):
+        start = _instant(call, "since")
+    follow = call.query.get("follow", "false").lower()
+    if follow not in ("true", "false"):
+        raise InvalidRequest("follow must be true or false", field="follow")
+    region = call.query.get("region")
+    if region is not None:
+        call.settings.require_region(region)
+    ledger = call.ledger
+    stream = ledger.events(start=start, region=region, account=account,
+                           event_type=call.query.get("type"), follow=follow == "true")  # fmt: skip
+
+    async def messages() -> AsyncIterator[bytes]:
+        pending = asyncio.ensure_future(anext(stream))
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=15)
+                if not done:
+                    yield b": still here\n\n"
+                    continue
+                try:
+                    item = pending.result()
+                except StopAsyncIteration:
+                    return
+                yield (f"id: {item.seq}\nevent: {item.event.type}\n".encode()
+                       + b"data: " + item.body + b"\n\n")  # fmt: skip
+                pending = asyncio.ensure_future(anext(stream))
+        finally:
+            pending.cancel()
+            await stream.aclose()
+
+    return StreamingResponse(messages(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
 # -- transfers and transactions --------------------------------------------------
@@ -375,6 +438,13 @@ ROUTES: tuple[Route, ...] = (
           "or Accept: text/csv)", audit, tags=("audit",),
           query=(("start", "string", "ISO 8601 instant"), ("end", "string", "ISO 8601 instant"),
                  ("format", "string", "json or csv"))),
+    Route("GET", "/v1/events", "read",
+          "Every region's events as server-sent events, from a position or a time, by region, "
+          "account or type", events, tags=("events",),
+          query=(("from_seq", "integer", "after this stream position (or Last-Event-ID)"),
+                 ("since", "string", "from this instant"), ("region", "string", ""),
+                 ("account", "string", ""), ("type", "string", "e.g. Debited, HoldPlaced"),
+                 ("follow", "boolean", "stay open for new events (false: end once caught up)"))),
     Route("POST", "/v1/transfers", "write",
           "Move money between two accounts (the transfer id is the Idempotency-Key)",
           transfer, keyed=True, tags=("transfers",),

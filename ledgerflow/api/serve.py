@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 from ledgerflow.api.app import build_app
 from ledgerflow.api.tokens import Authenticator, PostgresTokens
+from ledgerflow.domain.errors import LedgerError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.applications import Starlette
 
     from ledgerflow.config import Settings
@@ -27,6 +29,11 @@ async def api_app(settings: Settings) -> AsyncIterator[Starlette]:
     engine = create_engine(
         settings.reader_url(settings.default_region), settings, pool_size=2, pre_ping=True
     )
+    try:
+        await require_token_table(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     ledger = await LedgerClient.connect(settings)
     try:
         auth = Authenticator(PostgresTokens(engine), settings.api_token_cache_s)
@@ -34,6 +41,31 @@ async def api_app(settings: Settings) -> AsyncIterator[Starlette]:
     finally:
         await ledger.close()
         await engine.dispose()
+
+
+class ApiMisconfigured(LedgerError):
+    """The API cannot do its work with the configuration it was given."""
+
+    type = "ApiMisconfigured"
+    exit_code = 2
+
+
+async def require_token_table(engine: AsyncEngine) -> None:
+    """Refuse to start, in words, when the tokens cannot be read (a database
+    URL given for every role but no reader URL: the app role may not see
+    them), rather than answer 500 to every request."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1 FROM api_tokens LIMIT 0"))
+    except DBAPIError as exc:
+        raise ApiMisconfigured(
+            "the API cannot read its tokens (api_tokens in the default region) with the reader "
+            "URL: give LEDGERFLOW_READER_DATABASE_URL[_<REGION>] for the ledgerflow_reader role, "
+            f"and run `ledgerflow migrate` ({str(exc.orig).strip().splitlines()[0]})"
+        ) from None
 
 
 async def serve(settings: Settings, port: int | None = None) -> None:

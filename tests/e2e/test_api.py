@@ -26,7 +26,6 @@ from ledgerflow.config import Settings
 from ledgerflow.infra.process import find_free_port
 from ledgerflow.store.postgres import create_engine
 from ledgerflow.wire import plain
-from tests.tools.api_load import run_load
 from tests.tools.api_server import Api, serve_api
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -329,29 +328,6 @@ async def test_the_served_openapi_document_is_the_checked_in_one(
     from ledgerflow.api.operations import API_ROUTES
 
     assert documented == {(r.method, r.path) for r in API_ROUTES}
-
-
-async def test_a_load_through_the_api_loses_nothing_and_posts_nothing_twice(
-    api: Api, ledger: LedgerClient, uid: Callable[[str], str]
-) -> None:
-    """The short form of `python -m tests.tools.api_load` (on the test servers)."""
-    token = await api.token(uid("load"), "write")
-    report = await run_load(
-        api.url,
-        token,
-        ledger,
-        api.settings,
-        transfers=120,
-        clients=8,
-        seed=3,
-        catch_up_s=0,
-        latency_samples=5,
-    )
-    assert report.counters.clean, report.counters
-    assert (report.errors, report.answers_changed) == (0, 0), report.examples
-    assert report.confirmed + report.rejected + report.reversed == 120
-    assert report.duplicates > 0 and report.conflicts > 0 and report.rejected > 0
-    assert report.ok
 
 
 @pytest.mark.slow

@@ -96,6 +96,7 @@ async def streamed(
         url = f"postgresql+asyncpg://{{}}@127.0.0.1:{pg_server.port}/{name}"
         env[f"LEDGERFLOW_DATABASE_URL_{region.upper()}"] = url.format("ledgerflow_app")
         env[f"LEDGERFLOW_MIGRATION_DATABASE_URL_{region.upper()}"] = url.format("ledgerflow_owner")
+        env[f"LEDGERFLOW_READER_DATABASE_URL_{region.upper()}"] = url.format("ledgerflow_reader")
     settings = Settings.from_env(env)
     await upgrade_regions(settings)
     engines = {r: create_engine(settings.database_url(r), settings) for r in REGIONS}
@@ -511,3 +512,48 @@ async def test_webhooks_deliver_signed_at_least_once_with_dead_letters_and_redel
 
 async def _sourced_us(streamed: Streamed, count: int) -> bool:
     return len(await streamed.global_events(region="us")) >= count
+
+
+async def test_the_api_streams_every_region_s_events_as_server_sent_events(
+    streamed: Streamed, temporal_env: WorkflowEnvironment
+) -> None:
+    """`GET /v1/events`: what the stream holds, in its order, filtered, with
+    each message's hashes; resumed after `Last-Event-ID`; a fenced token must
+    name an account it covers."""
+
+    from tests.tools.api_server import serve_api
+
+    tag = uuid.uuid4().hex[:8]
+    customers = await trade(streamed.ledger, tag)
+    await streamed.relay_all()
+    await eventually(lambda: streamed.sourced())
+    want = await streamed.global_events()
+
+    def parse(text: str) -> list[dict[str, Any]]:
+        frames = []
+        for block in text.strip().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            frames.append(fields | {"data": json.loads(fields["data"])})
+        return frames
+
+    async with serve_api(streamed.settings, temporal_env.client) as api:
+        token = await api.token(f"sse-{tag}", "read")
+        async with api.client(token) as client:
+            everything = parse((await client.get("/v1/events")).text)
+            assert [int(f["id"]) for f in everything] == [e.seq for e in want]
+            assert [f["data"]["event_id"] for f in everything] == [e.event.event_id for e in want]
+            assert all(f["data"]["hash"] and "prev_hash" in f["data"] for f in everything)
+            mine = parse((await client.get("/v1/events", params={"account": customers["eu"]})).text)
+            assert {f["data"]["account_id"] for f in mine} == {customers["eu"]}
+            resumed = await client.get(
+                "/v1/events", headers={"Last-Event-ID": everything[-3]["id"]}
+            )
+            assert [f["id"] for f in parse(resumed.text)] == [f["id"] for f in everything[-2:]]
+            bad = await client.get("/v1/events", params={"from_seq": "x"})
+            assert (bad.status_code, bad.json()["error"]) == (422, "InvalidRequest")
+        fenced = await api.token(f"f-{tag}", "read", prefix="cust-eu")
+        async with api.client(fenced) as client:
+            refused = await client.get("/v1/events")
+            assert (refused.status_code, refused.json()["error"]) == (403, "Forbidden")
+            allowed = await client.get("/v1/events", params={"account": customers["eu"]})
+            assert allowed.status_code == 200
