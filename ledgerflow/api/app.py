@@ -27,6 +27,7 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.api.body import IDEMPOTENCY_KEY, idempotency_key, read_json
+from ledgerflow.api.console import COOKIE as CONSOLE_COOKIE
 from ledgerflow.api.console import console_routes
 from ledgerflow.api.operations import API_ROUTES
 from ledgerflow.api.problems import (
@@ -95,8 +96,14 @@ class Api:
     auth: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
 
-    async def token_of(self, request: Request) -> ApiToken:
-        token = await self.auth.authenticate(request.headers.get("authorization"))
+    async def token_of(self, request: Request, *, cookie: bool = False) -> ApiToken:
+        """The request's token (with `cookie`, the console's sign-in cookie
+        stands in for a missing Authorization header: the Web UI, told to
+        include credentials, sends it to the codec endpoints)."""
+        header = request.headers.get("authorization")
+        if header is None and cookie and request.cookies.get(CONSOLE_COOKIE):
+            header = f"Bearer {request.cookies[CONSOLE_COOKIE]}"
+        token = await self.auth.authenticate(header)
         wait = self.limiter.admit(token)
         if wait > 0:
             raise RateLimited(
@@ -108,7 +115,7 @@ class Api:
     def endpoint(self, route: Route) -> Any:
         async def serve(request: Request) -> Response:
             try:
-                token = await self.token_of(request)
+                token = await self.token_of(request, cookie=route.cookie_ok)
                 body: dict[str, Any] = {}
                 if route.body is not None:
                     body = await read_json(

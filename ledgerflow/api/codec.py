@@ -54,6 +54,7 @@ _PAYLOADS = {
 CODEC_ROUTES: tuple[Route, ...] = tuple(
     Route("POST", f"/codec/{operation}", "read" if operation == "decode" else "write",
           f"Temporal's remote codec: {operation} payloads (for the Web UI and the CLI)",
-          _convert(operation), body=_PAYLOADS, tags=("codec",), max_body=CODEC_MAX_BODY)
+          _convert(operation), body=_PAYLOADS, tags=("codec",), max_body=CODEC_MAX_BODY,
+          cookie_ok=True)
     for operation in ("encode", "decode")
 )  # fmt: skip

@@ -72,6 +72,9 @@ class Route:
     query: tuple[tuple[str, str, str], ...] = ()  # (name, JSON type, description)
     #: a larger body limit than the API's (the codec's)
     max_body: int | None = None
+    #: the console's sign-in cookie may stand for the bearer token (the codec:
+    #: the Web UI sends cookies, not tokens; the cookie is SameSite=Strict)
+    cookie_ok: bool = False
     tags: tuple[str, ...] = field(default=())
 
 

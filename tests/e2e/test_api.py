@@ -474,6 +474,15 @@ async def test_the_web_ui_decodes_sealed_payloads_through_the_api(
             assert opened.headers["access-control-allow-origin"] == ui
             back = json_format.ParseDict(opened.json(), Payloads())
             assert back.payloads[0] == plain_payload
+            # The Web UI sends the console's cookie, not a token, when told to
+            # include credentials; a text/plain body (no preflight) is refused.
+            raw.cookies.set(COOKIE, token)
+            by_cookie = await raw.post("/codec/decode", json=sealed, headers={"Origin": ui})
+            assert by_cookie.json() == opened.json()
+            simple = {"Content-Type": "text/plain", "Origin": ui}
+            sneaky = await raw.post("/codec/decode", content=json.dumps(sealed), headers=simple)
+            _problem(sneaky, 415, "UnsupportedMediaType")
+            raw.cookies.clear()
             # Encoding takes write; a token fenced to a prefix may do neither.
             _problem(await raw.post("/codec/encode", json=opened.json(), headers=bearer), 403,
                      "Forbidden")  # fmt: skip
