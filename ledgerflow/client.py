@@ -51,6 +51,9 @@ from ledgerflow.domain.errors import (
     AccountNotFound,
     ConfirmationTimeout,
     DuplicateCaptureMismatch,
+    DuplicateChangeMismatch,
+    DuplicateHoldMismatch,
+    DuplicateTransactionMismatch,
     DuplicateTransferMismatch,
     HoldExpired,
     HoldNotFound,
@@ -427,6 +430,13 @@ class LedgerClient:
                 static_summary=f"{action} {account_id}: {reason}"[:200],
             )
         )
+        if result.fingerprint != request.fingerprint():
+            # Attached to a run of the id still going with another request.
+            raise DuplicateChangeMismatch(
+                f"change id {request.change_id!r} was already used with another request",
+                account_id=account_id,
+                change_id=request.change_id,
+            )
         if result.reason_type is not None:
             raise error_from_type(
                 result.reason_type,
@@ -485,6 +495,12 @@ class LedgerClient:
                 ),
             )
         )  # fmt: skip
+        if result.fingerprint != transaction.fingerprint():
+            # Attached to a run of the id still going with another request.
+            raise DuplicateTransactionMismatch(
+                f"transaction id {transaction_id!r} was already used with another request",
+                transaction_id=transaction_id,
+            )
         if result.reason_type is not None and raise_on_rejection:
             raise error_from_type(result.reason_type, result.reason or result.reason_type,
                                   transaction_id=transaction_id)  # fmt: skip
@@ -557,6 +573,12 @@ class LedgerClient:
         except BaseException:
             _consume(start)
             raise
+        if result.fingerprint != held.fingerprint():
+            # The id's workflow was already running (the hold is open) with
+            # another request: its placement is not this one's answer.
+            raise DuplicateHoldMismatch(
+                f"hold id {hold_id!r} was already used with another request", hold_id=hold_id
+            )
         if result.reason_type is not None and raise_on_refusal:
             raise error_from_type(
                 result.reason_type, result.reason or result.reason_type, hold_id=hold_id

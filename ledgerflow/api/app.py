@@ -116,6 +116,9 @@ class Api:
         async def serve(request: Request) -> Response:
             try:
                 token = await self.token_of(request, cookie=route.cookie_ok)
+                # The route's scope, whatever its handler checks besides
+                # (accounts): a handler that forgot cannot open its route.
+                token.require(route.scope)
                 body: dict[str, Any] = {}
                 if route.body is not None:
                     body = await read_json(

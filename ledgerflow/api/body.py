@@ -40,6 +40,8 @@ async def read_json(
         value = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest("the body nests too deeply") from None
     if not isinstance(value, dict):
         raise MalformedRequest("the body must be a JSON object")
     return value

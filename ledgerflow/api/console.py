@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route as StarletteRoute
 
-from ledgerflow.api.tokens import ApiToken
+from ledgerflow.api.routes import DIGITS
+from ledgerflow.api.tokens import ApiToken, Forbidden, Unauthorized
 from ledgerflow.domain.errors import InvalidRequest, LedgerError
 from ledgerflow.domain.holds import hold_workflow_id
 from ledgerflow.domain.model import base_transfer_id, require_id
@@ -39,7 +40,7 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # (no-referrer would send `Origin: null` on sign-in)
 }
 MAX_FORM_BYTES = 4096
 Page = Callable[[Request, ApiToken], Awaitable[Response]]
@@ -64,6 +65,16 @@ def _e(value: object) -> str:
 
 def money(amount: int | None, currency: str) -> str:
     return "" if amount is None else format_amount(amount, currency)
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches itself only."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _ledger_wide(token: ApiToken) -> None:
+    if token.account_prefix is not None:
+        raise Forbidden(f"a token fenced to {token.account_prefix!r} may not read this page")
 
 
 def layout(title: str, body: str, token: ApiToken | None = None) -> HTMLResponse:
@@ -136,8 +147,10 @@ class Console:
         self.api = api
 
     async def signed_in(self, request: Request) -> ApiToken:
-        token = request.cookies.get(COOKIE)
-        record = await self.api.auth.authenticate(f"Bearer {token}" if token else None)
+        """The cookie's token, rate limited as a bearer token is."""
+        if not request.cookies.get(COOKIE):
+            raise Unauthorized("not signed in")
+        record = await self.api.token_of(request, cookie=True)
         record.require("read")
         return record
 
@@ -181,6 +194,10 @@ class Console:
             record.require("read")
         except LedgerError:
             return RedirectResponse("/console/login?failed=1", status_code=303)
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            # A sign-in posted from another site (login CSRF) is not taken.
+            return RedirectResponse("/console/login?failed=1", status_code=303)
         response = RedirectResponse("/console", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https", path="/")  # fmt: skip
@@ -203,12 +220,10 @@ class Console:
                         text(
                             "SELECT account_id, currency, balance, pending_out, status, region "
                             "FROM accounts WHERE account_id LIKE :p ESCAPE '\\' "
+                            "AND account_id LIKE :fence ESCAPE '\\' "
                             "AND account_id NOT LIKE 'clearing:%' ORDER BY account_id LIMIT 50"
                         ),
-                        {
-                            "p": q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                            + "%"
-                        },
+                        {"p": _like(q) + "%", "fence": _like(token.account_prefix or "") + "%"},
                     )
                     rows += [r for r in found if token.covers(r.account_id)]
         cells = "".join(
@@ -289,7 +304,7 @@ class Console:
             for h in holds
         )
         after_text = request.query_params.get("after", "0")
-        after = int(after_text) if after_text.isdigit() else 0
+        after = int(after_text) if DIGITS.fullmatch(after_text) else 0
         lines = await ledger.statement(account_id, after_version=after, limit=50)
         line_rows = "".join(
             f"<tr><td>{_e(line.version)}</td><td>{_e(line.recorded_at.isoformat(timespec='seconds'))}</td>"
@@ -340,6 +355,7 @@ class Console:
     async def reconciliation(self, request: Request, token: ApiToken) -> Response:
         from ledgerflow.reconcile.reports import latest_report
 
+        _ledger_wide(token)
         engine = self.api.ledger.engine(self.api.settings.reconcile_region)
         report = await latest_report(engine, None)
         if report is None:
@@ -364,6 +380,7 @@ class Console:
     async def status(self, request: Request, token: ApiToken) -> Response:
         from ledgerflow.archive.status import archive_status
 
+        _ledger_wide(token)
         settings, ledger = self.api.settings, self.api.ledger
         rows = ""
         for region in settings.regions:

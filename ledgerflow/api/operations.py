@@ -11,8 +11,18 @@ from typing import Any
 from ledgerflow.api.codec import CODEC_ROUTES
 from ledgerflow.api.problems import NoReport
 from ledgerflow.api.routes import ROUTES, Call, Route
+from ledgerflow.api.tokens import Forbidden
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.wire import plain
+
+
+def _ledger_wide(call: Call) -> None:
+    """These reads span every account: not for a token fenced to a prefix."""
+    call.token.require("read")
+    if call.token.account_prefix is not None:
+        raise Forbidden(
+            f"a token fenced to {call.token.account_prefix!r} may not read ledger-wide reports"
+        )
 
 
 def _regions(call: Call) -> list[str]:
@@ -25,7 +35,7 @@ def _regions(call: Call) -> list[str]:
 
 
 async def verify(call: Call) -> Any:
-    call.token.require("read")
+    _ledger_wide(call)
     from ledgerflow.archive.objectstore import S3ObjectStore
     from ledgerflow.archive.verify import verify_region_and_archive
 
@@ -38,7 +48,7 @@ async def verify(call: Call) -> Any:
 
 
 async def reconciliation(call: Call) -> Any:
-    call.token.require("read")
+    _ledger_wide(call)
     from ledgerflow.reconcile.reports import latest_report
 
     report_id = call.query.get("report_id")
@@ -52,7 +62,7 @@ async def reconciliation(call: Call) -> Any:
 
 
 async def archive_status(call: Call) -> Any:
-    call.token.require("read")
+    _ledger_wide(call)
     from ledgerflow.archive.status import archive_status as status_of
 
     return [

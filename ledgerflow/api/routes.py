@@ -13,6 +13,7 @@ answers the same, with another body `409`. The token's principal is the
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +57,7 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,21 @@ def _instant(call: Call, name: str, *, required: bool = False) -> datetime | Non
         raise InvalidRequest(f"{name} is not an ISO 8601 instant: {text!r}", field=name) from None
     if value.tzinfo is None:
         raise InvalidRequest(f"{name} {text!r} has no time zone (add Z or +00:00)", field=name)
+    if not 1970 <= value.year <= 9000:
+        raise InvalidRequest(f"{name} must be between the years 1970 and 9000", field=name)
     return value
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` also takes `²` and `⑨`)."""
+    return DIGITS.fullmatch(text) is not None
 
 
 def _whole(call: Call, name: str, default: int, *, low: int, high: int) -> int:
     text = call.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not _digits(text) or not low <= int(text) <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}", field=name)
     return int(text)
 
@@ -128,6 +137,9 @@ async def open_account(call: Call) -> Any:
             "unlimited_overdraft must be true or false", field="unlimited_overdraft"
         )
     limit = f.integer("overdraft_limit")
+    if unlimited or limit:
+        # An overdraft is credit the ledger extends: an administrator's call.
+        call.token.require("admin", account_id)
     if unlimited and limit is not None:
         raise InvalidRequest(
             "give overdraft_limit or unlimited_overdraft, not both", field="overdraft_limit"
@@ -223,7 +235,7 @@ async def events(call: Call) -> Any:
     start: int | datetime | None = None
     resume = call.last_event_id or call.query.get("from_seq")
     if resume is not None:
-        if not resume.isdigit():
+        if not _digits(resume) or int(resume) > 2**62:
             raise InvalidRequest("from_seq must be a stream position", field="from_seq")
         start = int(resume) + (1 if call.last_event_id else 0)
         if start < 1:
@@ -240,8 +252,22 @@ async def events(call: Call) -> Any:
     stream = ledger.events(start=start, region=region, account=account,
                            event_type=call.query.get("type"), follow=follow == "true")  # fmt: skip
 
+    # The first item is asked for before answering, so a bad filter or an
+    # unreachable stream is a problem, not a 200 cut short.
+    pending: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
+    try:
+        await asyncio.wait({pending}, timeout=5)
+        if pending.done() and pending.exception() is not None:
+            error = pending.exception()
+            if not isinstance(error, StopAsyncIteration):
+                raise error  # type: ignore[misc]
+    except BaseException:
+        pending.cancel()
+        await stream.aclose()
+        raise
+
     async def messages() -> AsyncIterator[bytes]:
-        pending = asyncio.ensure_future(anext(stream))
+        nonlocal pending
         try:
             while True:
                 done, _ = await asyncio.wait({pending}, timeout=15)
@@ -318,8 +344,9 @@ async def transaction(call: Call) -> Any:
 
 async def _held(call: Call, scope: str) -> Any:
     """The hold named in the path, once the token may act on its account."""
+    call.token.require(scope)  # before the lookup: what exists is not told
     state = await call.ledger.hold_state(call.path["hold_id"])
-    call.token.require(scope, state.from_account)
+    call.token.require(scope, state.from_account, state.to_account)
     return state
 
 

@@ -37,6 +37,10 @@ TOKEN_PREFIX = "lft_"
 _TOKEN = re.compile(r"^lft_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 
 
+#: One answer for an unknown, forged or revoked token: which it was is not told.
+NOT_VALID = "the token is not valid (unknown, revoked, or its secret does not match)"
+
+
 class Unauthorized(LedgerError):
     """No token, a token that is malformed, unknown, revoked or forged (401)."""
 
@@ -289,12 +293,12 @@ class Authenticator:
             record = await self.store.get(token_id)
             if record is None:
                 self._cache.pop(token_id, None)
-                raise Unauthorized("unknown token")
+                raise Unauthorized(NOT_VALID)
             cached = self._cache[token_id] = (now, record)
         record = cached[1]
         # Constant-time: a forged secret for a real id learns nothing from timing.
         if not hmac.compare_digest(record.secret_sha256, digest):
-            raise Unauthorized("the token's secret does not match")
+            raise Unauthorized(NOT_VALID)
         if record.revoked_at is not None:
-            raise Unauthorized("the token was revoked")
+            raise Unauthorized(NOT_VALID)
         return record

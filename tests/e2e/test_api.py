@@ -39,6 +39,7 @@ async def api(migrated: Settings, workers: Any) -> AsyncIterator[Api]:
 
 @pytest_asyncio.fixture
 async def writer(api: Api, uid: Callable[[str], str]) -> AsyncIterator[httpx.AsyncClient]:
+    ADMIN["Authorization"] = f"Bearer {await api.token(uid('bank-admin'), 'admin')}"
     async with api.client(await api.token(uid("svc"), "write")) as client:
         yield client
 
@@ -49,9 +50,18 @@ async def _open(client: httpx.AsyncClient, account_id: str, **body: Any) -> http
     )
 
 
+#: An admin's Authorization header (the `writer` fixture mints it): a bank's
+#: overdraft is an administrator's to grant.
+ADMIN: dict[str, str] = {}
+
+
 async def _funded(client: httpx.AsyncClient, uid: Callable[[str], str]) -> tuple[str, str]:
     bank, alice = uid("bank"), uid("alice")
-    assert (await _open(client, bank, unlimited_overdraft=True)).status_code == 200
+    opened = await client.post(
+        "/v1/accounts", json={"currency": "USD", "unlimited_overdraft": True},
+        headers={"Idempotency-Key": bank} | ADMIN,
+    )  # fmt: skip
+    assert opened.status_code == 200, opened.text
     assert (await _open(client, alice)).status_code == 200
     funded = await client.post(
         "/v1/transfers",
@@ -517,6 +527,9 @@ async def test_the_console_needs_a_signed_in_token_and_runs_no_script(
         token = await api.token(uid("fin"), "read")
         signed = await raw.post("/console/login", content=f"token={token}".encode(), headers=form)
         assert signed.headers["location"] == "/console"
+        foreign = await raw.post("/console/login", content=f"token={token}".encode(),
+                                 headers=form | {"Origin": "http://evil.test"})  # fmt: skip
+        assert foreign.headers["location"] == "/console/login?failed=1"  # login CSRF
         cookie = signed.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
         raw.cookies.set(COOKIE, token)
@@ -524,3 +537,50 @@ async def test_the_console_needs_a_signed_in_token_and_runs_no_script(
         assert home.status_code == 200 and "Find accounts" in home.text
         assert "default-src 'none'" in home.headers["content-security-policy"]
         assert "<script" not in home.text
+
+
+async def test_what_an_adversarial_review_found_is_refused(
+    api: Api, writer: httpx.AsyncClient, ledger: LedgerClient, uid: Callable[[str], str]
+) -> None:
+    """Each of these answered wrongly before its fix (helper review, issue 18)."""
+    _, alice = await _funded(writer, uid)
+    shop, hold = uid("shop"), uid("h")
+    await _open(writer, shop)
+    body = {"from_account": alice, "to_account": shop, "amount": 1000, "currency": "USD",
+            "expires_in": 600}  # fmt: skip
+    placed = await writer.post("/v1/holds", json=body, headers={"Idempotency-Key": hold})
+    assert placed.json()["status"] == "placed", placed.text
+    # 1. The key of an open hold with another body: a conflict, not its placement.
+    other = await writer.post("/v1/holds", json=body | {"amount": 999},
+                              headers={"Idempotency-Key": hold})  # fmt: skip
+    _problem(other, 409, "DuplicateHoldMismatch")
+    again = await writer.post("/v1/holds", json=body, headers={"Idempotency-Key": hold})
+    assert again.json() == placed.json()
+    # 2. A token fenced to the held account's prefix may not move money to
+    #    an account outside it by capturing someone else's hold.
+    async with api.client(await api.token(uid("fence"), "write", prefix=alice)) as fenced:
+        took = await fenced.post(f"/v1/holds/{hold}/captures", json={"amount": 1},
+                                 headers={"Idempotency-Key": "c1"})  # fmt: skip
+        _problem(took, 403, "Forbidden")
+        _problem(await fenced.post(f"/v1/holds/{hold}/void", json={}), 403, "Forbidden")
+        # 3. Ledger-wide reports are not for a fenced token.
+        for path in ("/v1/verify", "/v1/reconciliation", "/v1/archive/status"):
+            _problem(await fenced.get(path), 403, "Forbidden")
+    assert (await ledger.hold_state(hold)).captured == 0
+    # 4. An overdraft is credit: a write token may not grant it.
+    mint = uid("mint")
+    _problem(await _open(writer, mint, unlimited_overdraft=True), 403, "Forbidden")
+    _problem(await _open(writer, mint, overdraft_limit=10**12), 403, "Forbidden")
+    _problem(await writer.get(f"/v1/accounts/{mint}"), 404, "AccountNotFound")
+    # 5. Bad input that was a 500.
+    for params in ({"limit": "²"}, {"after_version": "⑨"}):
+        _problem(await writer.get(f"/v1/accounts/{alice}/statement", params=params), 422,
+                 "InvalidRequest")  # fmt: skip
+    deep = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    nested = await writer.post("/v1/transfers", content=deep,
+                               headers={"Content-Type": "application/json",
+                                        "Idempotency-Key": uid("deep")})  # fmt: skip
+    _problem(nested, 400, "MalformedRequest")
+    ancient = await writer.get(f"/v1/accounts/{alice}/balance",
+                               params={"as_of": "0001-01-01T00:00:00+14:00"})  # fmt: skip
+    _problem(ancient, 422, "InvalidRequest")
