@@ -7,11 +7,12 @@ nothing and cost milliseconds on every request. Comparison is constant-time.
 
 Scopes nest: `read` (balances, statements, the trail, reports, the stream),
 `write` (everything `read` may, plus transfers, holds, transactions and
-opening accounts), `admin` (everything, plus closing, freezing and
-unfreezing accounts). A token may be limited to accounts whose id starts
-with a prefix: it then reads and moves only those (a transfer needs its
-source and its target inside the prefix); any other account is refused
-`Forbidden`, whether it exists or not, so the answer tells nothing of it).
+opening accounts without an overdraft), `admin` (everything, plus
+overdrafts, closing, freezing and unfreezing accounts). A token may be
+limited to accounts whose id starts with a prefix: it then reads and moves
+only those (both accounts of a transfer or a hold, every leg of a
+transaction); any other account is refused `Forbidden`, whether it exists
+or not, so the answer tells nothing of it.
 """
 
 from __future__ import annotations
