@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
@@ -27,16 +27,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 async def api(migrated: Settings, workers: Any) -> AsyncIterator[Api]:
     async with serve_api(migrated, workers) as served:
         yield served
-
-
-@pytest_asyncio.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as driver:
-        launched = await driver.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        await launched.close()
 
 
 @pytest_asyncio.fixture
