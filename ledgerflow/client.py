@@ -377,14 +377,18 @@ class LedgerClient:
             handle = self.temporal.get_workflow_handle(workflow_id, result_type=OpenAccountResult)
             result = await typed_errors(handle.result)
         account = result.account
-        if (account.currency, account.region, account.overdraft_limit) != (
+        # The same attributes open the same account again (whoever asks: the
+        # opening's principal stays the first's); other ones are a conflict.
+        if (account.currency, account.region, account.overdraft_limit, account.metadata) != (
             request.currency,
             request.region,
             request.overdraft_limit,
+            request.metadata,
         ):
             raise AccountAlreadyExists(
                 f"account {account_id!r} already exists with currency {account.currency}, "
-                f"region {account.region}, overdraft limit {account.overdraft_limit}",
+                f"region {account.region}, overdraft limit {account.overdraft_limit}"
+                + (" and other metadata" if account.metadata != request.metadata else ""),
                 account_id=account_id,
             )
         if isinstance(self.reads, DatabaseReads):

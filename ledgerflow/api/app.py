@@ -10,6 +10,8 @@ only then handed to its route (`ledgerflow/api/routes.py`). Every error is
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import math
@@ -35,13 +37,12 @@ from ledgerflow.api.problems import (
     RETRY_LATER,
     InternalError,
     MethodNotAllowed,
-    RateLimited,
     RouteNotFound,
     problem,
 )
 from ledgerflow.api.routes import Call, Route
-from ledgerflow.api.tokens import ApiToken, Authenticator
-from ledgerflow.domain.errors import LedgerError
+from ledgerflow.api.tokens import ApiToken, Authenticator, RateLimited
+from ledgerflow.domain.errors import ConfirmationTimeout, LedgerError
 from ledgerflow.wire import plain
 
 if TYPE_CHECKING:
@@ -71,6 +72,16 @@ class RateLimiter:
         return (1.0 - level) / token.rate_per_s
 
 
+#: How much longer than `api_confirm_within` a write may take before the
+#: pipeline answers for it (transfers time out on their own first).
+WRITE_DEADLINE_GRACE_S = 2.0
+
+
+def _unobserved(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.info("a write answered after its deadline failed: %r", done.exception())
+
+
 def problem_response(exc: LedgerError, **extra: Any) -> Response:
     status, body = problem(exc, **extra)
     headers = {"Retry-After": "1"} if exc.type in RETRY_LATER else {}
@@ -96,14 +107,19 @@ class Api:
     auth: Authenticator
     limiter: RateLimiter = field(default_factory=RateLimiter)
 
-    async def token_of(self, request: Request, *, cookie: bool = False) -> ApiToken:
-        """The request's token (with `cookie`, the console's sign-in cookie
-        stands in for a missing Authorization header: the Web UI, told to
-        include credentials, sends it to the codec endpoints)."""
+    @staticmethod
+    def credentials(request: Request, *, cookie: bool = False) -> str | None:
+        """The request's Authorization header (with `cookie`, the console's
+        sign-in cookie stands in for a missing one: the Web UI, told to include
+        credentials, sends it to the codec endpoints)."""
         header = request.headers.get("authorization")
         if header is None and cookie and request.cookies.get(CONSOLE_COOKIE):
             header = f"Bearer {request.cookies[CONSOLE_COOKIE]}"
-        token = await self.auth.authenticate(header)
+        return header
+
+    async def token_of(self, request: Request, *, cookie: bool = False) -> ApiToken:
+        """The request's token, authenticated and admitted by its rate."""
+        token = await self.auth.authenticate(self.credentials(request, cookie=cookie))
         wait = self.limiter.admit(token)
         if wait > 0:
             raise RateLimited(
@@ -138,8 +154,12 @@ class Api:
                     settings=self.settings,
                     accept=request.headers.get("accept", ""),
                     last_event_id=request.headers.get("last-event-id"),
+                    recheck=functools.partial(
+                        self.auth.authenticate, self.credentials(request, cookie=route.cookie_ok)
+                    ),
+                    recheck_s=max(0.5, self.auth.cache_s),
                 )
-                return json_response(await route.handler(call))
+                return json_response(await self._within_deadline(route, call))
             except LedgerError as exc:
                 return problem_response(exc)
             except Exception:
@@ -147,6 +167,26 @@ class Api:
                 return problem_response(InternalError("the request failed unexpectedly"))
 
         return serve
+
+    async def _within_deadline(self, route: Route, call: Call) -> Any:
+        """A write's answer, or `ConfirmationTimeout` once the API's
+        confirmation deadline (and a little) has passed: a write that no worker
+        answers must not hold its connection, nor the server's shutdown, for
+        ever. The handler is not cancelled (cancelling an SDK call in flight is
+        what `LedgerClient.transfer` avoids too); it finishes unobserved, and
+        the same Idempotency-Key later answers its outcome."""
+        handling = asyncio.ensure_future(route.handler(call))
+        if route.method != "POST":
+            return await handling
+        within = self.settings.api_confirm_within.total_seconds()
+        await asyncio.wait([handling], timeout=within + WRITE_DEADLINE_GRACE_S)
+        if not handling.done():
+            handling.add_done_callback(_unobserved)
+            raise ConfirmationTimeout(
+                f"no answer within {within:g} s (are the region's workers running?); it may "
+                "still complete: send it again with the same Idempotency-Key to learn its outcome"
+            )
+        return handling.result()
 
     async def not_routed(self, request: Request, exc: Exception) -> Response:
         """A path or method that does not exist: still 401 without a token

@@ -45,6 +45,12 @@ PAGE_HEADERS = {
 MAX_FORM_BYTES = 4096
 Page = Callable[[Request, ApiToken], Awaitable[Response]]
 
+#: Postings the balance chart draws (the account's latest).
+CHART_POINTS = 1000
+
+#: How long a console sign-in lasts (the cookie's Max-Age): a working day.
+SIGNED_IN_S = 8 * 3600
+
 _STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f7f9}
 header{background:#12263a;color:#fff;padding:.6em 1.2em;display:flex;gap:1.2em;align-items:center}
@@ -56,6 +62,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#fff;padding:.8em 1.2em;min-width:10em}
 .card b{display:block;font-size:1.4em}.bad{color:#b3261e}.good{color:#1e7b34}
 form{margin:.6em 0} input{font:inherit;padding:.3em}
+header form{margin:0} header button{font:inherit;color:#cfe3ff;background:none;border:0;cursor:pointer}
 """
 
 
@@ -81,7 +88,9 @@ def layout(title: str, body: str, token: ApiToken | None = None) -> HTMLResponse
     nav = (
         f'<a href="/console">Accounts</a><a href="/console/reconciliation">Reconciliation</a>'
         f'<a href="/console/status">Verify and archive</a>'
-        f'<span>{_e(token.principal)}</span><a href="/console/logout">Sign out</a>'
+        f"<span>{_e(token.principal)}</span>"
+        # A POST (a link to a GET would sign out whoever another site sends it).
+        f"<form method=post action=/console/logout><button>Sign out</button></form>"
         if token
         else ""
     )
@@ -199,8 +208,8 @@ class Console:
             # A sign-in posted from another site (login CSRF) is not taken.
             return RedirectResponse("/console/login?failed=1", status_code=303)
         response = RedirectResponse("/console", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path="/")  # fmt: skip
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
+                            secure=request.url.scheme == "https", max_age=SIGNED_IN_S)  # fmt: skip
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -316,8 +325,15 @@ class Console:
         more = (
             f'<p><a href="?after={lines[-1].version}">Next page</a></p>' if len(lines) == 50 else ""
         )
-        every = await ledger.statement(account_id, limit=1000)
-        chart = balance_chart([(line.recorded_at, line.balance_after) for line in every], c)
+        # The chart shows the latest postings (the page may show older ones);
+        # when the page is the latest, it is not read twice.
+        latest = max(0, account.version - CHART_POINTS)
+        recent = (
+            lines
+            if after == latest and len(lines) < 50
+            else await ledger.statement(account_id, after_version=latest, limit=CHART_POINTS)
+        )
+        chart = balance_chart([(line.recorded_at, line.balance_after) for line in recent], c)
         today = datetime.now(UTC).date().isoformat()
         export = (
             f'<form action="/console/accounts/{quote(account_id)}/audit.csv"><label>Audit trail '
@@ -423,7 +439,7 @@ def console_routes(api: Api) -> list[StarletteRoute]:
     return [
         StarletteRoute("/console/login", console.login_form, methods=["GET"]),
         StarletteRoute("/console/login", console.login, methods=["POST"]),
-        StarletteRoute("/console/logout", console.logout, methods=["GET"]),
+        StarletteRoute("/console/logout", console.logout, methods=["POST"]),
         StarletteRoute("/console", console.page(console.home), methods=["GET"]),
         StarletteRoute("/console/accounts/{account_id}", console.page(console.account),
                        methods=["GET"]),

@@ -10,11 +10,14 @@ recorded outcome) follow as members.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from ledgerflow.api.tokens import Forbidden, Unauthorized
+from ledgerflow.api.tokens import Forbidden, RateLimited, Unauthorized
 from ledgerflow.domain.errors import ERROR_TYPES, LedgerError
 from ledgerflow.wire import plain
+
+log = logging.getLogger("ledgerflow.api")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -59,12 +62,6 @@ class UnsupportedMediaType(LedgerError):
     """A body that is not `application/json` (415)."""
 
     type = "UnsupportedMediaType"
-
-
-class RateLimited(LedgerError):
-    """The token made more requests than its rate allows (429, `Retry-After`)."""
-
-    type = "RateLimited"
 
 
 class InternalError(LedgerError):
@@ -149,17 +146,28 @@ def every_error_type() -> list[str]:
     return sorted({*ERROR_TYPES, *(cls.type for cls in API_ERRORS), "ConfirmationTimeout"})
 
 
+#: Errors whose detail describes the deployment (hosts, ports, buckets): the
+#: API logs it and tells its callers only this.
+UNAVAILABLE_DETAIL = {
+    "StoreUnavailable": "the ledger's database is unavailable; try again shortly",
+    "ArchiveUnavailable": "the ledger's archive is unavailable; try again shortly",
+}
+
+
 def problem(exc: LedgerError, **extra: Any) -> tuple[int, dict[str, Any]]:
     """(status, body) of a ledger error."""
     status = STATUS.get(exc.type, 500)
+    hidden = exc.type in UNAVAILABLE_DETAIL
+    if hidden:
+        log.warning("answered %s: %s", exc.type, exc.message)
     body: dict[str, Any] = {
         "type": f"urn:ledgerflow:error:{exc.type}",
         "title": exc.type,
         "status": status,
-        "detail": exc.message,
+        "detail": UNAVAILABLE_DETAIL[exc.type] if hidden else exc.message,
         "error": exc.type,
     }
-    for key, value in {**exc.details, **extra}.items():
+    for key, value in ({} if hidden else exc.details | extra).items():
         if key not in body:
             body[key] = plain(value)
     return status, body

@@ -13,8 +13,10 @@ answers the same, with another body `409`. The token's principal is the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ledgerflow.api.body import Fields
 from ledgerflow.api.tokens import Forbidden
-from ledgerflow.domain.errors import HoldNotFound, InvalidRequest, error_from_type
+from ledgerflow.domain.errors import HoldNotFound, InvalidRequest, LedgerError, error_from_type
 from ledgerflow.domain.transactions import LegRequest
 from ledgerflow.wire import plain
 
@@ -47,6 +49,11 @@ class Call:
     accept: str = ""
     #: an EventSource's `Last-Event-ID` (it resumes after that position)
     last_event_id: str | None = None
+    #: authenticates the request's token again (raises once it is revoked):
+    #: a stream that follows re-checks it while it stays open
+    recheck: Callable[[], Awaitable[object]] | None = None
+    #: how often a long-lived answer calls `recheck`
+    recheck_s: float = 5.0
 
     def fields(self, known: set[str]) -> Fields:
         return Fields(self.body, known)
@@ -219,6 +226,15 @@ async def audit(call: Call) -> Any:
 # -- the event stream ----------------------------------------------------------
 
 
+async def _close(stream: AsyncGenerator[Any, None], pending: asyncio.Future[Any]) -> None:
+    """Stop a stream whose next item is being asked for: the ask is cancelled
+    and awaited first (closing a generator that is running fails)."""
+    pending.cancel()
+    with contextlib.suppress(BaseException):
+        await pending
+    await stream.aclose()
+
+
 async def events(call: Call) -> Any:
     """Server-sent events from the global stream: `id` is the stream
     position (a reconnecting EventSource resumes after `Last-Event-ID`),
@@ -262,18 +278,30 @@ async def events(call: Call) -> Any:
             if not isinstance(error, StopAsyncIteration):
                 raise error  # type: ignore[misc]
     except BaseException:
-        pending.cancel()
-        await stream.aclose()
+        await _close(stream, pending)
         raise
 
     async def messages() -> AsyncIterator[bytes]:
         nonlocal pending
+        checked = sent = time.monotonic()
         try:
             while True:
-                done, _ = await asyncio.wait({pending}, timeout=15)
+                done, _ = await asyncio.wait({pending}, timeout=min(15, call.recheck_s))
+                now = time.monotonic()
+                if call.recheck is not None and now - checked >= call.recheck_s:
+                    # A revoked token's stream ends (its reconnection is a 401).
+                    try:
+                        await call.recheck()
+                    except LedgerError:
+                        yield b": the token is no longer valid\n\n"
+                        return
+                    checked = now
                 if not done:
-                    yield b": still here\n\n"
+                    if now - sent >= 15:
+                        yield b": still here\n\n"
+                        sent = now
                     continue
+                sent = now
                 try:
                     item = pending.result()
                 except StopAsyncIteration:
@@ -282,8 +310,7 @@ async def events(call: Call) -> Any:
                        + b"data: " + item.body + b"\n\n")  # fmt: skip
                 pending = asyncio.ensure_future(anext(stream))
         finally:
-            pending.cancel()
-            await stream.aclose()
+            await _close(stream, pending)
 
     return StreamingResponse(messages(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip

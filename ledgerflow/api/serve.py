@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,10 @@ async def require_token_table(engine: AsyncEngine) -> None:
         ) from None
 
 
+#: Open connections (event streams included) one API process serves at once.
+API_MAX_CONNECTIONS = 2048
+
+
 async def serve(settings: Settings, port: int | None = None) -> None:
     import uvicorn
 
@@ -81,6 +86,13 @@ async def serve(settings: Settings, port: int | None = None) -> None:
             # The API's own limits come first; these bound what reaches them.
             h11_max_incomplete_event_size=16 * 1024,
             timeout_keep_alive=5,
+            # Beyond this many open connections uvicorn answers 503 at once,
+            # rather than letting a flood of slow clients exhaust the process.
+            limit_concurrency=API_MAX_CONNECTIONS,
+            # SIGTERM waits for requests in flight, but not for ever: every
+            # write answers within its deadline, and event streams that
+            # follow are cut.
+            timeout_graceful_shutdown=math.ceil(settings.api_confirm_within.total_seconds()) + 5,
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())

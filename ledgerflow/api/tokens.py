@@ -17,12 +17,12 @@ or not, so the answer tells nothing of it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +52,13 @@ class Forbidden(LedgerError):
     """A valid token without the scope, or outside its account prefix (403)."""
 
     type = "Forbidden"
+
+
+class RateLimited(LedgerError):
+    """The token made more requests than its rate allows, or too many
+    requests came with unknown tokens (429, `Retry-After`)."""
+
+    type = "RateLimited"
 
 
 @dataclass(frozen=True)
@@ -269,16 +276,30 @@ class PostgresTokens:
         return self._record(row)
 
 
+#: Store lookups a second, per API process, that may find no token (bursts of
+#: twice that): beyond them a request with an id never seen is told to wait.
+UNKNOWN_IDS_PER_S = 20.0
+#: Unknown ids remembered (each for the token cache's time).
+UNKNOWN_IDS_KEPT = 4096
+
+
 class Authenticator:
     """Turns an `Authorization: Bearer` header into the token's record,
     caching a verified record for `cache_s` seconds (so a revocation takes
     effect within that long, and a request costs no query)."""
 
-    def __init__(self, store: TokenStore, cache_s: float) -> None:
+    def __init__(
+        self, store: TokenStore, cache_s: float, *, misses_per_s: float = UNKNOWN_IDS_PER_S
+    ) -> None:
         self.store = store
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, ApiToken]] = {}
-        self._lock = asyncio.Lock()
+        # Ids the store did not know, for `cache_s` (bounded), and a budget of
+        # store lookups that find nothing: random ids cannot turn every
+        # request into a query on the reader pool the API's reads share.
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self.misses_per_s = misses_per_s
+        self._miss_budget = (2.0 * misses_per_s, time.monotonic())
 
     async def authenticate(self, header: str | None) -> ApiToken:
         if not header:
@@ -291,10 +312,25 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(token_id)
         if cached is None or now - cached[0] > self.cache_s:
+            missed = self._unknown.get(token_id)
+            if missed is not None and now - missed <= self.cache_s:
+                raise Unauthorized(NOT_VALID)
+            level = self._miss_level(now)
+            if cached is None and level < 1.0:
+                raise RateLimited(
+                    "too many requests with unknown tokens; try again shortly",
+                    retry_after_s=round((1.0 - level) / self.misses_per_s, 3),
+                )
             record = await self.store.get(token_id)
             if record is None:
                 self._cache.pop(token_id, None)
+                self._miss_budget = (self._miss_level(time.monotonic()) - 1.0, time.monotonic())
+                self._unknown[token_id] = now
+                self._unknown.move_to_end(token_id)
+                while len(self._unknown) > UNKNOWN_IDS_KEPT:
+                    self._unknown.popitem(last=False)
                 raise Unauthorized(NOT_VALID)
+            self._unknown.pop(token_id, None)
             cached = self._cache[token_id] = (now, record)
         record = cached[1]
         # Constant-time: a forged secret for a real id learns nothing from timing.
@@ -303,3 +339,7 @@ class Authenticator:
         if record.revoked_at is not None:
             raise Unauthorized(NOT_VALID)
         return record
+
+    def _miss_level(self, now: float) -> float:
+        level, last = self._miss_budget
+        return min(2.0 * self.misses_per_s, level + (now - last) * self.misses_per_s)

@@ -71,7 +71,7 @@ async def test_finance_finds_an_account_and_reads_its_balances_holds_and_past(
     await sign_in(page, api, await api.token(uid("finance"), "read"))
 
     await page.fill("input[name=q]", prefix)
-    await page.click("button")
+    await page.click("main button")
     rows = page.locator("table tr td:first-child a")
     assert sorted(await rows.all_inner_texts()) == sorted([bank, shop, cafe])
     await page.screenshot(path=str(DOCS / "console-accounts.png"), full_page=True)
@@ -115,6 +115,7 @@ async def test_audit_proves_the_regions_and_reads_reconciliation_then_signs_out(
     assert len(verdicts) == len(api.settings.regions) and set(verdicts) <= {"sound", "NOT SOUND"}
     await page.screenshot(path=str(DOCS / "console-verify.png"), full_page=True)
     await page.click("text=Sign out")
+    await page.wait_for_url(f"{api.url}/console/login")
     await page.goto(f"{api.url}/console")
     assert page.url.endswith("/console/login")
 

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
 from ledgerflow.api.app import build_app
 from ledgerflow.api.console import COOKIE
@@ -26,7 +25,7 @@ from ledgerflow.config import Settings
 from ledgerflow.infra.process import find_free_port
 from ledgerflow.store.postgres import create_engine
 from ledgerflow.wire import plain
-from tests.tools.api_server import Api, serve_api
+from tests.tools.api_server import Api, serve_api, served
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -341,16 +340,18 @@ async def test_the_served_openapi_document_is_the_checked_in_one(
 
 
 @pytest.mark.slow
-async def test_the_api_command_serves_with_a_token_from_the_cli(
-    cli_env: dict[str, str], uid: Callable[[str], str]
-) -> None:
-    port = find_free_port()
-    env = cli_env | {"LEDGERFLOW_API_PORT": str(port)}
+@contextlib.asynccontextmanager
+async def _api_process(
+    env: dict[str, str], principal: str, scope: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    """`ledgerflow token create`, then `ledgerflow api`, as processes: a
+    client holding the token, and the server (stopped by SIGTERM, which must
+    end it within 20 s)."""
     made = await asyncio.create_subprocess_exec(
-        ".venv/bin/ledgerflow", "--json", "token", "create", "--principal", uid("ops"),
-        "--scope", "write", env=env, stdout=asyncio.subprocess.PIPE,
+        ".venv/bin/ledgerflow", "--json", "token", "create", "--principal", principal,
+        "--scope", scope, env=env, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, _ = await made.communicate()
+    out, _ = await asyncio.wait_for(made.communicate(), 60)
     assert made.returncode == 0
     token = json.loads(out)["token"]
     server = await asyncio.create_subprocess_exec(
@@ -359,16 +360,57 @@ async def test_the_api_command_serves_with_a_token_from_the_cli(
     try:
         assert server.stdout is not None
         line = await asyncio.wait_for(server.stdout.readline(), 60)
-        assert f":{port}" in line.decode()
+        assert f":{env['LEDGERFLOW_API_PORT']}" in line.decode()
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+            base_url=f"http://127.0.0.1:{env['LEDGERFLOW_API_PORT']}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
         ) as client:
-            opened = await _open(client, uid("cli-acct"))
-            assert opened.status_code == 200, opened.text
+            yield client, server
     finally:
         with contextlib.suppress(ProcessLookupError):
             server.terminate()
-        await server.wait()
+        try:
+            await asyncio.wait_for(server.wait(), 20)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+            raise AssertionError("`ledgerflow api` did not stop within 20 s of SIGTERM") from None
+
+
+async def test_the_api_command_serves_with_a_token_from_the_cli(
+    cli_env: dict[str, str], workers: Any, uid: Callable[[str], str]
+) -> None:
+    env = cli_env | {"LEDGERFLOW_API_PORT": str(find_free_port())}
+    async with _api_process(env, uid("ops"), "write") as (client, _):
+        opened = await _open(client, uid("cli-acct"))
+        assert opened.status_code == 200, opened.text
+
+
+async def test_a_write_no_worker_answers_is_a_timeout_in_bounded_time_and_sigterm_still_stops(
+    cli_env: dict[str, str], uid: Callable[[str], str]
+) -> None:
+    """Regression: with no worker on its task queue, opening an account waited
+    for ever, and SIGTERM then waited for that request (uvicorn's graceful
+    shutdown has no bound of its own): `ledgerflow api` never stopped."""
+    env = cli_env | {
+        "LEDGERFLOW_API_PORT": str(find_free_port()),
+        "LEDGERFLOW_TASK_QUEUE_PREFIX": uid("nobody-polls"),
+        "LEDGERFLOW_API_CONFIRM_WITHIN_S": "2",
+    }
+    async with _api_process(env, uid("ops"), "write") as (client, _):
+        started = asyncio.get_running_loop().time()
+        opened = await _open(client, uid("never"))
+        waited = asyncio.get_running_loop().time() - started
+        assert opened.status_code == 504, opened.text
+        assert opened.json()["type"].endswith("ConfirmationTimeout")
+        assert "Idempotency-Key" in opened.json()["detail"]
+        assert waited < 10
+        # One still waiting when the server is told to stop.
+        pending = asyncio.ensure_future(_open(client, uid("never-again")))
+        await asyncio.sleep(0.5)
+    with contextlib.suppress(httpx.HTTPError):
+        await pending
 
 
 async def test_the_sdk_reading_through_the_api_reads_what_the_databases_hold(
@@ -458,20 +500,12 @@ async def test_the_web_ui_decodes_sealed_payloads_through_the_api(
     app = build_app(
         settings, LedgerClient(workers, settings), Authenticator(PostgresTokens(reader), 1)
     )
-    port = find_free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-        await asyncio.sleep(0.05)
     plain_payload = Payload(metadata={"encoding": b"json/plain"}, data=b'{"amount": 1250}')
     sealed = json_format.MessageToDict(Payloads(payloads=[codec.seal(plain_payload)]))
     ui = web_ui_origins(settings)[0]
     try:
-        url = f"http://127.0.0.1:{port}"
         token = await api.token(uid("ops"), "read")
-        async with httpx.AsyncClient(base_url=url, timeout=30) as raw:
+        async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as raw:
             preflight = await raw.options("/codec/decode", headers={"Origin": ui})
             assert preflight.status_code == 204
             assert preflight.headers["access-control-allow-origin"] == ui
@@ -507,8 +541,6 @@ async def test_the_web_ui_decodes_sealed_payloads_through_the_api(
             bad = await raw.post("/codec/decode", json={"payloads": "nope"}, headers=bearer)
             _problem(bad, 400, "MalformedRequest")
     finally:
-        server.should_exit = True
-        await serving
         await reader.dispose()
 
 
@@ -532,11 +564,18 @@ async def test_the_console_needs_a_signed_in_token_and_runs_no_script(
         assert foreign.headers["location"] == "/console/login?failed=1"  # login CSRF
         cookie = signed.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
+        assert "max-age=28800" in cookie  # a working day, not until the browser quits
         raw.cookies.set(COOKIE, token)
         home = await raw.get("/console")
         assert home.status_code == 200 and "Find accounts" in home.text
         assert "default-src 'none'" in home.headers["content-security-policy"]
         assert "<script" not in home.text
+        # Sign-out is a form's POST: a link another site sends cannot do it.
+        assert "<form method=post action=/console/logout>" in home.text
+        assert (await raw.get("/console/logout")).status_code in (401, 405)
+        out = await raw.post("/console/logout")
+        assert out.headers["location"] == "/console/login"
+        assert 'lf_console=""' in out.headers["set-cookie"]
 
 
 async def test_what_an_adversarial_review_found_is_refused(
@@ -584,3 +623,12 @@ async def test_what_an_adversarial_review_found_is_refused(
     ancient = await writer.get(f"/v1/accounts/{alice}/balance",
                                params={"as_of": "0001-01-01T00:00:00+14:00"})  # fmt: skip
     _problem(ancient, 422, "InvalidRequest")
+    # 6. The key of an account with other metadata: a conflict, not the
+    #    account as it was (the SDK compared currency, region and overdraft).
+    tagged = uid("tagged")
+    first = await _open(writer, tagged, metadata={"cost_centre": "ops"})
+    assert first.status_code == 200, first.text
+    _problem(await _open(writer, tagged, metadata={"cost_centre": "sales"}), 409,
+             "AccountAlreadyExists")  # fmt: skip
+    _problem(await _open(writer, tagged), 409, "AccountAlreadyExists")
+    assert (await _open(writer, tagged, metadata={"cost_centre": "ops"})).json() == first.json()

@@ -521,6 +521,7 @@ async def test_the_api_streams_every_region_s_events_as_server_sent_events(
     each message's hashes; resumed after `Last-Event-ID`; a fenced token must
     name an account it covers."""
 
+    from ledgerflow.api.tokens import parse as parse_token
     from tests.tools.api_server import serve_api
 
     tag = uuid.uuid4().hex[:8]
@@ -563,3 +564,19 @@ async def test_the_api_streams_every_region_s_events_as_server_sent_events(
             assert (refused.status_code, refused.json()["error"]) == (403, "Forbidden")
             allowed = await client.get("/v1/events", params={"account": customers["eu"]})
             assert allowed.status_code == 200
+        # A stream that follows ends once its token is revoked (regression: it
+        # stayed open for as long as the client kept it).
+        following = await api.token(f"follow-{tag}", "read")
+        async with api.client(following) as client:
+            async with client.stream("GET", "/v1/events", params={"follow": "true"}) as answer:
+                assert answer.status_code == 200
+                chunks = answer.aiter_text()
+                assert "id: " in await anext(chunks)
+                await api.tokens.revoke(parse_token(following)[0])
+
+                async def rest() -> str:
+                    return "".join([chunk async for chunk in chunks])
+
+                assert "no longer valid" in await asyncio.wait_for(rest(), 15)
+            again = await client.get("/v1/events")
+            assert again.status_code == 401

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
@@ -114,4 +116,33 @@ async def test_concurrent_submissions_of_one_transaction_id_post_it_once(
     assert len(set(map(repr, results))) == 1 and results[0].confirmed
     statement = await ledger.statement(alice)
     assert [line.transfer_id for line in statement].count(f"{uid('t')}/tx") == 1
+    assert (await ledger.account(alice)).balance == 9900
+
+
+async def test_a_running_transaction_s_id_sent_with_other_legs_is_a_conflict(
+    ledger: LedgerClient, workers: Client, engines: dict[str, Any], uid: Ids
+) -> None:
+    """Both sent while the first is still running (no worker polls its task
+    queue yet): the first posts, the second is `DuplicateTransactionMismatch`
+    (not the first's outcome), and nothing posts twice."""
+    from ledgerflow.workers.regional import build_worker
+
+    alice, _, usd, _ = await desks(ledger, uid)
+    stalled = replace(ledger.settings, task_queue_prefix=uid("later"))
+    legs = [LegRequest(alice, "debit", "1.00", "USD"), LegRequest(usd, "credit", "1.00", "USD")]
+    other = [LegRequest(alice, "debit", "2.00", "USD"), LegRequest(usd, "credit", "2.00", "USD")]
+    first_client, second_client = LedgerClient(workers, stalled), LedgerClient(workers, stalled)
+    try:
+        first = asyncio.ensure_future(first_client.transaction(uid("t"), legs, region="us"))
+        await asyncio.sleep(1)
+        second = asyncio.ensure_future(second_client.transaction(uid("t"), other, region="us"))
+        await asyncio.sleep(1)
+        assert not first.done() and not second.done()  # both wait on the running one
+        async with build_worker(workers, stalled, "us", engines["us"]):
+            assert (await asyncio.wait_for(first, 60)).confirmed
+            with pytest.raises(DuplicateTransactionMismatch):
+                await asyncio.wait_for(second, 60)
+    finally:
+        await first_client.close()
+        await second_client.close()
     assert (await ledger.account(alice)).balance == 9900

@@ -284,12 +284,10 @@ async def run_own(
 ) -> LoadReport:
     """The load on a ledger of its own (worker processes, catch-up projectors),
     so the counters judge nothing but this run."""
-    import uvicorn
-
     from ledgerflow.api.app import build_app
     from ledgerflow.api.tokens import Authenticator, PostgresTokens, issue
-    from ledgerflow.infra.process import find_free_port
     from ledgerflow.store.postgres import create_engine
+    from tests.tools.api_server import served
     from tests.tools.stack import own_ledger
 
     async with own_ledger() as ledger:
@@ -299,23 +297,14 @@ async def run_own(
         issued = issue("load", ("write",), created_by="load", rate_per_s=100_000)
         await PostgresTokens(owner).add(issued.record)
         app = build_app(settings, ledger.client, Authenticator(PostgresTokens(reader), 5))
-        port = find_free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-            await asyncio.sleep(0.05)
         try:
-            url = f"http://127.0.0.1:{port}"
-            return await run_load(
-                url, issued.token, ledger.client, settings,
-                transfers=transfers, clients=clients, seed=seed,
-                latency_samples=latency_samples,
-            )  # fmt: skip
+            async with served(app) as url:
+                return await run_load(
+                    url, issued.token, ledger.client, settings,
+                    transfers=transfers, clients=clients, seed=seed,
+                    latency_samples=latency_samples,
+                )  # fmt: skip
         finally:
-            server.should_exit = True
-            await serving
             await owner.dispose()
             await reader.dispose()
 

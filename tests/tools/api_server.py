@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from ledgerflow.api.app import build_app
@@ -41,6 +42,26 @@ class Api:
 
 
 @contextlib.asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free loopback port (its URL) until the
+    block ends."""
+    port = find_free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn sets a flag
+        await asyncio.sleep(0.05)
+    if serving.done():
+        serving.result()  # (its reason for not starting)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@contextlib.asynccontextmanager
 async def serve_api(settings: Settings, temporal: Client) -> AsyncIterator[Api]:
     """The API app on a free port, over the given Temporal client and the
     settings' databases, until the block ends."""
@@ -51,18 +72,10 @@ async def serve_api(settings: Settings, temporal: Client) -> AsyncIterator[Api]:
     ledger = LedgerClient(temporal, settings)
     # A short cache: the revocation test waits it out.
     app = build_app(settings, ledger, Authenticator(PostgresTokens(reader), cache_s=0.5))
-    port = find_free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag
-        await asyncio.sleep(0.05)
     try:
-        yield Api(f"http://127.0.0.1:{port}", PostgresTokens(owner), settings)
+        async with served(app) as url:
+            yield Api(url, PostgresTokens(owner), settings)
     finally:
-        server.should_exit = True
-        await serving
         await ledger.close()
         await owner.dispose()
         await reader.dispose()

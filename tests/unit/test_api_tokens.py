@@ -3,6 +3,7 @@ limiter (in memory: the stores' contract is tests/contract/test_token_store.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -10,8 +11,21 @@ import pytest
 
 from ledgerflow.api.app import RateLimiter
 from ledgerflow.api.problems import STATUS, every_error_type, problem
-from ledgerflow.api.tokens import Authenticator, Forbidden, MemoryTokens, Unauthorized, issue
-from ledgerflow.domain.errors import ERROR_TYPES, InsufficientFunds, InvalidRequest
+from ledgerflow.api.tokens import (
+    ApiToken,
+    Authenticator,
+    Forbidden,
+    MemoryTokens,
+    RateLimited,
+    Unauthorized,
+    issue,
+)
+from ledgerflow.domain.errors import (
+    ERROR_TYPES,
+    InsufficientFunds,
+    InvalidRequest,
+    StoreUnavailable,
+)
 
 
 def test_scopes_nest_and_a_prefix_fences_accounts() -> None:
@@ -78,6 +92,10 @@ def test_every_error_type_has_its_documented_status() -> None:
     status, body = problem(InsufficientFunds("no", account_id="alice"))
     assert (status, body["error"], body["account_id"]) == (422, "InsufficientFunds", "alice")
     assert body["type"] == "urn:ledgerflow:error:InsufficientFunds"
+    # A database that cannot be reached: its host is the operator's (logged),
+    # not the caller's to read.
+    status, body = problem(StoreUnavailable("cannot reach PostgreSQL: db-7.internal:5432 refused"))
+    assert status == 503 and "db-7" not in json.dumps(body)
 
 
 def test_the_error_table_in_docs_is_the_declaration() -> None:
@@ -90,3 +108,39 @@ def test_the_error_table_in_docs_is_the_declaration() -> None:
     assert doc.split(begin, 1)[1].split(end, 1)[0] == markdown_table(), (
         "docs/API.md's error table differs from ledgerflow/api/problems.py"
     )
+
+
+async def test_unknown_token_ids_cost_the_store_a_bounded_number_of_lookups() -> None:
+    """Random ids must not turn every request into a query on the reader pool
+    the API's reads share: a repeated unknown id is answered from memory, and
+    new ones beyond a budget are told to wait (429), while a known token,
+    once checked, still passes."""
+
+    class Counting(MemoryTokens):
+        lookups = 0
+
+        async def get(self, token_id: str) -> ApiToken | None:
+            Counting.lookups += 1
+            return await super().get(token_id)
+
+    store = Counting()
+    known = issue("svc", ("read",), created_by="ops", rate_per_s=1)
+    await store.add(known.record)
+    auth = Authenticator(store, cache_s=60, misses_per_s=5)
+    await auth.authenticate(f"Bearer {known.token}")
+    stranger = f"Bearer lft_{'0' * 12}_{'A' * 43}"
+    for _ in range(50):
+        with pytest.raises(Unauthorized):
+            await auth.authenticate(stranger)
+    assert Counting.lookups == 2  # the known token's, and the stranger's once
+    refused = 0
+    for n in range(100):
+        try:
+            await auth.authenticate(f"Bearer lft_{n:012d}_{'A' * 43}")
+        except RateLimited:
+            refused += 1
+        except Unauthorized:
+            pass
+    assert Counting.lookups <= 2 + 11  # a burst of twice the budget, and what it refills
+    assert refused >= 85
+    assert (await auth.authenticate(f"Bearer {known.token}")).principal == "svc"
