@@ -1,5 +1,7 @@
 """`bench e2e`: open-loop load through the SDK against the running workers,
-beside a baseline of the Temporal money-transfer sample's shape.
+beside a baseline of the Temporal money-transfer sample's shape and the
+server's ceiling for the ledger's own shape (`CeilingWorkflow`: an empty
+transfer started by update-with-start on the regional worker).
 
 Open loop: transfer i is due at start + i / rate whatever happened to the
 ones before, and its latency runs from that due time to its confirmation,
@@ -22,14 +24,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from ledgerflow.bench.baseline import ACTIVITIES as BASELINE_ACTIVITIES
-from ledgerflow.bench.baseline import BaselineTransferWorkflow
+from ledgerflow.bench.baseline import BaselineTransferWorkflow, CeilingWorkflow
 from ledgerflow.bench.latency import percentile
 from ledgerflow.bench.progress import bar
 from ledgerflow.client import LedgerClient
-from ledgerflow.domain.model import TransferResult
+from ledgerflow.domain.model import TransferResult, transfer_workflow_id
+
+WORKLOADS = ("ledger", "ceiling", "baseline")
 
 #: A rate is sustained when this share of the offered load completed in time.
 SUSTAINED = 0.95
@@ -196,6 +202,80 @@ async def baseline_load(
     return _result("baseline", rate, latencies, errors, elapsed)
 
 
+async def empty_transfer(client: Client, workflow_id: str, task_queue: str) -> int:
+    """One `CeilingWorkflow`, started and answered as a transfer is."""
+    start = WithStartWorkflowOperation(
+        CeilingWorkflow.run, 1, id=workflow_id, task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )  # fmt: skip
+    return await client.execute_update_with_start_workflow(
+        CeilingWorkflow.confirmation, start_workflow_operation=start
+    )
+
+
+async def ceiling_load(
+    ledger: LedgerClient,
+    region: str,
+    rate: float,
+    seconds: float,
+    progress: Callable[[str], None] | None = None,
+) -> LoadResult:
+    """`CeilingWorkflow` started as `LedgerClient.transfer` starts a transfer
+    (one update-with-start call, answered by the update), on the region's task
+    queue: the regional worker runs it beside the ledger's workflows."""
+    client = ledger.temporal
+    queue = ledger.settings.task_queue(region)
+    run = uuid.uuid4().hex[:6]
+
+    async def submit(i: int) -> None:
+        await empty_transfer(client, f"ceiling-{run}-{i}", queue)
+
+    latencies, errors, elapsed = await open_loop(submit, rate, seconds, progress)
+    return _result("ceiling", rate, latencies, errors, elapsed)
+
+
+@dataclass(frozen=True)
+class HistoryCost:
+    """What one workflow of a workload costs the server: its history's
+    events, and their size as the server stores them (payloads included)."""
+
+    workload: str
+    events: int
+    history_bytes: int
+
+
+async def history_cost(ledger: LedgerClient, workload: str, workflow_id: str) -> HistoryCost:
+    history = await ledger.temporal.get_workflow_handle(workflow_id).fetch_history()
+    return HistoryCost(workload, len(history.events), sum(e.ByteSize() for e in history.events))
+
+
+async def one_of_each(ledger: LedgerClient, region: str) -> list[HistoryCost]:
+    """One ledger transfer, one ceiling and one baseline workflow, and what
+    each one's history holds."""
+    run = uuid.uuid4().hex[:6]
+    source, target = f"hist-{run}-a", f"hist-{run}-b"
+    for account_id in (source, target):
+        await ledger.open_account(account_id, "USD", region=region, overdraft_limit=None)
+    await ledger.transfer(f"hist-{run}", source, target, 1, "USD", initiated_by="bench",
+                          region=region)  # fmt: skip
+    client = ledger.temporal
+    await empty_transfer(client, f"ceiling-hist-{run}", ledger.settings.task_queue(region))
+    queue = f"bench-baseline-{run}"
+    async with Worker(client, task_queue=queue, workflows=[BaselineTransferWorkflow],
+                      activities=BASELINE_ACTIVITIES):  # fmt: skip
+        await client.execute_workflow(
+            BaselineTransferWorkflow.run, 1, id=f"baseline-hist-{run}", task_queue=queue
+        )
+    # The ledger's and the ceiling's histories are complete once they close.
+    await client.get_workflow_handle(transfer_workflow_id(f"hist-{run}")).result()
+    await client.get_workflow_handle(f"ceiling-hist-{run}").result()
+    return [
+        await history_cost(ledger, "ledger", transfer_workflow_id(f"hist-{run}")),
+        await history_cost(ledger, "ceiling", f"ceiling-hist-{run}"),
+        await history_cost(ledger, "baseline", f"baseline-hist-{run}"),
+    ]
+
+
 async def e2e_bench(
     ledger: LedgerClient,
     region: str,
@@ -204,51 +284,72 @@ async def e2e_bench(
     progress: Callable[[str], None],
     warmup_s: float = WARMUP_S,
 ) -> list[LoadResult]:
-    """Each rate in turn, ledger then baseline; the ramp stops after the first
-    rate neither sustains."""
+    """Each rate in turn, ledger, ceiling, then baseline; the ramp stops after
+    the first rate none sustains."""
     results: list[LoadResult] = []
-    # Warm both up (worker caches, connection pools, the server's task
+    # Warm them up (worker caches, connection pools, the server's task
     # queues) at the first rate; not counted.
     progress(f"warm-up at {rates[0]:g}/s for {warmup_s:g} s")
     await ledger_load(ledger, region, rates[0], warmup_s)
+    await ceiling_load(ledger, region, rates[0], warmup_s)
     await baseline_load(ledger, rates[0], warmup_s)
     for rate in rates:
         progress(f"ledger at {rate:g}/s for {seconds:g} s")
         mine = await ledger_load(ledger, region, rate, seconds, progress=progress)
+        progress(f"ceiling at {rate:g}/s for {seconds:g} s")
+        ceiling = await ceiling_load(ledger, region, rate, seconds, progress)
         progress(f"baseline at {rate:g}/s for {seconds:g} s")
         theirs = await baseline_load(ledger, rate, seconds, progress)
-        results += [mine, theirs]
-        if not mine.sustained and not theirs.sustained:
+        results += [mine, ceiling, theirs]
+        if not (mine.sustained or ceiling.sustained or theirs.sustained):
             break
     return results
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def summary(results: list[LoadResult]) -> dict[str, float | None]:
     """Per workload, the highest sustained throughput and the peak throughput
     of any run (overloaded runs show what the system can do when pushed);
-    their ratios; and the ledger's p99 at half its sustained maximum (the
-    design's confirmation target)."""
+    the ledger's ratios to the baseline and to the ceiling; and, at half the
+    ledger's sustained maximum, its p99 (the target: < 250 ms) beside the
+    ceiling's at the same offered rate."""
     best = {
         name: max((r.throughput_per_s for r in results if r.workload == name and r.sustained),
                   default=0.0)
-        for name in ("ledger", "baseline")
+        for name in WORKLOADS
     }  # fmt: skip
     peak = {
         name: max((r.throughput_per_s for r in results if r.workload == name), default=0.0)
-        for name in ("ledger", "baseline")
+        for name in WORKLOADS
     }
     half = [
         r for r in results
         if r.workload == "ledger" and r.sustained and r.offered_per_s <= best["ledger"] / 2 + 1e-9
     ]  # fmt: skip
+    at_half = max(half, key=lambda r: r.offered_per_s) if half else None
+    ceiling_at_half = next(
+        (r for r in results if at_half and r.workload == "ceiling"
+         and r.offered_per_s == at_half.offered_per_s),
+        None,
+    )  # fmt: skip
     return {
         "ledger_max_per_s": best["ledger"],
+        "ceiling_max_per_s": best["ceiling"],
         "baseline_max_per_s": best["baseline"],
-        "ratio": best["ledger"] / best["baseline"] if best["baseline"] else None,
+        "ceiling_ratio": _ratio(best["ledger"], best["ceiling"]),
+        "ratio": _ratio(best["ledger"], best["baseline"]),
         "ledger_peak_per_s": peak["ledger"],
+        "ceiling_peak_per_s": peak["ceiling"],
         "baseline_peak_per_s": peak["baseline"],
-        "peak_ratio": peak["ledger"] / peak["baseline"] if peak["baseline"] else None,
-        "ledger_p99_ms_at_half_max": max(half, key=lambda r: r.offered_per_s).p99_ms
-        if half
-        else None,
+        "ceiling_peak_ratio": _ratio(peak["ledger"], peak["ceiling"]),
+        "peak_ratio": _ratio(peak["ledger"], peak["baseline"]),
+        "half_load_per_s": at_half.offered_per_s if at_half else None,
+        "ledger_p99_ms_at_half_max": at_half.p99_ms if at_half else None,
+        "ceiling_p99_ms_at_half_max": ceiling_at_half.p99_ms if ceiling_at_half else None,
+        "half_load_p50_ratio": _ratio(
+            at_half.p50_ms if at_half else None, ceiling_at_half.p50_ms if ceiling_at_half else None
+        ),
     }

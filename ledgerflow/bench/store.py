@@ -6,7 +6,11 @@ order, check, write two hash-chained events, the transfer record and both
 balances, commit) among `accounts` accounts for `seconds`; then, in the same
 run on the same server, pgbench runs its TPC-B-like script with the same
 number of clients for the same time. The ratio is the store's transfers/s
-over pgbench's transactions/s.
+over pgbench's transactions/s. Between the two, the same clients call a
+SQL-function ledger of pgledger's design (`ledgerflow/bench/sqlledger.py`)
+in a scratch database of its own: the store's transfers/s over its calls/s
+is `sql_ratio`. Each run's CPU per transfer is split between this process
+(Python) and the rest of the machine (PostgreSQL).
 
     .venv/bin/ledgerflow bench store --clients 16 --seconds 20
 """
@@ -27,9 +31,11 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import text
 
+from ledgerflow.bench.cpu import CpuMeter, CpuSplit
 from ledgerflow.bench.latency import percentile
-from ledgerflow.bench.progress import bar
+from ledgerflow.bench.progress import report_rate
 from ledgerflow.bench.scratch import embedded_server, scratch_database
+from ledgerflow.bench.sqlledger import sql_function_load
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.infra.postgres import pg_install_dir
@@ -54,6 +60,16 @@ class StoreBenchReport:
     pgbench_tps: float
     ratio: float
     unbatched_ratio: float
+    #: The SQL-function ledger, same clients, same accounts, same time.
+    sql_per_s: float = 0.0
+    sql_p99_ms: float = 0.0
+    sql_ratio: float = 0.0
+    #: CPU µs per transfer: the store's (group commit on) and the SQL
+    #: function's, in this process and in the rest of the machine.
+    python_us: float = 0.0
+    server_us: float | None = None
+    sql_python_us: float = 0.0
+    sql_server_us: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class _Run:
     latencies: list[float]
     errors: int
     commits: int
+    cpu: CpuSplit
 
 
 async def store_bench(
@@ -76,9 +93,15 @@ async def store_bench(
         settings, clients, accounts, seconds, progress,
         max_batch=settings.db_group_commit_max, writers=settings.db_group_commit_writers,
     )  # fmt: skip
+    progress(f"SQL-function ledger: {clients} callers for {seconds:g} s")
+    async with scratch_database(settings, "store", migrate=False) as name:
+        dsn = settings.embedded_url("postgres", name).replace("postgresql+asyncpg", "postgresql")
+        ids = [f"acct-{i:05d}" for i in range(accounts)]
+        sql, sql_errors, sql_cpu = await sql_function_load(dsn, ids, clients, seconds, progress)
     progress(f"pgbench, {clients} clients for {seconds:g} s")
     tps = await asyncio.to_thread(pgbench_tps, settings, clients, seconds)
     rate, unbatched = len(on.latencies) / seconds, len(off.latencies) / seconds
+    sql_rate = len(sql) / seconds
     return StoreBenchReport(
         clients=clients,
         accounts=accounts,
@@ -88,12 +111,19 @@ async def store_bench(
         transfers_per_commit=len(on.latencies) / on.commits if on.commits else 0.0,
         p50_ms=percentile(on.latencies, 50) if on.latencies else 0.0,
         p99_ms=percentile(on.latencies, 99) if on.latencies else 0.0,
-        errors=on.errors + off.errors,
+        errors=on.errors + off.errors + sql_errors,
         unbatched_per_s=unbatched,
         unbatched_p99_ms=percentile(off.latencies, 99) if off.latencies else 0.0,
         pgbench_tps=tps,
         ratio=rate / tps if tps else 0.0,
         unbatched_ratio=unbatched / tps if tps else 0.0,
+        sql_per_s=sql_rate,
+        sql_p99_ms=percentile(sql, 99) if sql else 0.0,
+        sql_ratio=rate / sql_rate if sql_rate else 0.0,
+        python_us=on.cpu.python_us,
+        server_us=on.cpu.server_us,
+        sql_python_us=sql_cpu.python_us,
+        sql_server_us=sql_cpu.server_us,
     )
 
 
@@ -123,7 +153,9 @@ async def _store_run(
                 await store.open_account(request, datetime.now(UTC))
             mode = f"group commit (up to {max_batch})" if max_batch > 1 else "one per commit"
             progress(f"store, {mode}: {clients} writers for {seconds:g} s")
+            meter = CpuMeter()
             latencies, errors = await _append_load(store, ids, clients, seconds, progress)
+            cpu = meter.split(len(latencies))
             async with engine.connect() as conn:
                 commits = (
                     await conn.execute(
@@ -132,7 +164,7 @@ async def _store_run(
                 ).scalar_one()
         finally:
             await engine.dispose()
-    return _Run(latencies, errors, int(commits))
+    return _Run(latencies, errors, int(commits), cpu)
 
 
 async def _append_load(
@@ -164,13 +196,9 @@ async def _append_load(
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
 
-    async def report() -> None:
-        while time.perf_counter() < deadline:
-            await asyncio.sleep(1.0)
-            elapsed = time.perf_counter() - started_at
-            progress(f"  {bar(elapsed / seconds)} {len(latencies) / elapsed:,.0f} transfers/s")
-
-    await asyncio.gather(report(), *(writer(n) for n in range(clients)))
+    await asyncio.gather(
+        report_rate(started_at, seconds, latencies, progress), *(writer(n) for n in range(clients))
+    )
     return latencies, errors
 
 

@@ -53,6 +53,7 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     query.add_argument("--sizes", default="10000,100000,1000000", help="history sizes")
     query.add_argument("--probes", type=int, default=1000, help="lookups per size")
     query.add_argument("--region")
+    query.add_argument("--chart", help="write an SVG chart of latency against size here")
     query.set_defaults(handler=with_ledger(bench_query))
 
     reconcile = mode("reconcile", "one region's reconciliation checks from its history's start")
@@ -67,6 +68,18 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     archive.add_argument("--prune", action="store_true", help="also time the prune")
     archive.set_defaults(handler=run_async(cmd_bench_archive))
 
+    api = mode("api", "the latency the HTTP API adds over the SDK, against the running API")
+    api.add_argument("--count", type=int, default=200, help="transfers of each")
+    api.add_argument("--url", help="the API's URL (default: this machine's, from the settings)")
+    api.add_argument("--token", help="a write token (default: make run's development token)")
+    api.set_defaults(handler=with_ledger(bench_api))
+
+    verify = mode("verify", "verify's throughput as a region's history grows (scratch databases)")
+    verify.add_argument("--sizes", default="100000,1000000", help="history sizes (events)")
+    verify.add_argument("--accounts", type=int, default=1_000)
+    verify.add_argument("--chart", help="write an SVG chart of events/s against size here")
+    verify.set_defaults(handler=run_async(cmd_bench_verify))
+
     store = mode("store", "the append path alone, against pgbench")
     store.add_argument("--clients", type=int, default=16, help="concurrent writers")
     store.add_argument("--accounts", type=int, default=1_000)
@@ -77,6 +90,7 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     e2e.add_argument("--rates", default="5,10,20,40", help="offered transfers/s, in ramp order")
     e2e.add_argument("--seconds", type=float, default=20.0, help="how long each run lasts")
     e2e.add_argument("--region")
+    e2e.add_argument("--chart", help="write an SVG chart of p99 latency against rate here")
     e2e.set_defaults(handler=run_async(cmd_bench_e2e))
 
 
@@ -140,7 +154,54 @@ async def bench_query(ledger: LedgerClient, args: argparse.Namespace) -> int:
         await owner.dispose()
         await writer.dispose()
     print(file=sys.stderr)
+    if args.chart:
+        from ledgerflow.bench.charts import Chart, Series
+
+        points = [r.events for r in reports]
+        write_chart(args.chart, Chart(
+            "point-in-time balance: latency against history size", "events in the account",
+            "ms", [Series("p99", list(zip(points, [r.p99_ms for r in reports], strict=True))),
+                   Series("p50", list(zip(points, [r.p50_ms for r in reports], strict=True)))],
+            log_x=True, targets=[(2.0, "p99 target 2 ms")],
+        ))  # fmt: skip
     return _report(args, list(reports))
+
+
+async def bench_api(ledger: LedgerClient, args: argparse.Namespace) -> int:
+    from ledgerflow.bench.api import api_bench
+
+    settings = ledger.settings
+    url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    token = args.token or (settings.state_dir / "api-token").read_text().strip()
+    report = await api_bench(ledger, url, token, args.count, progress)
+    print(file=sys.stderr)
+    return _report(args, [report])
+
+
+async def cmd_bench_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ledgerflow.bench.charts import Chart, Series
+    from ledgerflow.bench.verify import verify_bench
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    reports = await verify_bench(settings, sizes, args.accounts, progress)
+    print(file=sys.stderr)
+    if args.chart:
+        chart = Chart(
+            "verify: events proven per second", "events in the region", "events/s",
+            [Series("verify", [(r.events, r.events_per_s) for r in reports])],
+            log_x=True, targets=[(100_000, "target 100k/s")],
+        )  # fmt: skip
+        write_chart(args.chart, chart)
+    return _report(args, list(reports))
+
+
+def write_chart(path: str, chart: Any) -> None:
+    from pathlib import Path
+
+    from ledgerflow.bench.charts import render
+
+    Path(path).write_text(render(chart))
+    print(f"chart: {path}", file=sys.stderr)
 
 
 async def cmd_bench_store(args: argparse.Namespace, settings: Settings) -> int:
@@ -158,19 +219,33 @@ async def cmd_bench_store(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from ledgerflow.bench.e2e import e2e_bench, summary
+    from ledgerflow.bench.e2e import e2e_bench, one_of_each, summary
     from ledgerflow.client import LedgerClient
     from ledgerflow.wire import plain
 
     rates = [float(r) for r in args.rates.split(",")]
+    region = args.region or settings.default_region
     async with await LedgerClient.connect(settings) as ledger:
-        results = await e2e_bench(
-            ledger, args.region or settings.default_region, rates, args.seconds, progress
-        )
+        results = await e2e_bench(ledger, region, rates, args.seconds, progress)
+        # Where the difference goes: what one workflow of each costs the server.
+        costs = await one_of_each(ledger, region)
     print(file=sys.stderr)
     totals = summary(results)
+    if args.chart:
+        from ledgerflow.bench.charts import Chart, Series
+
+        write_chart(args.chart, Chart(
+            "end to end: p99 confirmation latency against offered rate",
+            "offered transfers/s", "p99 ms (log)",
+            [Series(name, [(r.offered_per_s, max(r.p99_ms, 1.0)) for r in results
+                           if r.workload == name and r.completed],
+                    limit=totals[f"{name}_max_per_s"] or None)
+             for name in ("ledger", "ceiling", "baseline")],
+            log_y=True, targets=[(250.0, "p99 target at half load")],
+        ))  # fmt: skip
     if args.json:
-        print(json.dumps({"runs": plain(results), "summary": totals}, indent=2, sort_keys=True))
+        print(json.dumps({"runs": plain(results), "summary": totals, "histories": plain(costs)},
+                         indent=2, sort_keys=True))  # fmt: skip
         return 0
     rows = [
         {k: f"{v:,.1f}" if isinstance(v, float) else v for k, v in dataclasses.asdict(r).items()}
@@ -181,6 +256,9 @@ async def cmd_bench_e2e(args: argparse.Namespace, settings: Settings) -> int:
     print()
     for name, value in totals.items():
         print(f"{name}: {'-' if value is None else f'{value:,.2f}'}")
+    print()
+    for cost in costs:
+        print(f"{cost.workload}: {cost.events} history events, {cost.history_bytes:,} bytes")
     return 0
 
 

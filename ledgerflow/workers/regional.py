@@ -30,6 +30,7 @@ from ledgerflow.activities.reconcile import ReconcileActivities
 from ledgerflow.activities.webhooks import WebhookActivities
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import ObjectStore, S3ObjectStore
+from ledgerflow.bench.baseline import CeilingWorkflow, ceiling_noop
 from ledgerflow.client import connect_temporal
 from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
@@ -61,6 +62,9 @@ WORKFLOWS: Sequence[type] = (
     ArchiveWorkflow,
     ReconcileWorkflow,
     WebhookWorkflow,
+    # `bench e2e`'s ceiling: an empty transfer on this very worker (it reads
+    # and writes nothing; docs/PERFORMANCE.md).
+    CeilingWorkflow,
 )
 
 
@@ -110,7 +114,8 @@ def build_worker(
         activities=activities.all()
         + archive.all()
         + reconcile.all()
-        + WebhookActivities(settings).all(),
+        + WebhookActivities(settings).all()
+        + [ceiling_noop],
         max_concurrent_activities=max(settings.db_pool_size * 2, 8),
         workflow_runner=workflow_runner(settings.workflow_sandbox),
         graceful_shutdown_timeout=settings.worker_shutdown_grace,

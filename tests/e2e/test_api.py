@@ -632,3 +632,17 @@ async def test_what_an_adversarial_review_found_is_refused(
              "AccountAlreadyExists")  # fmt: skip
     _problem(await _open(writer, tagged), 409, "AccountAlreadyExists")
     assert (await _open(writer, tagged, metadata={"cost_centre": "ops"})).json() == first.json()
+
+
+async def test_the_api_bench_posts_over_both_paths_and_reports(
+    api: Api, ledger: LedgerClient, uid: Callable[[str], str]
+) -> None:
+    from ledgerflow.bench.api import api_bench
+
+    lines: list[str] = []
+    report = await api_bench(ledger, api.url, await api.token(uid("bench"), "write"), 4,
+                             lines.append)  # fmt: skip
+    assert report.count == 4 and 0 < report.api_p50_ms <= report.api_p99_ms
+    assert 0 < report.sdk_p50_ms <= report.sdk_p99_ms
+    assert report.added_p50_ms == report.api_p50_ms - report.sdk_p50_ms
+    assert lines and "of each" in lines[-1]

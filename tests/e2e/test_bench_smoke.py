@@ -4,7 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.verify import verify_region
 from ledgerflow.bench.archive import archive_bench
-from ledgerflow.bench.e2e import e2e_bench, summary
+from ledgerflow.bench.e2e import e2e_bench, one_of_each, summary
 from ledgerflow.bench.history import query_bench
 from ledgerflow.bench.latency import percentile, sequential_latency
 from ledgerflow.bench.reconcile import reconcile_bench
@@ -74,23 +74,36 @@ async def test_store_bench_appends_concurrently_and_runs_pgbench(migrated: Setti
     # Group commit on: never fewer transfers than commits; off: measured too.
     assert report.transfers_per_commit >= 1 and report.unbatched_per_s > 0
     assert report.unbatched_ratio == report.unbatched_per_s / report.pgbench_tps
+    # The SQL-function ledger ran in the same run, and each side's CPU split.
+    assert report.sql_per_s > 0 and report.sql_ratio == report.transfers_per_s / report.sql_per_s
+    assert report.python_us > 0 and report.sql_python_us > 0
+    assert report.server_us is not None and report.sql_server_us is not None
     assert any("[" in line and "transfers/s" in line for line in lines), lines
 
 
-async def test_e2e_bench_offers_load_to_the_ledger_and_the_baseline(ledger: LedgerClient) -> None:
+async def test_e2e_bench_offers_load_to_the_ledger_the_ceiling_and_the_baseline(
+    ledger: LedgerClient,
+) -> None:
     lines: list[str] = []
     results = await e2e_bench(ledger, "us", [4.0], 1.0, lines.append, warmup_s=0.5)
-    assert [r.workload for r in results] == ["ledger", "baseline"]
+    assert [r.workload for r in results] == ["ledger", "ceiling", "baseline"]
     for run in results:
         assert run.completed + run.errors == 4 and run.offered_per_s == 4.0
         assert 0 < run.p50_ms <= run.p99_ms <= run.max_ms
     assert results[0].lag_p50_ms is not None  # one transfer in ten is watched
     totals = summary(results)
     assert totals["ledger_peak_per_s"] == results[0].throughput_per_s
-    assert lines[0].startswith("warm-up") and lines[1:3] == [
+    assert totals["ceiling_peak_ratio"] == results[0].throughput_per_s / results[1].throughput_per_s
+    assert lines[0].startswith("warm-up") and lines[1:4] == [
         "ledger at 4/s for 1 s",
+        "ceiling at 4/s for 1 s",
         "baseline at 4/s for 1 s",
     ]
+    # What one of each costs the server: the ceiling is the smallest history.
+    costs = {c.workload: c for c in await one_of_each(ledger, "us")}
+    assert set(costs) == {"ledger", "ceiling", "baseline"}
+    assert 0 < costs["ceiling"].events <= costs["ledger"].events
+    assert costs["ceiling"].history_bytes < costs["ledger"].history_bytes
 
 
 async def test_holds_bench_runs_and_reports_consistent_numbers(ledger: LedgerClient) -> None:
@@ -102,3 +115,13 @@ async def test_holds_bench_runs_and_reports_consistent_numbers(ledger: LedgerCli
     assert 0 < report.capture_p50_ms <= report.capture_p99_ms
     assert report.transfers_per_s > 0 and report.holds_per_s > 0
     assert report.ratio == report.holds_per_s / report.transfers_per_s
+
+
+async def test_verify_bench_proves_a_seeded_history_and_reports(migrated: Settings) -> None:
+    from ledgerflow.bench.verify import verify_bench
+
+    lines: list[str] = []
+    [report] = await verify_bench(migrated, [2_000], 20, lines.append)
+    assert (report.events, report.findings) == (2_000, 0)
+    assert report.events_per_s == report.events / report.verify_s > 0
+    assert lines[-1] == "verifying 2,000 events"
