@@ -33,9 +33,8 @@ from ledgerflow.domain.errors import (
     ArchiveUnavailable,
     InvalidRequest,
 )
-from ledgerflow.domain.model import Event
 from ledgerflow.projections.views import pending_in
-from ledgerflow.store.log import account_events, account_with_last_event, last_event_at
+from ledgerflow.store.log import account_with_last_event, last_event_at
 
 
 @dataclass(frozen=True)
@@ -152,24 +151,37 @@ async def replay_balance(
     _require_aware(as_of)
     # The checkpoint and the hot events in one snapshot: read apart, a prune
     # between them would leave a gap of versions (a false integrity error).
+    # Only the columns the fold needs, fetched last and by the driver itself
+    # (its records are built while it reads), so the transaction ends as the
+    # rows arrive: building a million events inside it left the session idle
+    # in its transaction past the server's timeout, which killed it.
     async with snapshot(engine) as conn:
         checkpoint = await read_checkpoint(conn, account_id)
-        hot = await account_events(conn, account_id, until=as_of)
         incoming = await pending_in(conn, account_id, as_of)
-    events: list[Event] = []
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        hot = await raw.fetch(
+            "SELECT version, amount, currency, pending_after FROM events "
+            "WHERE account_id = $1 AND recorded_at <= $2 ORDER BY version",
+            account_id, as_of,
+        )  # fmt: skip
+    folded: list[tuple[int, int, str, int | None]] = []
     if checkpoint is not None:
         if archive is None:
             raise ArchiveUnavailable(f"account {account_id!r} has archived history to replay")
-        events += await archive.events(account_id, None, as_of, checkpoint.version)
-    events += hot
+        folded += [
+            (e.version, e.amount, e.currency, e.pending_after)
+            for e in await archive.events(account_id, None, as_of, checkpoint.version)
+        ]
+    folded += [(row[0], row[1], row[2], row[3]) for row in hot]
     balance, version, currency, pending = 0, 0, None, 0
-    for event in events:
-        if event.version != version + 1:
+    for event_version, amount, event_currency, pending_after in folded:
+        if event_version != version + 1:
             raise ArchiveIntegrityError(
-                f"account {account_id!r}: version {event.version} follows {version}"
+                f"account {account_id!r}: version {event_version} follows {version}"
             )
-        balance += event.amount
-        version, currency, pending = event.version, event.currency, event.pending_after
+        balance += amount
+        version, currency, pending = event_version, event_currency, pending_after or 0
     if currency is None:
         raise _not_yet(account_id, as_of)
     return BalanceAsOf(account_id, currency, as_of, balance, version, pending, incoming)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 
 from ledgerflow.audit.point_in_time import balance_as_of
+from ledgerflow.config import Settings
 from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.store.postgres import PostgresEventStore
 
@@ -17,3 +19,30 @@ Ids = Callable[[str], str]
 async def test_an_instant_needs_a_time_zone(store: PostgresEventStore) -> None:
     with pytest.raises(InvalidRequest):
         await balance_as_of(store.engine, "any", datetime(2026, 1, 1))
+
+
+async def test_replaying_a_long_history_does_not_idle_in_its_transaction(
+    isolated_region: tuple[PostgresEventStore, Any], migrated: Settings
+) -> None:
+    """Regression: the replay built every event inside its snapshot, so a
+    long history kept the session idle in its transaction past the server's
+    timeout, and the server killed it (`bench query` at 1M events, with the
+    embedded 10 s). Here the timeout is 1 s and the history 100,000 events."""
+    from dataclasses import replace
+
+    from ledgerflow.audit.point_in_time import replay_balance
+    from ledgerflow.bench.history import seed_history
+    from ledgerflow.store.postgres import create_engine
+
+    store, _ = isolated_region
+    account_id, _, end = await seed_history(store, 100_000)
+    impatient = create_engine(
+        store.engine.url.render_as_string(hide_password=False),
+        replace(migrated, db_idle_in_transaction_timeout_ms=1000),
+    )
+    try:
+        replayed = await replay_balance(impatient, account_id, end)
+        assert replayed == await balance_as_of(store.engine, account_id, end)
+        assert replayed.version == 100_000
+    finally:
+        await impatient.dispose()

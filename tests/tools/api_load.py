@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +50,10 @@ class LoadReport:
     #: keys whose answers differed between the requests that carried them
     answers_changed: int = 0
     retried: int = 0
+    #: requests cut off by the API process's death, asked again (same key)
+    cut: int = 0
+    #: times the API process was killed mid-load and started again
+    api_kills: int = 0
     counters: Counters = field(default_factory=Counters)
     api_p50_ms: float = 0.0
     api_p99_ms: float = 0.0
@@ -144,9 +148,16 @@ class Writer:
         while True:
             began = time.perf_counter()
             self.report.requests += 1
-            response = await self.client.post(
-                "/v1/transfers", json=body, headers={"Idempotency-Key": item.key}
-            )
+            try:
+                response = await self.client.post(
+                    "/v1/transfers", json=body, headers={"Idempotency-Key": item.key}
+                )
+            except httpx.TransportError:
+                # The API process died under the request (or is starting
+                # again): what a client does, ask again with the same key.
+                self.report.cut += 1
+                await asyncio.sleep(0.2)
+                continue
             if response.status_code in (503, 504):
                 self.report.retried += 1
                 await asyncio.sleep(0.5)
@@ -189,9 +200,12 @@ async def run_load(
     seed: int,
     catch_up_s: float = 60.0,
     latency_samples: int = 100,
+    interrupt: Callable[[], Awaitable[None]] | None = None,
 ) -> LoadReport:
     """`catch_up_s`: how long to wait for each region's catch-up projector
-    before judging (0 where none runs: the test servers project inline)."""
+    before judging (0 where none runs: the test servers project inline).
+    `interrupt` runs once, a third of the way through the writers' queue,
+    while they keep writing (it kills the API process and starts another)."""
     rng = random.Random(seed)
     report = LoadReport(transfers=transfers)
     began = time.monotonic()
@@ -204,12 +218,16 @@ async def run_load(
     ) as client:  # fmt: skip
         writer = Writer(client, report)
         queue = list(over_api)
+        interrupting: list[asyncio.Task[None]] = []
 
         async def drain() -> None:
             while queue:
+                if interrupt is not None and not interrupting and len(queue) <= 2 * transfers // 3:
+                    interrupting.append(asyncio.create_task(interrupt()))
                 await writer.run(queue.pop())
 
-        await asyncio.gather(*(drain() for _ in range(clients)))
+        await asyncio.gather(*(drain() for _ in range(clients)), *interrupting)
+        await asyncio.gather(*interrupting)
         # Every key once more, after everything: the same answer.
         for item in over_api:
             writer.answers[item.key].append(await writer.post(item))
@@ -280,33 +298,35 @@ async def run_load(
 
 
 async def run_own(
-    transfers: int, clients: int, seed: int, latency_samples: int = 100
+    transfers: int, clients: int, seed: int, latency_samples: int = 100, kill_api: bool = False
 ) -> LoadReport:
-    """The load on a ledger of its own (worker processes, catch-up projectors),
-    so the counters judge nothing but this run."""
-    from ledgerflow.api.app import build_app
-    from ledgerflow.api.tokens import Authenticator, PostgresTokens, issue
+    """The load on a ledger of its own (worker processes, catch-up projectors,
+    `ledgerflow api` as a process of its own), so the counters judge nothing
+    but this run. With `kill_api`, the API process is SIGKILLed a third of the
+    way through, requests in flight, and started again."""
+    from ledgerflow.api.tokens import PostgresTokens, issue
     from ledgerflow.store.postgres import create_engine
-    from tests.tools.api_server import served
+    from tests.tools.api_server import ApiProcess
     from tests.tools.stack import own_ledger
 
     async with own_ledger() as ledger:
         settings = ledger.settings
         owner = create_engine(settings.migration_url(settings.default_region), settings)
-        reader = create_engine(settings.reader_url(settings.default_region), settings)
         issued = issue("load", ("write",), created_by="load", rate_per_s=100_000)
         await PostgresTokens(owner).add(issued.record)
-        app = build_app(settings, ledger.client, Authenticator(PostgresTokens(reader), 5))
+        api = ApiProcess(ledger.env)
+        await api.start()
         try:
-            async with served(app) as url:
-                return await run_load(
-                    url, issued.token, ledger.client, settings,
-                    transfers=transfers, clients=clients, seed=seed,
-                    latency_samples=latency_samples,
-                )  # fmt: skip
+            report = await run_load(
+                api.url, issued.token, ledger.client, settings,
+                transfers=transfers, clients=clients, seed=seed,
+                latency_samples=latency_samples, interrupt=api.restart if kill_api else None,
+            )  # fmt: skip
+            report.api_kills = api.kills
+            return report
         finally:
+            await api.stop()
             await owner.dispose()
-            await reader.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -317,8 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--transfers", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--kill-api", action="store_true",
+        help="SIGKILL the API process a third of the way in, then start it again",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    report = asyncio.run(run_own(args.transfers, args.clients, args.seed))
+    report = asyncio.run(run_own(args.transfers, args.clients, args.seed, kill_api=args.kill_api))
     shown = asdict(report) | {"added_p50_ms": report.added_p50_ms, "ok": report.ok}
     print(json.dumps(shown, indent=2, default=str))
     return 0 if report.ok else 1

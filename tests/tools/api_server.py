@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -79,3 +80,44 @@ async def serve_api(settings: Settings, temporal: Client) -> AsyncIterator[Api]:
         await ledger.close()
         await owner.dispose()
         await reader.dispose()
+
+
+class ApiProcess:
+    """`ledgerflow api` as its own process (as deployed), on a port of its
+    own; `kill` is SIGKILL, mid-request or not, and `start` brings a new one
+    up on the same port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = find_free_port()
+        self.env = env | {"LEDGERFLOW_API_PORT": str(self.port)}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.kills = 0
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ledgerflow", "api", env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
+        if f":{self.port}" not in line.decode():
+            raise RuntimeError(f"`ledgerflow api` did not start: {line!r}")
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+            self.kills += 1
+
+    async def restart(self) -> None:
+        await self.kill()
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                await self.kill()
