@@ -56,7 +56,7 @@ def _label(value: float) -> str:
 
 def render(chart: Chart, width: int = 720, height: int = 360) -> str:
     """The chart as an SVG document."""
-    left, right, top, bottom = 64, 150, 36, 48
+    left, right, top, bottom = 64, 200, 36, 48
     points = [p for s in chart.series for p in s.points]
     if not points:
         raise ValueError(f"nothing to draw in {chart.title!r}")
@@ -122,7 +122,7 @@ def render(chart: Chart, width: int = 720, height: int = 360) -> str:
             out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - bottom}" '
                        f'stroke="{colour}" stroke-dasharray="5 4"/>')  # fmt: skip
         legend_y = top + 18 * n + 8
-        limit = f" (sustains {_label(series.limit)})" if series.limit is not None else ""
+        limit = f" (sustains {series.limit:.1f}/s)" if series.limit is not None else ""
         out.append(f'<rect x="{width - right + 12}" y="{legend_y - 8}" width="10" height="10" '
                    f'fill="{colour}"/>')  # fmt: skip
         out.append(f'<text x="{width - right + 26}" y="{legend_y + 1}">'

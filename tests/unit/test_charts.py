@@ -21,7 +21,7 @@ def test_a_chart_draws_each_series_its_limit_and_the_target() -> None:
     root = ET.fromstring(render(chart))
     texts = [t.text or "" for t in root.iter(f"{SVG}text")]
     assert "p99 against rate" in texts and "target" in texts
-    assert "ledger (sustains 35)" in texts and "ceiling" in texts
+    assert "ledger (sustains 35.0/s)" in texts and "ceiling" in texts
     assert len(list(root.iter(f"{SVG}circle"))) == 5  # one per point
     dashed = [line for line in root.iter(f"{SVG}line") if line.get("stroke-dasharray") == "5 4"]
     assert len(dashed) == 1  # the ledger's sustained limit
