@@ -34,7 +34,7 @@ from ledgerflow.domain.errors import (
     InvalidRequest,
 )
 from ledgerflow.projections.views import pending_in
-from ledgerflow.store.log import account_with_last_event, last_event_at
+from ledgerflow.store.log import account_amounts, account_with_last_event, last_event_at
 
 
 @dataclass(frozen=True)
@@ -158,13 +158,7 @@ async def replay_balance(
     async with snapshot(engine) as conn:
         checkpoint = await read_checkpoint(conn, account_id)
         incoming = await pending_in(conn, account_id, as_of)
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        hot = await raw.fetch(
-            "SELECT version, amount, currency, pending_after FROM events "
-            "WHERE account_id = $1 AND recorded_at <= $2 ORDER BY version",
-            account_id, as_of,
-        )  # fmt: skip
+        hot = await account_amounts(conn, account_id, as_of)
     folded: list[tuple[int, int, str, int | None]] = []
     if checkpoint is not None:
         if archive is None:
@@ -173,7 +167,7 @@ async def replay_balance(
             (e.version, e.amount, e.currency, e.pending_after)
             for e in await archive.events(account_id, None, as_of, checkpoint.version)
         ]
-    folded += [(row[0], row[1], row[2], row[3]) for row in hot]
+    folded += hot
     balance, version, currency, pending = 0, 0, None, 0
     for event_version, amount, event_currency, pending_after in folded:
         if event_version != version + 1:

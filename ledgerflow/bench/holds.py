@@ -1,7 +1,8 @@
-"""Holds against transfers, in the same run: what a caller waits for a
-hold's placement and for a capture (one at a time), next to a transfer's
-confirmation; and sustained holds placed per second against transfers per
-second from the same number of concurrent callers. Against a running
+"""Holds and multi-leg transactions against transfers, in the same run:
+what a caller waits for a hold's placement, a capture and a three-leg
+transaction (one at a time), next to a transfer's confirmation; and
+sustained holds placed and transactions posted per second against transfers
+per second from the same number of concurrent callers. Against a running
 system (`make run`):
 
     .venv/bin/ledgerflow bench holds --count 100 --clients 8 --seconds 10
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from ledgerflow.bench.latency import percentile
 from ledgerflow.client import LedgerClient
+from ledgerflow.domain.transactions import LegRequest
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class HoldsBenchReport:
     holds_per_s: float
     #: holds/s over transfers/s, same callers, same run
     ratio: float
+    #: a three-leg transaction (one debit, two credits), one at a time
+    transaction_p50_ms: float = 0.0
+    transaction_p99_ms: float = 0.0
+    transactions_per_s: float = 0.0
+    #: transactions/s over transfers/s, same callers, same run
+    transaction_ratio: float = 0.0
 
 
 async def _timed(call: Callable[[], Awaitable[object]]) -> float:
@@ -72,10 +80,18 @@ async def holds_bench(
     progress: Callable[[str], None] | None = None,
 ) -> HoldsBenchReport:
     run = uuid.uuid4().hex[:8]
-    bank, shop = f"bench-bank-{run}", f"bench-shop-{run}"
+    bank, shop, fees = f"bench-bank-{run}", f"bench-shop-{run}", f"bench-fees-{run}"
     await ledger.open_account(bank, "USD", region=region, overdraft_limit=None)
     await ledger.open_account(shop, "USD", region=region)
-    transfer_ms, place_ms, capture_ms = [], [], []
+    await ledger.open_account(fees, "USD", region=region)
+    # A card payment with its fee: the payer debited, merchant and fees credited.
+    legs = [LegRequest(bank, "debit", 3, "USD"), LegRequest(shop, "credit", 2, "USD"),
+            LegRequest(fees, "credit", 1, "USD")]  # fmt: skip
+
+    def transaction(key: str) -> Awaitable[object]:
+        return ledger.transaction(key, legs, initiated_by="bench", region=region)
+
+    transfer_ms, place_ms, capture_ms, transaction_ms = [], [], [], []
     for i in range(count + 3):  # three warm-up rounds
         key = f"{run}-{i}"
         t = await _timed(functools.partial(ledger.transfer, f"bt-{key}", bank, shop, 1, "USD",
@@ -83,12 +99,14 @@ async def holds_bench(
         p = await _timed(functools.partial(ledger.hold, f"bh-{key}", bank, shop, 2, "USD",
                                            expires_in=3600, initiated_by="bench"))  # fmt: skip
         c = await _timed(functools.partial(ledger.capture, f"bh-{key}", 2, capture_id="c1"))
+        x = await _timed(functools.partial(transaction, f"bx-{key}"))
         if i >= 3:
             transfer_ms.append(t)
             place_ms.append(p)
             capture_ms.append(c)
+            transaction_ms.append(x)
         if progress and i % 10 == 9:
-            progress(f"  {i + 1} of {count + 3} transfer, hold, capture")
+            progress(f"  {i + 1} of {count + 3} transfer, hold, capture, transaction")
     transfers = await _sustained(
         clients, seconds,
         lambda k: ledger.transfer(f"st-{run}-{k}", bank, shop, 1, "USD", initiated_by="bench"),
@@ -98,6 +116,7 @@ async def holds_bench(
         lambda k: ledger.hold(f"sh-{run}-{k}", bank, shop, 1, "USD", expires_in=3600,
                               initiated_by="bench"),
     )  # fmt: skip
+    transactions = await _sustained(clients, seconds, lambda k: transaction(f"sx-{run}-{k}"))
     return HoldsBenchReport(
         count=count,
         transfer_p50_ms=percentile(transfer_ms, 50),
@@ -111,4 +130,8 @@ async def holds_bench(
         transfers_per_s=transfers,
         holds_per_s=holds,
         ratio=holds / transfers if transfers else 0.0,
+        transaction_p50_ms=percentile(transaction_ms, 50),
+        transaction_p99_ms=percentile(transaction_ms, 99),
+        transactions_per_s=transactions,
+        transaction_ratio=transactions / transfers if transfers else 0.0,
     )

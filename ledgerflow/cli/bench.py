@@ -36,7 +36,7 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     latency.add_argument("--to-region", help="credit an account in this region (cross-region)")
     latency.set_defaults(handler=with_ledger(bench_latency))
 
-    holds = mode("holds", "hold placement and capture latency, holds/s against transfers/s")
+    holds = mode("holds", "holds and transactions: latency, and their rates against transfers/s")
     holds.add_argument("--count", type=int, default=100, help="sequential rounds")
     holds.add_argument("--clients", type=int, default=8, help="concurrent callers")
     holds.add_argument("--seconds", type=float, default=10.0, help="each sustained run")

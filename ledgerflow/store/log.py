@@ -97,6 +97,24 @@ def _global(cursor: Place) -> Any:
 # -- one account -------------------------------------------------------------
 
 
+async def account_amounts(
+    conn: AsyncConnection, account_id: str, until: datetime
+) -> list[tuple[int, int, str, int | None]]:
+    """(version, amount, currency, pending_after) of the account's events
+    recorded until `until`, in version order: what a replay folds. Read by
+    the driver itself, whose records are built while it reads, so a caller
+    in a snapshot can end it as soon as the rows are in (building a million
+    events inside it idled the session past the server's timeout)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    rows = await raw.fetch(
+        "SELECT version, amount, currency, pending_after FROM events "
+        "WHERE account_id = $1 AND recorded_at <= $2 ORDER BY version",
+        account_id, until,
+    )  # fmt: skip
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
 async def account_events(
     conn: AsyncConnection,
     account_id: str,

@@ -115,6 +115,8 @@ async def test_holds_bench_runs_and_reports_consistent_numbers(ledger: LedgerCli
     assert 0 < report.capture_p50_ms <= report.capture_p99_ms
     assert report.transfers_per_s > 0 and report.holds_per_s > 0
     assert report.ratio == report.holds_per_s / report.transfers_per_s
+    assert 0 < report.transaction_p50_ms <= report.transaction_p99_ms
+    assert report.transaction_ratio == report.transactions_per_s / report.transfers_per_s > 0
 
 
 async def test_verify_bench_proves_a_seeded_history_and_reports(migrated: Settings) -> None:
