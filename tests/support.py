@@ -176,3 +176,16 @@ async def shift_recorded_at(
             ),
             {"a": account_id},
         )
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace_s: float = 20.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace_s`: whether it stopped in time."""
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), grace_s)
+        return True
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False

@@ -21,6 +21,7 @@ from ledgerflow.config import Settings
 from ledgerflow.converter import data_converter
 from ledgerflow.infra.process import find_free_port, wait_for
 from ledgerflow.infra.temporal import temporal_binary
+from tests.support import stop_process
 from tests.tools.api_server import serve_api
 
 
@@ -72,12 +73,7 @@ async def test_the_web_ui_shows_a_sealed_input_in_clear_through_the_api(
             await page.screenshot(path="docs/web-ui-decoded.png", full_page=True)
             await context.close()
     finally:
-        server.terminate()
-        try:
-            await asyncio.wait_for(server.wait(), 20)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
+        await stop_process(server, 20)
 
 
 def _listening(port: int) -> bool:

@@ -25,6 +25,7 @@ from ledgerflow.config import Settings
 from ledgerflow.infra.process import find_free_port
 from ledgerflow.store.postgres import create_engine
 from ledgerflow.wire import plain
+from tests.support import stop_process
 from tests.tools.api_server import Api, serve_api, served
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -368,14 +369,8 @@ async def _api_process(
         ) as client:
             yield client, server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            server.terminate()
-        try:
-            await asyncio.wait_for(server.wait(), 20)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
-            raise AssertionError("`ledgerflow api` did not stop within 20 s of SIGTERM") from None
+        if not await stop_process(server, 20):
+            raise AssertionError("`ledgerflow api` did not stop within 20 s of SIGTERM")
 
 
 async def test_the_api_command_serves_with_a_token_from_the_cli(
@@ -646,3 +641,43 @@ async def test_the_api_bench_posts_over_both_paths_and_reports(
     assert 0 < report.sdk_p50_ms <= report.sdk_p99_ms
     assert report.added_p50_ms == report.api_p50_ms - report.sdk_p50_ms
     assert lines and "of each" in lines[-1]
+
+
+async def test_a_transfer_that_timed_out_answers_its_one_outcome_when_sent_again(
+    api: Api, writer: httpx.AsyncClient, ledger: LedgerClient, workers: Any, engines: Any,
+    uid: Callable[[str], str],
+) -> None:  # fmt: skip
+    """The deadline path: a transfer no worker answers yet is `504`; the
+    workflow goes on; once a worker polls, the same key answers the outcome,
+    and the money moved once (not once per attempt)."""
+    from dataclasses import replace
+
+    from ledgerflow.workers.regional import build_worker
+
+    _, alice = await _funded(writer, uid)
+    shop, key = uid("shop"), uid("late")
+    await _open(writer, shop)
+    stalled = replace(api.settings, task_queue_prefix=uid("later"),
+                      api_confirm_within=timedelta(seconds=1))  # fmt: skip
+    body = {"from_account": alice, "to_account": shop, "amount": 700, "currency": "USD"}
+    async with (
+        serve_api(stalled, workers) as late,
+        late.client(await late.token(uid("svc"), "write")) as client,
+    ):
+        first = await client.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+        _problem(first, 504, "ConfirmationTimeout")
+        _problem(await client.post("/v1/transfers", json=body,
+                                   headers={"Idempotency-Key": key}), 504,
+                 "ConfirmationTimeout")  # fmt: skip
+        async with build_worker(workers, stalled, "us", engines["us"]):
+            for _ in range(20):
+                again = await client.post("/v1/transfers", json=body,
+                                          headers={"Idempotency-Key": key})  # fmt: skip
+                if again.status_code != 504:
+                    break
+            assert again.status_code == 200 and again.json()["status"] == "confirmed"
+            other = await client.post("/v1/transfers", json=body | {"amount": 701},
+                                      headers={"Idempotency-Key": key})  # fmt: skip
+            _problem(other, 409, "DuplicateTransferMismatch")
+    assert (await ledger.account(shop)).balance == 700
+    assert [line.transfer_id for line in await ledger.statement(shop)].count(key) == 1

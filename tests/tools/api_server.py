@@ -20,6 +20,7 @@ from ledgerflow.client import LedgerClient
 from ledgerflow.config import Settings
 from ledgerflow.infra.process import find_free_port
 from ledgerflow.store.postgres import create_engine
+from tests.support import stop_process
 
 
 class Api:
@@ -116,8 +117,4 @@ class ApiProcess:
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                await self.kill()
+            await stop_process(self.process, 30)
