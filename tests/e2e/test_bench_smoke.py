@@ -127,3 +127,27 @@ async def test_verify_bench_proves_a_seeded_history_and_reports(migrated: Settin
     assert (report.events, report.findings) == (2_000, 0)
     assert report.events_per_s == report.events / report.verify_s > 0
     assert lines[-1] == "verifying 2,000 events"
+
+
+async def test_the_ceiling_workflow_on_the_ledger_s_worker_writes_nothing(
+    ledger: LedgerClient, engines: dict[str, AsyncEngine]
+) -> None:
+    """`CeilingWorkflow` is registered on every regional worker (bench e2e's
+    yardstick), so anyone able to start workflows there can start it, raw,
+    as often as they like, with any input: it must post nothing and record
+    nothing."""
+    import uuid
+
+    from ledgerflow.bench.e2e import empty_transfer
+    from tests.support import count_rows
+
+    tables = ("events", "transfers", "accounts")
+    before = [await count_rows(engines["us"], t) for t in tables]
+    queue = ledger.settings.task_queue("us")
+    assert await empty_transfer(ledger.temporal, f"ceiling-{uuid.uuid4().hex}", queue) == 1
+    for amount in (1, -5, 10**15):  # what a raw start may send
+        start = await ledger.temporal.start_workflow(
+            "CeilingWorkflow", amount, id=f"ceiling-raw-{uuid.uuid4().hex}", task_queue=queue
+        )
+        assert await start.result() == amount
+    assert [await count_rows(engines["us"], t) for t in tables] == before
