@@ -136,8 +136,9 @@ async def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
         emit(args, values, rows, ["region", "relayed", "lag_events", "lag_seconds",
                                   "region_messages", "global_messages"])  # fmt: skip
         return 0
-    emit(args, values, rows, ["region", "events", "messages", "missing", "duplicates",
-                              "out_of_order", "altered", "broken_links", "sound"])  # fmt: skip
+    columns = ["region", "events", "messages", "missing", "duplicates", "out_of_order",
+               "altered", "broken_links", "unsourced", "sound"]  # fmt: skip
+    emit(args, values, rows, columns)
     if not sound:
         for report in values:
             for example in report.examples:

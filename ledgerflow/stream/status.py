@@ -33,6 +33,19 @@ class StreamStatus:
     global_messages: int | None
 
 
+async def stream_counts(js: JetStreamContext, region: str) -> tuple[int | None, int | None]:
+    """Messages in the region's stream, and the region's in the global stream
+    (None for a stream not created yet)."""
+    try:
+        own = await jetstream_api(lambda: js.stream_info(region_stream(region)))
+        info = await jetstream_api(
+            lambda: js.stream_info(GLOBAL_STREAM, subjects_filter=region_subjects(region))
+        )
+    except NotFoundError:
+        return None, None
+    return int(own.state.messages), sum((info.state.subjects or {}).values())
+
+
 async def stream_status(engine: AsyncEngine, region: str, js: JetStreamContext) -> StreamStatus:
     async with engine.connect() as conn:
         row = (
@@ -47,16 +60,7 @@ async def stream_status(engine: AsyncEngine, region: str, js: JetStreamContext) 
         cursor = TailCursor(row.tx_id, row.position) if row else TailCursor(0, 0)
         lag = await backlog(conn, cursor)
         await conn.rollback()
-    region_messages = global_messages = None
-    try:
-        own = await jetstream_api(lambda: js.stream_info(region_stream(region)))
-        region_messages = int(own.state.messages)
-        info = await jetstream_api(
-            lambda: js.stream_info(GLOBAL_STREAM, subjects_filter=region_subjects(region))
-        )
-        global_messages = sum((info.state.subjects or {}).values())
-    except NotFoundError:
-        pass
+    region_messages, global_messages = await stream_counts(js, region)
     return StreamStatus(
         region=region, relayed=int(row.events_applied) if row else 0, cursor=cursor,
         updated_at=row.updated_at if row else None, lag_events=lag.events,

@@ -196,6 +196,40 @@ async def test_every_event_of_every_region_reaches_the_global_stream_once_in_ord
     assert code == 0, err
 
 
+async def test_the_proof_waits_for_the_global_stream_to_source_and_reports_what_it_never_did(
+    streamed: Streamed,
+) -> None:
+    """Sourcing is asynchronous: an event the relay published is in the
+    region's stream before the global stream has it. (CI once read the
+    global stream in that gap and called eu's seven events missing.)"""
+    from nats.js.api import StreamConfig
+
+    tag = uuid.uuid4().hex[:6]
+    await trade(streamed.ledger, tag)
+    js = streamed.js(streamed.settings.stream_region)
+    info = await js.stream_info(GLOBAL_STREAM)
+    config = info.config
+    sources = list(config.sources or [])
+    # The global stream stops sourcing eu (a gateway down, a slow link).
+    cut = StreamConfig.from_response(config.as_dict())
+    cut.sources = [s for s in sources if s.name != region_stream("eu")]
+    await js.update_stream(cut)
+    await streamed.relay_all()
+    behind = await verify_region_stream(streamed.engines["eu"], "eu", streamed.js("eu"),
+                                        settle_s=0.5)  # fmt: skip
+    assert behind.unsourced == behind.events > 0 and behind.messages == 0
+    assert behind.missing == behind.events and not behind.clean
+    # Sourcing resumes while the proof waits: nothing is called missing.
+    proof = asyncio.create_task(
+        verify_region_stream(streamed.engines["eu"], "eu", streamed.js("eu"), settle_s=20)
+    )
+    await asyncio.sleep(1)
+    await js.update_stream(config)
+    report = await proof
+    assert report.clean and report.unsourced == 0
+    assert report.messages == report.events == behind.events
+
+
 async def _sourced_is(streamed: Streamed, count: int) -> bool:
     return await streamed.sourced() == count
 
