@@ -9,6 +9,7 @@ by Temporal with backoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -44,6 +45,7 @@ from ledgerflow.domain.messages import (
     GET_HOLD,
     OPEN_ACCOUNT,
     PLACE_HOLD,
+    POST_TRANSFER,
     PROJECT_EVENTS,
     RECORD_REJECTION,
     RELEASE_HOLD,
@@ -51,6 +53,8 @@ from ledgerflow.domain.messages import (
     VALIDATE_TRANSFER,
     AppendLegInput,
     AppendTransferInput,
+    PostTransferInput,
+    PostTransferOutput,
     ProjectEventsInput,
     ProjectEventsOutput,
     RecordRejectionInput,
@@ -67,11 +71,13 @@ from ledgerflow.domain.model import (
     Posting,
     PostingKind,
     TransferResult,
+    TransferStatus,
     reversal_id,
 )
 from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store.base import EventStore
 from ledgerflow.temporal_errors import to_application_error
+from ledgerflow.workflows.policies import PROJECT_WITHIN
 
 #: SQLSTATE classes that say the data itself is refused (22: data exception,
 #: e.g. a NUL byte or an encoding PostgreSQL cannot store): retrying the same
@@ -139,6 +145,32 @@ class LedgerActivities:
                     region, to_region, self.task_queues[to_region], refused.type, refused.message
                 )
         return ValidateTransferOutput(region, to_region, self.task_queues[to_region])
+
+    @activity.defn(name=POST_TRANSFER)
+    async def post_transfer(self, data: PostTransferInput) -> PostTransferOutput:
+        """A local transfer in one call, one marker in its workflow's history:
+        appended (the store's own checks decide, so the advisory check is not
+        asked first), then projected. A projection that fails or is slow
+        does not fail the call, whose posting stands: the workflow projects
+        again, bounded, and the catch-up projector covers the rest. A
+        cross-region transfer is only validated here."""
+        region = self.store.region
+        if data.to_region not in (None, region):
+            checked = await self.validate_transfer(
+                ValidateTransferInput(data.transfer, data.to_region)
+            )
+            return PostTransferOutput(checked)
+        result = await self.append_transfer(AppendTransferInput(data.transfer, data.occurred_at))
+        projected = False
+        if result.status == TransferStatus.CONFIRMED:
+            events = [e for e in (result.debit_event_id, result.credit_event_id) if e]
+            try:
+                async with asyncio.timeout(PROJECT_WITHIN.total_seconds()):
+                    await self.store.project(events)
+                projected = True
+            except Exception as exc:  # the posting stands (see above)
+                activity.logger.warning("projection of %s deferred: %r", events, exc)
+        return PostTransferOutput(ValidateTransferOutput(region=region), result, projected)
 
     @activity.defn(name=APPEND_LEG)
     async def append_leg(self, data: AppendLegInput) -> TransferResult:
@@ -267,6 +299,7 @@ class LedgerActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.validate_transfer,
+            self.post_transfer,
             self.append_transfer,
             self.append_leg,
             self.record_rejection,

@@ -12,6 +12,7 @@ from datetime import datetime
 from ledgerflow.domain.model import Transfer, TransferResult
 
 VALIDATE_TRANSFER = "validate_transfer"
+POST_TRANSFER = "post_transfer"
 APPEND_TRANSFER = "append_transfer"
 RECORD_REJECTION = "record_rejection"
 APPEND_LEG = "append_leg"
@@ -52,6 +53,26 @@ class ValidateTransferOutput:
     #: knows the destination's task queue whatever the store then says.
     refusal_type: str | None = None
     refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class PostTransferInput:
+    """A transfer in one store call: a local one appended and projected, a
+    cross-region one validated (its saga's legs follow as calls of their own)."""
+
+    transfer: Transfer
+    to_region: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PostTransferOutput:
+    checked: ValidateTransferOutput
+    #: A local transfer's outcome as the store recorded it; None for a cross-region one.
+    result: TransferResult | None = None
+    #: Whether its events were projected in the same call (if not, the
+    #: workflow projects them, bounded, and the catch-up projector covers the rest).
+    projected: bool = False
 
 
 @dataclass(frozen=True)

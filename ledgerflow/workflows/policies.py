@@ -30,6 +30,17 @@ RETRY_POLICY = RetryPolicy(
 #: How long a transfer's in-line projection may hold up its answer; past it,
 #: the worker's catch-up projector applies the events instead.
 PROJECT_WITHIN = timedelta(seconds=2)
+#: Its retries, bounded by attempts as well: the SDK (temporalio 1.35) does
+#: not end a local activity that keeps failing at its schedule-to-close
+#: timeout, it retries it for ever, and the answer waited with it
+#: (tests/integration/test_workflows_in_memory.py, a projection that always fails).
+PROJECT_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=100),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(milliseconds=500),
+    maximum_attempts=4,
+    non_retryable_error_types=NON_RETRYABLE_TYPES,
+)
 
 
 async def store_step(name: str, arg: Any, result_type: type[T]) -> T:

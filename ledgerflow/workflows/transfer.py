@@ -19,6 +19,14 @@ projections of a cross-region saga's legs, are regular activities. Workflows
 started before this change (no `LOCAL_STORE_CALLS` marker) keep regular
 activities throughout, and answer before projecting.
 
+Since `ONE_STORE_CALL`, a local transfer is a single local activity:
+append (whose own checks decide, so the advisory validation is not asked
+first) and project, one marker in the history where there were three, and
+one database round trip fewer. A projection that fails there is retried
+here, bounded, as before. A cross-region transfer's first call validates,
+and its saga goes on as before. Histories recorded before replay on the
+three-call path.
+
 Deterministic code only. The domain modules are plain standard-library code
 and are passed through the sandbox; activities are called by name so that
 no database library is ever imported here. Nothing runs at import time.
@@ -40,11 +48,14 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow.domain.messages import (
         APPEND_LEG,
         APPEND_TRANSFER,
+        POST_TRANSFER,
         PROJECT_EVENTS,
         RECORD_REJECTION,
         VALIDATE_TRANSFER,
         AppendLegInput,
         AppendTransferInput,
+        PostTransferInput,
+        PostTransferOutput,
         ProjectEventsInput,
         ProjectEventsOutput,
         RecordRejectionInput,
@@ -60,7 +71,12 @@ with workflow.unsafe.imports_passed_through():
         TransferStatus,
     )
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
-    from ledgerflow.workflows.policies import ACTIVITY_TIMEOUT, PROJECT_WITHIN, RETRY_POLICY
+    from ledgerflow.workflows.policies import (
+        ACTIVITY_TIMEOUT,
+        PROJECT_RETRY,
+        PROJECT_WITHIN,
+        RETRY_POLICY,
+    )
     from ledgerflow.workflows.saga import destination_leg
 
 
@@ -68,6 +84,12 @@ T = TypeVar("T")
 
 #: Patch marker: store calls in this region run as local activities.
 LOCAL_STORE_CALLS = "local-store-calls"
+#: Patch marker: a local transfer is one store call (append and project; a
+#: cross-region one's first call validates), one marker in its history
+#: where there were three. It implies `LOCAL_STORE_CALLS`, which is then not
+#: asked (so a new history carries one patch marker, not two); histories
+#: recorded before it replay on the three-call path.
+ONE_STORE_CALL = "one-store-call"
 #: Patch marker: every saga step obeys the outcome the store recorded for its
 #: leg (a recorded refusal ends or reverses the saga; a recorded confirmation
 #: of a refused leg carries it on). Histories recorded before it replay on
@@ -79,6 +101,7 @@ SAGA_OBEYS_STORE = "saga-obeys-store"
 class TransferWorkflow:
     def __init__(self) -> None:
         self._local = False
+        self._one_call = False
         self._transfer: Transfer | None = None
         self._status: str = TransferStatus.PENDING
         self._result: TransferResult | None = None
@@ -88,7 +111,8 @@ class TransferWorkflow:
 
     @workflow.run
     async def run(self, request: TransferRequest) -> TransferResult:
-        self._local = workflow.patched(LOCAL_STORE_CALLS)
+        self._one_call = workflow.patched(ONE_STORE_CALL)
+        self._local = self._one_call or workflow.patched(LOCAL_STORE_CALLS)
         try:
             transfer = request.validated()
         except LedgerError as exc:
@@ -115,12 +139,21 @@ class TransferWorkflow:
         workflow.set_current_details(f"{transfer.summary()}: pending")
         occurred_at = workflow.now()
         cross_region = False
+        posted: PostTransferOutput | None = None
         try:
-            checked = await self._here(
-                VALIDATE_TRANSFER,
-                ValidateTransferInput(transfer, request.to_region),
-                ValidateTransferOutput,
-            )
+            if self._one_call:
+                posted = await self._here(
+                    POST_TRANSFER,
+                    PostTransferInput(transfer, request.to_region, occurred_at),
+                    PostTransferOutput,
+                )
+                checked = posted.checked
+            else:
+                checked = await self._here(
+                    VALIDATE_TRANSFER,
+                    ValidateTransferInput(transfer, request.to_region),
+                    ValidateTransferOutput,
+                )
             self._set_attributes(sa.REGION.value_set(checked.region))
             if checked.to_region is not None and checked.to_task_queue is not None:
                 cross_region = True
@@ -128,6 +161,8 @@ class TransferWorkflow:
                     transfer, checked.region, checked.to_region, checked.to_task_queue,
                     occurred_at, checked,
                 )  # fmt: skip
+            elif posted is not None and posted.result is not None:
+                result = posted.result
             else:
                 result = await self._here(
                     APPEND_TRANSFER, AppendTransferInput(transfer, occurred_at), TransferResult
@@ -148,7 +183,7 @@ class TransferWorkflow:
         workflow.set_current_details(f"{transfer.summary()}: {result.status}{detail}")
         if cross_region:
             await asyncio.gather(*self._projections)
-        elif result.status == TransferStatus.CONFIRMED:
+        elif result.status == TransferStatus.CONFIRMED and not (posted and posted.projected):
             events = ProjectEventsInput(
                 [e for e in (result.debit_event_id, result.credit_event_id) if e]
             )
@@ -351,7 +386,7 @@ class TransferWorkflow:
                 result_type=ProjectEventsOutput,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=PROJECT_WITHIN,
-                retry_policy=RETRY_POLICY,
+                retry_policy=PROJECT_RETRY,
             )
         except FailureError as err:  # the activity's error, or its timeout
             workflow.logger.warning(

@@ -7,7 +7,8 @@ segments recorded by `tests/e2e/test_archive_workflow.py`, and a
 reconciliation run recorded by `tests/e2e/test_reconcile.py`, and the
 benchmark's baseline workflow), plus those
 recorded before cross-region transfers existed (`*_before_regions`) and
-before the store calls became local activities (`*_before_local`). A
+before the store calls became local activities (`*_before_local`), and
+before a local transfer became one store call (`*_before_one_call`). A
 change to workflow code that would break running workflows makes these
 replays fail. To record them again after an intended, versioned change:
 
@@ -36,7 +37,12 @@ from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
 from ledgerflow.workers.regional import WORKFLOWS
 from ledgerflow.workflow_names import account_workflow_id
-from ledgerflow.workflows.transfer import LOCAL_STORE_CALLS, SAGA_OBEYS_STORE, TransferWorkflow
+from ledgerflow.workflows.transfer import (
+    LOCAL_STORE_CALLS,
+    ONE_STORE_CALL,
+    SAGA_OBEYS_STORE,
+    TransferWorkflow,
+)
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 OUTCOMES = ("confirmed", "rejected", "malformed", "cross_region", "reversed")
@@ -133,11 +139,17 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     kinds = {name.split("_")[0] for name in RECORDED}
     assert kinds >= {"transfer", "account", "archive", "reconcile", "baseline"}
     assert {"transfer_cross_region", "transfer_reversed"} <= set(RECORDED)
-    # Both sides of the LOCAL_STORE_CALLS patch: new workflows, and running ones.
-    assert all(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
+    # Every side of the patches: new workflows (one store call, which implies
+    # local calls and so does not ask for them), and those running from before.
+    assert all(patches(RECORDED[f"transfer_{n}"]) >= {ONE_STORE_CALL} for n in OUTCOMES)
+    assert not any(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
+    assert all(
+        LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}_before_one_call"]) for n in OUTCOMES
+    )
     assert not any(patches(RECORDED[f"transfer_{n}_before_local"]) for n in OUTCOMES)
     # The saga that obeys the store's recorded outcomes (issue 12).
     assert SAGA_OBEYS_STORE in patches(RECORDED["transfer_rejected_cross_region"])
+    assert SAGA_OBEYS_STORE in patches(RECORDED["transfer_rejected_cross_region_before_one_call"])
 
 
 def patches(history_json: str) -> set[str]:

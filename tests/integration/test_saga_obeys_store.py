@@ -37,11 +37,14 @@ from ledgerflow.domain.errors import AccountClosed, InsufficientFunds, LedgerErr
 from ledgerflow.domain.messages import (
     APPEND_LEG,
     APPEND_TRANSFER,
+    POST_TRANSFER,
     PROJECT_EVENTS,
     RECORD_REJECTION,
     VALIDATE_TRANSFER,
     AppendLegInput,
     AppendTransferInput,
+    PostTransferInput,
+    PostTransferOutput,
     ProjectEventsInput,
     ProjectEventsOutput,
     RecordRejectionInput,
@@ -77,6 +80,11 @@ class ScriptedStore:
         self.calls.append((VALIDATE_TRANSFER, ""))
         return ValidateTransferOutput("us", data.to_region, self.dst_queue)
 
+    @activity.defn(name=POST_TRANSFER)
+    async def post(self, data: PostTransferInput) -> PostTransferOutput:
+        self.calls.append((VALIDATE_TRANSFER, ""))  # cross-region: only validates
+        return PostTransferOutput(ValidateTransferOutput("us", data.to_region, self.dst_queue))
+
     @activity.defn(name=APPEND_LEG)
     async def append_leg(self, data: AppendLegInput) -> TransferResult:
         return self.answer(APPEND_LEG, data.kind, data.transfer.transfer_id)
@@ -99,8 +107,8 @@ class ScriptedStore:
         return ProjectEventsOutput(applied=len(data.event_ids))
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.validate, self.append_leg, self.append_transfer, self.record_rejection,
-                self.project]  # fmt: skip
+        return [self.validate, self.post, self.append_leg, self.append_transfer,
+                self.record_rejection, self.project]  # fmt: skip
 
 
 def confirmed(transfer_id: str, kind: str) -> TransferResult:

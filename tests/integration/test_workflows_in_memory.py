@@ -5,6 +5,7 @@ logic, on the store contract tests/contract holds both stores to."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -147,3 +148,57 @@ async def test_the_saga_settles_or_reverses_through_the_clearing_accounts(
             events = await store.account_events(account_id)
             assert verify_chain(events) == store._accounts[account_id].head_hash
     assert isinstance(back.confirmed_at, datetime | None)
+
+
+class FlakyProjection(InMemoryEventStore):
+    """A store whose read model refuses the first `failures` projections (a
+    dropped connection, a lock timeout): postings stand regardless."""
+
+    def __init__(self, region: str, failures: int) -> None:
+        super().__init__(region)
+        self.failures = failures
+        self.projections = 0
+
+    async def project(self, event_ids: list[str]) -> int:
+        self.projections += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the read model's database went away")
+        return await super().project(event_ids)
+
+
+async def test_a_projection_that_fails_in_the_posting_call_is_retried_and_never_fails_the_posting(
+    temporal_env: WorkflowEnvironment, uid: Callable[[str], str]
+) -> None:
+    """The one store call appends and projects; the posting stands whatever
+    the projection does, and the workflow projects again (bounded) before
+    it answers. For ever failing, the answer still comes: confirmed."""
+    for failures, projected in ((1, True), (10_000, False)):
+        settings = dataclasses.replace(
+            Settings.from_env({}), regions=("us",), default_region="us",
+            task_queue_prefix=f"flaky-{uuid.uuid4().hex[:8]}",
+        )  # fmt: skip
+        config = temporal_env.client.config()
+        config["data_converter"] = data_converter(settings)
+        client = Client(**config)
+        store = FlakyProjection("us", 0)
+        queues = {"us": settings.task_queue("us")}
+        async with Worker(
+            client, task_queue=queues["us"], workflows=[TransferWorkflow, OpenAccountWorkflow],
+            activities=LedgerActivities(store, queues).all(),
+            workflow_runner=workflow_runner("passthrough"),
+        ):  # fmt: skip
+            ledger = LedgerClient(client, settings, reads=MemoryHomes({"us": store}))  # type: ignore[arg-type]
+            bank, alice, tid = uid(f"bank{failures}"), uid(f"alice{failures}"), uid(f"t{failures}")
+            await ledger.open_account(bank, "USD", overdraft_limit=None)
+            await ledger.open_account(alice, "USD")
+            store.failures, store.projections = failures, 0
+            result = await asyncio.wait_for(  # before the fix: never answered
+                ledger.transfer(tid, bank, alice, 500, "USD", initiated_by="test"), 30
+            )
+            assert result.confirmed and (await store.get_account(alice)).balance == 500  # type: ignore[union-attr]
+            assert store.projections >= 2  # in the posting call, then the workflow's own
+            assert (store.balances.get(alice, (0, 0))[0] == 500) is projected
+            history = await client.get_workflow_handle(f"transfer-{tid}").fetch_history()
+            markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+            assert len(markers) == 3  # the patch, the posting call, the workflow's projection
