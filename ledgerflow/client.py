@@ -102,6 +102,7 @@ from ledgerflow.workflow_names import (
     HOLD_WORKFLOW,
     OPEN_ACCOUNT_WORKFLOW,
     TRANSACTION_WORKFLOW,
+    TRANSFER_CODE_MEMO,
     TRANSFER_CONFIRMATION,
     TRANSFER_WORKFLOW,
     WEBHOOK_CANCEL,
@@ -964,6 +965,8 @@ class LedgerClient:
                 + (f": {transfer.description}" if transfer.description else "")
             ),
             "search_attributes": TypedSearchAttributes(attributes),
+            # The workflow's newest code path, chosen without a patch marker.
+            "memo": TRANSFER_CODE_MEMO,
         }
 
     # -- reads (through the read side) -------------------------------------

@@ -11,6 +11,9 @@ TRANSFER_WORKFLOW = "TransferWorkflow"
 TRANSFER_CONFIRMATION = "confirmation"
 #: The transfer's progress (`TransferProgress`), for the Web UI and `status`.
 TRANSFER_STATUS = "status"
+#: The memo a client starts a transfer with to ask for the workflow's newest
+#: code path without a patch marker (ledgerflow/workflows/transfer.py).
+TRANSFER_CODE_MEMO = {"ledgerflow-code": "one-store-call"}
 OPEN_ACCOUNT_WORKFLOW = "OpenAccountWorkflow"
 ACCOUNT_CHANGE_WORKFLOW = "AccountChangeWorkflow"
 HOLD_WORKFLOW = "HoldWorkflow"

@@ -90,6 +90,11 @@ LOCAL_STORE_CALLS = "local-store-calls"
 #: asked (so a new history carries one patch marker, not two); histories
 #: recorded before it replay on the three-call path.
 ONE_STORE_CALL = "one-store-call"
+#: Memo key the SDK client sets at the start to `ONE_STORE_CALL`: the path is
+#: then chosen without a patch marker, for a patch costs every new history a
+#: marker and a search attribute upsert (`TemporalChangeVersion`, a
+#: visibility write on the server) of its own. See `_store_call_path`.
+CODE_MEMO = "ledgerflow-code"
 #: Patch marker: every saga step obeys the outcome the store recorded for its
 #: leg (a recorded refusal ends or reverses the saga; a recorded confirmation
 #: of a refused leg carries it on). Histories recorded before it replay on
@@ -111,8 +116,7 @@ class TransferWorkflow:
 
     @workflow.run
     async def run(self, request: TransferRequest) -> TransferResult:
-        self._one_call = workflow.patched(ONE_STORE_CALL)
-        self._local = self._one_call or workflow.patched(LOCAL_STORE_CALLS)
+        self._one_call, self._local = self._store_call_path()
         try:
             transfer = request.validated()
         except LedgerError as exc:
@@ -201,6 +205,31 @@ class TransferWorkflow:
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return result
+
+    @staticmethod
+    def _store_call_path() -> tuple[bool, bool]:
+        """(one store call, local store calls): what the code that wrote this
+        history did, so that every history replays as it ran.
+
+        A new run started with the memo takes the newest path and records no
+        marker; one started without it (a raw start) records `ONE_STORE_CALL`.
+        In a replay the markers tell: `ONE_STORE_CALL`, or `LOCAL_STORE_CALLS`
+        (written by the code before it, even for a run started with the memo
+        by a newer client), and neither marker means the memo's path if the
+        run has the memo, and the path from before both patches otherwise."""
+        try:
+            with_memo = workflow.memo_value(CODE_MEMO, None, type_hint=str) == ONE_STORE_CALL
+        except Exception:  # whatever a raw start put there: not ours
+            with_memo = False
+        if not workflow.unsafe.is_replaying_history_events():
+            if not with_memo:
+                workflow.patched(ONE_STORE_CALL)  # a raw start: the marker tells its replays
+            return True, True
+        one = workflow.patched(ONE_STORE_CALL)
+        local = one or workflow.patched(LOCAL_STORE_CALLS)
+        if with_memo and not local:
+            return True, True
+        return one, local
 
     async def _cross_region(
         self,

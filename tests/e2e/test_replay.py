@@ -8,7 +8,9 @@ reconciliation run recorded by `tests/e2e/test_reconcile.py`, and the
 benchmark's baseline workflow), plus those
 recorded before cross-region transfers existed (`*_before_regions`) and
 before the store calls became local activities (`*_before_local`), and
-before a local transfer became one store call (`*_before_one_call`). A
+before a local transfer became one store call (`*_before_one_call`), and
+one-store-call runs that chose their path by a patch marker (`*_marked`,
+as a raw start still does) rather than by the SDK's memo. A
 change to workflow code that would break running workflows makes these
 replays fail. To record them again after an intended, versioned change:
 
@@ -24,6 +26,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
@@ -36,7 +39,7 @@ from ledgerflow.converter import DATA_CONVERTER
 from ledgerflow.domain.errors import InsufficientFunds
 from ledgerflow.domain.model import TransferRequest
 from ledgerflow.workers.regional import WORKFLOWS
-from ledgerflow.workflow_names import account_workflow_id
+from ledgerflow.workflow_names import TRANSFER_CODE_MEMO, account_workflow_id
 from ledgerflow.workflows.transfer import (
     LOCAL_STORE_CALLS,
     ONE_STORE_CALL,
@@ -139,10 +142,13 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     kinds = {name.split("_")[0] for name in RECORDED}
     assert kinds >= {"transfer", "account", "archive", "reconcile", "baseline"}
     assert {"transfer_cross_region", "transfer_reversed"} <= set(RECORDED)
-    # Every side of the patches: new workflows (one store call, which implies
-    # local calls and so does not ask for them), and those running from before.
-    assert all(patches(RECORDED[f"transfer_{n}"]) >= {ONE_STORE_CALL} for n in OUTCOMES)
-    assert not any(LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}"]) for n in OUTCOMES)
+    # Every side of the paths: new workflows started by the SDK (the memo, no
+    # marker) and raw (the one-store-call marker), and those from before.
+    sdk_started = [n for n in OUTCOMES if n != "malformed"]
+    assert not any(patches(RECORDED[f"transfer_{n}"]) for n in sdk_started)
+    assert all(memo(RECORDED[f"transfer_{n}"]) == TRANSFER_CODE_MEMO for n in sdk_started)
+    assert patches(RECORDED["transfer_malformed"]) == {ONE_STORE_CALL}  # a raw start
+    assert all(ONE_STORE_CALL in patches(RECORDED[f"transfer_{n}_marked"]) for n in OUTCOMES)
     assert all(
         LOCAL_STORE_CALLS in patches(RECORDED[f"transfer_{n}_before_one_call"]) for n in OUTCOMES
     )
@@ -150,6 +156,29 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
     # The saga that obeys the store's recorded outcomes (issue 12).
     assert SAGA_OBEYS_STORE in patches(RECORDED["transfer_rejected_cross_region"])
     assert SAGA_OBEYS_STORE in patches(RECORDED["transfer_rejected_cross_region_before_one_call"])
+
+
+@pytest.mark.parametrize("outcome", [n for n in OUTCOMES if n != "malformed"])
+async def test_a_run_a_newer_client_started_on_an_older_worker_replays_as_it_ran(
+    outcome: str,
+) -> None:
+    """During a rolling deploy a new client's start (with the memo) can be run
+    by a worker of the code before (which ignores it and takes the three-call
+    path, marking `LOCAL_STORE_CALLS`): its history, the one such a worker
+    writes, must replay on the current code as it ran, not on the memo's path."""
+    history = json.loads(RECORDED[f"transfer_{outcome}_before_one_call"])
+    started = history["events"][0]["workflowExecutionStartedEventAttributes"]
+    started["memo"] = json.loads(RECORDED[f"transfer_{outcome}"])["events"][0][
+        "workflowExecutionStartedEventAttributes"]["memo"]  # fmt: skip
+    assert memo(json.dumps(history)) == TRANSFER_CODE_MEMO
+    await replayer().replay_workflow(WorkflowHistory.from_json(outcome, history))
+
+
+def memo(history_json: str) -> dict[str, Any]:
+    """The memo a history's run was started with (decoded)."""
+    started = json.loads(history_json)["events"][0]["workflowExecutionStartedEventAttributes"]
+    fields = (started.get("memo") or {}).get("fields", {})
+    return {k: json.loads(base64.b64decode(v["data"])) for k, v in fields.items()}
 
 
 def patches(history_json: str) -> set[str]:

@@ -201,4 +201,4 @@ async def test_a_projection_that_fails_in_the_posting_call_is_retried_and_never_
             assert (store.balances.get(alice, (0, 0))[0] == 500) is projected
             history = await client.get_workflow_handle(f"transfer-{tid}").fetch_history()
             markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-            assert len(markers) == 3  # the patch, the posting call, the workflow's projection
+            assert len(markers) == 2  # the posting call, the workflow's projection

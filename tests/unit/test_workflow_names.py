@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 from ledgerflow import workflow_names as names
+from ledgerflow.workflows import transfer as transfer_code
 from ledgerflow.workflows.account import OpenAccountWorkflow
 from ledgerflow.workflows.account_change import AccountChangeWorkflow
 from ledgerflow.workflows.archive import ArchiveWorkflow
@@ -28,6 +29,7 @@ def test_each_name_is_its_definitions() -> None:
     transfer = workflow._Definition.must_from_class(TransferWorkflow)
     assert names.TRANSFER_CONFIRMATION in transfer.updates
     assert names.TRANSFER_STATUS in transfer.queries
+    assert names.TRANSFER_CODE_MEMO == {transfer_code.CODE_MEMO: transfer_code.ONE_STORE_CALL}
 
     hold = workflow._Definition.must_from_class(HoldWorkflow)
     for update in (names.HOLD_PLACEMENT, names.HOLD_CAPTURE, names.HOLD_VOID, names.HOLD_EXTEND):
