@@ -77,7 +77,7 @@ from ledgerflow.domain.model import (
 from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
 from ledgerflow.store.base import EventStore
 from ledgerflow.temporal_errors import to_application_error
-from ledgerflow.workflows.policies import PROJECT_WITHIN
+from ledgerflow.workflows.policies import PROJECT_IN_CALL
 
 #: SQLSTATE classes that say the data itself is refused (22: data exception,
 #: e.g. a NUL byte or an encoding PostgreSQL cannot store): retrying the same
@@ -165,7 +165,7 @@ class LedgerActivities:
         if result.status == TransferStatus.CONFIRMED:
             events = [e for e in (result.debit_event_id, result.credit_event_id) if e]
             try:
-                async with asyncio.timeout(PROJECT_WITHIN.total_seconds()):
+                async with asyncio.timeout(PROJECT_IN_CALL.total_seconds()):
                     await self.store.project(events)
                 projected = True
             except Exception as exc:  # the posting stands (see above)

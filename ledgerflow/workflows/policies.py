@@ -27,17 +27,22 @@ RETRY_POLICY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
 
-#: How long a transfer's in-line projection may hold up its answer; past it,
-#: the worker's catch-up projector applies the events instead.
+#: How long a transfer's in-line projection may hold up its answer, about;
+#: past it, the worker's catch-up projector applies the events instead. One
+#: attempt inside the posting call (`PROJECT_IN_CALL`), then, if that
+#: failed, the workflow's own: `PROJECT_ATTEMPTS` of at most
+#: `PROJECT_ATTEMPT` each, with backoff (at most about 2.7 s in all).
 PROJECT_WITHIN = timedelta(seconds=2)
-#: Its retries, bounded by attempts as well: the SDK (temporalio 1.35) does
-#: not end a local activity that keeps failing at its schedule-to-close
-#: timeout, it retries it for ever, and the answer waited with it
+PROJECT_IN_CALL = timedelta(seconds=1)
+PROJECT_ATTEMPT = timedelta(milliseconds=250)
+#: Bounded by attempts, not only by time: the SDK (temporalio 1.35) does not
+#: end a local activity that keeps failing at its schedule-to-close timeout,
+#: it retries it for ever, and the answer waited with it
 #: (tests/integration/test_workflows_in_memory.py, a projection that always fails).
 PROJECT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(milliseconds=400),
     maximum_attempts=4,
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )

@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from ledgerflow.temporal_errors import domain_cause, reraised, to_application_error
     from ledgerflow.workflows.policies import (
         ACTIVITY_TIMEOUT,
+        PROJECT_ATTEMPT,
         PROJECT_RETRY,
         PROJECT_WITHIN,
         RETRY_POLICY,
@@ -216,15 +217,18 @@ class TransferWorkflow:
         In a replay the markers tell: `ONE_STORE_CALL`, or `LOCAL_STORE_CALLS`
         (written by the code before it, even for a run started with the memo
         by a newer client), and neither marker means the memo's path if the
-        run has the memo, and the path from before both patches otherwise."""
+        run has the memo, and the path from before both patches otherwise.
+        That last rule cannot tell a memo run of this code from one a worker
+        of the code before `LOCAL_STORE_CALLS` ran (it ignored the memo and
+        recorded no marker): upgrade workers before clients
+        (docs/ARCHITECTURE.md, "One store call per local transfer")."""
         try:
             with_memo = workflow.memo_value(CODE_MEMO, None, type_hint=str) == ONE_STORE_CALL
         except Exception:  # whatever a raw start put there: not ours
             with_memo = False
-        if not workflow.unsafe.is_replaying_history_events():
-            if not with_memo:
-                workflow.patched(ONE_STORE_CALL)  # a raw start: the marker tells its replays
+        if not workflow.unsafe.is_replaying_history_events() and with_memo:
             return True, True
+        # Live without the memo (a raw start), this records the marker.
         one = workflow.patched(ONE_STORE_CALL)
         local = one or workflow.patched(LOCAL_STORE_CALLS)
         if with_memo and not local:
@@ -413,7 +417,7 @@ class TransferWorkflow:
                 PROJECT_EVENTS,
                 events,
                 result_type=ProjectEventsOutput,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                start_to_close_timeout=PROJECT_ATTEMPT,
                 schedule_to_close_timeout=PROJECT_WITHIN,
                 retry_policy=PROJECT_RETRY,
             )

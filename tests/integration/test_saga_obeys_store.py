@@ -82,6 +82,9 @@ class ScriptedStore:
 
     @activity.defn(name=POST_TRANSFER)
     async def post(self, data: PostTransferInput) -> PostTransferOutput:
+        if data.to_region is None:  # local: appended (and projected) in the one call
+            result = self.answer(APPEND_TRANSFER, "local", data.transfer.transfer_id)
+            return PostTransferOutput(ValidateTransferOutput("us"), result, projected=True)
         self.calls.append((VALIDATE_TRANSFER, ""))  # cross-region: only validates
         return PostTransferOutput(ValidateTransferOutput("us", data.to_region, self.dst_queue))
 
