@@ -190,3 +190,37 @@ def patches(history_json: str) -> set[str]:
             for payload in marker["details"]["patch-data"]["payloads"]:
                 found.add(json.loads(base64.b64decode(payload["data"]))["id"])
     return found
+
+
+async def test_a_raw_start_with_any_memo_posts_once_and_replays_as_it_ran(
+    ledger: LedgerClient, workers: Client, engines: dict[str, Any], uid: Ids
+) -> None:
+    """Whatever memo a raw start sends (none, junk under the key, or the
+    SDK's own), the transfer posts once, a re-run of the closed id answers
+    the same outcome, and the history replays: the memo chooses the path
+    only when it is exactly the SDK's, and then no marker is recorded."""
+    from tests.support import postings
+
+    bank, alice = uid("bank"), uid("alice")
+    await ledger.open_account(bank, "USD", overdraft_limit=None)
+    await ledger.open_account(alice, "USD")
+    memos: dict[str, dict[str, Any] | None] = {
+        "none": None,
+        "junk": {"ledgerflow-code": 5},
+        "other": {"ledgerflow-code": "two-store-calls"},
+        "sdk": dict(TRANSFER_CODE_MEMO),
+    }
+    for name, sent in memos.items():
+        tid = uid(f"memo-{name}")
+        for _ in range(2):  # the start, then a re-run of the closed id
+            result = await workers.execute_workflow(
+                TransferWorkflow.run, TransferRequest(tid, bank, alice, 100, "USD", "t"),
+                id=f"transfer-{tid}", task_queue=ledger.settings.task_queue("us"), memo=sent,
+            )  # fmt: skip
+            assert result.status == "confirmed"
+        assert await postings(engines["us"], tid) == 2
+        history = await workers.get_workflow_handle(f"transfer-{tid}").fetch_history()
+        await replayer().replay_workflow(history)
+        marked = ONE_STORE_CALL in patches(history.to_json())
+        assert marked is (name != "sdk"), name
+    assert (await ledger.account(alice)).balance == 100 * len(memos)
