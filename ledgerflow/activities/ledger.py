@@ -71,7 +71,6 @@ from ledgerflow.domain.model import (
     Posting,
     PostingKind,
     TransferResult,
-    TransferStatus,
     reversal_id,
 )
 from ledgerflow.domain.transactions import TransactionRequest, TransactionResult
@@ -162,8 +161,8 @@ class LedgerActivities:
             return PostTransferOutput(checked)
         result = await self.append_transfer(AppendTransferInput(data.transfer, data.occurred_at))
         projected = False
-        if result.status == TransferStatus.CONFIRMED:
-            events = [e for e in (result.debit_event_id, result.credit_event_id) if e]
+        if result.confirmed:
+            events = result.event_ids
             try:
                 async with asyncio.timeout(PROJECT_IN_CALL.total_seconds()):
                     await self.store.project(events)

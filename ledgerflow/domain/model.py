@@ -430,6 +430,11 @@ class TransferResult:
     def confirmed(self) -> bool:
         return self.status == TransferStatus.CONFIRMED
 
+    @property
+    def event_ids(self) -> list[str]:
+        """The events it posted here (none for a refusal), for projection."""
+        return [e for e in (self.debit_event_id, self.credit_event_id) if e]
+
 
 @dataclass(frozen=True)
 class Posting:

@@ -189,9 +189,7 @@ class HoldWorkflow:
             self._projections.append(
                 workflow.start_activity(
                     PROJECT_EVENTS,
-                    ProjectEventsInput(
-                        [e for e in (there.debit_event_id, there.credit_event_id) if e]
-                    ),
+                    ProjectEventsInput(there.event_ids),
                     result_type=ProjectEventsOutput,
                     task_queue=to_task_queue,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,

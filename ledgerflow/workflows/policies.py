@@ -30,7 +30,7 @@ RETRY_POLICY = RetryPolicy(
 #: How long a transfer's in-line projection may hold up its answer, about;
 #: past it, the worker's catch-up projector applies the events instead. One
 #: attempt inside the posting call (`PROJECT_IN_CALL`), then, if that
-#: failed, the workflow's own: `PROJECT_ATTEMPTS` of at most
+#: failed, the workflow's own: `PROJECT_RETRY`'s attempts of at most
 #: `PROJECT_ATTEMPT` each, with backoff (at most about 2.7 s in all).
 PROJECT_WITHIN = timedelta(seconds=2)
 PROJECT_IN_CALL = timedelta(seconds=1)

@@ -107,7 +107,6 @@ SAGA_OBEYS_STORE = "saga-obeys-store"
 class TransferWorkflow:
     def __init__(self) -> None:
         self._local = False
-        self._one_call = False
         self._transfer: Transfer | None = None
         self._status: str = TransferStatus.PENDING
         self._result: TransferResult | None = None
@@ -117,7 +116,7 @@ class TransferWorkflow:
 
     @workflow.run
     async def run(self, request: TransferRequest) -> TransferResult:
-        self._one_call, self._local = self._store_call_path()
+        one_call, self._local = self._store_call_path()
         try:
             transfer = request.validated()
         except LedgerError as exc:
@@ -146,7 +145,7 @@ class TransferWorkflow:
         cross_region = False
         posted: PostTransferOutput | None = None
         try:
-            if self._one_call:
+            if one_call:
                 posted = await self._here(
                     POST_TRANSFER,
                     PostTransferInput(transfer, request.to_region, occurred_at),
@@ -188,10 +187,8 @@ class TransferWorkflow:
         workflow.set_current_details(f"{transfer.summary()}: {result.status}{detail}")
         if cross_region:
             await asyncio.gather(*self._projections)
-        elif result.status == TransferStatus.CONFIRMED and not (posted and posted.projected):
-            events = ProjectEventsInput(
-                [e for e in (result.debit_event_id, result.credit_event_id) if e]
-            )
+        elif result.confirmed and not (posted and posted.projected):
+            events = ProjectEventsInput(result.event_ids)
             if self._local:
                 await self._project_here(events)
             else:
@@ -431,9 +428,7 @@ class TransferWorkflow:
         self._projections.append(
             workflow.start_activity(
                 PROJECT_EVENTS,
-                ProjectEventsInput(
-                    [e for e in (posted.debit_event_id, posted.credit_event_id) if e]
-                ),
+                ProjectEventsInput(posted.event_ids),
                 result_type=ProjectEventsOutput,
                 task_queue=task_queue,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime
 
 import pytest_asyncio
@@ -59,16 +59,18 @@ class MemoryLedger:
     settings: Settings
 
 
-@pytest_asyncio.fixture
-async def memory_ledger(temporal_env: WorkflowEnvironment) -> AsyncIterator[MemoryLedger]:
+@asynccontextmanager
+async def memory_workers(
+    env: WorkflowEnvironment, stores: dict[str, InMemoryEventStore]
+) -> AsyncIterator[MemoryLedger]:
+    """A worker per region over the given in-memory stores, and the SDK on them."""
     settings = dataclasses.replace(
-        Settings.from_env({}), regions=("us", "eu"), default_region="us",
+        Settings.from_env({}), regions=tuple(stores), default_region=next(iter(stores)),
         task_queue_prefix=f"mem-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
-    config = temporal_env.client.config()
+    config = env.client.config()
     config["data_converter"] = data_converter(settings)
     client = Client(**config)
-    stores = {region: InMemoryEventStore(region) for region in settings.regions}
     queues = {region: settings.task_queue(region) for region in settings.regions}
     async with AsyncExitStack() as workers:
         for region, store in stores.items():
@@ -83,6 +85,13 @@ async def memory_ledger(temporal_env: WorkflowEnvironment) -> AsyncIterator[Memo
             )
         ledger = LedgerClient(client, settings, reads=MemoryHomes(stores))  # type: ignore[arg-type]
         yield MemoryLedger(ledger, client, stores, settings)
+
+
+@pytest_asyncio.fixture
+async def memory_ledger(temporal_env: WorkflowEnvironment) -> AsyncIterator[MemoryLedger]:
+    stores = {region: InMemoryEventStore(region) for region in ("us", "eu")}
+    async with memory_workers(temporal_env, stores) as ledger:
+        yield ledger
 
 
 async def balance(ledger: MemoryLedger, account_id: str) -> int:
@@ -174,21 +183,9 @@ async def test_a_projection_that_fails_in_the_posting_call_is_retried_and_never_
     the projection does, and the workflow projects again (bounded) before
     it answers. For ever failing, the answer still comes: confirmed."""
     for failures, projected in ((1, True), (10_000, False)):
-        settings = dataclasses.replace(
-            Settings.from_env({}), regions=("us",), default_region="us",
-            task_queue_prefix=f"flaky-{uuid.uuid4().hex[:8]}",
-        )  # fmt: skip
-        config = temporal_env.client.config()
-        config["data_converter"] = data_converter(settings)
-        client = Client(**config)
         store = FlakyProjection("us", 0)
-        queues = {"us": settings.task_queue("us")}
-        async with Worker(
-            client, task_queue=queues["us"], workflows=[TransferWorkflow, OpenAccountWorkflow],
-            activities=LedgerActivities(store, queues).all(),
-            workflow_runner=workflow_runner("passthrough"),
-        ):  # fmt: skip
-            ledger = LedgerClient(client, settings, reads=MemoryHomes({"us": store}))  # type: ignore[arg-type]
+        async with memory_workers(temporal_env, {"us": store}) as memory:
+            ledger, client = memory.client, memory.raw
             bank, alice, tid = uid(f"bank{failures}"), uid(f"alice{failures}"), uid(f"t{failures}")
             await ledger.open_account(bank, "USD", overdraft_limit=None)
             await ledger.open_account(alice, "USD")
