@@ -287,12 +287,12 @@ async def _compare_with_hot(
 
 
 async def verify_region_and_archive(
-    engine: AsyncEngine, objects: ObjectStore | None, region: str
+    engine: AsyncEngine, objects: ObjectStore | None, region: str, *, workers: int | None = None
 ) -> VerifyReport:
     """`verify` of a region whose early history may be pruned: the hot store
     from the accounts' checkpoints on, and, when anything was pruned, the
     archive that holds the rest (downloaded and checked in full)."""
-    report = await verify_region(engine, region)
+    report = await verify_region(engine, region, workers=workers)
     async with engine.connect() as conn:
         pruned = (
             await conn.execute(

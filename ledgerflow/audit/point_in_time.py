@@ -123,12 +123,15 @@ async def balance_as_of(
 ) -> BalanceAsOf:
     _require_aware(as_of)
     async with engine.connect() as conn:
-        # The account and its last hot event at or before T in one round trip
-        # (the common case); the archive is consulted only when none is hot.
-        row = await account_with_last_event(conn, account_id, as_of)
+        # The account, its last hot event at or before T and the holds toward
+        # it in one statement, outside a transaction (no BEGIN and ROLLBACK
+        # round trips; one statement is one snapshot): the common case. The
+        # archive is consulted only when nothing is hot.
+        solo = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        row = await account_with_last_event(solo, account_id, as_of)
         if row is None:
             raise _not_yet(account_id, as_of)
-        incoming = await pending_in(conn, account_id, as_of)
+        incoming = max(0, int(row.pending_in))
     found = (row.version, row.balance_after, row.pending_after) if row.version is not None else None
     if found is None:
         # Nothing hot at or before T: read where pruning cut the account. (A

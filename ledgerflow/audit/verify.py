@@ -21,6 +21,8 @@ It only reads, so it can run on a live ledger.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -28,6 +30,7 @@ from typing import Any, ClassVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledgerflow.audit.chain_walk import AccountRange, split, walk, walk_elsewhere
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
@@ -72,127 +75,82 @@ class VerifyReport:
         return self.events_checked / self.seconds if self.seconds else 0.0
 
 
-#: Rows the chain walk takes from the server at a time.
-STREAM_ROWS = 2000
+#: From about this many events (the account rows' versions), the chain walk
+#: runs in worker processes; below it, in this one.
+PARALLEL_FROM = 100_000
 
 
-async def verify_region(engine: AsyncEngine, region: str) -> VerifyReport:
-    # (Imported here: it builds on this module's Finding and VerifyReport.)
-    from ledgerflow.audit.archive_records import check_archive_records
+def default_workers() -> int:
+    """One chain-walking process per core (the server's work rides along)."""
+    return max(1, min(os.cpu_count() or 1, 8))
 
+
+async def verify_region(
+    engine: AsyncEngine, region: str, *, workers: int | None = None
+) -> VerifyReport:
+    """`workers`: processes for the chain walk; by default one per core from
+    `PARALLEL_FROM` events, else the walk runs in this process. Every walker
+    and every other check reads the same snapshot."""
     report = VerifyReport(region)
     started = time.perf_counter()
     # One REPEATABLE READ snapshot: every check sees the same ledger even while
     # transfers keep committing.
     async with engine.connect() as conn:
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-        await _check_chains(conn, report)
-        await check_archive_records(conn, report)
-        await check_transfers(conn, report)
-        await _check_totals(conn, report)
-        await _check_holds(conn, report)
-        await _check_projections(conn, report)
+        # The transaction waits, idle, on the walkers that share its snapshot.
+        await conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+        sizes = [
+            (row.account_id, row.version)
+            for row in await conn.execute(
+                text("SELECT account_id, version FROM accounts ORDER BY account_id")
+            )
+        ]
+        if workers is None:
+            events = sum(n for _, n in sizes)
+            workers = default_workers() if events >= PARALLEL_FROM else 1
+        if workers > 1:
+            snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+            dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            walks = [
+                asyncio.ensure_future(walk_elsewhere(dsn, snapshot, accounts))
+                for accounts in split(sizes, workers)
+            ]
+            try:
+                # The set-wide checks run here meanwhile, on the same snapshot.
+                rest = await _check_the_rest(conn, region)
+                walked = await asyncio.gather(*walks)
+            finally:
+                for pending in walks:
+                    pending.cancel()
+        else:
+            raw = await conn.get_raw_connection()
+            assert raw.driver_connection is not None
+            walked = [await walk(raw.driver_connection, AccountRange())]
+            rest = await _check_the_rest(conn, region)
         await conn.rollback()
+    for part in walked:
+        report.events_checked += part.events
+        report.accounts_checked += part.accounts
+        report.findings += [Finding(region, *found) for found in part.found]
+    report.findings += rest.findings
+    report.transfers_checked = rest.transfers_checked
+    report.projection_lag_events = rest.projection_lag_events
     report.seconds = time.perf_counter() - started
     return report
 
 
-async def _check_chains(conn: AsyncConnection, report: VerifyReport) -> None:
-    heads = {
-        row.account_id: row
-        for row in await conn.execute(
-            text(
-                "SELECT account_id, balance, version, head_hash, status, pending_out, "
-                "overdraft_limit FROM accounts"
-            )
-        )
-    }
-    # Where a pruned account's hot history resumes (its archived part is
-    # checked by `ledgerflow archive verify`).
-    checkpoints = {
-        row.account_id: row
-        for row in await conn.execute(
-            text(
-                "SELECT account_id, version, balance, hash, recorded_at, pending "
-                "FROM account_checkpoints"
-            )
-        )
-    }
-    chain: AccountChain | None = None
-    broken: set[str] = set()
+async def _check_the_rest(conn: AsyncConnection, region: str) -> VerifyReport:
+    """Checks 1 (the archive's records) to 5 after the chain walk, in their order."""
+    # (Imported here: it builds on this module's Finding and VerifyReport.)
+    from ledgerflow.audit.archive_records import check_archive_records
 
-    def close(chain: AccountChain | None) -> None:
-        if chain is None or chain.account_id in broken:
-            return
-        head = heads.pop(chain.account_id, None)
-        if head is None:
-            report.findings.append(
-                Finding(report.region, "write-model", chain.account_id, None,
-                        "events exist for an account that is not in accounts")
-            )  # fmt: skip
-        elif (head.balance, head.version, head.head_hash) != (
-            chain.balance,
-            chain.version,
-            chain.head,
-        ):
-            report.findings.append(
-                Finding(report.region, "write-model", chain.account_id, chain.version,
-                        f"accounts row says balance {head.balance} at version {head.version}; "
-                        f"the events replay to {chain.balance} at version {chain.version}")
-            )  # fmt: skip
-        elif head.pending_out != chain.pending:
-            report.findings.append(
-                Finding(report.region, "write-model", chain.account_id, chain.version,
-                        f"accounts row says {head.pending_out} pending; the events say "
-                        f"{chain.pending}")
-            )  # fmt: skip
-        elif chain.status is not None and head.status != chain.status:
-            report.findings.append(
-                Finding(report.region, "write-model", chain.account_id, chain.version,
-                        f"accounts row says {head.status}; the events say {chain.status}")
-            )  # fmt: skip
-
-    result = await conn.stream(
-        text(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY account_id, version")
-    )
-
-    def start_chain(account_id: str) -> AccountChain:
-        cp = checkpoints.pop(account_id, None)
-        head = heads.get(account_id)
-        limit = head.overdraft_limit if head is not None else None
-        if cp is None:
-            return AccountChain(account_id, limit=limit)
-        return AccountChain(account_id, cp.version, cp.balance, cp.hash, cp.recorded_at,
-                            cp.pending, limit)  # fmt: skip
-
-    # Rows by the thousand: each step of an async result crosses from the
-    # driver's greenlet to ours, which cost more than hashing the row.
-    async for rows in result.partitions(STREAM_ROWS):
-        for row in rows:
-            event = event_from_row(row)
-            report.events_checked += 1
-            if chain is None or chain.account_id != event.account_id:
-                close(chain)
-                chain = start_chain(event.account_id)
-                report.accounts_checked += 1
-            if event.account_id in broken:
-                continue
-            try:
-                chain.feed(event)
-            except ChainBroken as exc:
-                broken.add(event.account_id)
-                heads.pop(event.account_id, None)
-                report.findings.append(
-                    Finding(report.region, exc.check, exc.account_id, exc.version, exc.problem)
-                )
-    close(chain)
-    for account_id in sorted(set(checkpoints) & set(heads)):
-        # Every event of the account was pruned: its checkpoint is its state.
-        close(start_chain(account_id))
-    for account_id in sorted(heads):
-        report.findings.append(
-            Finding(report.region, "write-model", account_id, None, "account has no events")
-        )
+    rest = VerifyReport(region)
+    await check_archive_records(conn, rest)
+    await check_transfers(conn, rest)
+    await _check_totals(conn, rest)
+    await _check_holds(conn, rest)
+    await _check_projections(conn, rest)
+    return rest
 
 
 async def check_transfers(

@@ -35,6 +35,12 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
         "verify", parents=[common], help="prove the ledger unaltered and balanced (exit 6 if not)"
     )
     verify.add_argument("--region", help="one region (default: all)")
+    verify.add_argument(
+        "--workers",
+        type=int,
+        help="processes for the hash-chain walk (default: one per core from 100,000 events, "
+        "else this one)",
+    )
     verify.set_defaults(handler=run_async(cmd_verify))
 
 
@@ -49,7 +55,9 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         engine = create_engine(settings.reader_url(region), settings, pool_size=1)
         try:
             objects = S3ObjectStore.from_settings(settings)
-            reports.append(await verify_region_and_archive(engine, objects, region))
+            reports.append(
+                await verify_region_and_archive(engine, objects, region, workers=args.workers)
+            )
         finally:
             await engine.dispose()
     rows = [

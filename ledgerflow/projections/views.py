@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.domain.model import Event
+from ledgerflow.store.log import PENDING_IN_SQL
 
 
 @dataclass(frozen=True)
@@ -140,15 +141,7 @@ async def _apply_balance(conn: AsyncConnection, events: list[Event], suffix: str
 
 #: What open holds toward an account reserve (as of :t, when given): each
 #: hold placed toward it, less what its captures took, unless it ended.
-PENDING_IN = text(
-    "SELECT coalesce(sum(h.amount - coalesce(("
-    "  SELECT sum(c.consumed) FROM hold_captures c WHERE c.hold_id = h.hold_id "
-    "  AND c.status = 'captured' AND c.recorded_at <= coalesce(:t, c.recorded_at)), 0)), 0) "
-    "FROM holds h WHERE h.to_account = :id AND h.status = 'placed' "
-    "AND h.recorded_at <= coalesce(:t, h.recorded_at) "
-    "AND NOT EXISTS (SELECT 1 FROM hold_releases r WHERE r.hold_id = h.hold_id "
-    "  AND r.recorded_at <= coalesce(:t, r.recorded_at))"
-)
+PENDING_IN = text(PENDING_IN_SQL)
 
 
 async def pending_in(conn: AsyncConnection, account_id: str, at: datetime | None = None) -> int:

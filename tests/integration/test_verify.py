@@ -4,13 +4,15 @@ ledger's back, and names the first bad event."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledgerflow.audit.chain_walk import AccountRange, instant_sql, walk_elsewhere
 from ledgerflow.audit.verify import verify_region
+from ledgerflow.domain.hashing import _instant
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.projections.projector import CatchUpProjector
 from ledgerflow.store.postgres import PostgresEventStore
@@ -38,6 +40,51 @@ async def test_a_clean_ledger_verifies(isolated_region: Region) -> None:
     assert report.sound, [str(f) for f in report.findings]
     assert (report.events_checked, report.accounts_checked, report.transfers_checked) == (13, 3, 5)
     assert report.projection_lag_events == 0
+
+
+async def test_walkers_on_one_snapshot_find_what_one_process_finds(
+    isolated_region: Region,
+) -> None:
+    """The chain walk split over processes (each account range on the
+    exported snapshot) reports the same counts and the same findings, in the
+    same order, as the walk in this process; so does a split into more
+    ranges than there are accounts, and one over events whose account row
+    is gone."""
+    store, superuser = isolated_region
+    await ledger_with_history(store)
+    one = await verify_region(store.engine, "us", workers=1)
+    for workers in (2, 3, 7):
+        split = await verify_region(store.engine, "us", workers=workers)
+        assert split.sound, [str(f) for f in split.findings]
+        assert (split.events_checked, split.accounts_checked, split.transfers_checked) == (
+            one.events_checked, one.accounts_checked, one.transfers_checked,
+        )  # fmt: skip
+    async with superuser.begin() as conn:
+        await conn.execute(text(UNGUARDED.strip("; ")))
+        await conn.execute(text("UPDATE events SET hash = repeat('1', 64) WHERE version = 4"))
+        await conn.execute(text("DELETE FROM accounts WHERE account_id = 'bank'"))
+    one = await verify_region(store.engine, "us", workers=1)
+    assert [f.account_id for f in one.findings[:3]] == ["alice", "bank", "bob"], one.findings
+    for workers in (2, 3):
+        split = await verify_region(store.engine, "us", workers=workers)
+        assert split.findings == one.findings
+
+
+async def test_a_walker_that_cannot_take_the_snapshot_is_an_error_not_a_sound_walk(
+    isolated_region: Region,
+) -> None:
+    """A walker whose snapshot is gone (its exporter ended) fails loudly with
+    the server's reason; it never answers an empty, sound walk."""
+    store, _ = isolated_region
+    await ledger_with_history(store)
+    dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with pytest.raises(
+        RuntimeError,
+        match=r"a chain walker failed: .*snapshot \"00000003-0000001B-1\" does not exist",
+    ):
+        await walk_elsewhere(dsn, "00000003-0000001B-1", AccountRange())
+    with pytest.raises(RuntimeError, match="not a snapshot id"):
+        await walk_elsewhere(dsn, "x'; DROP TABLE events; --", AccountRange())
 
 
 UNGUARDED = "SET LOCAL session_replication_role = replica; "
@@ -81,9 +128,10 @@ TAMPERING: dict[str, tuple[str, str, int | None, str]] = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("workers", [1, 3], ids=["in-process", "three-walkers"])
 @pytest.mark.parametrize("case", sorted(TAMPERING))
 async def test_tampering_is_detected_and_the_first_bad_event_named(
-    isolated_region: Region, case: str
+    isolated_region: Region, case: str, workers: int
 ) -> None:
     store, superuser = isolated_region
     await ledger_with_history(store)
@@ -91,7 +139,7 @@ async def test_tampering_is_detected_and_the_first_bad_event_named(
     async with superuser.begin() as conn:
         for statement in sql.split("; "):
             await conn.execute(text(statement))
-    report = await verify_region(store.engine, "us")
+    report = await verify_region(store.engine, "us", workers=workers)
     assert not report.sound
     first = report.findings[0]
     assert (first.account_id, first.version) == (account_id, version), str(first)
@@ -117,3 +165,26 @@ async def test_the_verify_command_exits_non_zero_naming_the_first_bad_event(
     assert err.startswith(
         "error: NotSound: region us, account 'bob', version 3: expected version 2"
     )
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(2026, 12, 2, 9, 30, 0, 0, tzinfo=UTC),  # no microseconds
+        datetime(2026, 12, 2, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, 0, 7, tzinfo=timezone(timedelta(hours=2))),  # another offset
+        datetime(1999, 12, 31, 23, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5))),  # new year
+        datetime(999, 1, 1, 0, 0, 0, 500000, tzinfo=UTC),  # a three-digit year
+    ],
+)
+async def test_the_server_writes_an_instant_as_the_hash_does(
+    isolated_region: Region, instant: datetime
+) -> None:
+    """The chain walk asks the server for each instant's hashed form; it
+    must be `_instant`'s, byte for byte, or a sound ledger would fail."""
+    store, _ = isolated_region
+    async with store.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        served = await raw.fetchval(f"SELECT {instant_sql('$1::timestamptz')}", instant)
+    assert served == _instant(instant)
