@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.audit.chain_walk import AccountRange, split, walk, walk_elsewhere
+from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
 from ledgerflow.store.rows import EVENT_COLUMNS, event_from_row
 
@@ -91,6 +92,8 @@ async def verify_region(
     """`workers`: processes for the chain walk; by default one per core from
     `PARALLEL_FROM` events, else the walk runs in this process. Every walker
     and every other check reads the same snapshot."""
+    if workers is not None and workers < 1:
+        raise InvalidRequest(f"verify needs at least one walker, not {workers}")
     report = VerifyReport(region)
     started = time.perf_counter()
     # One REPEATABLE READ snapshot: every check sees the same ledger even while
@@ -121,7 +124,8 @@ async def verify_region(
                 walked = await asyncio.gather(*walks)
             finally:
                 for pending in walks:
-                    pending.cancel()
+                    pending.cancel()  # (a walk that failed ends the others: each kills its child)
+                await asyncio.gather(*walks, return_exceptions=True)
         else:
             raw = await conn.get_raw_connection()
             assert raw.driver_connection is not None

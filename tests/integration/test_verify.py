@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.audit.chain_walk import AccountRange, instant_sql, walk_elsewhere
 from ledgerflow.audit.verify import verify_region
+from ledgerflow.domain.errors import InvalidRequest
 from ledgerflow.domain.hashing import _instant
 from ledgerflow.domain.model import OpenAccountRequest, Transfer
 from ledgerflow.projections.projector import CatchUpProjector
@@ -68,6 +69,8 @@ async def test_walkers_on_one_snapshot_find_what_one_process_finds(
     for workers in (2, 3):
         split = await verify_region(store.engine, "us", workers=workers)
         assert split.findings == one.findings
+    with pytest.raises(InvalidRequest, match="at least one walker"):
+        await verify_region(store.engine, "us", workers=0)
 
 
 async def test_a_walker_that_cannot_take_the_snapshot_is_an_error_not_a_sound_walk(
