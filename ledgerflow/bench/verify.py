@@ -5,7 +5,11 @@ transfers), then `verify_region` runs over it once; the report gives events
 per second, the process's peak memory growth, and the findings (there must
 be none).
 
-    .venv/bin/ledgerflow bench verify --sizes 100000,1000000
+    .venv/bin/ledgerflow bench verify --sizes 100000,1000000 --workers 1,2
+
+`--workers 1` walks the chains in the verifying process; more walk them in
+that many processes on one exported snapshot: the ratio between them, in the
+same run on the same history, is what the walkers buy.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledgerflow.audit.verify import verify_region
+from ledgerflow.audit.verify import default_workers, verify_region
 from ledgerflow.bench.archive import seed_trading
 from ledgerflow.bench.scratch import scratch_database
 from ledgerflow.config import Settings
@@ -26,6 +30,8 @@ from ledgerflow.store.postgres import PostgresEventStore, create_engine
 class VerifyBenchReport:
     events: int
     accounts: int
+    #: chain-walking processes (1: in the verifying process itself)
+    workers: int
     seed_s: float
     verify_s: float
     events_per_s: float
@@ -39,8 +45,14 @@ def _peak_rss_mb() -> float:
 
 
 async def verify_bench(
-    settings: Settings, sizes: list[int], accounts: int, progress: Callable[[str], None]
+    settings: Settings,
+    sizes: list[int],
+    accounts: int,
+    progress: Callable[[str], None],
+    workers: list[int] | None = None,
 ) -> list[VerifyBenchReport]:
+    """Each size seeded once, then verified with each count of `workers`
+    (default: one per core), in that order, on the same history."""
     reports = []
     for size in sizes:
         async with scratch_database(settings, "verify") as name:
@@ -49,20 +61,22 @@ async def verify_bench(
                 began = time.perf_counter()
                 await seed_trading(PostgresEventStore(engine, "bench"), size, accounts, progress)
                 seed_s = time.perf_counter() - began
-                progress(f"verifying {size:,} events")
-                before = _peak_rss_mb()
-                report = await verify_region(engine, "bench")
-                reports.append(
-                    VerifyBenchReport(
-                        events=report.events_checked,
-                        accounts=accounts,
-                        seed_s=seed_s,
-                        verify_s=report.seconds,
-                        events_per_s=report.events_per_second,
-                        peak_rss_growth_mb=_peak_rss_mb() - before,
-                        findings=len(report.findings),
+                for count in workers or [default_workers()]:
+                    progress(f"verifying {size:,} events with {count} walker(s)")
+                    before = _peak_rss_mb()
+                    report = await verify_region(engine, "bench", workers=count)
+                    reports.append(
+                        VerifyBenchReport(
+                            events=report.events_checked,
+                            accounts=accounts,
+                            workers=count,
+                            seed_s=seed_s,
+                            verify_s=report.seconds,
+                            events_per_s=report.events_per_second,
+                            peak_rss_growth_mb=_peak_rss_mb() - before,
+                            findings=len(report.findings),
+                        )
                     )
-                )
             finally:
                 await engine.dispose()
     return reports

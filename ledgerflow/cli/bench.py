@@ -77,6 +77,9 @@ def register(sub: Commands, common: argparse.ArgumentParser) -> None:
     verify = mode("verify", "verify's throughput as a region's history grows (scratch databases)")
     verify.add_argument("--sizes", default="100000,1000000", help="history sizes (events)")
     verify.add_argument("--accounts", type=int, default=1_000)
+    verify.add_argument(
+        "--workers", help="chain walkers to verify each size with, e.g. 1,2 (default: one per core)"
+    )
     verify.add_argument("--chart", help="write an SVG chart of events/s against size here")
     verify.set_defaults(handler=run_async(cmd_bench_verify))
 
@@ -190,13 +193,19 @@ async def cmd_bench_verify(args: argparse.Namespace, settings: Settings) -> int:
     from ledgerflow.bench.verify import verify_bench
 
     sizes = [int(size) for size in args.sizes.split(",")]
-    reports = await verify_bench(settings, sizes, args.accounts, progress)
+    workers = [int(n) for n in args.workers.split(",")] if args.workers else None
+    reports = await verify_bench(settings, sizes, args.accounts, progress, workers)
     print(file=sys.stderr)
     if args.chart:
+        counts = sorted({r.workers for r in reports})
+        series = [
+            Series(f"{n} walker{'s' if n > 1 else ''}",
+                   [(r.events, r.events_per_s) for r in reports if r.workers == n])
+            for n in counts
+        ]  # fmt: skip
         chart = Chart(
             "verify: events proven per second", "events in the region", "events/s",
-            [Series("verify", [(r.events, r.events_per_s) for r in reports])],
-            log_x=True, targets=[(100_000, "target 100k/s")],
+            series, log_x=True, targets=[(100_000, "target 100k/s")],
         )  # fmt: skip
         write_chart(args.chart, chart)
     return _report(args, list(reports))

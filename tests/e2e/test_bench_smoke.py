@@ -123,10 +123,11 @@ async def test_verify_bench_proves_a_seeded_history_and_reports(migrated: Settin
     from ledgerflow.bench.verify import verify_bench
 
     lines: list[str] = []
-    [report] = await verify_bench(migrated, [2_000], 20, lines.append)
-    assert (report.events, report.findings) == (2_000, 0)
-    assert report.events_per_s == report.events / report.verify_s > 0
-    assert lines[-1] == "verifying 2,000 events"
+    reports = await verify_bench(migrated, [2_000], 20, lines.append, workers=[1, 2])
+    assert [(r.events, r.workers, r.findings) for r in reports] == [(2_000, 1, 0), (2_000, 2, 0)]
+    for report in reports:
+        assert report.events_per_s == report.events / report.verify_s > 0
+    assert lines[-1] == "verifying 2,000 events with 2 walker(s)"
 
 
 async def test_the_ceiling_workflow_on_the_ledger_s_worker_writes_nothing(
