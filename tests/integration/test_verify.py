@@ -73,6 +73,41 @@ async def test_walkers_on_one_snapshot_find_what_one_process_finds(
         await verify_region(store.engine, "us", workers=0)
 
 
+async def test_walkers_see_the_verify_snapshot_while_transfers_keep_committing(
+    isolated_region: Region,
+) -> None:
+    """Late writes between the snapshot's export and each walker's start
+    (transfers committing all along): every walker and the set-wide checks
+    see the one snapshot, so the region is sound and the walkers count
+    exactly the events that snapshot holds, never a later one."""
+    import asyncio
+
+    store, _ = isolated_region
+    await ledger_with_history(store)
+    stop = asyncio.Event()
+
+    async def keep_posting() -> int:
+        n = 0
+        while not stop.is_set():
+            await store.append_transfer(
+                Transfer(f"late-{n}", "bank", "bob", 1, "USD", "x"), "us", datetime.now(UTC)
+            )
+            n += 1
+        return n
+
+    posting = asyncio.ensure_future(keep_posting())
+    try:
+        for _ in range(3):
+            report = await verify_region(store.engine, "us", workers=3)
+            assert report.sound, [str(f) for f in report.findings]
+            # Each transfer is two events and every snapshot holds whole ones.
+            assert (report.events_checked - 13) % 2 == 0
+            assert report.events_checked == 13 + 2 * (report.transfers_checked - 5)
+    finally:
+        stop.set()
+    assert await posting > 0
+
+
 async def test_a_walker_that_cannot_take_the_snapshot_is_an_error_not_a_sound_walk(
     isolated_region: Region,
 ) -> None:
@@ -163,6 +198,9 @@ async def test_the_verify_command_exits_non_zero_naming_the_first_bad_event(
     async with superuser.begin() as conn:
         await conn.execute(text(UNGUARDED.strip("; ")))
         await conn.execute(text("DELETE FROM events WHERE account_id = 'bob' AND version = 2"))
+    # A walker count below one is bad input: a typed error, exit 2.
+    code, _, err = await cli(env, "verify", "--region", "us", "--workers", "0")
+    assert code == 2 and "InvalidRequest" in err and "at least one walker" in err, err
     code, out, err = await cli(env, "verify", "--region", "us")
     assert code == 6
     assert err.startswith(
