@@ -102,16 +102,18 @@ async def verify_region(
         await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         # The transaction waits, idle, on the walkers that share its snapshot.
         await conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
-        sizes = [
-            (row.account_id, row.version)
-            for row in await conn.execute(
-                text("SELECT account_id, version FROM accounts ORDER BY account_id")
-            )
-        ]
         if workers is None:
-            events = sum(n for _, n in sizes)
+            events = (
+                await conn.execute(text("SELECT coalesce(sum(version), 0) FROM accounts"))
+            ).scalar_one()
             workers = default_workers() if events >= PARALLEL_FROM else 1
         if workers > 1:
+            sizes = [
+                (row.account_id, row.version)
+                for row in await conn.execute(
+                    text("SELECT account_id, version FROM accounts ORDER BY account_id")
+                )
+            ]
             snapshot = (await conn.execute(text("SELECT pg_export_snapshot()"))).scalar_one()
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             walks = [
