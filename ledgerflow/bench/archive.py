@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +31,11 @@ from ledgerflow.archive.archiver import ArchivePolicy, Archiver
 from ledgerflow.archive.objectstore import S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.verify import verify_archive
-from ledgerflow.bench.history import chained_transfer_rows, load_chained
+from ledgerflow.bench.history import (
+    FreshStatistics,
+    chained_transfer_rows,
+    load_pipelined,
+)
 from ledgerflow.bench.scratch import scratch_database
 from ledgerflow.config import Settings
 from ledgerflow.domain.model import OpenAccountRequest
@@ -68,30 +72,33 @@ async def archive_bench(
     async with scratch_database(settings, "archive") as name:
         engine = create_engine(settings.embedded_url("ledgerflow_app", name), settings)
         pruner = create_engine(settings.embedded_url("ledgerflow_pruner", name), settings)
+        owner = create_engine(settings.embedded_url("ledgerflow_owner", name), settings)
         try:
+            store = PostgresEventStore(engine, "bench")
+            began = time.perf_counter()
+            await seed_trading(store, events, accounts, progress, owner)
+            seed_s = time.perf_counter() - began
             return await _archive_bench(
-                settings, engine, pruner, events, accounts, segment_events, with_prune, progress
+                settings, store, pruner, seed_s, accounts, segment_events, with_prune, progress
             )
         finally:
             await engine.dispose()
             await pruner.dispose()
+            await owner.dispose()
 
 
 async def _archive_bench(
     settings: Settings,
-    engine: AsyncEngine,
+    store: PostgresEventStore,
     pruner: AsyncEngine,
-    events: int,
+    seed_s: float,
     accounts: int,
     segment_events: int,
     with_prune: bool,
     progress: Callable[[str], None],
 ) -> ArchiveBenchReport:
     run = uuid.uuid4().hex[:8]
-    store = PostgresEventStore(engine, "bench")
-    began = time.perf_counter()
-    await seed_trading(store, events, accounts, progress)
-    seed_s = time.perf_counter() - began
+    engine = store.engine
 
     bucket = f"ledgerflow-bench-{run}"
     objects = S3ObjectStore.from_settings(settings)
@@ -156,10 +163,16 @@ async def _archive_bench(
 
 
 async def seed_trading(
-    store: PostgresEventStore, events: int, accounts: int, progress: Callable[[str], None]
+    store: PostgresEventStore,
+    events: int,
+    accounts: int,
+    progress: Callable[[str], None],
+    owner: AsyncEngine | None = None,
 ) -> None:
     """`events` events (openings included) of `accounts` accounts paying each
-    other 1 minor unit, in transactions of 1,000 transfers, a microsecond apart."""
+    other 1 minor unit, in transactions of 1,000 transfers, a microsecond
+    apart (`owner`: see FreshStatistics)."""
+    statistics = FreshStatistics(owner)
     ids = [f"bench-{i:06d}" for i in range(accounts)]
     heads: dict[str, tuple[str, int, int]] = {}
     for account_id in ids:
@@ -168,18 +181,28 @@ async def seed_trading(
         )
         heads[account_id] = (opened.account.head_hash, 0, 1)
     rng = random.Random(11)
-    instant = datetime.now(UTC)
+    start = datetime.now(UTC)
     transfers = (events - accounts) // 2
-    n = 0
-    while n < transfers:
+
+    def batches() -> Iterator[list[tuple[Any, ...]]]:
         batch: list[tuple[Any, ...]] = []
-        for _ in range(min(TRANSFERS_PER_TRANSACTION, transfers - n)):
-            instant += timedelta(microseconds=1)
+        for n in range(transfers):
             source, target = rng.sample(ids, 2)
+            instant = start + timedelta(microseconds=n + 1)
             batch += chained_transfer_rows(
                 store.region, heads, f"bench-t{n}", source, target, instant
             )
-            n += 1
-        await load_chained(store, batch, heads)
-        if n % 50_000 == 0 or n == transfers:
-            progress(f"seeded {accounts + 2 * n:,} events")
+            if len(batch) == 2 * TRANSFERS_PER_TRANSACTION or n + 1 == transfers:
+                yield batch
+                batch = []
+
+    loaded = accounts
+
+    async def after(rows: int) -> None:
+        nonlocal loaded
+        loaded += rows
+        await statistics.grew_to(loaded)
+        if (loaded - accounts) % 100_000 == 0 or loaded == accounts + 2 * transfers:
+            progress(f"seeded {loaded:,} events")
+
+    await load_pipelined(store, batches(), heads, after)

@@ -12,16 +12,17 @@ Then it asks `balance_as_of` at random instants and reports p50/p99/max.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.bench.latency import percentile
@@ -48,10 +49,43 @@ class QueryReport:
     max_ms: float
 
 
+#: Rows loaded before the first ANALYZE of a seed.
+FIRST_ANALYZE = 50_000
+
+
+class FreshStatistics:
+    """ANALYZE events (as the schema owner) each time a bulk load has doubled it.
+
+    The write-model triggers join the accounts a statement moved to their new
+    events. A load grows the table faster than autovacuum analyses it, and on
+    statistics of a table a tenth its size the planner hashes or merges the
+    whole table into every transaction of a thousand accounts: a seed's cost
+    then grows with the square of its size. With current statistics (as a
+    region has them) it probes the (account, version) index per account.
+    Without an owner's engine it does nothing."""
+
+    def __init__(self, owner: AsyncEngine | None) -> None:
+        self.owner = owner
+        self.analyzed_at = 0
+
+    async def grew_to(self, rows: int) -> None:
+        if self.owner is None or rows < max(2 * self.analyzed_at, FIRST_ANALYZE):
+            return
+        async with self.owner.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("ANALYZE events"))
+        self.analyzed_at = rows
+
+
 async def seed_history(
-    store: PostgresEventStore, events: int, progress: Callable[[int], None] | None = None
+    store: PostgresEventStore,
+    events: int,
+    progress: Callable[[int], None] | None = None,
+    owner: AsyncEngine | None = None,
 ) -> tuple[str, datetime, datetime]:
-    """Give a fresh account `events` events; return it and the span they cover."""
+    """Give a fresh account `events` events; return it and the span they cover
+    (`owner`: see FreshStatistics)."""
+    statistics = FreshStatistics(owner)
     run = uuid.uuid4().hex[:8]
     subject, other = f"hist-{run}-a", f"hist-{run}-b"
     heads: dict[str, tuple[str, int, int]] = {}
@@ -63,22 +97,61 @@ async def seed_history(
     # After the openings and one microsecond apart, so recorded_at grows with
     # version exactly as real postings (taken under the account lock) do.
     start = datetime.now(UTC)
-    batch: list[tuple[Any, ...]] = []
-    instant = start
-    for n in range(events - 1):  # version 1 is AccountOpened
-        instant += timedelta(microseconds=1)
-        source, target = (subject, other) if n % 2 == 0 else (other, subject)
-        batch += chained_transfer_rows(
-            store.region, heads, f"hist-{run}-{n}", source, target, instant
-        )
-        if len(batch) >= 50_000:
-            await load_chained(store, batch, heads)
-            batch.clear()
-            if progress:
-                progress(n + 1)
-    if batch:
-        await load_chained(store, batch, heads)
-    return subject, start, instant
+    transfers = events - 1  # version 1 is AccountOpened
+
+    def batches() -> Iterator[list[tuple[Any, ...]]]:
+        batch: list[tuple[Any, ...]] = []
+        for n in range(transfers):
+            source, target = (subject, other) if n % 2 == 0 else (other, subject)
+            instant = start + timedelta(microseconds=n + 1)
+            batch += chained_transfer_rows(
+                store.region, heads, f"hist-{run}-{n}", source, target, instant
+            )
+            if len(batch) >= 50_000 or n + 1 == transfers:
+                yield batch
+                batch = []
+
+    loaded = 0
+
+    async def after(rows: int) -> None:
+        nonlocal loaded
+        loaded += rows
+        await statistics.grew_to(loaded)
+        if progress:
+            progress(loaded // 2)
+
+    await load_pipelined(store, batches(), heads, after)
+    return subject, start, start + timedelta(microseconds=transfers)
+
+
+async def load_pipelined(
+    store: PostgresEventStore,
+    batches: Iterator[list[tuple[Any, ...]]],
+    heads: dict[str, tuple[str, int, int]],
+    after: Callable[[int], Awaitable[None]],
+) -> None:
+    """Load each batch of chained rows (`load_chained`) while a thread builds
+    the next: building is Python (hashing, mostly), loading is PostgreSQL,
+    and each has a core. `batches` advances `heads` as it builds; each load
+    moves the heads to where its own batch left them. `after(rows)` runs
+    after each load."""
+
+    def build() -> tuple[list[tuple[Any, ...]], dict[str, tuple[str, int, int]]] | None:
+        rows = next(batches, None)
+        return None if rows is None else (rows, dict(heads))
+
+    pending = await asyncio.to_thread(build)
+    while pending is not None:
+        rows, heads_after = pending
+        building = asyncio.ensure_future(asyncio.to_thread(build))
+        try:
+            await load_chained(store, rows, heads_after)
+        except BaseException:
+            # The thread cannot be cancelled: let it finish before unwinding.
+            await asyncio.gather(building, return_exceptions=True)
+            raise
+        await after(len(rows))
+        pending = await building
 
 
 async def load_chained(
@@ -95,24 +168,40 @@ async def load_chained(
         copy = raw.driver_connection  # asyncpg: COPY is the fast way to load rows
         assert copy is not None
         await copy.copy_records_to_table("events", records=rows, columns=COLUMNS)
-        moved = {row[2] for row in rows}
-        await conn.execute(
-            text(
-                "UPDATE accounts AS a SET head_hash = h.head_hash, balance = h.balance, "
-                "version = h.version, head_recorded_at = e.recorded_at "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:hashes AS text[]), "
-                "CAST(:balances AS bigint[]), CAST(:versions AS bigint[])) "
-                "AS h (account_id, head_hash, balance, version) "
-                "JOIN events e ON e.account_id = h.account_id AND e.version = h.version "
-                "WHERE a.account_id = h.account_id"
-            ),
-            {
-                "ids": sorted(moved),
-                "hashes": [heads[a][0] for a in sorted(moved)],
-                "balances": [heads[a][1] for a in sorted(moved)],
-                "versions": [heads[a][2] for a in sorted(moved)],
-            },
-        )
+        moved = sorted({row[2] for row in rows})
+        for chunk in range(0, len(moved), HEADS_PER_STATEMENT):
+            await _move_heads(conn, moved[chunk : chunk + HEADS_PER_STATEMENT], heads)
+
+
+#: Accounts whose heads one UPDATE moves: a group commit's size. The triggers
+#: join a statement's moved accounts to their new events; for a statement of
+#: a thousand accounts (all of a small seeded ledger) the planner expects a
+#: tenth of the table and hashes all of it, in every transaction, so that a
+#: seed's cost grows with the square of its size. For a few dozen it probes
+#: the (account, version) index per account, as it does for the append.
+HEADS_PER_STATEMENT = 64
+
+
+async def _move_heads(
+    conn: AsyncConnection, moved: list[str], heads: dict[str, tuple[str, int, int]]
+) -> None:
+    await conn.execute(
+        text(
+            "UPDATE accounts AS a SET head_hash = h.head_hash, balance = h.balance, "
+            "version = h.version, head_recorded_at = e.recorded_at "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:hashes AS text[]), "
+            "CAST(:balances AS bigint[]), CAST(:versions AS bigint[])) "
+            "AS h (account_id, head_hash, balance, version) "
+            "JOIN events e ON e.account_id = h.account_id AND e.version = h.version "
+            "WHERE a.account_id = h.account_id"
+        ),
+        {
+            "ids": moved,
+            "hashes": [heads[a][0] for a in moved],
+            "balances": [heads[a][1] for a in moved],
+            "versions": [heads[a][2] for a in moved],
+        },
+    )
 
 
 def chained_transfer_rows(
@@ -199,7 +288,7 @@ async def query_bench(
             if progress:
                 progress(f"{size:,} events: {bar(n / size)} seeded")
 
-        account_id, start, end = await seed_history(store, size, report_progress)
+        account_id, start, end = await seed_history(store, size, report_progress, owner)
         seeded = time.perf_counter() - began
         if owner is not None:
             await vacuum_analyze(owner)

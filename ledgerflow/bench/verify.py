@@ -58,18 +58,16 @@ async def verify_bench(
     for size in sizes:
         async with scratch_database(settings, "verify") as name:
             engine = create_engine(settings.embedded_url("ledgerflow_app", name), settings)
+            owner = create_engine(settings.embedded_url("ledgerflow_owner", name), settings)
             try:
                 began = time.perf_counter()
-                await seed_trading(PostgresEventStore(engine, "bench"), size, accounts, progress)
+                store = PostgresEventStore(engine, "bench")
+                await seed_trading(store, size, accounts, progress, owner)
                 seed_s = time.perf_counter() - began
                 # The steady state a ledger is verified in: the bulk load
                 # vacuumed (visibility and hint bits set) as autovacuum soon
                 # would, not a first read of freshly written pages racing it.
-                owner = create_engine(settings.embedded_url("ledgerflow_owner", name), settings)
-                try:
-                    await vacuum_analyze(owner)
-                finally:
-                    await owner.dispose()
+                await vacuum_analyze(owner)
                 for count in workers or [default_workers()]:
                     progress(f"verifying {size:,} events with {count} walker(s)")
                     before = _peak_rss_mb()
@@ -88,4 +86,5 @@ async def verify_bench(
                     )
             finally:
                 await engine.dispose()
+                await owner.dispose()
     return reports
