@@ -52,16 +52,18 @@ clean:
 ## Benchmarks (numbers, not tests), against the system `make run` started in
 ## another terminal: the append path vs a SQL-function ledger and pgbench,
 ## open-loop load vs the ceiling and baseline workflows, point-in-time
-## balance vs history size, verify's throughput, holds, the stream, the API.
+## balance vs history size (10k to 10M events), verify's throughput, holds,
+## the stream, the API, archive and archive verify.
 ## The charts go to docs/ (docs/PERFORMANCE.md shows them).
 bench: install
 	$(BIN)/ledgerflow bench store --clients 16 --seconds 20
 	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60 --seconds 15 --chart docs/bench-e2e.svg
-	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000 --chart docs/bench-query.svg
+	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000,10000000 --chart docs/bench-query.svg
 	$(BIN)/ledgerflow bench verify --sizes 100000,1000000 --workers 1,2 --chart docs/bench-verify.svg
 	$(BIN)/ledgerflow bench holds --count 100 --clients 8 --seconds 10
 	$(BIN)/ledgerflow bench stream --rate 20 --seconds 15 --backlog 5000
 	$(BIN)/ledgerflow bench api --count 200
+	$(BIN)/ledgerflow bench archive --events 1000000 --prune
 
 ## The fault suite: 2,000 transfers from 16 clients while workers are
 ## SIGKILLed, PostgreSQL and Temporal restart and S3 freezes mid-archive, on

@@ -26,7 +26,7 @@ from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import decode_segment, sha256_hex
 from ledgerflow.domain.errors import ArchiveIntegrityError
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.log import events_in_range
+from ledgerflow.store.log import event_hashes_in_range
 
 
 async def verify_segment_against_hot(
@@ -46,7 +46,7 @@ async def verify_segment_against_hot(
                 {"no": segment_no},
             )
         ).one()
-        hot = await events_in_range(
+        hot = await event_hashes_in_range(
             conn,
             TailCursor(seg.from_tx_id, seg.from_position),
             TailCursor(seg.to_tx_id, seg.to_position),
@@ -65,10 +65,10 @@ async def verify_segment_against_hot(
         raise ArchiveIntegrityError(
             f"{seg.segment_key} holds {len(archived)} events, not {seg.event_count}"
         )
-    for event in hot:
-        if archived.get(event.event_id) != event.hash:
+    for event_id, account_id, version, hash_ in hot:
+        if archived.get(event_id) != hash_:
             raise ArchiveIntegrityError(
-                f"account {event.account_id!r} version {event.version} in the hot store "
+                f"account {account_id!r} version {version} in the hot store "
                 f"differs from {seg.segment_key}"
             )
 

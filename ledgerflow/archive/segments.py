@@ -32,9 +32,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from ledgerflow.domain.hashing import GENESIS_HASH, event_from_record, event_record
+from ledgerflow.domain.hashing import GENESIS_HASH, event_from_record, event_record, record_bytes
 from ledgerflow.domain.model import Event, canonical_json
 
 SEGMENT_FORMAT = "ledgerflow.segment.v1"
@@ -89,7 +89,60 @@ def decode_segment(body: bytes) -> list[tuple[int, Event]]:
     return out
 
 
-def currency_sums(events: Iterable[Event]) -> dict[str, dict[str, int]]:
+class ArchivedEvent(NamedTuple):
+    """An archived event as a verifier reads it: `Event`'s fields under the
+    same names (a tuple, built for a seventh of a frozen dataclass), after its
+    archive sequence number and the bytes its hash covers, built from the
+    record as stored (`record_bytes`)."""
+
+    seq: int
+    body: bytes
+    event_id: str
+    type: str
+    account_id: str
+    version: int
+    amount: int
+    currency: str
+    balance_after: int
+    occurred_at: datetime
+    recorded_at: datetime
+    region: str
+    initiated_by: str
+    transfer_id: str | None
+    leg: str | None
+    counterparty: str | None
+    description: str | None
+    metadata: dict[str, Any]
+    prev_hash: str
+    hash: str
+    position: int | None
+    tx_id: int | None
+    pending_after: int
+
+
+def decode_checkable(body: bytes) -> list[ArchivedEvent]:
+    """`decode_segment` for a verifier: each event with its hashed bytes.
+    Raises `ValueError`, `KeyError` or `TypeError` (and gzip's `OSError`,
+    `EOFError`) for a body that is not a segment."""
+    out = []
+    parse, instant = json.loads, datetime.fromisoformat
+    # Lines split as bytes, then each decoded: a text split would also cut at
+    # U+2028 and its kin, which canonical JSON leaves unescaped.
+    for line in gzip.decompress(body).splitlines():
+        r = parse(line.decode())
+        event = ArchivedEvent(
+            r["seq"], record_bytes(r), r["event_id"], r["type"], r["account_id"],
+            r["version"], r["amount"], r["currency"], r["balance_after"],
+            instant(r["occurred_at"]), instant(r["recorded_at"]), r["region"],
+            r["initiated_by"], r["transfer_id"], r["leg"], r["counterparty"],
+            r["description"], r["metadata"], r["prev_hash"], r["hash"], r["position"],
+            r["tx_id"], r.get("pending_after", 0),
+        )  # fmt: skip
+        out.append(event)
+    return out
+
+
+def currency_sums(events: Iterable[Event | ArchivedEvent]) -> dict[str, dict[str, int]]:
     """Per currency: the debits (negative), the credits and the number of postings."""
     sums: dict[str, dict[str, int]] = {}
     for e in events:
@@ -111,7 +164,7 @@ def build_manifest(
     keys: SegmentKeys,
     segment_sha256: str,
     segment_bytes: int,
-    events: Sequence[Event],
+    events: Sequence[Event | ArchivedEvent],
 ) -> dict[str, Any]:
     """What a segment holds, so it can be checked without trusting PostgreSQL."""
     last = events[-1]

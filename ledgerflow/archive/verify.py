@@ -22,9 +22,11 @@ Every problem is reported as a `Finding`; it only reads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,17 +36,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledgerflow.archive.objectstore import ObjectMissing, ObjectStore
 from ledgerflow.archive.segments import (
     GENESIS_DIGEST,
+    ArchivedEvent,
     SegmentKeys,
     build_manifest,
     chain_digest,
-    decode_segment,
+    decode_checkable,
     sha256_hex,
 )
 from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
 from ledgerflow.domain.model import Event
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.log import events_in_range, is_hot_past
+from ledgerflow.store.log import event_hashes_in_range, is_hot_past
+
+#: Segments downloading while the one before them is checked.
+FETCH_AHEAD = 3
 
 
 @dataclass
@@ -74,26 +80,31 @@ class AccountChains:
         self.report = report
         self.checkpoints = checkpoints
         self.chains: dict[str, AccountChain] = {}
-        self.waiting: dict[str, dict[int, Event]] = {}
+        self.waiting: dict[str, dict[int, tuple[Event | ArchivedEvent, bytes | None]]] = {}
         self.broken: set[str] = set()
 
-    def feed(self, event: Event) -> None:
+    def feed(self, event: Event | ArchivedEvent, body: bytes | None = None) -> None:
+        """The next event in the global order; `body`: its hashed bytes, where
+        the caller has them (`decode_checkable`)."""
         if event.account_id in self.broken:
             return
         chain = self.chains.setdefault(event.account_id, AccountChain(event.account_id))
-        waiting = self.waiting.setdefault(event.account_id, {})
-        waiting[event.version] = event
+        if chain.version + 1 == event.version and event.account_id not in self.waiting:
+            waiting = {event.version: (event, body)}  # in order: the usual case
+        else:
+            waiting = self.waiting.setdefault(event.account_id, {})
+            waiting[event.version] = (event, body)
         while chain.version + 1 in waiting:
-            next_event = waiting.pop(chain.version + 1)
+            next_event, next_body = waiting.pop(chain.version + 1)
             try:
-                chain.feed(next_event)
+                chain.feed(next_event, next_body)
             except ChainBroken as exc:
                 self.broken.add(event.account_id)
                 self._finding(exc.check, exc.account_id, exc.version, exc.problem)
                 return
             self._check_checkpoint(chain)
         if not waiting:
-            del self.waiting[event.account_id]
+            self.waiting.pop(event.account_id, None)
 
     def _check_checkpoint(self, chain: AccountChain) -> None:
         cp = self.checkpoints.get(chain.account_id)
@@ -145,91 +156,115 @@ async def verify_archive(
         }
     chains = AccountChains(report, checkpoints)
     prev_digest, prev_last_seq, prev_to = GENESIS_DIGEST, 0, (0, 0)
-    for expected_no, seg in enumerate(segments, start=1):
-        where = f"segment {seg.segment_no} ({seg.segment_key})"
-        report.segments_checked += 1
-        if seg.segment_no != expected_no:
-            finding("continuity", f"segment {expected_no} is missing; next is {seg.segment_no}")
-        if seg.first_seq != prev_last_seq + 1:
-            finding("continuity", f"{where} starts at seq {seg.first_seq}, not {prev_last_seq + 1}")
-        if (seg.from_tx_id, seg.from_position) != prev_to:
-            finding("continuity", f"{where} does not start where segment {expected_no - 1} ended")
-        prev_last_seq, prev_to = seg.last_seq, (seg.to_tx_id, seg.to_position)
-        try:
-            # The versions recorded when they were written and read back: a
-            # newer version over one of them is reported, never read.
-            body = await objects.get(seg.segment_key, seg.segment_version_id)
-            manifest_body = await objects.get(seg.manifest_key, seg.manifest_version_id)
-            link_body = await objects.get(seg.digest_key, seg.digest_version_id)
-        except ObjectMissing as exc:
-            finding("object", f"{where}: {exc}")
-            prev_digest = seg.digest
-            continue
-        for key in (seg.segment_key, seg.manifest_key, seg.digest_key):
-            written = await objects.versions(key)
-            if len(written) > 1:
+    # The next segments download (and their hot rows are read) while this one
+    # is checked: the object store and PostgreSQL work while Python hashes.
+    queued = iter(segments)
+    ahead: deque[asyncio.Task[_Fetched]] = deque()
+
+    def top_up() -> None:
+        while len(ahead) < FETCH_AHEAD and (next_seg := next(queued, None)) is not None:
+            ahead.append(asyncio.ensure_future(_fetch(engine, objects, next_seg)))
+
+    top_up()
+    try:
+        for expected_no, seg in enumerate(segments, start=1):
+            fetched = await ahead.popleft()
+            top_up()
+            where = f"segment {seg.segment_no} ({seg.segment_key})"
+            report.segments_checked += 1
+            if seg.segment_no != expected_no:
+                finding("continuity", f"segment {expected_no} is missing; next is {seg.segment_no}")
+            if seg.first_seq != prev_last_seq + 1:
                 finding(
-                    "rewritten",
-                    f"{where}: {key} was written again after it was archived "
-                    f"({len(written)} versions); the archive reads the one it recorded",
+                    "continuity", f"{where} starts at seq {seg.first_seq}, not {prev_last_seq + 1}"
                 )
-            if await objects.head(key) is None:
-                finding("object", f"{where}: {key} was deleted; its recorded version is kept")
-        report.bytes_downloaded += len(body) + len(manifest_body) + len(link_body)
-        if sha256_hex(body) != seg.segment_sha256:
-            finding("checksum", f"{where}: the segment's SHA-256 is not the one recorded")
-        if sha256_hex(manifest_body) != seg.manifest_sha256:
-            finding(
-                "checksum",
-                f"{where}: its manifest {seg.manifest_key} does not have the recorded SHA-256",
-            )
-        manifest = json.loads(manifest_body)
-        if manifest != seg.manifest:
-            finding("manifest", f"{where}: the stored manifest differs from the recorded one")
-        # The digest chain.
-        link = json.loads(link_body)
-        expected_digest = chain_digest(prev_digest, seg.manifest_sha256)
-        if link.get("prev_digest") != prev_digest or link.get("digest") != expected_digest:
-            finding(
-                "digest-chain",
-                f"{where}: the digest link {seg.digest_key} does not chain from the previous",
-            )
-        if seg.digest != expected_digest:
-            finding("digest-chain", f"{where}: the recorded digest does not chain")
-        prev_digest = seg.digest
-        # The events themselves.
-        try:
-            decoded = decode_segment(body)
-        except (OSError, EOFError, ValueError, KeyError) as exc:
-            finding("segment", f"{where}: cannot be decoded ({exc})")
-            continue
-        seqs = [seq for seq, _ in decoded]
-        if seqs != list(range(seg.first_seq, seg.first_seq + len(decoded))) or len(decoded) != (
-            seg.event_count
-        ):
-            finding("segment", f"{where}: its events are not seq {seg.first_seq}..{seg.last_seq}")
-        events = [e for _, e in decoded]
-        report.events_checked += len(events)
-        if events:
-            rebuilt = build_manifest(
-                region=region,
-                segment_no=seg.segment_no,
-                first_seq=seg.first_seq,
-                after=(seg.from_tx_id, seg.from_position),
-                cutoff=seg.cutoff,
-                keys=SegmentKeys(seg.segment_key, seg.manifest_key, seg.digest_key),
-                segment_sha256=sha256_hex(body),
-                segment_bytes=len(body),
-                events=events,
-            )
-            if rebuilt != manifest:
-                finding("manifest", f"{where}: the manifest does not describe the segment")
-        for currency, sums in (manifest.get("currencies") or {}).items():
-            if sums.get("debits", 0) + sums.get("credits", 0) != 0:
-                finding("double-entry", f"{where}: {currency} postings do not net to zero")
-        for event in events:
-            chains.feed(event)
-        await _compare_with_hot(engine, seg, events, checkpoints, finding)
+            if (seg.from_tx_id, seg.from_position) != prev_to:
+                finding(
+                    "continuity", f"{where} does not start where segment {expected_no - 1} ended"
+                )
+            prev_last_seq, prev_to = seg.last_seq, (seg.to_tx_id, seg.to_position)
+            if isinstance(fetched.bodies, ObjectMissing):
+                finding("object", f"{where}: {fetched.bodies}")
+                prev_digest = seg.digest
+                continue
+            body, manifest_body, link_body = fetched.bodies
+            for key, written, there in zip(
+                (seg.segment_key, seg.manifest_key, seg.digest_key),
+                fetched.versions,
+                fetched.there,
+                strict=True,
+            ):
+                if written > 1:
+                    finding(
+                        "rewritten",
+                        f"{where}: {key} was written again after it was archived "
+                        f"({written} versions); the archive reads the one it recorded",
+                    )
+                if not there:
+                    finding("object", f"{where}: {key} was deleted; its recorded version is kept")
+            report.bytes_downloaded += len(body) + len(manifest_body) + len(link_body)
+            body_sha256 = sha256_hex(body)
+            if body_sha256 != seg.segment_sha256:
+                finding("checksum", f"{where}: the segment's SHA-256 is not the one recorded")
+            if sha256_hex(manifest_body) != seg.manifest_sha256:
+                finding(
+                    "checksum",
+                    f"{where}: its manifest {seg.manifest_key} does not have the recorded SHA-256",
+                )
+            manifest = json.loads(manifest_body)
+            if manifest != seg.manifest:
+                finding("manifest", f"{where}: the stored manifest differs from the recorded one")
+            # The digest chain.
+            link = json.loads(link_body)
+            expected_digest = chain_digest(prev_digest, seg.manifest_sha256)
+            if link.get("prev_digest") != prev_digest or link.get("digest") != expected_digest:
+                finding(
+                    "digest-chain",
+                    f"{where}: the digest link {seg.digest_key} does not chain from the previous",
+                )
+            if seg.digest != expected_digest:
+                finding("digest-chain", f"{where}: the recorded digest does not chain")
+            prev_digest = seg.digest
+            # The events themselves.
+            try:
+                # In a thread, so that the event loop meanwhile drives the
+                # next segment's downloads and its hot rows' query.
+                decoded = await asyncio.to_thread(decode_checkable, body)
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                finding("segment", f"{where}: cannot be decoded ({exc})")
+                continue
+            if [d.seq for d in decoded] != list(
+                range(seg.first_seq, seg.first_seq + len(decoded))
+            ) or len(decoded) != (seg.event_count):
+                finding(
+                    "segment", f"{where}: its events are not seq {seg.first_seq}..{seg.last_seq}"
+                )
+            events = decoded
+            report.events_checked += len(events)
+            if events:
+                rebuilt = build_manifest(
+                    region=region,
+                    segment_no=seg.segment_no,
+                    first_seq=seg.first_seq,
+                    after=(seg.from_tx_id, seg.from_position),
+                    cutoff=seg.cutoff,
+                    keys=SegmentKeys(seg.segment_key, seg.manifest_key, seg.digest_key),
+                    segment_sha256=body_sha256,
+                    segment_bytes=len(body),
+                    events=events,
+                )
+                if rebuilt != manifest:
+                    finding("manifest", f"{where}: the manifest does not describe the segment")
+            for currency, sums in (manifest.get("currencies") or {}).items():
+                if sums.get("debits", 0) + sums.get("credits", 0) != 0:
+                    finding("double-entry", f"{where}: {currency} postings do not net to zero")
+            for event in decoded:
+                chains.feed(event, event.body)
+            _compare_with_hot(seg, events, fetched.hot, checkpoints, finding)
+    finally:
+        for task in ahead:
+            task.cancel()
+        await asyncio.gather(*ahead, return_exceptions=True)
     # Versions that arrived early and still wait must be hot, past the archive.
     async with engine.connect() as conn:
         for account_id, waiting in sorted(chains.waiting.items()):
@@ -251,28 +286,74 @@ async def verify_archive(
     return report
 
 
-async def _compare_with_hot(
-    engine: AsyncEngine,
+@dataclass
+class _Fetched:
+    """One segment's objects (or why they could not be read), how many
+    versions each key has and whether it is still there, and the hot store's
+    (event id, account, version, hash) of its range."""
+
+    bodies: tuple[bytes, bytes, bytes] | ObjectMissing
+    versions: list[int]
+    there: list[bool]
+    hot: list[tuple[str, str, int, str]]
+
+
+async def _fetch(engine: AsyncEngine, objects: ObjectStore, seg: Row[Any]) -> _Fetched:
+    """Everything `verify_archive` reads for one segment, read at once."""
+    keys = (seg.segment_key, seg.manifest_key, seg.digest_key)
+    recorded = (seg.segment_version_id, seg.manifest_version_id, seg.digest_version_id)
+
+    async def hot() -> list[tuple[str, str, int, str]]:
+        async with engine.connect() as conn:
+            return await event_hashes_in_range(
+                conn,
+                TailCursor(seg.from_tx_id, seg.from_position),
+                TailCursor(seg.to_tx_id, seg.to_position),
+            )
+
+    # The versions recorded when they were written and read back: a newer
+    # version over one of them is reported, never read. Everything is asked
+    # for at once.
+    got, written, heads, hot_rows = await asyncio.gather(
+        asyncio.gather(
+            *(objects.get(key, version) for key, version in zip(keys, recorded, strict=True)),
+            return_exceptions=True,
+        ),
+        asyncio.gather(*(objects.versions(key) for key in keys)),
+        asyncio.gather(*(objects.head(key) for key in keys)),
+        hot(),
+    )
+    missing = next((g for g in got if isinstance(g, ObjectMissing)), None)
+    if missing is not None:
+        return _Fetched(missing, [], [], [])
+    for g in got:
+        if isinstance(g, BaseException):
+            raise g
+    body, manifest_body, link_body = (g for g in got if isinstance(g, bytes))
+    return _Fetched(
+        (body, manifest_body, link_body),
+        [len(w) for w in written],
+        [h is not None for h in heads],
+        hot_rows,
+    )
+
+
+def _compare_with_hot(
     seg: Row[Any],
-    events: list[Event],
+    events: Sequence[Event | ArchivedEvent],
+    hot: list[tuple[str, str, int, str]],
     checkpoints: dict[str, tuple[int, int, str]],
     finding: Callable[..., None],
 ) -> None:
-    async with engine.connect() as conn:
-        hot = await events_in_range(
-            conn,
-            TailCursor(seg.from_tx_id, seg.from_position),
-            TailCursor(seg.to_tx_id, seg.to_position),
-        )
     archived = {e.event_id: e for e in events}
-    for event in hot:
-        copy = archived.pop(event.event_id, None)
-        if copy is None or copy.hash != event.hash or copy.version != event.version:
+    for event_id, account_id, version, hash_ in hot:
+        copy = archived.pop(event_id, None)
+        if copy is None or copy.hash != hash_ or copy.version != version:
             finding(
                 "hot-store",
                 f"the hot store's event differs from segment {seg.segment_no}",
-                event.account_id,
-                event.version,
+                account_id,
+                version,
             )
     for event in archived.values():
         cp = checkpoints.get(event.account_id)

@@ -35,7 +35,7 @@ from ledgerflow.archive.segments import (
     SegmentKeys,
     build_manifest,
     chain_digest,
-    decode_segment,
+    decode_checkable,
     sha256_hex,
 )
 from ledgerflow.archive.verify import AccountChains, ArchiveVerifyReport
@@ -112,10 +112,11 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         if sha256_hex(body) != manifest.get("segment_sha256"):
             finding("checksum", f"{segment_key} does not have the SHA-256 its manifest names")
         try:
-            events = [event for _, event in decode_segment(body)]
-        except (OSError, EOFError, ValueError, KeyError) as exc:
+            decoded = decode_checkable(body)
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
             finding("segment", f"{segment_key}: cannot be decoded ({exc})")
             continue
+        events = decoded
         report.events_checked += len(events)
         if events:
             rebuilt = build_manifest(
@@ -134,8 +135,8 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         for currency, sums in (manifest.get("currencies") or {}).items():
             if sums.get("debits", 0) + sums.get("credits", 0) != 0:
                 finding("double-entry", f"{segment_key}: {currency} postings do not net to zero")
-        for event in events:
-            chains.feed(event)
+        for event in decoded:
+            chains.feed(event, event.body)
     report.seconds = time.perf_counter() - started
     return report
 

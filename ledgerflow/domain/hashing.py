@@ -181,6 +181,19 @@ def canonical_content(
     ).encode()
 
 
+def record_bytes(r: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of an `event_record` as it stands: its instants
+    hashed as they are written, not parsed and formatted again, so a record
+    whose bytes are not the canonical ones does not verify. Raises
+    `TypeError` or `KeyError` for a record that is not an event's."""
+    return canonical_content(
+        r["account_id"], r["amount"], r["balance_after"], r["counterparty"], r["currency"],
+        r["description"], r["event_id"], r["initiated_by"], r["leg"], r["metadata"],
+        r["occurred_at"], r.get("pending_after", 0), r["recorded_at"], r["region"],
+        r["transfer_id"], r["type"], r["version"],
+    )  # fmt: skip
+
+
 def content_bytes(content: Mapping[str, Any]) -> bytes:
     """The canonical bytes of an event's content (`event_content`'s dict)."""
     # `canonical_content` leaves a zero pending amount out, as `event_content`

@@ -276,6 +276,20 @@ async def events_in_range(conn: AsyncConnection, after: Place, through: Place) -
     return [event_from_row(r) for r in rows]
 
 
+async def event_hashes_in_range(
+    conn: AsyncConnection, after: Place, through: Place
+) -> list[tuple[str, str, int, str]]:
+    """(event id, account, version, hash) of `events_in_range`'s events: what
+    an archived copy is held to (its hash covers the rest)."""
+    rows = await conn.execute(
+        select(_ALL[0], EVENTS.c.account_id, EVENTS.c.version, EVENTS.c.hash).where(
+            _global(after),
+            tuple_(EVENTS.c.tx_id, EVENTS.c.position) <= tuple_(through.tx_id, through.position),
+        )
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
 @dataclass(frozen=True)
 class Backlog:
     """Events past a cursor: how many, and the oldest one's age by the

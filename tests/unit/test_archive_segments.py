@@ -3,7 +3,11 @@ and which events a segment takes."""
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from ledgerflow.archive.archiver import whole_transactions
 from ledgerflow.archive.segments import (
@@ -12,14 +16,17 @@ from ledgerflow.archive.segments import (
     build_manifest,
     chain_digest,
     currency_sums,
+    decode_checkable,
     decode_segment,
     encode_segment,
     segment_keys,
     sha256_hex,
 )
+from ledgerflow.domain.hashing import event_bytes
 from ledgerflow.domain.model import Event
 
 T0 = datetime(2026, 11, 23, 23, 59, 59, 999_999, tzinfo=UTC)
+EVENT_FIELDS = [f.name for f in dataclasses.fields(Event)]
 
 
 def event(n: int, tx: int, amount: int, *, at: datetime = T0, currency: str = "USD") -> Event:
@@ -59,6 +66,37 @@ def test_segment_round_trips_and_encodes_to_the_same_bytes_every_time() -> None:
     decoded = decode_segment(body)
     assert [seq for seq, _ in decoded] == [41, 42, 43, 44]
     assert [e for _, e in decoded] == events
+
+
+def test_a_verifier_decodes_the_same_events_with_the_bytes_their_hashes_cover() -> None:
+    # U+2028 and U+0085 stay unescaped in canonical JSON: a split of the
+    # decoded text at line boundaries would cut a record there.
+    events = [
+        dataclasses.replace(e, description="line\u2028separator\x85next", pending_after=n)
+        for n, e in enumerate(pair(1, 10, 500) + pair(3, 11, 7))
+    ]
+    body = encode_segment(41, events)
+    checkable = decode_checkable(body)
+    assert [(c.seq, c.body) for c in checkable] == [
+        (41 + n, event_bytes(e)) for n, e in enumerate(events)
+    ]
+    for c, e in zip(checkable, events, strict=True):
+        assert {f: getattr(c, f) for f in EVENT_FIELDS} == dataclasses.asdict(e)
+
+
+def test_a_record_of_the_wrong_type_or_form_is_not_taken_for_an_event() -> None:
+    body = encode_segment(1, pair(1, 10, 500))
+    lines = gzip.decompress(body)
+    # A string amount: refused as undecodable, not hashed as some other value.
+    with pytest.raises(TypeError):
+        decode_checkable(gzip.compress(lines.replace(b'"amount":-500', b'"amount":"-500"')))
+    # The same instant written in another form hashes as written, so it no
+    # longer verifies against the hash of the canonical form.
+    other_form = lines.replace(b"23:59:59.999999+00:00", b"23:59:59.999999Z")
+    assert other_form != lines
+    rewritten = decode_checkable(gzip.compress(other_form))
+    assert rewritten[0].recorded_at == T0
+    assert rewritten[0].body != decode_checkable(body)[0].body
 
 
 def test_keys_use_the_archive_sequence_and_the_utc_day_of_the_first_event() -> None:
