@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +219,36 @@ async def test_archive_verify_detects_a_tampered_segment_or_manifest(
     raw_s3.put_object(Bucket=archive_objects.bucket, Key=manifest, Body=b"{}")
     report = await verify_archive(store.engine, archive_objects, "us")
     assert any(f.check == "rewritten" and manifest in f.problem for f in report.findings)
+
+
+async def test_archive_verify_reports_a_segment_with_a_record_of_the_wrong_type(
+    isolated_region: Region, archive_objects: S3ObjectStore, raw_s3: S3Client
+) -> None:
+    """A forged segment the archive's own rows point at, whose amount is a
+    string: a finding that it cannot be decoded, not a crash of verify."""
+    store, superuser = isolated_region
+    await trade(store, "types", rounds=2)
+    await archived_everything(store, archive_objects)
+    for segment in await archive_objects.list_keys("us/events/"):
+        lines = (
+            gzip.decompress(await archive_objects.get(segment)) if segment.endswith(".gz") else b""
+        )
+        if b'"amount":-' in lines:
+            break
+    forged = gzip.compress(re.sub(rb'"amount":(-[0-9]+)', rb'"amount":"\1"', lines, count=1))
+    assert b'"amount":"-' in gzip.decompress(forged)
+    version = raw_s3.put_object(Bucket=archive_objects.bucket, Key=segment, Body=forged)
+    async with superuser.begin() as conn:
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(
+            text("UPDATE archive_segments SET segment_version_id = :v WHERE segment_key = :k"),
+            {"v": version["VersionId"], "k": segment},
+        )
+    report = await verify_archive(store.engine, archive_objects, "us")
+    assert any(
+        f.check == "segment" and "cannot be decoded" in f.problem for f in report.findings
+    ), report.findings
+    assert any(f.check == "checksum" for f in report.findings)
 
 
 async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(
