@@ -89,11 +89,8 @@ class AccountChains:
         if event.account_id in self.broken:
             return
         chain = self.chains.setdefault(event.account_id, AccountChain(event.account_id))
-        if chain.version + 1 == event.version and event.account_id not in self.waiting:
-            waiting = {event.version: (event, body)}  # in order: the usual case
-        else:
-            waiting = self.waiting.setdefault(event.account_id, {})
-            waiting[event.version] = (event, body)
+        waiting = self.waiting.setdefault(event.account_id, {})
+        waiting[event.version] = (event, body)
         while chain.version + 1 in waiting:
             next_event, next_body = waiting.pop(chain.version + 1)
             try:
@@ -104,7 +101,20 @@ class AccountChains:
                 return
             self._check_checkpoint(chain)
         if not waiting:
-            self.waiting.pop(event.account_id, None)
+            del self.waiting[event.account_id]
+
+    def feed_segment(
+        self, events: Sequence[ArchivedEvent], manifest: dict[str, Any], where: str
+    ) -> None:
+        """A segment's events, after its manifest's sums: each currency's
+        postings net to zero (a segment holds whole transactions)."""
+        for currency, sums in (manifest.get("currencies") or {}).items():
+            if sums.get("debits", 0) + sums.get("credits", 0) != 0:
+                self._finding(
+                    "double-entry", None, None, f"{where}: {currency} postings do not net to zero"
+                )
+        for event in events:
+            self.feed(event, event.body)
 
     def _check_checkpoint(self, chain: AccountChain) -> None:
         cp = self.checkpoints.get(chain.account_id)
@@ -255,11 +265,7 @@ async def verify_archive(
                 )
                 if rebuilt != manifest:
                     finding("manifest", f"{where}: the manifest does not describe the segment")
-            for currency, sums in (manifest.get("currencies") or {}).items():
-                if sums.get("debits", 0) + sums.get("credits", 0) != 0:
-                    finding("double-entry", f"{where}: {currency} postings do not net to zero")
-            for event in decoded:
-                chains.feed(event, event.body)
+            chains.feed_segment(decoded, manifest, where)
             _compare_with_hot(seg, events, fetched.hot, checkpoints, finding)
     finally:
         for task in ahead:

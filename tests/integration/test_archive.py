@@ -243,6 +243,23 @@ async def test_archive_verify_lists_no_versions_of_an_archive_nobody_wrote_over(
     assert listed == []
 
 
+async def test_archive_verify_reports_a_deleted_key_and_still_reads_its_recorded_version(
+    isolated_region: Region, archive_objects: S3ObjectStore, raw_s3: S3Client
+) -> None:
+    """A delete marker over a locked segment (the lock allows it): the newest
+    version is no longer the recorded one, so the key is looked at again."""
+    store, _ = isolated_region
+    await trade(store, "deleted", rounds=2)
+    await archived_everything(store, archive_objects)
+    segment = next(k for k in await archive_objects.list_keys("us/events/") if k.endswith(".gz"))
+    raw_s3.delete_object(Bucket=archive_objects.bucket, Key=segment)
+    report = await verify_archive(store.engine, archive_objects, "us")
+    assert [(f.check, segment in f.problem, "deleted" in f.problem) for f in report.findings] == [
+        ("object", True, True)
+    ]
+    assert report.events_checked == await count_rows(store.engine, "events")
+
+
 async def test_archive_verify_reports_a_segment_with_a_record_of_the_wrong_type(
     isolated_region: Region, archive_objects: S3ObjectStore, raw_s3: S3Client
 ) -> None:
