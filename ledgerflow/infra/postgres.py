@@ -48,9 +48,13 @@ DATABASE_OWNER = "ledgerflow_owner"
 # No session may sit idle in a transaction for more than a minute: an open
 # transaction anywhere on the server holds the transaction horizon, and with it
 # every region's tails (projector, archive, reconciliation) on this shared server.
+# max_wal_size 4GB (default 1GB): an append-only ledger writes WAL steadily,
+# and at 1GB a bulk load (bench seeds of millions of events) checkpoints every
+# few seconds, each one rewriting the pages it just wrote in full.
 SERVER_SETTINGS = (
     "max_connections=300",
     "shared_buffers=256MB",
+    "max_wal_size=4GB",
     "idle_in_transaction_session_timeout=60s",
 )
 # sun_path holds 108 bytes including the terminating NUL.
