@@ -34,13 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from ledgerflow.domain.hashing import (
-    GENESIS_HASH,
-    event_from_record,
-    event_record,
-    link_hash,
-    record_bytes,
-)
+from ledgerflow.domain.hashing import GENESIS_HASH, event_from_record, event_record, record_bytes
 from ledgerflow.domain.model import Event, canonical_json
 
 SEGMENT_FORMAT = "ledgerflow.segment.v1"
@@ -98,13 +92,11 @@ def decode_segment(body: bytes) -> list[tuple[int, Event]]:
 class ArchivedEvent(NamedTuple):
     """An archived event as a verifier reads it: `Event`'s fields under the
     same names (a tuple, built for a seventh of a frozen dataclass), after its
-    archive sequence number and whether it is `sealed`: its hash is SHA-256
-    of its own `prev_hash` and the bytes of its record as stored
-    (`record_bytes`). Whether that `prev_hash` is the one before it in its
-    account's chain is the chain's check (`AccountChain.feed`)."""
+    archive sequence number and the bytes its hash covers, built from the
+    record as stored (`record_bytes`)."""
 
     seq: int
-    sealed: bool
+    body: bytes
     event_id: str
     type: str
     account_id: str
@@ -129,24 +121,17 @@ class ArchivedEvent(NamedTuple):
 
 
 def decode_checkable(body: bytes) -> list[ArchivedEvent]:
-    """`decode_segment` for a verifier: each event with whether it is sealed
-    (its hash covers its record as stored). Raises `ValueError`, `KeyError`
-    or `TypeError` (and gzip's `OSError`, `EOFError`) for a body that is not
-    a segment. Pure and picklable both ways: `archive verify` runs it in
-    worker processes, where the hashing costs the checking loop nothing."""
+    """`decode_segment` for a verifier: each event with its hashed bytes.
+    Raises `ValueError`, `KeyError` or `TypeError` (and gzip's `OSError`,
+    `EOFError`) for a body that is not a segment."""
     out = []
     parse, instant = json.loads, datetime.fromisoformat
     # Lines split as bytes, then each decoded: a text split would also cut at
     # U+2028 and its kin, which canonical JSON leaves unescaped.
     for line in gzip.decompress(body).splitlines():
         r = parse(line.decode())
-        content = record_bytes(r)
-        try:
-            sealed = link_hash(r["prev_hash"], content) == r["hash"]
-        except (TypeError, ValueError):  # a prev_hash that is not hex: it links to nothing
-            sealed = False
         event = ArchivedEvent(
-            r["seq"], sealed, r["event_id"], r["type"], r["account_id"],
+            r["seq"], record_bytes(r), r["event_id"], r["type"], r["account_id"],
             r["version"], r["amount"], r["currency"], r["balance_after"],
             instant(r["occurred_at"]), instant(r["recorded_at"]), r["region"],
             r["initiated_by"], r["transfer_id"], r["leg"], r["counterparty"],
@@ -155,15 +140,6 @@ def decode_checkable(body: bytes) -> list[ArchivedEvent]:
         )  # fmt: skip
         out.append(event)
     return out
-
-
-def decoded_or_why(body: bytes) -> list[ArchivedEvent] | str:
-    """`decode_checkable`'s events, or why `body` is not a segment (a string,
-    not an exception: it crosses a process boundary as plain data)."""
-    try:
-        return decode_checkable(body)
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        return str(exc) or type(exc).__name__
 
 
 def currency_sums(events: Iterable[Event | ArchivedEvent]) -> dict[str, dict[str, int]]:

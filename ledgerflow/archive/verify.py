@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +40,7 @@ from ledgerflow.archive.segments import (
     SegmentKeys,
     build_manifest,
     chain_digest,
-    decoded_or_why,
+    decode_checkable,
     sha256_hex,
 )
 from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
@@ -54,9 +51,6 @@ from ledgerflow.store.log import event_hashes_in_range, is_hot_past
 
 #: Segments downloading while the one before them is checked.
 FETCH_AHEAD = 3
-#: An archive of more segments than this is decoded in worker processes (a
-#: spawn costs about a second; a few segments check faster in a thread).
-PROCESS_MIN_SEGMENTS = 4
 
 
 @dataclass
@@ -86,22 +80,21 @@ class AccountChains:
         self.report = report
         self.checkpoints = checkpoints
         self.chains: dict[str, AccountChain] = {}
-        self.waiting: dict[str, dict[int, tuple[Event | ArchivedEvent, bool | None]]] = {}
+        self.waiting: dict[str, dict[int, tuple[Event | ArchivedEvent, bytes | None]]] = {}
         self.broken: set[str] = set()
 
-    def feed(self, event: Event | ArchivedEvent, sealed: bool | None = None) -> None:
-        """The next event in the global order; `sealed`: whether its hash
-        covers its content and its own `prev_hash`, where the caller checked
-        (`decode_checkable`)."""
+    def feed(self, event: Event | ArchivedEvent, body: bytes | None = None) -> None:
+        """The next event in the global order; `body`: its hashed bytes, where
+        the caller has them (`decode_checkable`)."""
         if event.account_id in self.broken:
             return
         chain = self.chains.setdefault(event.account_id, AccountChain(event.account_id))
         waiting = self.waiting.setdefault(event.account_id, {})
-        waiting[event.version] = (event, sealed)
+        waiting[event.version] = (event, body)
         while chain.version + 1 in waiting:
-            next_event, next_sealed = waiting.pop(chain.version + 1)
+            next_event, next_body = waiting.pop(chain.version + 1)
             try:
-                chain.feed(next_event, sealed=next_sealed)
+                chain.feed(next_event, next_body)
             except ChainBroken as exc:
                 self.broken.add(event.account_id)
                 self._finding(exc.check, exc.account_id, exc.version, exc.problem)
@@ -121,7 +114,7 @@ class AccountChains:
                     "double-entry", None, None, f"{where}: {currency} postings do not net to zero"
                 )
         for event in events:
-            self.feed(event, event.sealed)
+            self.feed(event, event.body)
 
     def _check_checkpoint(self, chain: AccountChain) -> None:
         cp = self.checkpoints.get(chain.account_id)
@@ -149,11 +142,8 @@ class AccountChains:
 
 
 async def verify_archive(
-    engine: AsyncEngine, objects: ObjectStore, region: str, *, processes: int | None = None
+    engine: AsyncEngine, objects: ObjectStore, region: str
 ) -> ArchiveVerifyReport:
-    """`processes`: how many worker processes decode segments and check each
-    event's own hash (None: one per core, for an archive of more than
-    `PROCESS_MIN_SEGMENTS` segments; 0: a thread of this process)."""
     report = ArchiveVerifyReport(region)
     started = time.perf_counter()
 
@@ -176,28 +166,14 @@ async def verify_archive(
         }
     chains = AccountChains(report, checkpoints)
     prev_digest, prev_last_seq, prev_to = GENESIS_DIGEST, 0, (0, 0)
-    # The next segments download, have their hot rows read and are decoded
-    # and hashed in worker processes while this one is checked: the object
-    # store, PostgreSQL and the other core work while this loop follows the
-    # chains.
-    if processes is None:
-        processes = (os.cpu_count() or 1) if len(segments) > PROCESS_MIN_SEGMENTS else 0
-    pool = (
-        ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
-        if processes
-        else None
-    )
-    loop = asyncio.get_running_loop()
-
-    async def decode(body: bytes) -> list[ArchivedEvent] | str:
-        return await loop.run_in_executor(pool, decoded_or_why, body)
-
+    # The next segments download (and their hot rows are read) while this one
+    # is checked: the object store and PostgreSQL work while Python hashes.
     queued = iter(segments)
     ahead: deque[asyncio.Task[_Fetched]] = deque()
 
     def top_up() -> None:
         while len(ahead) < FETCH_AHEAD and (next_seg := next(queued, None)) is not None:
-            ahead.append(asyncio.ensure_future(_fetch(engine, objects, next_seg, decode)))
+            ahead.append(asyncio.ensure_future(_fetch(engine, objects, next_seg)))
 
     top_up()
     try:
@@ -259,11 +235,13 @@ async def verify_archive(
             if seg.digest != expected_digest:
                 finding("digest-chain", f"{where}: the recorded digest does not chain")
             prev_digest = seg.digest
-            # The events themselves, decoded (and each one's own hash checked)
-            # while the segments before it were checked.
-            decoded = fetched.decoded
-            if isinstance(decoded, str):
-                finding("segment", f"{where}: cannot be decoded ({decoded})")
+            # The events themselves.
+            try:
+                # In a thread, so that the event loop meanwhile drives the
+                # next segment's downloads and its hot rows' query.
+                decoded = await asyncio.to_thread(decode_checkable, body)
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                finding("segment", f"{where}: cannot be decoded ({exc})")
                 continue
             if [d.seq for d in decoded] != list(
                 range(seg.first_seq, seg.first_seq + len(decoded))
@@ -293,8 +271,6 @@ async def verify_archive(
         for task in ahead:
             task.cancel()
         await asyncio.gather(*ahead, return_exceptions=True)
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
     # Versions that arrived early and still wait must be hot, past the archive.
     async with engine.connect() as conn:
         for account_id, waiting in sorted(chains.waiting.items()):
@@ -319,25 +295,17 @@ async def verify_archive(
 @dataclass
 class _Fetched:
     """One segment's objects (or why they could not be read), how many
-    versions each key has and whether it is still there, the hot store's
-    (event id, account, version, hash) of its range, and its events (or why
-    it cannot be decoded)."""
+    versions each key has and whether it is still there, and the hot store's
+    (event id, account, version, hash) of its range."""
 
     bodies: tuple[bytes, bytes, bytes] | ObjectMissing
     versions: list[int]
     there: list[bool]
     hot: list[tuple[str, str, int, str]]
-    decoded: list[ArchivedEvent] | str
 
 
-async def _fetch(
-    engine: AsyncEngine,
-    objects: ObjectStore,
-    seg: Row[Any],
-    decode: Callable[[bytes], Awaitable[list[ArchivedEvent] | str]],
-) -> _Fetched:
-    """Everything `verify_archive` reads for one segment, read at once, and
-    the segment decoded."""
+async def _fetch(engine: AsyncEngine, objects: ObjectStore, seg: Row[Any]) -> _Fetched:
+    """Everything `verify_archive` reads for one segment, read at once."""
     keys = (seg.segment_key, seg.manifest_key, seg.digest_key)
     recorded = (seg.segment_version_id, seg.manifest_version_id, seg.digest_version_id)
 
@@ -362,7 +330,7 @@ async def _fetch(
     )
     missing = next((g for g in got if isinstance(g, ObjectMissing)), None)
     if missing is not None:
-        return _Fetched(missing, [], [], [], [])
+        return _Fetched(missing, [], [], [])
     for g in got:
         if isinstance(g, BaseException):
             raise g
@@ -379,11 +347,7 @@ async def _fetch(
         for key, version, head in zip(keys, recorded, heads, strict=True)
     ]
     return _Fetched(
-        (body, manifest_body, link_body),
-        written,
-        [h is not None for h in heads],
-        hot_rows,
-        await decode(body),
+        (body, manifest_body, link_body), written, [h is not None for h in heads], hot_rows
     )
 
 

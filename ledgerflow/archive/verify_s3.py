@@ -35,7 +35,7 @@ from ledgerflow.archive.segments import (
     SegmentKeys,
     build_manifest,
     chain_digest,
-    decoded_or_why,
+    decode_checkable,
     sha256_hex,
 )
 from ledgerflow.archive.verify import AccountChains, ArchiveVerifyReport
@@ -111,9 +111,10 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         report.bytes_downloaded += len(body) + len(manifest_body)
         if sha256_hex(body) != manifest.get("segment_sha256"):
             finding("checksum", f"{segment_key} does not have the SHA-256 its manifest names")
-        decoded = decoded_or_why(body)
-        if isinstance(decoded, str):
-            finding("segment", f"{segment_key}: cannot be decoded ({decoded})")
+        try:
+            decoded = decode_checkable(body)
+        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+            finding("segment", f"{segment_key}: cannot be decoded ({exc})")
             continue
         events = decoded
         report.events_checked += len(events)

@@ -339,14 +339,9 @@ class AccountChain:
         self.pending = pending
         self.limit = limit
 
-    def feed(
-        self, event: ChainedEvent, body: bytes | None = None, *, sealed: bool | None = None
-    ) -> None:
+    def feed(self, event: ChainedEvent, body: bytes | None = None) -> None:
         """Check the next event; `body`: its canonical bytes, where the
-        caller built them already (`canonical_content`). `sealed`: where the
-        caller checked already whether the event's hash is the hash of its
-        content chained to its own `prev_hash` (`decode_checkable`); once
-        that `prev_hash` is found to be this chain's head, it is the same check."""
+        caller built them already (`canonical_content`)."""
         expected = self.version + 1
         if event.version != expected:
             raise ChainBroken(self.account_id, event.version, f"expected version {expected}")
@@ -357,9 +352,7 @@ class AccountChain:
             raise ChainBroken(
                 self.account_id, event.version, f"balance_after is not the running sum {balance}"
             )
-        if sealed is None:
-            sealed = link_hash(self.head, body or event_bytes(event)) == event.hash
-        if not sealed:
+        if link_hash(self.head, body or event_bytes(event)) != event.hash:
             raise ChainBroken(self.account_id, event.version, "hash does not match content")
         if self.recorded_at is not None and event.recorded_at < self.recorded_at:
             raise ChainBroken(

@@ -65,22 +65,6 @@ def test_a_well_formed_history_verifies_to_its_head() -> None:
     assert chain.recorded_at == events[-1].recorded_at
 
 
-def test_a_hash_checked_by_the_caller_is_taken_once_the_link_is_checked() -> None:
-    """`sealed`: the caller found the event's hash over its own prev_hash;
-    the chain still checks that prev_hash is its head, and its balance."""
-    events = history([500, -200])
-    chain = AccountChain("acct")
-    chain.feed(events[0], sealed=True)
-    with pytest.raises(ChainBroken, match="hash does not match content"):
-        AccountChain("acct", 1, 500, events[0].hash).feed(events[1], sealed=False)
-    with pytest.raises(ChainBroken, match="prev_hash does not link"):
-        AccountChain("acct", 1, 500, "0" * 63 + "1").feed(events[1], sealed=True)
-    with pytest.raises(ChainBroken, match="running sum"):
-        AccountChain("acct", 1, 499, events[0].hash).feed(events[1], sealed=True)
-    chain.feed(events[1], sealed=True)
-    assert (chain.version, chain.balance, chain.head) == (2, 300, events[1].hash)
-
-
 def test_a_chain_resumes_after_a_checkpoint() -> None:
     first = history([500, -200])
     rest = history([70], head=first[-1].hash, version=2, balance=300)
