@@ -219,3 +219,25 @@ def test_given_endpoints_are_external_and_never_started_or_stopped(
     finally:
         foreign_s3.stop()
     assert not foreign_s3.is_running()
+
+
+async def test_the_embedded_server_runs_with_its_settings(superuser_engine: Any) -> None:
+    """Each of SERVER_SETTINGS is in force on a started server (passed as
+    `-c` at start, so a data directory made before a change takes it too)."""
+    from sqlalchemy import text
+
+    from ledgerflow.infra.postgres import SERVER_SETTINGS
+
+    names = [setting.split("=", 1)[0] for setting in SERVER_SETTINGS]
+    async with superuser_engine.connect() as conn:
+        sources = dict(
+            (
+                await conn.execute(
+                    text("SELECT name, source FROM pg_settings WHERE name = ANY(:names)"),
+                    {"names": names},
+                )
+            ).all()
+        )
+        wal = await conn.execute(text("SELECT pg_size_bytes(current_setting('max_wal_size'))"))
+        assert wal.scalar_one() == 4 * 1024**3
+    assert sources == dict.fromkeys(names, "command line")
