@@ -239,17 +239,16 @@ async def verify_archive(
             try:
                 # In a thread, so that the event loop meanwhile drives the
                 # next segment's downloads and its hot rows' query.
-                decoded = await asyncio.to_thread(decode_checkable, body)
+                events = await asyncio.to_thread(decode_checkable, body)
             except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
                 finding("segment", f"{where}: cannot be decoded ({exc})")
                 continue
-            if [d.seq for d in decoded] != list(
-                range(seg.first_seq, seg.first_seq + len(decoded))
-            ) or len(decoded) != (seg.event_count):
+            if [e.seq for e in events] != list(
+                range(seg.first_seq, seg.first_seq + len(events))
+            ) or len(events) != (seg.event_count):
                 finding(
                     "segment", f"{where}: its events are not seq {seg.first_seq}..{seg.last_seq}"
                 )
-            events = decoded
             report.events_checked += len(events)
             if events:
                 rebuilt = build_manifest(
@@ -265,7 +264,7 @@ async def verify_archive(
                 )
                 if rebuilt != manifest:
                     finding("manifest", f"{where}: the manifest does not describe the segment")
-            chains.feed_segment(decoded, manifest, where)
+            chains.feed_segment(events, manifest, where)
             _compare_with_hot(seg, events, fetched.hot, checkpoints, finding)
     finally:
         for task in ahead:

@@ -112,11 +112,10 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         if sha256_hex(body) != manifest.get("segment_sha256"):
             finding("checksum", f"{segment_key} does not have the SHA-256 its manifest names")
         try:
-            decoded = decode_checkable(body)
+            events = decode_checkable(body)
         except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
             finding("segment", f"{segment_key}: cannot be decoded ({exc})")
             continue
-        events = decoded
         report.events_checked += len(events)
         if events:
             rebuilt = build_manifest(
@@ -132,7 +131,7 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
             )
             if rebuilt != manifest:
                 finding("manifest", f"{manifest_key} does not describe {segment_key}")
-        chains.feed_segment(decoded, manifest, segment_key)
+        chains.feed_segment(events, manifest, segment_key)
     report.seconds = time.perf_counter() - started
     return report
 
