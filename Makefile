@@ -57,7 +57,7 @@ clean:
 ## The charts go to docs/ (docs/PERFORMANCE.md shows them).
 bench: install
 	$(BIN)/ledgerflow bench store --clients 16 --seconds 20
-	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60 --seconds 15 --chart docs/bench-e2e.svg
+	$(BIN)/ledgerflow bench e2e --rates 5,10,15,20,25,30,35,40,45,50,60,70,80,90,100 --seconds 15 --chart docs/bench-e2e.svg
 	$(BIN)/ledgerflow bench query --sizes 10000,100000,1000000,10000000 --chart docs/bench-query.svg
 	$(BIN)/ledgerflow bench verify --sizes 100000,1000000 --workers 1,2 --chart docs/bench-verify.svg
 	$(BIN)/ledgerflow bench holds --count 100 --clients 8 --seconds 10

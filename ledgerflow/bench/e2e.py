@@ -284,25 +284,50 @@ async def e2e_bench(
     progress: Callable[[str], None],
     warmup_s: float = WARMUP_S,
 ) -> list[LoadResult]:
-    """Each rate in turn, ledger, ceiling, then baseline; the ramp stops after
-    the first rate none sustains."""
-    results: list[LoadResult] = []
+    """The ramp of `ramp` over the ledger, the ceiling and the baseline."""
+    loads: dict[str, Load] = {
+        "ledger": lambda rate, s, p: ledger_load(ledger, region, rate, s, progress=p),
+        "ceiling": lambda rate, s, p: ceiling_load(ledger, region, rate, s, p),
+        "baseline": lambda rate, s, p: baseline_load(ledger, rate, s, p),
+    }
     # Warm them up (worker caches, connection pools, the server's task
     # queues) at the first rate; not counted.
     progress(f"warm-up at {rates[0]:g}/s for {warmup_s:g} s")
-    await ledger_load(ledger, region, rates[0], warmup_s)
-    await ceiling_load(ledger, region, rates[0], warmup_s)
-    await baseline_load(ledger, rates[0], warmup_s)
+    for load in loads.values():
+        await load(rates[0], warmup_s, None)
+    return await ramp(loads, rates, seconds, progress)
+
+
+#: One workload offered `rate` per second for `seconds`.
+Load = Callable[[float, float, Callable[[str], None] | None], Awaitable[LoadResult]]
+
+#: A workload leaves the ramp after this many rates in a row it did not sustain.
+GIVE_UP_AFTER = 2
+
+
+async def ramp(
+    loads: dict[str, Load],
+    rates: list[float],
+    seconds: float,
+    progress: Callable[[str], None],
+    give_up_after: int = GIVE_UP_AFTER,
+) -> list[LoadResult]:
+    """Each rate in turn, each workload in `loads` order. A workload leaves
+    the ramp once it has missed `give_up_after` rates in a row (one miss
+    may be noise; two are its limit), so the others climb on without it and
+    an overloaded run does not slow the rest: the ceiling can be pushed past
+    where the ledger and the baseline stopped."""
+    results: list[LoadResult] = []
+    misses = dict.fromkeys(loads, 0)
     for rate in rates:
-        progress(f"ledger at {rate:g}/s for {seconds:g} s")
-        mine = await ledger_load(ledger, region, rate, seconds, progress=progress)
-        progress(f"ceiling at {rate:g}/s for {seconds:g} s")
-        ceiling = await ceiling_load(ledger, region, rate, seconds, progress)
-        progress(f"baseline at {rate:g}/s for {seconds:g} s")
-        theirs = await baseline_load(ledger, rate, seconds, progress)
-        results += [mine, ceiling, theirs]
-        if not (mine.sustained or ceiling.sustained or theirs.sustained):
+        climbing = [name for name in loads if misses[name] < give_up_after]
+        if not climbing:
             break
+        for name in climbing:
+            progress(f"{name} at {rate:g}/s for {seconds:g} s")
+            result = await loads[name](rate, seconds, progress)
+            results.append(result)
+            misses[name] = 0 if result.sustained else misses[name] + 1
     return results
 
 
