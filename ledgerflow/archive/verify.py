@@ -47,7 +47,12 @@ from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
 from ledgerflow.domain.hashing import AccountChain, ChainBroken
 from ledgerflow.domain.model import Event
 from ledgerflow.store.base import TailCursor
-from ledgerflow.store.log import event_hashes_in_range, is_hot_past
+from ledgerflow.store.log import (
+    event_hashes_digest,
+    event_hashes_in_range,
+    hashes_digest,
+    is_hot_past,
+)
 
 #: Segments downloading while the one before them is checked.
 FETCH_AHEAD = 3
@@ -239,7 +244,7 @@ async def verify_archive(
             try:
                 # In a thread, so that the event loop meanwhile drives the
                 # next segment's downloads and its hot rows' query.
-                events = await asyncio.to_thread(decode_checkable, body)
+                events, archived = await asyncio.to_thread(_decode, body)
             except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
                 finding("segment", f"{where}: cannot be decoded ({exc})")
                 continue
@@ -265,7 +270,16 @@ async def verify_archive(
                 if rebuilt != manifest:
                     finding("manifest", f"{where}: the manifest does not describe the segment")
             chains.feed_segment(events, manifest, where)
-            _compare_with_hot(seg, events, fetched.hot, checkpoints, finding)
+            # Held to the hot store: at once when the two agree row for row;
+            # otherwise (pruned, or not the same) event by event.
+            if fetched.hot != archived:
+                async with engine.connect() as conn:
+                    hot = await event_hashes_in_range(
+                        conn,
+                        TailCursor(seg.from_tx_id, seg.from_position),
+                        TailCursor(seg.to_tx_id, seg.to_position),
+                    )
+                _compare_with_hot(seg, events, hot, checkpoints, finding)
     finally:
         for task in ahead:
             task.cancel()
@@ -291,16 +305,24 @@ async def verify_archive(
     return report
 
 
+def _decode(body: bytes) -> tuple[list[ArchivedEvent], tuple[int, str]]:
+    """A segment's events, and their count and `hashes_digest` to hold
+    against the hot store's."""
+    events = decode_checkable(body)
+    digest = hashes_digest((e.event_id, e.account_id, e.version, e.hash) for e in events)
+    return events, (len(events), digest)
+
+
 @dataclass
 class _Fetched:
     """One segment's objects (or why they could not be read), how many
-    versions each key has and whether it is still there, and the hot store's
-    (event id, account, version, hash) of its range."""
+    versions each key has and whether it is still there, and how many events
+    the hot store has in its range with their `hashes_digest`."""
 
     bodies: tuple[bytes, bytes, bytes] | ObjectMissing
     versions: list[int]
     there: list[bool]
-    hot: list[tuple[str, str, int, str]]
+    hot: tuple[int, str]
 
 
 async def _fetch(engine: AsyncEngine, objects: ObjectStore, seg: Row[Any]) -> _Fetched:
@@ -308,9 +330,9 @@ async def _fetch(engine: AsyncEngine, objects: ObjectStore, seg: Row[Any]) -> _F
     keys = (seg.segment_key, seg.manifest_key, seg.digest_key)
     recorded = (seg.segment_version_id, seg.manifest_version_id, seg.digest_version_id)
 
-    async def hot() -> list[tuple[str, str, int, str]]:
+    async def hot() -> tuple[int, str]:
         async with engine.connect() as conn:
-            return await event_hashes_in_range(
+            return await event_hashes_digest(
                 conn,
                 TailCursor(seg.from_tx_id, seg.from_position),
                 TailCursor(seg.to_tx_id, seg.to_position),
@@ -329,7 +351,7 @@ async def _fetch(engine: AsyncEngine, objects: ObjectStore, seg: Row[Any]) -> _F
     )
     missing = next((g for g in got if isinstance(g, ObjectMissing)), None)
     if missing is not None:
-        return _Fetched(missing, [], [], [])
+        return _Fetched(missing, [], [], (0, ""))
     for g in got:
         if isinstance(g, BaseException):
             raise g

@@ -19,6 +19,8 @@ as SQL text, which says them more plainly.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -288,6 +290,39 @@ async def event_hashes_in_range(
         )
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def hashes_digest(rows: Iterable[tuple[str, str, int, str]]) -> str:
+    """SHA-256 over (event id, account, version, hash) rows in their order,
+    one line each, the account length-prefixed so no two sequences of rows
+    share the bytes: `event_hashes_digest` computes the same in PostgreSQL."""
+    lines = "".join(f"{e} {len(a)}:{a} {v} {h}\n" for e, a, v, h in rows)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+async def event_hashes_digest(
+    conn: AsyncConnection, after: Place, through: Place
+) -> tuple[int, str]:
+    """How many events `event_hashes_in_range` would return, and
+    `hashes_digest` of their rows in the global order, computed where they
+    are: two values cross the wire where the rows would be thousands. A
+    verifier compares them with its own copy's and reads the rows only when
+    they differ."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT count(*) AS n, encode(sha256(convert_to(coalesce(string_agg("
+                "event_id::text || ' ' || length(account_id)::text || ':' || account_id "
+                "|| ' ' || version::text || ' ' || hash || E'\\n', '' "
+                "ORDER BY tx_id, position), ''), 'UTF8')), 'hex') AS digest "
+                "FROM events WHERE (tx_id, position) > (:atx, :apos) "
+                "AND (tx_id, position) <= (:ttx, :tpos)"
+            ),
+            {"atx": after.tx_id, "apos": after.position, "ttx": through.tx_id,
+             "tpos": through.position},
+        )
+    ).one()  # fmt: skip
+    return int(row.n), str(row.digest)
 
 
 @dataclass(frozen=True)

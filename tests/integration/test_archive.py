@@ -26,6 +26,8 @@ from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.audit.trail import audit_trail
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable
 from ledgerflow.projections.projector import CatchUpProjector
+from ledgerflow.store.base import TailCursor
+from ledgerflow.store.log import event_hashes_digest, event_hashes_in_range, hashes_digest
 from ledgerflow.store.postgres import PostgresEventStore
 from tests.support import count_rows, reconciled, trade
 
@@ -311,6 +313,37 @@ async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(
         f.check == "hot-store" and (f.account_id, f.version) == tuple(victim)
         for f in report.findings
     ), report.findings
+
+
+async def test_the_hot_stores_digest_of_a_range_is_the_one_computed_from_its_rows(
+    isolated_region: Region,
+) -> None:
+    """`archive verify` reads a segment's hot rows only when the hot store's
+    digest of its range differs from its own copy's: the two computations
+    must agree on every range, or every segment would read as different (or,
+    were one to leave a field out, a changed field would go unseen)."""
+    store, _ = isolated_region
+    await trade(store, "digest", rounds=2)
+    async with store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT event_id::text, account_id, version, hash, tx_id, position "
+                    "FROM events ORDER BY tx_id, position"
+                )
+            )
+        ).all()
+        place = [TailCursor(r.tx_id, r.position) for r in rows]
+        # (after, through] as indexes into the global order: all, a slice, none.
+        for lo, hi in [(-1, len(rows) - 1), (2, 9), (4, 4)]:
+            after = place[lo] if lo >= 0 else TailCursor(0, 0)
+            expected = [tuple(r[:4]) for r in rows[lo + 1 : hi + 1]]
+            assert sorted(await event_hashes_in_range(conn, after, place[hi])) == sorted(expected)
+            assert await event_hashes_digest(conn, after, place[hi]) == (
+                len(expected),
+                hashes_digest(expected),
+            )
+    assert len(rows) > 10
 
 
 async def test_pruning_is_guarded(
