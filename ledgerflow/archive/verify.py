@@ -23,7 +23,6 @@ Every problem is reported as a `Finding`; it only reads.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ from ledgerflow.archive.segments import (
     build_manifest,
     chain_digest,
     decode_checkable,
+    json_object,
     sha256_hex,
 )
 from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
@@ -226,11 +226,12 @@ async def verify_archive(
                     "checksum",
                     f"{where}: its manifest {seg.manifest_key} does not have the recorded SHA-256",
                 )
-            manifest = json.loads(manifest_body)
+            # (Not an object, it differs from the recorded one: reported below.)
+            manifest = json_object(manifest_body) or {}
             if manifest != seg.manifest:
                 finding("manifest", f"{where}: the stored manifest differs from the recorded one")
             # The digest chain.
-            link = json.loads(link_body)
+            link = json_object(link_body) or {}
             expected_digest = chain_digest(prev_digest, seg.manifest_sha256)
             if link.get("prev_digest") != prev_digest or link.get("digest") != expected_digest:
                 finding(

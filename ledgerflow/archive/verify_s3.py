@@ -24,7 +24,6 @@ chained from S3 alone; they are counted, not reported.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,7 @@ from ledgerflow.archive.segments import (
     build_manifest,
     chain_digest,
     decode_checkable,
+    json_object,
     sha256_hex,
 )
 from ledgerflow.archive.verify import AccountChains, ArchiveVerifyReport
@@ -76,7 +76,9 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         if link_key != f"{region}/digests/{number:012d}.json":
             finding("continuity", f"{where}: expected link {number} here")
         try:
-            link = json.loads(await _first_version(objects, link_key, report, where))
+            link = json_object(await _first_version(objects, link_key, report, where))
+            if link is None:
+                raise ValueError("not a JSON object")
             manifest_key = str(link["manifest_key"])
             manifest_body = await _first_version(objects, manifest_key, report, where)
         except ObjectMissing as exc:
@@ -93,7 +95,11 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         prev_digest = str(link.get("digest"))
         if sha256_hex(manifest_body) != link.get("manifest_sha256"):
             finding("checksum", f"{where}: {manifest_key} does not have the SHA-256 it names")
-        manifest: dict[str, Any] = json.loads(manifest_body)
+        read = json_object(manifest_body)
+        if read is None:
+            finding("manifest", f"{manifest_key}: not a JSON object")
+            continue
+        manifest: dict[str, Any] = read
         if (manifest.get("segment_no"), manifest.get("first_seq")) != (number, prev_last_seq + 1):
             finding("continuity", f"{manifest_key}: not segment {number} from seq "
                                   f"{prev_last_seq + 1}")  # fmt: skip

@@ -17,11 +17,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledgerflow.archive.archiver import ArchivePolicy, Archiver
-from ledgerflow.archive.objectstore import S3ObjectStore
+from ledgerflow.archive.objectstore import InMemoryObjectStore, S3ObjectStore
 from ledgerflow.archive.prune import prune
 from ledgerflow.archive.reader import ArchiveReader
 from ledgerflow.archive.status import archive_status
 from ledgerflow.archive.verify import verify_archive, verify_region_and_archive
+from ledgerflow.archive.verify_s3 import verify_archive_from_s3
 from ledgerflow.audit.point_in_time import balance_as_of, replay_balance
 from ledgerflow.audit.trail import audit_trail
 from ledgerflow.domain.errors import AccountNotFound, ArchiveUnavailable
@@ -221,6 +222,31 @@ async def test_archive_verify_detects_a_tampered_segment_or_manifest(
     raw_s3.put_object(Bucket=archive_objects.bucket, Key=manifest, Body=b"{}")
     report = await verify_archive(store.engine, archive_objects, "us")
     assert any(f.check == "rewritten" and manifest in f.problem for f in report.findings)
+
+
+@pytest.mark.parametrize("object_kind", [".manifest.json", "digests/"])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"[" * 5000])
+async def test_an_archived_manifest_or_link_that_is_not_a_json_object_is_a_finding(
+    isolated_region: Region, object_kind: str, body: bytes
+) -> None:
+    """The recorded version itself replaced (what only getting past object
+    lock could do): both verifiers report it and go on; they used to stop
+    with the JSON parser's error."""
+    store, _ = isolated_region
+    await trade(store, "notjson", rounds=2)
+    objects = InMemoryObjectStore()
+    await Archiver(store.engine, objects, "us", POLICY).archive_all()
+    key = next(k for k in await objects.list_keys("us/") if object_kind in k)
+    [(_, info)] = objects.written[key]
+    objects.written[key] = [(body, info)]
+    for report in (
+        await verify_archive(store.engine, objects, "us"),
+        await verify_archive_from_s3(objects, "us"),
+    ):
+        assert any(f.check == "checksum" for f in report.findings) or any(
+            f.check == "digest-chain" for f in report.findings
+        ), report.findings
+        assert {f.check for f in report.findings} & {"manifest", "digest-chain"}, report.findings
 
 
 async def test_archive_verify_lists_no_versions_of_an_archive_nobody_wrote_over(
