@@ -260,16 +260,17 @@ class S3ObjectStore(ObjectStore):
 
     async def versions(self, key: str) -> list[str]:
         def listed() -> list[str]:
-            found: list[tuple[Any, str]] = []
+            # S3 lists a key's versions newest first, in the order they were
+            # stored. Their LastModified counts whole seconds, so it cannot
+            # order versions written in the same one.
+            newest_first: list[str] = []
             for page in self.client.get_paginator("list_object_versions").paginate(
                 Bucket=self.bucket, Prefix=key
             ):
-                found += [
-                    (v["LastModified"], v["VersionId"])
-                    for v in page.get("Versions", [])
-                    if v["Key"] == key
+                newest_first += [
+                    v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key
                 ]
-            return [version for _, version in sorted(found)]
+            return newest_first[::-1]
 
         try:
             return await asyncio.to_thread(listed)

@@ -168,19 +168,27 @@ class ArchivedEvent(NamedTuple):
 def decode_checkable(body: bytes) -> list[ArchivedEvent]:
     """`decode_segment` for a verifier: each event with its hashed bytes.
     Raises `ValueError`, `KeyError` or `TypeError` (and gzip's `OSError`,
-    `EOFError`) for a body that is not a segment."""
+    `EOFError`) for a body that is not a segment, an instant without its UTC
+    offset or a position that is not an integer included: a verifier compares
+    those, and a naive instant does not compare with an aware one."""
     out = []
     parse, instant = read_record, datetime.fromisoformat
     # Lines split as bytes: a text split would also cut at U+2028 and its
     # kin, which canonical JSON leaves unescaped.
     for line in gzip.decompress(body).splitlines():
         r = parse(line)
+        occurred, recorded = instant(r["occurred_at"]), instant(r["recorded_at"])
+        position = r["position"]
+        if occurred.tzinfo is None or recorded.tzinfo is None:
+            raise ValueError("an event's instants carry their UTC offset")
+        if position is not None and position.__class__ is not int:
+            raise TypeError("an event's position is an integer")
         event = ArchivedEvent(
             r["seq"], record_bytes(r), r["event_id"], r["type"], r["account_id"],
             r["version"], r["amount"], r["currency"], r["balance_after"],
-            instant(r["occurred_at"]), instant(r["recorded_at"]), r["region"],
+            occurred, recorded, r["region"],
             r["initiated_by"], r["transfer_id"], r["leg"], r["counterparty"],
-            r["description"], r["metadata"], r["prev_hash"], r["hash"], r["position"],
+            r["description"], r["metadata"], r["prev_hash"], r["hash"], position,
             r["tx_id"], r.get("pending_after", 0),
         )  # fmt: skip
         out.append(event)

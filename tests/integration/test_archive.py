@@ -288,11 +288,38 @@ async def test_archive_verify_reports_a_deleted_key_and_still_reads_its_recorded
     assert report.events_checked == await count_rows(store.engine, "events")
 
 
+# Records of the wrong type, as a forger could write them (each hash may
+# even be recomputed: the types are refused before any hash is checked).
+WRONG_TYPES = pytest.mark.parametrize(
+    ("field", "forgery"),
+    [
+        (rb'"amount":(-[0-9]+)', rb'"amount":"\1"'),
+        # An instant without its offset: the manifest rebuilt from the events
+        # compared it with aware ones and stopped both verifiers (TypeError).
+        (rb'"recorded_at":"([^"]+)\+00:00"', rb'"recorded_at":"\1"'),
+        (rb'"position":([0-9]+)', rb'"position":"\1"'),
+    ],
+    ids=["amount-a-string", "recorded-at-without-offset", "position-a-string"],
+)
+
+
+def forge_a_record(lines: bytes, field: bytes, forgery: bytes) -> bytes:
+    forged = re.sub(field, forgery, lines, count=1)
+    assert forged != lines
+    return gzip.compress(forged)
+
+
+@WRONG_TYPES
 async def test_archive_verify_reports_a_segment_with_a_record_of_the_wrong_type(
-    isolated_region: Region, archive_objects: S3ObjectStore, raw_s3: S3Client
+    isolated_region: Region,
+    archive_objects: S3ObjectStore,
+    raw_s3: S3Client,
+    field: bytes,
+    forgery: bytes,
 ) -> None:
-    """A forged segment the archive's own rows point at, whose amount is a
-    string: a finding that it cannot be decoded, not a crash of verify."""
+    """A forged segment the archive's own rows point at: a finding that it
+    cannot be decoded, not a crash of verify. The S3-only verifier, which
+    reads the first version, reports the rewrite."""
     store, superuser = isolated_region
     await trade(store, "types", rounds=2)
     await archived_everything(store, archive_objects)
@@ -302,8 +329,7 @@ async def test_archive_verify_reports_a_segment_with_a_record_of_the_wrong_type(
         )
         if b'"amount":-' in lines:
             break
-    forged = gzip.compress(re.sub(rb'"amount":(-[0-9]+)', rb'"amount":"\1"', lines, count=1))
-    assert b'"amount":"-' in gzip.decompress(forged)
+    forged = forge_a_record(lines, field, forgery)
     version = raw_s3.put_object(Bucket=archive_objects.bucket, Key=segment, Body=forged)
     async with superuser.begin() as conn:
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
@@ -316,6 +342,37 @@ async def test_archive_verify_reports_a_segment_with_a_record_of_the_wrong_type(
         f.check == "segment" and "cannot be decoded" in f.problem for f in report.findings
     ), report.findings
     assert any(f.check == "checksum" for f in report.findings)
+    from_s3 = await verify_archive_from_s3(archive_objects, "us")
+    assert [(f.check, segment in f.problem) for f in from_s3.findings] == [("rewritten", True)]
+
+
+@WRONG_TYPES
+async def test_both_verifiers_report_a_recorded_segment_with_a_record_of_the_wrong_type(
+    isolated_region: Region, field: bytes, forgery: bytes
+) -> None:
+    """The recorded version itself replaced (what only getting past object
+    lock could do): both verifiers report it and go on."""
+    store, _ = isolated_region
+    await trade(store, "types", rounds=2)
+    objects = InMemoryObjectStore()
+    await Archiver(store.engine, objects, "us", POLICY).archive_all()
+    segment = next(
+        k
+        for k, [(body, _)] in objects.written.items()
+        if k.startswith("us/events/")
+        and k.endswith(".gz")
+        and b'"amount":-' in gzip.decompress(body)
+    )
+    [(body, info)] = objects.written[segment]
+    objects.written[segment] = [(forge_a_record(gzip.decompress(body), field, forgery), info)]
+    for report in (
+        await verify_archive(store.engine, objects, "us"),
+        await verify_archive_from_s3(objects, "us"),
+    ):
+        assert any(
+            f.check == "segment" and "cannot be decoded" in f.problem for f in report.findings
+        ), report.findings
+        assert any(f.check == "checksum" for f in report.findings), report.findings
 
 
 async def test_archive_verify_detects_a_hot_event_that_differs_from_its_archive(

@@ -64,3 +64,28 @@ def test_a_record_nested_past_what_json_reads_is_refused_as_not_json() -> None:
         read_record(deep)
     with pytest.raises(ValueError):
         decode_checkable(gzip.compress(deep + b"\n"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("recorded_at", "2026-12-03T00:00:00.000000", ValueError),
+        ("occurred_at", "2026-12-03T00:00:00.000000", ValueError),
+        ("position", "7", TypeError),
+        ("position", 7.0, TypeError),
+    ],
+)
+def test_a_record_whose_instant_or_position_a_verifier_cannot_compare_is_refused(
+    field: str, value: Any, error: type[Exception]
+) -> None:
+    # A naive instant beside aware ones, or a string position beside
+    # integers, passed the decode and stopped both archive verifiers with a
+    # TypeError when the manifest was rebuilt (min over them).
+    lines = gzip.decompress(encode_segment(1, pair(1, 10, 500))).splitlines()
+    sound = [json.loads(line) for line in lines]
+    assert [e.position for e in decode_checkable(gzip.compress(b"\n".join(lines)))] == [
+        r["position"] for r in sound
+    ]
+    forged = [sound[0], {**sound[1], field: value}]
+    with pytest.raises(error, match=r"instants carry their UTC offset|position is an integer"):
+        decode_checkable(gzip.compress(b"\n".join(canonical_json(r) for r in forged)))
