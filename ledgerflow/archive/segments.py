@@ -246,6 +246,48 @@ def build_manifest(
     }
 
 
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """Why a manifest read back from the archive cannot be one `build_manifest`
+    wrote, in a field a verifier reads (a number that is not an integer, a
+    cutoff that is not an instant, sums that are not integers), or None. A
+    verifier reports it and goes on, where reading the field would raise."""
+
+    def integers(value: Any, n: int) -> bool:
+        return (
+            value.__class__ is list and len(value) == n and all(x.__class__ is int for x in value)
+        )
+
+    if not all(manifest.get(k).__class__ is int for k in ("segment_no", "first_seq", "last_seq")):
+        return "its sequence numbers are not integers"
+    order = manifest.get("global_order")
+    if not (
+        order.__class__ is dict
+        and integers(order.get("after"), 2)
+        and integers(order.get("through"), 2)
+    ):
+        return "its global order is not two (transaction, position) pairs"
+    if not all(
+        manifest.get(k).__class__ is str for k in ("segment_key", "segment_sha256", "cutoff")
+    ):
+        return "its segment key, SHA-256 or cutoff is not text"
+    try:
+        aware = datetime.fromisoformat(manifest["cutoff"]).tzinfo is not None
+    except ValueError:
+        aware = False
+    if not aware:
+        return "its cutoff is not an instant with its UTC offset"
+    sums = manifest.get("currencies")
+    if not (
+        sums.__class__ is dict
+        and all(
+            s.__class__ is dict and all(v.__class__ is int for v in s.values())
+            for s in sums.values()
+        )
+    ):
+        return "its currency sums are not integers"
+    return None
+
+
 def chain_digest(prev_digest: str, manifest_sha256: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_digest) + bytes.fromhex(manifest_sha256)).hexdigest()
 

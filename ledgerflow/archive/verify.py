@@ -41,6 +41,7 @@ from ledgerflow.archive.segments import (
     chain_digest,
     decode_checkable,
     json_object,
+    manifest_problem,
     sha256_hex,
 )
 from ledgerflow.audit.verify import Finding, VerifyReport, verify_region
@@ -270,6 +271,10 @@ async def verify_archive(
                 )
                 if rebuilt != manifest:
                     finding("manifest", f"{where}: the manifest does not describe the segment")
+            if manifest and (problem := manifest_problem(manifest)) is not None:
+                # (Reported above as differing from the recorded one, too.)
+                finding("manifest", f"{where}: its manifest {seg.manifest_key}: {problem}")
+                manifest = {}
             chains.feed_segment(events, manifest, where)
             # Held to the hot store: at once when the two agree row for row;
             # otherwise (pruned, or not the same) event by event.

@@ -36,6 +36,7 @@ from ledgerflow.archive.segments import (
     chain_digest,
     decode_checkable,
     json_object,
+    manifest_problem,
     sha256_hex,
 )
 from ledgerflow.archive.verify import AccountChains, ArchiveVerifyReport
@@ -96,8 +97,9 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
         if sha256_hex(manifest_body) != link.get("manifest_sha256"):
             finding("checksum", f"{where}: {manifest_key} does not have the SHA-256 it names")
         read = json_object(manifest_body)
-        if read is None:
-            finding("manifest", f"{manifest_key}: not a JSON object")
+        problem = "not a JSON object" if read is None else manifest_problem(read)
+        if read is None or problem is not None:
+            finding("manifest", f"{manifest_key}: {problem}")
             continue
         manifest: dict[str, Any] = read
         if (manifest.get("segment_no"), manifest.get("first_seq")) != (number, prev_last_seq + 1):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -247,6 +248,46 @@ async def test_an_archived_manifest_or_link_that_is_not_a_json_object_is_a_findi
             f.check == "digest-chain" for f in report.findings
         ), report.findings
         assert {f.check for f in report.findings} & {"manifest", "digest-chain"}, report.findings
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("global_order", [1, 2]),
+        ("global_order", {"after": ["a", 0], "through": [1, 2]}),
+        ("first_seq", "1"),
+        ("last_seq", None),
+        ("segment_key", 7),
+        ("cutoff", "yesterday"),
+        ("cutoff", "2026-12-03T00:00:00"),
+        ("currencies", [1]),
+        ("currencies", {"USD": 5}),
+        ("currencies", {"USD": {"debits": "-5", "credits": 5}}),
+    ],
+)
+async def test_an_archived_manifest_with_a_field_of_the_wrong_type_is_a_finding(
+    isolated_region: Region, field: str, value: Any
+) -> None:
+    """A JSON object, but not a manifest the archive wrote: both verifiers
+    report it and go on. The S3-only verifier stopped with a TypeError,
+    ValueError or AttributeError reading the field, and verify with an
+    AttributeError on sums that were not a mapping."""
+    store, _ = isolated_region
+    await trade(store, "shape", rounds=2)
+    objects = InMemoryObjectStore()
+    await Archiver(store.engine, objects, "us", POLICY).archive_all()
+    key = next(k for k in await objects.list_keys("us/") if k.endswith(".manifest.json"))
+    [(body, info)] = objects.written[key]
+    forged = {**json.loads(body), field: value}
+    objects.written[key] = [(json.dumps(forged).encode(), info)]
+    for report in (
+        await verify_archive(store.engine, objects, "us"),
+        await verify_archive_from_s3(objects, "us"),
+    ):
+        assert any(f.check == "manifest" and key in f.problem for f in report.findings), (
+            report.findings
+        )
+        assert any(f.check in ("checksum", "digest-chain") for f in report.findings)
 
 
 async def test_archive_verify_lists_no_versions_of_an_archive_nobody_wrote_over(
