@@ -292,6 +292,15 @@ def chain_digest(prev_digest: str, manifest_sha256: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_digest) + bytes.fromhex(manifest_sha256)).hexdigest()
 
 
+def chained_digest(prev_digest: str, manifest_sha256: str) -> str | None:
+    """`chain_digest` for a verifier, whose inputs may be forged: None where
+    either is not hexadecimal (so no link matches it)."""
+    try:
+        return chain_digest(prev_digest, manifest_sha256)
+    except ValueError:
+        return None
+
+
 def build_digest(
     region: str, segment_no: int, manifest_key: str, manifest_sha256: str, prev_digest: str
 ) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from ledgerflow.archive.segments import (
     ArchivedEvent,
     SegmentKeys,
     build_manifest,
-    chain_digest,
+    chained_digest,
     decode_checkable,
     json_object,
     manifest_problem,
@@ -233,11 +233,21 @@ async def verify_archive(
                 finding("manifest", f"{where}: the stored manifest differs from the recorded one")
             # The digest chain.
             link = json_object(link_body) or {}
-            expected_digest = chain_digest(prev_digest, seg.manifest_sha256)
+            expected_digest = chained_digest(prev_digest, seg.manifest_sha256)
             if link.get("prev_digest") != prev_digest or link.get("digest") != expected_digest:
                 finding(
                     "digest-chain",
                     f"{where}: the digest link {seg.digest_key} does not chain from the previous",
+                )
+            elif link != {
+                "region": region, "segment_no": seg.segment_no, "manifest_key": seg.manifest_key,
+                "manifest_sha256": seg.manifest_sha256, "prev_digest": prev_digest,
+                "digest": expected_digest,
+            }:  # fmt: skip
+                finding(
+                    "digest-chain",
+                    f"{where}: the digest link {seg.digest_key} is not the one the archive wrote "
+                    "(it names another region, segment, manifest or checksum)",
                 )
             if seg.digest != expected_digest:
                 finding("digest-chain", f"{where}: the recorded digest does not chain")

@@ -33,7 +33,7 @@ from ledgerflow.archive.segments import (
     GENESIS_DIGEST,
     SegmentKeys,
     build_manifest,
-    chain_digest,
+    chained_digest,
     decode_checkable,
     json_object,
     manifest_problem,
@@ -89,7 +89,7 @@ async def verify_archive_from_s3(objects: ObjectStore, region: str) -> ArchiveVe
             finding("digest-chain", f"{where}: unreadable ({exc})")
             continue
         report.segments_checked += 1
-        if link.get("prev_digest") != prev_digest or link.get("digest") != chain_digest(
+        if link.get("prev_digest") != prev_digest or link.get("digest") != chained_digest(
             prev_digest, str(link.get("manifest_sha256"))
         ):
             finding("digest-chain", f"{where}: does not chain from link {number - 1}")

@@ -290,6 +290,30 @@ async def test_an_archived_manifest_with_a_field_of_the_wrong_type_is_a_finding(
         assert any(f.check in ("checksum", "digest-chain") for f in report.findings)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("manifest_sha256", "not hex"), ("digest", "not hex"), ("digest", None), ("prev_digest", 5)],
+)
+async def test_an_archived_digest_link_with_a_digest_that_is_not_hex_is_a_finding(
+    isolated_region: Region, field: str, value: Any
+) -> None:
+    """A link whose digest or manifest checksum is not hexadecimal: the
+    S3-only verifier reports the chain broken there and goes on (it stopped
+    with bytes.fromhex's ValueError, at that link or the next)."""
+    store, _ = isolated_region
+    await trade(store, "links", rounds=2)
+    objects = InMemoryObjectStore()
+    await Archiver(store.engine, objects, "us", POLICY).archive_all()
+    key = sorted(k for k in await objects.list_keys("us/digests/"))[0]
+    [(body, info)] = objects.written[key]
+    objects.written[key] = [(json.dumps({**json.loads(body), field: value}).encode(), info)]
+    for report in (
+        await verify_archive(store.engine, objects, "us"),
+        await verify_archive_from_s3(objects, "us"),
+    ):
+        assert any(f.check == "digest-chain" for f in report.findings), report.findings
+
+
 async def test_archive_verify_lists_no_versions_of_an_archive_nobody_wrote_over(
     isolated_region: Region, archive_objects: S3ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
